@@ -1,0 +1,266 @@
+//! Map layouts, names and constants shared by the XDP program and user space.
+//! Every type here is `#[repr(C)]` and crosses the kernel boundary unchanged.
+#![no_std]
+
+/// Maximum number of protected TCP destination ports.
+pub const MAX_PORTS: usize = 8;
+/// Default protected port: SMTP.
+pub const DEFAULT_PORT: u16 = 25;
+/// How many IPv6 extension headers the program walks before it gives up.
+/// A packet to a protected destination with a longer chain is dropped as
+/// malformed (fail closed).
+pub const MAX_EXT_HEADERS: usize = 8;
+/// Maximum number of VLAN tags (802.1Q / 802.1ad) in front of the IP header.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// Capacity of each of the two trusted-set tries (entries are not
+/// preallocated: LPM tries only take memory for what they hold).
+pub const TRUST_MAX_ENTRIES: u32 = 2 * 1024 * 1024;
+/// Capacity of the protected-destination trie.
+pub const PROTECT_MAX_ENTRIES: u32 = 1024;
+/// Capacity of each generation's label table.
+pub const LABELS_MAX_ENTRIES: u32 = 65_536;
+/// Bytes of a label, NUL padded.
+pub const LABEL_LEN: usize = 96;
+
+/// Names of the maps, as declared in the program and pinned by name.
+pub mod maps {
+    pub const CONFIG: &str = "WG_CONFIG";
+    pub const ACTIVE: &str = "WG_ACTIVE";
+    pub const TRUST: [&str; 2] = ["WG_TRUST_0", "WG_TRUST_1"];
+    pub const LABELS: [&str; 2] = ["WG_LABELS_0", "WG_LABELS_1"];
+    pub const META: &str = "WG_META";
+    pub const PROTECT: &str = "WG_PROTECT";
+    pub const COUNTERS: &str = "WG_COUNTERS";
+    /// Every map, in the order `inspect` reports them.
+    pub const ALL: [&str; 9] = [
+        CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT, COUNTERS,
+    ];
+}
+
+/// Name of the XDP program function in the object.
+pub const PROGRAM_NAME: &str = "wotgate";
+
+/// `GateConfig::flags`: count would-be drops but pass everything.
+pub const FLAG_OBSERVE: u32 = 1 << 0;
+/// `GateConfig::flags`: only SYNs to destinations in `WG_PROTECT` are gated.
+pub const FLAG_PROTECT_DST: u32 = 1 << 1;
+
+/// Global gate configuration, element 0 of the `WG_CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GateConfig {
+    pub flags: u32,
+    /// Number of valid entries in `ports`.
+    pub nports: u32,
+    /// Protected ports in host byte order.
+    pub ports: [u16; MAX_PORTS],
+}
+
+impl GateConfig {
+    pub fn is_protected_port(&self, port: u16) -> bool {
+        let n = if (self.nports as usize) < MAX_PORTS {
+            self.nports as usize
+        } else {
+            MAX_PORTS
+        };
+        let mut i = 0;
+        while i < n {
+            if self.ports[i] == port {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Key of the IPv6 LPM tries: prefix length in bits, then the address in
+/// network byte order (the kernel's `struct bpf_lpm_trie_key` layout).
+pub type Ipv6Addr = [u8; 16];
+
+/// Verdict of a trusted-set entry.
+pub const VERDICT_ALLOW: u32 = 1;
+pub const VERDICT_DENY: u32 = 2;
+
+/// Value of a trusted-set entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// `VERDICT_ALLOW` or `VERDICT_DENY`.
+    pub verdict: u32,
+    /// Index into this generation's label table: where the entry came from.
+    pub source: u32,
+}
+
+/// A label: NUL-padded UTF-8 naming where an entry came from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub bytes: [u8; LABEL_LEN],
+}
+
+impl Default for Label {
+    fn default() -> Self {
+        Label {
+            bytes: [0; LABEL_LEN],
+        }
+    }
+}
+
+/// Bookkeeping for the two tries, element 0 of `WG_META`. Written only by
+/// user space, read by `inspect`; the program never reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Generation number held by each trie (0 = never filled).
+    pub generation: [u64; 2],
+    /// Entries in each trie.
+    pub entries: [u64; 2],
+    /// Unix time (seconds) each trie was filled.
+    pub loaded_at: [u64; 2],
+}
+
+/// Why a packet got its verdict; index into the per-CPU `WG_COUNTERS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// IPv6 SYN to a protected port from a source in an allow entry.
+    TrustedPass = 0,
+    /// IPv6 SYN to a protected port from a source with no entry.
+    UntrustedDrop = 1,
+    /// IPv6 SYN to a protected port from a source in a deny entry.
+    DeniedDrop = 2,
+    /// IPv4 SYN to a protected port (IPv4 is never trusted).
+    NonIpv6Drop = 3,
+    /// IPv6 packet to a protected destination whose extension-header chain
+    /// is longer than `MAX_EXT_HEADERS`.
+    MalformedDrop = 4,
+    /// Observe mode: a packet one of the drop reasons would have dropped.
+    ObserveWouldDrop = 5,
+    /// Everything that is not a SYN to a protected port.
+    OtherPass = 6,
+    /// Observe mode breakdown of `ObserveWouldDrop`, per drop reason.
+    ObserveUntrusted = 7,
+    ObserveDenied = 8,
+    ObserveNonIpv6 = 9,
+    ObserveMalformed = 10,
+}
+
+pub const REASON_COUNT: u32 = 11;
+
+impl Reason {
+    pub const ALL: [Reason; REASON_COUNT as usize] = [
+        Reason::TrustedPass,
+        Reason::UntrustedDrop,
+        Reason::DeniedDrop,
+        Reason::NonIpv6Drop,
+        Reason::MalformedDrop,
+        Reason::ObserveWouldDrop,
+        Reason::OtherPass,
+        Reason::ObserveUntrusted,
+        Reason::ObserveDenied,
+        Reason::ObserveNonIpv6,
+        Reason::ObserveMalformed,
+    ];
+
+    /// Stable snake_case name used in `inspect` and `replay` output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::TrustedPass => "trusted_pass",
+            Reason::UntrustedDrop => "untrusted_drop",
+            Reason::DeniedDrop => "denied_drop",
+            Reason::NonIpv6Drop => "non_ipv6_drop",
+            Reason::MalformedDrop => "malformed_drop",
+            Reason::ObserveWouldDrop => "observe_would_drop",
+            Reason::OtherPass => "other_pass",
+            Reason::ObserveUntrusted => "observe_untrusted",
+            Reason::ObserveDenied => "observe_denied",
+            Reason::ObserveNonIpv6 => "observe_non_ipv6",
+            Reason::ObserveMalformed => "observe_malformed",
+        }
+    }
+
+    /// Whether this reason drops the packet (in enforce mode).
+    pub const fn drops(self) -> bool {
+        matches!(
+            self,
+            Reason::UntrustedDrop
+                | Reason::DeniedDrop
+                | Reason::NonIpv6Drop
+                | Reason::MalformedDrop
+        )
+    }
+
+    /// The observe-mode breakdown counter for a drop reason.
+    pub const fn observed(self) -> Reason {
+        match self {
+            Reason::UntrustedDrop => Reason::ObserveUntrusted,
+            Reason::DeniedDrop => Reason::ObserveDenied,
+            Reason::NonIpv6Drop => Reason::ObserveNonIpv6,
+            Reason::MalformedDrop => Reason::ObserveMalformed,
+            other => other,
+        }
+    }
+
+    pub fn from_u32(v: u32) -> Option<Reason> {
+        Reason::ALL.get(v as usize).copied()
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, and have no padding holes that
+    // could leak uninitialised bytes (every field is a fixed-size integer).
+    unsafe impl aya::Pod for super::GateConfig {}
+    unsafe impl aya::Pod for super::Entry {}
+    unsafe impl aya::Pod for super::Label {}
+    unsafe impl aya::Pod for super::Meta {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_are_stable() {
+        // These sizes are part of the pinned-map ABI: a new loader must be
+        // able to read maps pinned by an older one.
+        assert_eq!(size_of::<GateConfig>(), 4 + 4 + 2 * MAX_PORTS);
+        assert_eq!(size_of::<Entry>(), 8);
+        assert_eq!(size_of::<Label>(), LABEL_LEN);
+        assert_eq!(size_of::<Meta>(), 48);
+    }
+
+    #[test]
+    fn ports_match_only_within_nports() {
+        let mut c = GateConfig {
+            nports: 2,
+            ..Default::default()
+        };
+        c.ports[0] = 25;
+        c.ports[1] = 2525;
+        c.ports[2] = 587; // beyond nports: must not count
+        assert!(c.is_protected_port(25));
+        assert!(c.is_protected_port(2525));
+        assert!(!c.is_protected_port(587));
+        assert!(!c.is_protected_port(0));
+        c.nports = 100; // corrupt count is clamped, not trusted
+        assert!(c.is_protected_port(587));
+        assert!(!c.is_protected_port(1));
+    }
+
+    #[test]
+    fn reasons_roundtrip_and_classify() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(Reason::from_u32(i as u32), Some(*r));
+        }
+        assert_eq!(Reason::from_u32(REASON_COUNT), None);
+        let drops: u32 = Reason::ALL.iter().filter(|r| r.drops()).count() as u32;
+        assert_eq!(drops, 4);
+        assert_eq!(Reason::DeniedDrop.observed(), Reason::ObserveDenied);
+        assert_eq!(Reason::TrustedPass.observed(), Reason::TrustedPass);
+    }
+}

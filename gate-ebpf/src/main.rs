@@ -1,0 +1,289 @@
+//! The wotgate XDP program: drops TCP SYNs to protected ports unless the IPv6
+//! source matches an allow entry of the active trusted set; everything else passes.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    macros::{map, xdp},
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, PerCpuArray,
+    },
+    programs::XdpContext,
+};
+use gate_common::{
+    Entry, GateConfig, Ipv6Addr, Label, Meta, Reason, FLAG_OBSERVE, FLAG_PROTECT_DST,
+    LABELS_MAX_ENTRIES, MAX_EXT_HEADERS, MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES, REASON_COUNT,
+    TRUST_MAX_ENTRIES, VERDICT_ALLOW,
+};
+
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+#[map(name = "WG_CONFIG")]
+static WG_CONFIG: Array<GateConfig> = Array::pinned(1, 0);
+/// Which trie (0 or 1) the datapath reads; flipped by user space after the
+/// other trie has been filled and checked.
+#[map(name = "WG_ACTIVE")]
+static WG_ACTIVE: Array<u32> = Array::pinned(1, 0);
+#[map(name = "WG_TRUST_0")]
+static WG_TRUST_0: LpmTrie<Ipv6Addr, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
+#[map(name = "WG_TRUST_1")]
+static WG_TRUST_1: LpmTrie<Ipv6Addr, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
+/// Label tables, one per trie; only user space reads them.
+#[map(name = "WG_LABELS_0")]
+static WG_LABELS_0: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+#[map(name = "WG_LABELS_1")]
+static WG_LABELS_1: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+#[map(name = "WG_META")]
+static WG_META: Array<Meta> = Array::pinned(1, 0);
+#[map(name = "WG_PROTECT")]
+static WG_PROTECT: LpmTrie<Ipv6Addr, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
+#[map(name = "WG_COUNTERS")]
+static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(REASON_COUNT, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_TYPE_OFF: usize = 12;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const VLAN_HLEN: usize = 4;
+
+const IPV4_MIN_HLEN: usize = 20;
+const IPV4_PROTO_OFF: usize = 9;
+const IPV4_FRAG_OFF: usize = 6;
+const IPV4_FRAG_MASK: u16 = 0x1FFF;
+
+const IPV6_HLEN: usize = 40;
+const IPV6_NEXT_OFF: usize = 6;
+const IPV6_SRC_OFF: usize = 8;
+const IPV6_DST_OFF: usize = 24;
+const IPV6_FRAG_HLEN: usize = 8;
+const IPV6_FRAG_OFFSET_MASK: u16 = 0xFFF8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+const TCP_MIN_HLEN: usize = 20;
+const TCP_DPORT_OFF: usize = 2;
+const TCP_FLAGS_OFF: usize = 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// Offsets past this are impossible for a well-formed walk (18 bytes of L2,
+/// 40 of IPv6, at most 2048 per extension header); the check only gives the
+/// verifier an upper bound.
+const MAX_OFF: usize = 0x7000;
+
+#[xdp]
+pub fn wotgate(ctx: XdpContext) -> u32 {
+    let reason = classify(&ctx);
+    let observe = match WG_CONFIG.get(0) {
+        Some(cfg) => cfg.flags & FLAG_OBSERVE != 0,
+        None => false,
+    };
+    if reason.drops() && observe {
+        count(Reason::ObserveWouldDrop);
+        count(reason.observed());
+        return XDP_PASS;
+    }
+    count(reason);
+    if reason.drops() {
+        XDP_DROP
+    } else {
+        XDP_PASS
+    }
+}
+
+#[inline(always)]
+fn count(reason: Reason) {
+    if let Some(c) = WG_COUNTERS.get_ptr_mut(reason as u32) {
+        // SAFETY: per-CPU slot, only this CPU's program touches it.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Bounds-checked pointer to `len` bytes at `off`.
+#[inline(always)]
+fn at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if off > MAX_OFF || start + off + len > end {
+        return None;
+    }
+    Some((start + off) as *const u8)
+}
+
+#[inline(always)]
+fn u8_at(ctx: &XdpContext, off: usize) -> Option<u8> {
+    // SAFETY: `at` checked the byte is inside the packet.
+    at(ctx, off, 1).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
+    let p = at(ctx, off, 2)?;
+    // SAFETY: `at` checked both bytes are inside the packet.
+    Some(unsafe { u16::from_be_bytes([*p, *p.add(1)]) })
+}
+
+#[inline(always)]
+fn classify(ctx: &XdpContext) -> Reason {
+    let cfg = match WG_CONFIG.get(0) {
+        Some(c) => c,
+        None => return Reason::OtherPass,
+    };
+    let mut ethertype = match be16_at(ctx, ETH_TYPE_OFF) {
+        Some(t) => t,
+        None => return Reason::OtherPass,
+    };
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        ethertype = match be16_at(ctx, off + 2) {
+            Some(t) => t,
+            None => return Reason::OtherPass,
+        };
+        off += VLAN_HLEN;
+    }
+    match ethertype {
+        ETH_P_IPV6 => ipv6(ctx, cfg, off).unwrap_or(Reason::OtherPass),
+        ETH_P_IP => ipv4(ctx, cfg, off).unwrap_or(Reason::OtherPass),
+        _ => Reason::OtherPass,
+    }
+}
+
+/// IPv4 is never trusted: a SYN to a protected port is dropped, unless the
+/// gate only protects listed IPv6 destinations. `None` = truncated.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<Reason> {
+    if cfg.flags & FLAG_PROTECT_DST != 0 {
+        return Some(Reason::OtherPass);
+    }
+    let vihl = u8_at(ctx, off)?;
+    let ihl = ((vihl & 0x0F) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
+        return Some(Reason::OtherPass);
+    }
+    at(ctx, off, IPV4_MIN_HLEN)?;
+    if u8_at(ctx, off + IPV4_PROTO_OFF)? != IPPROTO_TCP
+        || be16_at(ctx, off + IPV4_FRAG_OFF)? & IPV4_FRAG_MASK != 0
+    {
+        return Some(Reason::OtherPass);
+    }
+    let tcp = off + ihl;
+    if !is_gated_syn(ctx, cfg, tcp)? {
+        return Some(Reason::OtherPass);
+    }
+    Some(Reason::NonIpv6Drop)
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, cfg: &GateConfig, ip: usize) -> Option<Reason> {
+    at(ctx, ip, IPV6_HLEN)?;
+    if u8_at(ctx, ip)? >> 4 != 6 {
+        return Some(Reason::OtherPass);
+    }
+    if cfg.flags & FLAG_PROTECT_DST != 0 {
+        let dst = addr_at(ctx, ip + IPV6_DST_OFF)?;
+        if WG_PROTECT.get(&Key::new(128, dst)).is_none() {
+            return Some(Reason::OtherPass);
+        }
+    }
+    let mut next = u8_at(ctx, ip + IPV6_NEXT_OFF)?;
+    let mut off = ip + IPV6_HLEN;
+    // Iteration i sees the header after i extension headers; at i ==
+    // MAX_EXT_HEADERS a further extension header is one too many.
+    for i in 0..=MAX_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return tcp6(ctx, cfg, ip, off),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH
+            | IPPROTO_FRAGMENT => {}
+            // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
+            _ => return Some(Reason::OtherPass),
+        }
+        if i == MAX_EXT_HEADERS {
+            return Some(Reason::MalformedDrop);
+        }
+        let len = match next {
+            IPPROTO_AH => (u8_at(ctx, off + 1)? as usize + 2) * 4,
+            IPPROTO_FRAGMENT => {
+                at(ctx, off, IPV6_FRAG_HLEN)?;
+                if be16_at(ctx, off + 2)? & IPV6_FRAG_OFFSET_MASK != 0 {
+                    // Not the first fragment: no TCP header to judge.
+                    return Some(Reason::OtherPass);
+                }
+                IPV6_FRAG_HLEN
+            }
+            _ => (u8_at(ctx, off + 1)? as usize + 1) * 8,
+        };
+        next = u8_at(ctx, off)?;
+        off += len;
+    }
+    Some(Reason::MalformedDrop)
+}
+
+#[inline(always)]
+fn addr_at(ctx: &XdpContext, off: usize) -> Option<Ipv6Addr> {
+    let p = at(ctx, off, 16)?;
+    // SAFETY: `at` checked all 16 bytes are inside the packet.
+    Some(unsafe { core::ptr::read_unaligned(p as *const Ipv6Addr) })
+}
+
+/// Whether the TCP header at `off` is a SYN (ACK clear) to a protected port.
+#[inline(always)]
+fn is_gated_syn(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<bool> {
+    at(ctx, off, TCP_MIN_HLEN)?;
+    let flags = u8_at(ctx, off + TCP_FLAGS_OFF)?;
+    if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+        return Some(false);
+    }
+    Some(cfg.is_protected_port(be16_at(ctx, off + TCP_DPORT_OFF)?))
+}
+
+#[inline(always)]
+fn tcp6(ctx: &XdpContext, cfg: &GateConfig, ip: usize, off: usize) -> Option<Reason> {
+    if !is_gated_syn(ctx, cfg, off)? {
+        return Some(Reason::OtherPass);
+    }
+    let key = Key::new(128, addr_at(ctx, ip + IPV6_SRC_OFF)?);
+    let active = WG_ACTIVE.get(0).copied().unwrap_or(0);
+    let entry = if active & 1 == 0 {
+        WG_TRUST_0.get(&key)
+    } else {
+        WG_TRUST_1.get(&key)
+    };
+    Some(match entry {
+        None => Reason::UntrustedDrop,
+        Some(e) if e.verdict == VERDICT_ALLOW => Reason::TrustedPass,
+        // Deny, or anything that is not a well-formed allow: fail closed.
+        Some(_) => Reason::DeniedDrop,
+    })
+}
+
+/// Keeps the user-space-only maps in the object so the loader creates and
+/// pins them with the rest. Never attached.
+#[xdp]
+pub fn wotgate_maps(_ctx: XdpContext) -> u32 {
+    let _ = WG_LABELS_0.get_ptr(&0);
+    let _ = WG_LABELS_1.get_ptr(&0);
+    let _ = WG_META.get_ptr(0);
+    XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

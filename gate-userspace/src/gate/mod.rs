@@ -1,0 +1,4 @@
+//! The gate in the kernel as user space sees it: pinned maps and links, the
+//! trusted-set swap, inspection, address checks and pcap replay.
+
+pub mod prefixes;

@@ -1,0 +1,7 @@
+//! wotgate: an SMTP gate that admits only IPv6 peers vouched for by an OpenPGP
+//! web of trust, enforced by an XDP program. This crate is everything in user space.
+
+/// The compiled XDP object (empty when built without `WOTGATE_BUILD_EBPF=1`).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gate-ebpf"));
+
+pub mod gate;
