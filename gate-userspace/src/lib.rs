@@ -4,4 +4,7 @@
 /// The compiled XDP object (empty when built without `WOTGATE_BUILD_EBPF=1`).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gate-ebpf"));
 
+pub mod config;
 pub mod gate;
+pub mod plan;
+pub mod statement;

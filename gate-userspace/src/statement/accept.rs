@@ -1,0 +1,427 @@
+//! The acceptance rules: from signed bytes to an allow, a deny or a rejection
+//! that names the statement, its domain and the rule, with every check explained.
+
+use std::{collections::BTreeMap, fmt, time::SystemTime};
+
+use ipnet::Ipv6Net;
+use sequoia_openpgp::policy::Policy;
+
+use super::{
+    body::Statement,
+    signed::{open, EnvelopeError},
+    state::SerialState,
+    time::{format_rfc3339, to_timestamp, Timestamp},
+    view::{SignerTrust, TrustView},
+};
+
+/// Configurable limits on statements (see `config.rs` for the defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptRules {
+    /// No prefix broader than this (default 32).
+    pub min_prefix_len: u8,
+    /// At most this many prefixes per statement (default 64).
+    pub max_prefixes: usize,
+    /// At most this many bytes of armoured statement (default 64 KiB).
+    pub max_size: usize,
+    /// 2001:db8::/32 and 3fff::/20 are refused unless this is set (tests).
+    pub allow_documentation_prefixes: bool,
+}
+
+impl Default for AcceptRules {
+    fn default() -> Self {
+        AcceptRules {
+            min_prefix_len: 32,
+            max_prefixes: 64,
+            max_size: 64 * 1024,
+            allow_documentation_prefixes: false,
+        }
+    }
+}
+
+/// The rule a statement failed; the names are stable and appear in output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    Oversized,
+    Malformed,
+    UnknownSigner,
+    BadSignature,
+    Body,
+    UntrustedSigner,
+    RefusedSigner,
+    DomainNotAuthenticated,
+    NotYetValid,
+    Expired,
+    Rollback,
+    Superseded,
+    PrefixNotGlobal,
+    DocumentationPrefix,
+    PrefixTooBroad,
+    TooManyPrefixes,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        use Rule::*;
+        match self {
+            Oversized => "oversized",
+            Malformed => "malformed",
+            UnknownSigner => "unknown-signer",
+            BadSignature => "bad-signature",
+            Body => "body",
+            UntrustedSigner => "untrusted-signer",
+            RefusedSigner => "refused-signer",
+            DomainNotAuthenticated => "domain-not-authenticated",
+            NotYetValid => "not-yet-valid",
+            Expired => "expired",
+            Rollback => "rollback",
+            Superseded => "superseded",
+            PrefixNotGlobal => "prefix-not-global",
+            DocumentationPrefix => "documentation-prefix",
+            PrefixTooBroad => "prefix-too-broad",
+            TooManyPrefixes => "too-many-prefixes",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected statement: which file, which domain (once known), which rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("{file}: {}: rejected by rule {rule}: {detail}", domain.as_deref().unwrap_or("(domain unknown)"))]
+pub struct Rejection {
+    pub file: String,
+    pub domain: Option<String>,
+    pub signer: Option<String>,
+    pub rule: Rule,
+    pub detail: String,
+}
+
+/// What an accepted statement does in the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A trusted signer's statement: its prefixes are allowed.
+    Allow,
+    /// A refused signer's statement: its prefixes are denied.
+    Deny,
+}
+
+/// A statement that passed every rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Accepted {
+    pub file: String,
+    pub statement: Statement,
+    /// Signer certificate fingerprint (hex).
+    pub signer: String,
+    /// Trust depth (0: a root); `None` for a refused signer.
+    pub depth: Option<usize>,
+    pub role: Role,
+    pub signed_at: Timestamp,
+}
+
+/// The verdict on one statement, with the checks that led to it in order.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Judgement {
+    pub file: String,
+    pub result: Result<Accepted, Rejection>,
+    pub explanation: Vec<String>,
+}
+
+/// Everything acceptance depends on; no wall clock inside.
+pub struct Acceptor<'a> {
+    pub rules: &'a AcceptRules,
+    pub trust: &'a dyn TrustView,
+    pub policy: &'a dyn Policy,
+    pub at: SystemTime,
+    pub state: &'a SerialState,
+}
+
+const SPECIAL: [(&str, &str); 6] = [
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
+    ("fc00::/7", "unique-local"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+const DOCUMENTATION: [&str; 2] = ["2001:db8::/32", "3fff::/20"];
+
+fn net(s: &str) -> Ipv6Net {
+    s.parse().expect("constant prefix")
+}
+
+/// Checks one prefix against the prefix rules.
+pub fn check_prefix(p: &Ipv6Net, rules: &AcceptRules) -> Result<(), (Rule, String)> {
+    if !net("2000::/3").contains(p) {
+        let what = SPECIAL
+            .iter()
+            .find(|(n, _)| net(n).contains(p) || p.contains(&net(n)))
+            .map(|(_, w)| *w)
+            .unwrap_or("not global unicast");
+        return Err((
+            Rule::PrefixNotGlobal,
+            format!("{p} is {what}: only global unicast (2000::/3) is accepted"),
+        ));
+    }
+    if !rules.allow_documentation_prefixes
+        && DOCUMENTATION
+            .iter()
+            .any(|d| net(d).contains(p) || p.contains(&net(d)))
+    {
+        return Err((
+            Rule::DocumentationPrefix,
+            format!("{p} is a documentation prefix (allow_documentation_prefixes is off)"),
+        ));
+    }
+    if p.prefix_len() < rules.min_prefix_len {
+        return Err((
+            Rule::PrefixTooBroad,
+            format!(
+                "{p} is broader than /{} (min_prefix_len)",
+                rules.min_prefix_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Acceptor<'_> {
+    /// Judges one armoured statement named `file`.
+    pub fn judge(&self, file: &str, armoured: &[u8]) -> Judgement {
+        let mut explanation = Vec::new();
+        let result = self.judge_inner(file, armoured, &mut explanation);
+        Judgement {
+            file: file.to_string(),
+            result,
+            explanation,
+        }
+    }
+
+    fn judge_inner(
+        &self,
+        file: &str,
+        armoured: &[u8],
+        why: &mut Vec<String>,
+    ) -> Result<Accepted, Rejection> {
+        let mut domain: Option<String> = None;
+        let mut signer: Option<String> = None;
+        let reject = |domain: &Option<String>,
+                      signer: &Option<String>,
+                      rule: Rule,
+                      detail: String| Rejection {
+            file: file.to_string(),
+            domain: domain.clone(),
+            signer: signer.clone(),
+            rule,
+            detail,
+        };
+        if armoured.len() > self.rules.max_size {
+            return Err(reject(
+                &domain,
+                &signer,
+                Rule::Oversized,
+                format!(
+                    "{} bytes, more than max_statement_size {}",
+                    armoured.len(),
+                    self.rules.max_size
+                ),
+            ));
+        }
+        let at = format_rfc3339(to_timestamp(self.at));
+        let opened = open(armoured, self.trust, self.policy, self.at).map_err(|e| {
+            let rule = match &e {
+                EnvelopeError::UnknownSigner(_) => Rule::UnknownSigner,
+                EnvelopeError::BadSignature { .. } | EnvelopeError::BadKey { .. } => {
+                    Rule::BadSignature
+                }
+                EnvelopeError::Malformed(_) | EnvelopeError::Structure(_) => Rule::Malformed,
+            };
+            reject(&None, &None, rule, e.to_string())
+        })?;
+        let fpr = opened.signer.to_hex();
+        signer = Some(fpr.clone());
+        why.push(format!(
+            "signature by {fpr} made {} verifies under the standard policy at {at}",
+            format_rfc3339(to_timestamp(opened.signed_at))
+        ));
+        let st = Statement::parse(&opened.body).map_err(|e| {
+            reject(
+                &None,
+                &signer,
+                Rule::Body,
+                format!("validly signed, but the {e}"),
+            )
+        })?;
+        domain = Some(st.domain.clone());
+        why.push(format!(
+            "body is a well-formed statement for {} (serial {}, {})",
+            st.domain,
+            st.serial,
+            st.mode.as_str()
+        ));
+
+        let (role, depth) = match self.trust.signer(&opened.signer) {
+            SignerTrust::Untrusted { reason } => {
+                return Err(reject(
+                    &domain,
+                    &signer,
+                    Rule::UntrustedSigner,
+                    format!("{fpr} is not trusted: {reason}"),
+                ))
+            }
+            SignerTrust::Trusted { depth, domains } => {
+                if !domains.contains(&st.domain) {
+                    return Err(reject(&domain, &signer, Rule::DomainNotAuthenticated, format!(
+                        "{fpr} is trusted (depth {depth}) but the web of trust authenticates none of its User IDs for {} (it speaks for: {})",
+                        st.domain, list(&domains)
+                    )));
+                }
+                why.push(format!(
+                    "{fpr} is trusted at depth {depth} and authenticated for {}",
+                    st.domain
+                ));
+                (Role::Allow, Some(depth))
+            }
+            SignerTrust::Refused { would_be_domains } => {
+                if !would_be_domains.contains(&st.domain) {
+                    return Err(reject(&domain, &signer, Rule::RefusedSigner, format!(
+                        "{fpr} is refused, and a refused key may only deny prefixes for its own domains ({}), not for {}",
+                        list(&would_be_domains), st.domain
+                    )));
+                }
+                why.push(format!(
+                    "{fpr} is refused: its statement for {} becomes deny entries",
+                    st.domain
+                ));
+                (Role::Deny, None)
+            }
+        };
+
+        let now = to_timestamp(self.at);
+        if now < st.not_before {
+            return Err(reject(
+                &domain,
+                &signer,
+                Rule::NotYetValid,
+                format!("valid from {}, it is {at}", format_rfc3339(st.not_before)),
+            ));
+        }
+        if now >= st.not_after {
+            return Err(reject(
+                &domain,
+                &signer,
+                Rule::Expired,
+                format!("expired at {}, it is {at}", format_rfc3339(st.not_after)),
+            ));
+        }
+        why.push(format!(
+            "within its validity window {} .. {}",
+            format_rfc3339(st.not_before),
+            format_rfc3339(st.not_after)
+        ));
+
+        if role == Role::Allow {
+            match self.state.last(&st.domain) {
+                Some(last) if st.serial < last => {
+                    return Err(reject(
+                        &domain,
+                        &signer,
+                        Rule::Rollback,
+                        format!(
+                            "serial {} is lower than the last accepted serial {last} for {}",
+                            st.serial, st.domain
+                        ),
+                    ))
+                }
+                Some(last) => why.push(format!(
+                    "serial {} is not lower than the last accepted {last}",
+                    st.serial
+                )),
+                None => why.push(format!("no serial recorded for {} yet", st.domain)),
+            }
+        }
+
+        if st.prefixes.len() > self.rules.max_prefixes {
+            return Err(reject(
+                &domain,
+                &signer,
+                Rule::TooManyPrefixes,
+                format!(
+                    "{} prefixes, at most {} (max_prefixes_per_statement)",
+                    st.prefixes.len(),
+                    self.rules.max_prefixes
+                ),
+            ));
+        }
+        for p in &st.prefixes {
+            check_prefix(p, self.rules).map_err(|(rule, d)| reject(&domain, &signer, rule, d))?;
+        }
+        why.push(format!(
+            "{} prefixes, all global unicast and at least /{}",
+            st.prefixes.len(),
+            self.rules.min_prefix_len
+        ));
+        Ok(Accepted {
+            file: file.to_string(),
+            statement: st,
+            signer: fpr,
+            depth,
+            role,
+            signed_at: to_timestamp(opened.signed_at),
+        })
+    }
+
+    /// Judges a set of statements: each alone, then, per domain, allowing
+    /// statements below the highest accepted serial are superseded.
+    pub fn judge_all<'f>(
+        &self,
+        files: impl IntoIterator<Item = (&'f str, &'f [u8])>,
+    ) -> Vec<Judgement> {
+        let mut out: Vec<Judgement> = files.into_iter().map(|(f, b)| self.judge(f, b)).collect();
+        let mut best: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for a in out
+            .iter()
+            .filter_map(|j| j.result.as_ref().ok())
+            .filter(|a| a.role == Role::Allow)
+        {
+            let e = best
+                .entry(a.statement.domain.clone())
+                .or_insert((a.statement.serial, a.file.clone()));
+            if a.statement.serial > e.0 {
+                *e = (a.statement.serial, a.file.clone());
+            }
+        }
+        for j in &mut out {
+            let Ok(a) = &j.result else { continue };
+            let (top, top_file) = &best.get(&a.statement.domain).cloned().unwrap_or_default();
+            if a.role == Role::Allow && a.statement.serial < *top {
+                let r = Rejection {
+                    file: j.file.clone(),
+                    domain: Some(a.statement.domain.clone()),
+                    signer: Some(a.signer.clone()),
+                    rule: Rule::Superseded,
+                    detail: format!(
+                        "serial {} is superseded by serial {top} in {top_file}",
+                        a.statement.serial
+                    ),
+                };
+                j.result = Err(r);
+            }
+        }
+        out.sort_by(|a, b| a.file.cmp(&b.file));
+        out
+    }
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "no domain".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,346 @@
+//! The statement body: a versioned `key: value` document, parsed strictly
+//! (unknown keys, duplicates, bad syntax are errors) and written canonically.
+
+use std::fmt::Write as _;
+
+use ipnet::Ipv6Net;
+
+use super::time::{format_rfc3339, parse_rfc3339, Timestamp};
+
+/// The first line of every statement of the version this code understands.
+pub const VERSION_LINE: &str = "version: WOTGATEv1";
+/// Hard cap on a body, whatever the configuration says (bytes).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// `testing` statements are labelled and, by configuration, allowed or only
+/// counted; `enforce` statements are allowed (as MTA-STS's modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Testing,
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Testing => "testing",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "testing" => Ok(Mode::Testing),
+            "enforce" => Ok(Mode::Enforce),
+            _ => Err(format!("mode {s:?} is neither \"testing\" nor \"enforce\"")),
+        }
+    }
+}
+
+/// A parsed statement body (syntax only: no policy is applied here).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    pub domain: String,
+    pub serial: u64,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub mode: Mode,
+    pub prefixes: Vec<Ipv6Net>,
+    /// SHA-256 of the MTAs' TLS SubjectPublicKeyInfo, in Postfix's
+    /// `ccert_pubkey_fingerprint` form (`AB:CD:...`).
+    pub tls_key_sha256: Vec<String>,
+}
+
+/// Why a body is malformed; `line` counts from 1 (0: the body as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("body line {line}: {problem}")]
+pub struct BodyError {
+    pub line: usize,
+    pub problem: String,
+}
+
+fn err(line: usize, problem: impl Into<String>) -> BodyError {
+    BodyError {
+        line,
+        problem: problem.into(),
+    }
+}
+
+/// Checks a DNS domain: lower-case LDH labels (IDNs as `xn--`), at least two
+/// labels, no trailing dot, at most 253 bytes.
+pub fn check_domain(d: &str) -> Result<(), String> {
+    let ok_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    };
+    if d.len() > 253 || d.split('.').count() < 2 || !d.split('.').all(ok_label) {
+        return Err(format!(
+            "{d:?} is not a lower-case domain name like example.ch (IDNs in xn-- form)"
+        ));
+    }
+    Ok(())
+}
+
+/// Normalises a TLS public-key fingerprint (64 hex digits, colons optional)
+/// to Postfix's form `AB:CD:...`.
+pub fn normalise_tls_fingerprint(s: &str) -> Result<String, String> {
+    let hex: String = s.chars().filter(|&c| c != ':').collect();
+    let colons_ok = !s.contains(':') || (s.len() == 95 && s.split(':').all(|p| p.len() == 2));
+    if hex.len() != 64 || !colons_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a SHA-256 fingerprint (64 hex digits, optionally AB:CD:... as Postfix prints it)"
+        ));
+    }
+    let up = hex.to_ascii_uppercase();
+    Ok(up
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+impl Statement {
+    /// The canonical body text; `parse(to_body())` gives `self` back.
+    pub fn to_body(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{VERSION_LINE}");
+        let _ = writeln!(s, "domain: {}", self.domain);
+        let _ = writeln!(s, "serial: {}", self.serial);
+        let _ = writeln!(s, "not-before: {}", format_rfc3339(self.not_before));
+        let _ = writeln!(s, "not-after: {}", format_rfc3339(self.not_after));
+        let _ = writeln!(s, "mode: {}", self.mode.as_str());
+        for p in &self.prefixes {
+            let _ = writeln!(s, "prefix: {p}");
+        }
+        for f in &self.tls_key_sha256 {
+            let _ = writeln!(s, "tls-key-sha256: {f}");
+        }
+        s
+    }
+
+    /// Parses a body strictly: ASCII, `\n`-terminated `key: value` lines, the
+    /// version line first, each known key once (`prefix` and
+    /// `tls-key-sha256` may repeat), no unknown keys, no blank lines.
+    pub fn parse(body: &[u8]) -> Result<Statement, BodyError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(err(
+                0,
+                format!("{} bytes, more than {MAX_BODY_BYTES}", body.len()),
+            ));
+        }
+        let text = std::str::from_utf8(body)
+            .ok()
+            .filter(|t| t.is_ascii())
+            .ok_or_else(|| err(0, "not ASCII text"))?;
+        if text.is_empty() {
+            return Err(err(0, "empty"));
+        }
+        let Some(text) = text.strip_suffix('\n') else {
+            return Err(err(
+                text.lines().count(),
+                "last line does not end with a newline",
+            ));
+        };
+        let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, VERSION_LINE)) => {}
+            Some((_, l)) if l.starts_with("version: ") => {
+                return Err(err(
+                    1,
+                    format!(
+                        "unsupported version {:?} (this wotgate reads {VERSION_LINE:?})",
+                        &l[9..]
+                    ),
+                ))
+            }
+            _ => return Err(err(1, format!("the first line must be {VERSION_LINE:?}"))),
+        }
+        let (mut domain, mut serial, mut nb, mut na, mut mode) = (None, None, None, None, None);
+        let mut prefixes: Vec<Ipv6Net> = Vec::new();
+        let mut fprs: Vec<String> = Vec::new();
+        for (n, line) in lines {
+            if line.bytes().any(|c| c.is_ascii_control()) {
+                return Err(err(n, "control character (tabs and CR are not allowed)"));
+            }
+            let (key, value) = line
+                .split_once(": ")
+                .ok_or_else(|| err(n, format!("{line:?} is not a `key: value` line")))?;
+            if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
+                return Err(err(n, format!("{key}: value is empty or has extra spaces")));
+            }
+            fn once<T>(
+                slot: &mut Option<T>,
+                n: usize,
+                key: &str,
+                v: Result<T, String>,
+            ) -> Result<(), BodyError> {
+                if slot.is_some() {
+                    return Err(err(n, format!("{key} given twice")));
+                }
+                *slot = Some(v.map_err(|p| err(n, format!("{key}: {p}")))?);
+                Ok(())
+            }
+            match key {
+                "domain" => once(
+                    &mut domain,
+                    n,
+                    key,
+                    check_domain(value).map(|_| value.to_string()),
+                )?,
+                "serial" => once(&mut serial, n, key, parse_serial(value))?,
+                "not-before" => once(&mut nb, n, key, parse_rfc3339(value))?,
+                "not-after" => once(&mut na, n, key, parse_rfc3339(value))?,
+                "mode" => once(&mut mode, n, key, value.parse::<Mode>())?,
+                "prefix" => {
+                    let p = parse_canonical_prefix(value)
+                        .map_err(|p| err(n, format!("prefix: {p}")))?;
+                    if prefixes.contains(&p) {
+                        return Err(err(n, format!("prefix {p} given twice")));
+                    }
+                    prefixes.push(p);
+                }
+                "tls-key-sha256" => {
+                    let f = normalise_tls_fingerprint(value)
+                        .map_err(|p| err(n, format!("tls-key-sha256: {p}")))?;
+                    if f != value {
+                        return Err(err(n, format!("tls-key-sha256: write it as {f}")));
+                    }
+                    if fprs.contains(&f) {
+                        return Err(err(n, format!("tls-key-sha256 {f} given twice")));
+                    }
+                    fprs.push(f);
+                }
+                "version" => return Err(err(n, "version given twice")),
+                other => {
+                    return Err(err(
+                        n,
+                        format!("unknown field {other:?} in {VERSION_LINE:?}"),
+                    ))
+                }
+            }
+        }
+        let missing = |k: &str| err(0, format!("missing field {k:?}"));
+        let st = Statement {
+            domain: domain.ok_or_else(|| missing("domain"))?,
+            serial: serial.ok_or_else(|| missing("serial"))?,
+            not_before: nb.ok_or_else(|| missing("not-before"))?,
+            not_after: na.ok_or_else(|| missing("not-after"))?,
+            mode: mode.ok_or_else(|| missing("mode"))?,
+            prefixes,
+            tls_key_sha256: fprs,
+        };
+        if st.prefixes.is_empty() {
+            return Err(missing("prefix"));
+        }
+        if st.not_after <= st.not_before {
+            return Err(err(0, "not-after is not later than not-before"));
+        }
+        Ok(st)
+    }
+}
+
+fn parse_serial(v: &str) -> Result<u64, String> {
+    if v.len() > 1 && v.starts_with('0') || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "{v:?} is not a decimal number without leading zeros"
+        ));
+    }
+    v.parse()
+        .map_err(|_| format!("{v:?} is not a number below 2^64"))
+}
+
+/// An IPv6 prefix with explicit length, zero host bits, in RFC 5952 form.
+fn parse_canonical_prefix(v: &str) -> Result<Ipv6Net, String> {
+    let p = crate::gate::prefixes::parse_prefix(v)?;
+    if !v.contains('/') || p.to_string() != v {
+        return Err(format!("{v:?} is not canonical: write {p}"));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Statement {
+        Statement {
+            domain: "example.ch".into(),
+            serial: 7,
+            not_before: 1_795_600_800,
+            not_after: 1_795_600_800 + 90 * 86400,
+            mode: Mode::Enforce,
+            prefixes: vec![
+                "2001:db8:1::/48".parse().unwrap(),
+                "2001:db8:2::/48".parse().unwrap(),
+            ],
+            tls_key_sha256: vec![normalise_tls_fingerprint(&"ab".repeat(32)).unwrap()],
+        }
+    }
+
+    fn perr(body: &str) -> String {
+        Statement::parse(body.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn canonical_body_roundtrips() {
+        let s = sample();
+        let body = s.to_body();
+        assert!(body.starts_with("version: WOTGATEv1\ndomain: example.ch\nserial: 7\nnot-before: 2026-11-25T10:00:00Z\n"), "{body}");
+        assert_eq!(Statement::parse(body.as_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn strictness() {
+        let body = sample().to_body();
+        assert!(
+            perr(&body.replace("mode: enforce\n", "mode: enforce\ncolour: blue\n"))
+                .contains("unknown field \"colour\"")
+        );
+        assert!(perr(&body.replace("serial: 7\n", "serial: 7\nserial: 8\n"))
+            .contains("serial given twice"));
+        assert!(perr(&body.replace("WOTGATEv1", "WOTGATEv2")).contains("unsupported version"));
+        assert!(perr(&body.replace('\n', "\r\n")).contains("control character"));
+        assert!(perr(body.trim_end()).contains("does not end with a newline"));
+        assert!(
+            perr(&body.replace("prefix: 2001:db8:1::/48", "prefix: 2001:db8:1:0::/48"))
+                .contains("not canonical")
+        );
+        assert!(
+            perr(&body.replace("prefix: 2001:db8:1::/48", "prefix: 192.0.2.0/24")).contains("IPv4")
+        );
+        assert!(perr(&body.replace("serial: 7", "serial: 07")).contains("leading zeros"));
+        assert!(
+            perr(&body.replace("domain: example.ch", "domain: Example.ch"))
+                .contains("lower-case domain")
+        );
+        assert!(perr(&body.replace("mode: enforce\n", "")).contains("missing field \"mode\""));
+        assert!(perr(&body.replace("2027", "2025")).contains("not later than"));
+        assert!(perr("").contains("empty"));
+        assert!(
+            perr("\u{0}\u{1}garbage").contains("not ASCII")
+                || perr("\u{0}\u{1}garbage").contains("first line")
+        );
+        assert!(
+            perr(&body.replace("domain: example.ch\n", "domain: example.ch\n\n"))
+                .contains("not a `key: value` line")
+        );
+    }
+
+    #[test]
+    fn tls_fingerprints_normalise() {
+        let f = normalise_tls_fingerprint(&"aB".repeat(32)).unwrap();
+        assert_eq!(f.len(), 95);
+        assert_eq!(normalise_tls_fingerprint(&f).unwrap(), f);
+        assert!(normalise_tls_fingerprint("abcd").is_err());
+        assert!(normalise_tls_fingerprint(&"g".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Signed network statements: the body format, the OpenPGP envelope, the
+//! acceptance rules and the rollback state (see docs/statement.md).
+
+pub mod accept;
+pub mod body;
+pub mod signed;
+pub mod state;
+pub mod time;
+pub mod view;
+
+pub use accept::{AcceptRules, Accepted, Acceptor, Judgement, Rejection, Role, Rule};
+pub use body::{Mode, Statement};
+pub use state::SerialState;
+pub use view::{CertLookup, SignerTrust, StaticTrust, TrustView};

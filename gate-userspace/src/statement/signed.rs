@@ -1,0 +1,298 @@
+//! The OpenPGP envelope: signing a body into an armoured inline-signed message
+//! (the only code that touches a secret key) and opening one again.
+
+use std::io::{Read, Write};
+use std::time::SystemTime;
+
+use openpgp::{
+    armor,
+    cert::Cert,
+    crypto::Password,
+    packet::{key, Key},
+    parse::{
+        stream::{
+            MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
+        },
+        Parse,
+    },
+    policy::Policy,
+    serialize::stream::{Armorer, LiteralWriter, Message, Signer},
+    Fingerprint, KeyHandle,
+};
+use sequoia_openpgp as openpgp;
+
+use super::body::MAX_BODY_BYTES;
+
+/// Why a signed statement could not be opened (before its body is read).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not an armoured OpenPGP signed message, or truncated: {0}")]
+    Malformed(String),
+    #[error("signed by an unknown key {0} (not in the keyring)")]
+    UnknownSigner(String),
+    #[error("bad signature by {signer}: {reason} (forged or altered)")]
+    BadSignature { signer: String, reason: String },
+    #[error("signing key of {signer} was not valid when it signed: {reason}")]
+    BadKey { signer: String, reason: String },
+    #[error("{0}")]
+    Structure(String),
+}
+
+/// A statement whose signature checked out (trust is judged elsewhere).
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub body: Vec<u8>,
+    /// The signer's certificate (primary key) fingerprint.
+    pub signer: Fingerprint,
+    pub signed_at: SystemTime,
+}
+
+/// Where a verification helper finds certificates by issuer.
+pub trait CertLookup {
+    fn certs_for(&self, issuer: &KeyHandle) -> Vec<&Cert>;
+}
+
+struct Helper<'a> {
+    certs: &'a dyn CertLookup,
+    outcome: &'a mut Option<Result<(Fingerprint, SystemTime), EnvelopeError>>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        let mut out: Vec<Cert> = Vec::new();
+        for id in ids {
+            for c in self.certs.certs_for(id) {
+                if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let result = judge_structure(structure);
+        let failed = result.is_err();
+        *self.outcome = Some(result);
+        if failed {
+            return Err(anyhow::anyhow!("statement signature rejected"));
+        }
+        Ok(())
+    }
+}
+
+fn issuer_of(sig: &openpgp::packet::Signature) -> String {
+    sig.get_issuers()
+        .first()
+        .map(|h| h.to_hex())
+        .unwrap_or_else(|| "(no issuer)".into())
+}
+
+/// Exactly one signature layer holding exactly one good signature; no
+/// encryption.
+fn judge_structure(
+    structure: MessageStructure,
+) -> Result<(Fingerprint, SystemTime), EnvelopeError> {
+    let mut found = None;
+    for layer in structure.into_iter() {
+        match layer {
+            MessageLayer::Compression { .. } => {}
+            MessageLayer::Encryption { .. } => {
+                return Err(EnvelopeError::Structure(
+                    "statement is encrypted; it must only be signed".into(),
+                ))
+            }
+            MessageLayer::SignatureGroup { results } => {
+                if found.is_some() || results.len() != 1 {
+                    return Err(EnvelopeError::Structure(format!(
+                        "a statement carries exactly one signature, this one has {}",
+                        results.len() + usize::from(found.is_some())
+                    )));
+                }
+                found = Some(match results.into_iter().next() {
+                    Some(Ok(good)) => Ok((
+                        good.ka.cert().fingerprint(),
+                        good.sig
+                            .signature_creation_time()
+                            .unwrap_or(SystemTime::UNIX_EPOCH),
+                    )),
+                    Some(Err(e)) => Err(match e {
+                        VerificationError::MissingKey { sig } => {
+                            EnvelopeError::UnknownSigner(issuer_of(sig))
+                        }
+                        VerificationError::BadSignature { ka, error, .. } => {
+                            EnvelopeError::BadSignature {
+                                signer: ka.cert().fingerprint().to_hex(),
+                                reason: error.to_string(),
+                            }
+                        }
+                        VerificationError::BadKey { ka, error, .. } => EnvelopeError::BadKey {
+                            signer: ka.cert().fingerprint().to_hex(),
+                            reason: error.to_string(),
+                        },
+                        VerificationError::UnboundKey { cert, error, .. } => {
+                            EnvelopeError::BadKey {
+                                signer: cert.fingerprint().to_hex(),
+                                reason: error.to_string(),
+                            }
+                        }
+                        other => EnvelopeError::BadSignature {
+                            signer: "unknown".into(),
+                            reason: other.to_string(),
+                        },
+                    }),
+                    None => Err(EnvelopeError::Structure("no signature".into())),
+                });
+            }
+        }
+    }
+    found.unwrap_or_else(|| Err(EnvelopeError::Structure("not signed".into())))
+}
+
+/// Verifies an armoured inline-signed statement under `policy` at `at` and
+/// returns its body. The caller bounds `armoured`'s size beforehand.
+pub fn open(
+    armoured: &[u8],
+    certs: &dyn CertLookup,
+    policy: &dyn Policy,
+    at: SystemTime,
+) -> Result<Opened, EnvelopeError> {
+    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+        return Err(EnvelopeError::Malformed(
+            "does not start with -----BEGIN PGP MESSAGE----- (statements are armoured inline-signed messages)".into(),
+        ));
+    }
+    let mut outcome = None;
+    let built = VerifierBuilder::from_bytes(armoured).and_then(|b| {
+        b.with_policy(
+            policy,
+            Some(at),
+            Helper {
+                certs,
+                outcome: &mut outcome,
+            },
+        )
+    });
+    let mut body = Vec::new();
+    let read = built.and_then(|mut v| {
+        (&mut v)
+            .take(MAX_BODY_BYTES as u64 + 1)
+            .read_to_end(&mut body)?;
+        if !v.message_processed() {
+            return Err(anyhow::anyhow!("trailing data after the statement"));
+        }
+        Ok(())
+    });
+    match (read, outcome) {
+        (_, Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(EnvelopeError::Malformed(format!("{e:#}"))),
+        (Ok(()), Some(Ok((signer, signed_at)))) => Ok(Opened {
+            body,
+            signer,
+            signed_at,
+        }),
+        (Ok(()), None) => Err(EnvelopeError::Structure(
+            "the signature was never checked".into(),
+        )),
+    }
+}
+
+/// Reads the body and the issuers of an armoured statement without checking
+/// the signature (for `statement show`).
+pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
+    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+        return Err(EnvelopeError::Malformed(
+            "does not start with -----BEGIN PGP MESSAGE-----".into(),
+        ));
+    }
+    let mut issuers = Vec::new();
+    let mut body = Vec::new();
+    let mut ppr = openpgp::parse::PacketParser::from_bytes(armoured)
+        .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    while let openpgp::parse::PacketParserResult::Some(mut pp) = ppr {
+        match &pp.packet {
+            openpgp::Packet::Literal(_) => {
+                (&mut pp)
+                    .take(MAX_BODY_BYTES as u64 + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+            }
+            openpgp::Packet::OnePassSig(ops) => issuers.push(ops.issuer().to_hex()),
+            _ => {}
+        }
+        ppr = pp
+            .recurse()
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?
+            .1;
+    }
+    Ok((body, issuers))
+}
+
+/// Errors of `sign`, the one path that handles secret key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("{0}")]
+    Key(String),
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Picks the secret signing key of `tsk` valid under `policy` at `at`,
+/// decrypting it with `password` if it is protected.
+pub fn signing_keypair(
+    tsk: &Cert,
+    policy: &dyn Policy,
+    at: SystemTime,
+    password: Option<&Password>,
+) -> Result<openpgp::crypto::KeyPair, SignError> {
+    let fpr = tsk.fingerprint();
+    let vc = tsk
+        .with_policy(policy, at)
+        .map_err(|e| SignError::Key(format!("key {fpr} is not valid now: {e}")))?;
+    let ka = vc
+        .keys()
+        .secret()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .ok_or_else(|| {
+            SignError::Key(format!(
+                "key file for {fpr} holds no usable secret signing key"
+            ))
+        })?;
+    let key: Key<key::SecretParts, key::UnspecifiedRole> = ka.key().clone();
+    let key = if key.has_unencrypted_secret() {
+        key
+    } else {
+        let kf = key.fingerprint();
+        let pw = password
+            .ok_or_else(|| SignError::Key(format!("secret key {kf} is password-protected")))?;
+        key.decrypt_secret(pw)
+            .map_err(|_| SignError::Key(format!("wrong password for secret key {kf}")))?
+    };
+    key.into_keypair()
+        .map_err(|e| SignError::Key(e.to_string()))
+}
+
+/// Signs `body` into an armoured inline-signed message (binary literal data),
+/// with the signature created at `at`.
+pub fn sign(
+    body: &[u8],
+    keypair: openpgp::crypto::KeyPair,
+    at: SystemTime,
+) -> Result<Vec<u8>, SignError> {
+    let run = || -> openpgp::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        {
+            let message = Message::new(&mut out);
+            let message = Armorer::new(message).kind(armor::Kind::Message).build()?;
+            let message = Signer::new(message, keypair)?.creation_time(at).build()?;
+            let mut literal = LiteralWriter::new(message).build()?;
+            literal.write_all(body)?;
+            literal.finalize()?;
+        }
+        Ok(out)
+    };
+    run().map_err(|e| SignError::Sign(e.to_string()))
+}
