@@ -1,6 +1,7 @@
 //! The trusted prefix plan: accepted statements become allow entries, refused
 //! signers' statements deny entries, each with provenance; folded for the kernel.
 
+pub mod inputs;
 mod render;
 
 use std::collections::BTreeMap;

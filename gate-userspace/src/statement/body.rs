@@ -150,6 +150,9 @@ impl Statement {
                 "last line does not end with a newline",
             ));
         };
+        if let Some((n, _)) = text.split('\n').enumerate().find(|(_, l)| l.bytes().any(|c| c.is_ascii_control())) {
+            return Err(err(n + 1, "control character (tabs and CR are not allowed)"));
+        }
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         match lines.next() {
             Some((_, VERSION_LINE)) => {}
@@ -168,9 +171,6 @@ impl Statement {
         let mut prefixes: Vec<Ipv6Net> = Vec::new();
         let mut fprs: Vec<String> = Vec::new();
         for (n, line) in lines {
-            if line.bytes().any(|c| c.is_ascii_control()) {
-                return Err(err(n, "control character (tabs and CR are not allowed)"));
-            }
             let (key, value) = line
                 .split_once(": ")
                 .ok_or_else(|| err(n, format!("{line:?} is not a `key: value` line")))?;
@@ -325,10 +325,9 @@ mod tests {
         assert!(perr(&body.replace("mode: enforce\n", "")).contains("missing field \"mode\""));
         assert!(perr(&body.replace("2027", "2025")).contains("not later than"));
         assert!(perr("").contains("empty"));
-        assert!(
-            perr("\u{0}\u{1}garbage").contains("not ASCII")
-                || perr("\u{0}\u{1}garbage").contains("first line")
-        );
+        assert!(perr("\u{0}\u{1}garbage").contains("does not end with a newline"));
+        assert!(perr("version: WOTGATEv1\n\u{0}\n").contains("line 2: control character"));
+        assert!(perr("version: WOTGATEv1\ndomain: é.ch\n").contains("not ASCII"));
         assert!(
             perr(&body.replace("domain: example.ch\n", "domain: example.ch\n\n"))
                 .contains("not a `key: value` line")

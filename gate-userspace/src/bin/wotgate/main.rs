@@ -2,6 +2,8 @@
 //! file; this file only parses the command line and dispatches.
 
 mod gate_cmds;
+mod plan;
+mod statement;
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +29,10 @@ enum Command {
     Check(gate_cmds::Check),
     Replay(gate_cmds::Replay),
     // (web-of-trust commands: `trust`)
-    // (statement commands: `statement`, `plan`)
+    /// Signed network statements: new, sign, verify, show.
+    #[command(subcommand)]
+    Statement(statement::StatementCmd),
+    Plan(plan::PlanCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +56,8 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(c) => c.run(&cli.pin_dir),
         Command::Check(c) => c.run(&cli.pin_dir),
         Command::Replay(c) => c.run(&cli.pin_dir),
+        Command::Statement(c) => c.run(&cli.pin_dir),
+        Command::Plan(c) => c.run(&cli.pin_dir),
     };
     match result {
         Ok(code) => code,

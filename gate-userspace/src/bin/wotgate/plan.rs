@@ -1,0 +1,82 @@
+//! `wotgate plan`: keyrings, roots and a directory of statements into the
+//! trusted prefix plan, printed with provenance, diffed, written or loaded.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Args;
+use sequoia_openpgp::policy::StandardPolicy;
+use wotgate::{
+    config::Config,
+    gate::prefixes::PrefixSet,
+    plan::inputs::plan_from_config,
+    statement::{time::parse_cli_time, SerialState},
+};
+
+/// Build the trusted prefix plan from the configuration's keyrings, roots
+/// and statements directory; print it with every provenance.
+#[derive(Args)]
+pub struct PlanCmd {
+    /// The controller's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Print the plan as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Reference time for every validity judgement (RFC 3339 UTC, or `now`).
+    #[arg(long, default_value = "now")]
+    at: String,
+    /// Write the kernel set in the gate's prefix-file format to this file.
+    #[arg(long)]
+    prefix_file: Option<PathBuf>,
+    /// Show what would change against this prefix file (e.g. the last one
+    /// loaded) instead of the plan.
+    #[arg(long)]
+    diff: Option<PathBuf>,
+    /// Load the plan into the gate through its atomic swap and record the
+    /// accepted serials (rollback protection).
+    #[arg(long)]
+    load: bool,
+}
+
+impl PlanCmd {
+    pub fn run(self, pin_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+        let cfg = Config::load(&self.config)?;
+        let at = parse_cli_time(&self.at).map_err(anyhow::Error::msg).context("--at")?;
+        let policy = StandardPolicy::new();
+        let (plan, judgements) = plan_from_config(&cfg, &policy, at)?;
+        let set = plan.to_prefix_set()?;
+        if let Some(old) = &self.diff {
+            let old = PrefixSet::load(old)?;
+            print!("{}", plan.diff(&old)?.to_text());
+        } else if self.json {
+            print!("{}", plan.to_json());
+        } else {
+            print!("{}", plan.to_text());
+        }
+        if let Some(f) = &self.prefix_file {
+            std::fs::write(f, set.to_file_text()).with_context(|| format!("writing {}", f.display()))?;
+        }
+        if self.load {
+            load_into_gate(pin_dir, &set)?;
+            let mut state = SerialState::load(&cfg.state_directory)?;
+            for a in judgements.iter().filter_map(|j| j.result.as_ref().ok()) {
+                if a.role == wotgate::statement::Role::Allow {
+                    state.record(&a.statement.domain, a.statement.serial);
+                }
+            }
+            state.save(&cfg.state_directory)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// INTEGRATION POINT: replace the body with
+/// `wotgate::gate::load_prefix_set(pin_dir, set)` (the gate's atomic swap).
+fn load_into_gate(pin_dir: &std::path::Path, set: &PrefixSet) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--load is not wired yet: the gate's load_prefix_set is missing ({} entries for {}); use --prefix-file and `wotgate prefixes` meanwhile",
+        set.len(),
+        pin_dir.display()
+    )
+}

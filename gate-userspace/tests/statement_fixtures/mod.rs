@@ -1,0 +1,107 @@
+//! Test fixtures for statements: real sequoia keys generated at fixed times,
+//! real signatures, and a trust view with known judgements.
+#![allow(dead_code)]
+
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+use openpgp::{cert::CertBuilder, policy::StandardPolicy, Cert};
+use wotgate::statement::{
+    signed, time::to_system_time, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust, Statement, StaticTrust,
+};
+
+/// The reference time of the tests: 2026-11-25T10:00:00Z.
+pub const T0: u64 = 1_795_600_800;
+pub const DAY: u64 = 86_400;
+
+pub fn at(t: u64) -> SystemTime {
+    to_system_time(t)
+}
+
+pub struct Key {
+    pub tsk: Cert,
+}
+
+impl Key {
+    pub fn new(userid: &str) -> Key {
+        let (tsk, _) = CertBuilder::new()
+            .set_creation_time(at(T0 - 365 * DAY))
+            .add_userid(userid)
+            .add_signing_subkey()
+            .generate()
+            .expect("generate key");
+        Key { tsk }
+    }
+
+    pub fn public(&self) -> Cert {
+        self.tsk.clone().strip_secret_key_material()
+    }
+
+    pub fn fpr(&self) -> openpgp::Fingerprint {
+        self.tsk.fingerprint()
+    }
+
+    /// Signs raw body bytes an hour before T0.
+    pub fn sign_raw(&self, body: &[u8]) -> Vec<u8> {
+        let p = StandardPolicy::new();
+        let kp = signed::signing_keypair(&self.tsk, &p, at(T0 - 3600), None).expect("keypair");
+        signed::sign(body, kp, at(T0 - 3600)).expect("sign")
+    }
+
+    pub fn sign(&self, st: &Statement) -> Vec<u8> {
+        self.sign_raw(st.to_body().as_bytes())
+    }
+}
+
+/// The cast: alpha is a root, beta trusted at depth 1, mallory refused,
+/// eve in the keyring but untrusted, stranger not in the keyring at all.
+pub struct World {
+    pub alpha: Key,
+    pub beta: Key,
+    pub mallory: Key,
+    pub eve: Key,
+    pub stranger: Key,
+    pub view: StaticTrust,
+}
+
+impl World {
+    pub fn new() -> World {
+        let alpha = Key::new("Alpha Postmaster <postmaster@alpha.example>");
+        let beta = Key::new("beta.example");
+        let mallory = Key::new("<hostmaster@mallory.example>");
+        let eve = Key::new("Eve <eve@eve.example>");
+        let stranger = Key::new("<x@stranger.example>");
+        let mut view = StaticTrust::new(vec![alpha.public(), beta.public(), mallory.public(), eve.public()]);
+        view.set(alpha.fpr(), SignerTrust::Trusted { depth: 0, domains: vec!["alpha.example".into()] });
+        view.set(beta.fpr(), SignerTrust::Trusted { depth: 1, domains: vec!["beta.example".into()] });
+        view.set(mallory.fpr(), SignerTrust::Refused { would_be_domains: vec!["mallory.example".into()] });
+        World { alpha, beta, mallory, eve, stranger, view }
+    }
+
+    pub fn judge_with(&self, rules: &AcceptRules, state: &SerialState, t: u64, file: &str, bytes: &[u8]) -> Judgement {
+        let p = StandardPolicy::new();
+        Acceptor { rules, trust: &self.view, policy: &p, at: at(t), state }.judge(file, bytes)
+    }
+
+    pub fn judge(&self, file: &str, bytes: &[u8]) -> Judgement {
+        self.judge_with(&test_rules(), &SerialState::default(), T0, file, bytes)
+    }
+}
+
+/// The default rules plus documentation prefixes (tests use 2001:db8::/32).
+pub fn test_rules() -> AcceptRules {
+    AcceptRules { allow_documentation_prefixes: true, ..Default::default() }
+}
+
+pub fn statement(domain: &str, serial: u64, prefixes: &[&str]) -> Statement {
+    Statement {
+        domain: domain.into(),
+        serial,
+        not_before: T0 - DAY,
+        not_after: T0 + 30 * DAY,
+        mode: Mode::Enforce,
+        prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+        tls_key_sha256: vec![],
+    }
+}
+
