@@ -2,6 +2,7 @@
 //! file; this file only parses the command line and dispatches.
 
 mod gate_cmds;
+mod trust;
 
 use clap::{Parser, Subcommand};
 
@@ -26,7 +27,9 @@ enum Command {
     Inspect(gate_cmds::Inspect),
     Check(gate_cmds::Check),
     Replay(gate_cmds::Replay),
-    // (web-of-trust commands: `trust`)
+    /// Inspect the web of trust.
+    #[command(subcommand)]
+    Trust(trust::Trust),
     // (statement commands: `statement`, `plan`)
 }
 
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(c) => c.run(&cli.pin_dir),
         Command::Check(c) => c.run(&cli.pin_dir),
         Command::Replay(c) => c.run(&cli.pin_dir),
+        Command::Trust(c) => c.run(&cli.pin_dir),
     };
     match result {
         Ok(code) => code,
