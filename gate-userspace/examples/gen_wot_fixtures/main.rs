@@ -174,9 +174,14 @@ impl Net {
         self.add(name, vec![sig])
     }
 
-    fn revoke_uid(&mut self, name: &str, uid: usize, day: u64) -> Result<()> {
+    /// `name` revokes its own User ID containing `needle`.
+    fn revoke_uid(&mut self, name: &str, needle: &str, day: u64) -> Result<()> {
         let mut signer = self.signer(name)?;
-        let u = self.uids(name)[uid].clone();
+        let u = self
+            .uids(name)
+            .into_iter()
+            .find(|u| String::from_utf8_lossy(u.value()).contains(needle))
+            .expect("User ID to revoke");
         let sig = UserIDRevocationBuilder::new()
             .set_signature_creation_time(at(day))?
             .set_reason_for_revocation(ReasonForRevocation::UIDRetired, b"gone")?

@@ -131,7 +131,7 @@ fn revoked_key(out: &Path) -> Result<()> {
     chain(&mut n, &["Root", "A", "B"])?;
     n.certify("Root", "C")?;
     n.revoke_key("A", 100)?;
-    n.revoke_uid("C", 0, 50)?;
+    n.revoke_uid("C", "c-old@", 50)?;
     n.write(
         out,
         "Root -> A -> B       A revoked (day 100)\n  |\n  +-> C              C's User ID <c-old@...> revoked by C (day 50)",

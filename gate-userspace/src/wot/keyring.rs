@@ -44,8 +44,8 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Loads every file named, and every regular file inside every directory
-    /// named (recursively, in name order). Problems are returned, not fatal.
+    /// Loads every file named, and every file with a [`KEYRING_EXTENSIONS`]
+    /// extension inside every directory named (recursively, in name order). Problems are returned, not fatal.
     pub fn load(paths: &[PathBuf]) -> (Keyring, Vec<LoadProblem>) {
         let mut problems = Vec::new();
         let mut files = Vec::new();
@@ -222,6 +222,10 @@ impl Keyring {
     }
 }
 
+/// File name extensions read when a directory is named (files named
+/// explicitly are always read).
+pub const KEYRING_EXTENSIONS: &[&str] = &["pgp", "gpg", "asc", "key", "pub"];
+
 fn collect_files(p: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProblem>) {
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => match std::fs::read_dir(p) {
@@ -230,9 +234,9 @@ fn collect_files(p: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProb
                     rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
                 entries.sort();
                 for e in entries {
-                    // Skip hidden files and the fixture READMEs.
-                    let name = e.file_name().map(|n| n.to_string_lossy().into_owned());
-                    if name.is_some_and(|n| n.starts_with('.') || n.ends_with(".md")) {
+                    // Inside directories, only keyring-looking files.
+                    let ext = e.extension().and_then(|x| x.to_str()).unwrap_or("");
+                    if !e.is_dir() && !KEYRING_EXTENSIONS.contains(&ext) {
                         continue;
                     }
                     collect_files(&e, files, problems);

@@ -192,7 +192,7 @@ pub fn evaluate_cached(
     let refused = flags(&settings.refuse);
     let none = vec![false; n];
     let main = search(&g, &roots, &ignored, settings.depth, settings.mode);
-    // Lazily computed searches that explain failures.
+    // Further searches that explain failures.
     let unbounded = n.max(settings.depth);
     let longer = search(&g, &roots, &ignored, unbounded, settings.mode);
     let unignored = search(&g, &roots, &none, settings.depth, settings.mode);
@@ -201,7 +201,7 @@ pub fn evaluate_cached(
             &g,
             &roots,
             &ignored,
-            settings.depth,
+            unbounded,
             IntroducerMode::Certifications,
         )
     });
@@ -269,11 +269,6 @@ pub fn evaluate_cached(
                             issuer: g.nodes[r.issuer].fingerprint.clone(),
                             reason: r.reason.clone(),
                         }
-                    } else if as_certs
-                        .as_ref()
-                        .is_some_and(|c| c.depth_of(y, nuids).is_some())
-                    {
-                        UntrustedReason::NotDelegated
                     } else if unignored.depth_of(y, nuids).is_some() {
                         let mut introducers: Vec<_> = (0..nuids)
                             .filter_map(|u| unignored.best.get(&(y, u)))
@@ -286,6 +281,11 @@ pub fn evaluate_cached(
                         UntrustedReason::OnlyThroughIgnoredIntroducer { introducers }
                     } else if let Some(d) = longer.depth_of(y, nuids) {
                         UntrustedReason::PathTooLong { needs_depth: d }
+                    } else if as_certs
+                        .as_ref()
+                        .is_some_and(|c| c.depth_of(y, nuids).is_some())
+                    {
+                        UntrustedReason::NotDelegated
                     } else {
                         UntrustedReason::NoPath
                     }
