@@ -8,3 +8,4 @@ pub mod config;
 pub mod gate;
 pub mod plan;
 pub mod statement;
+pub mod wot;

@@ -4,6 +4,7 @@
 mod gate_cmds;
 mod plan;
 mod statement;
+mod trust;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +29,9 @@ enum Command {
     Inspect(gate_cmds::Inspect),
     Check(gate_cmds::Check),
     Replay(gate_cmds::Replay),
-    // (web-of-trust commands: `trust`)
+    /// Inspect the web of trust.
+    #[command(subcommand)]
+    Trust(trust::Trust),
     /// Signed network statements: new, sign, verify, show.
     #[command(subcommand)]
     Statement(statement::StatementCmd),
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(c) => c.run(&cli.pin_dir),
         Command::Statement(c) => c.run(&cli.pin_dir),
         Command::Plan(c) => c.run(&cli.pin_dir),
+        Command::Trust(c) => c.run(&cli.pin_dir),
     };
     match result {
         Ok(code) => code,

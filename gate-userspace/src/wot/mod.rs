@@ -1,0 +1,173 @@
+//! The web-of-trust engine: which keys (and which of their User IDs) our trust
+//! roots vouch for, how far, with which exceptions, and why.
+//!
+//! # Design
+//!
+//! OpenPGP is parsed and verified once, at the edge, with sequoia-openpgp
+//! ([`keyring`] loads and merges certificates, [`edges`] turns third-party
+//! certifications into verified edges under explicit rules). Trust is then a
+//! bounded breadth-first search over those edges ([`search`]). sequoia-wot is
+//! not used: measured on debian-keyring (see the project's field notes) it
+//! drops certifications made while the issuer had no then-valid
+//! self-signature (40% of a minimized keyring, GnuPG counts them), its
+//! `maximum_depth(k)` admits k+1 certifications, it does not filter expired or
+//! revoked keys, and its path search took about 29 s where this model (one
+//! full certification is enough) is reachability within N hops.
+//!
+//! # Certification validity rules (all at [`TrustSettings::reference_time`])
+//!
+//! A certification by issuer X over User ID U of key Y counts when:
+//! - Y is valid under the policy, alive and not revoked; U has a valid,
+//!   unexpired, unrevoked self-signature;
+//! - X is in the keyring, valid under the policy, alive and not revoked, and
+//!   the signature was made by X's primary key (verified cryptographically;
+//!   a bad signature is counted and ignored);
+//! - the signature's hash is accepted by the policy for collision-resistant
+//!   uses (SHA-1 is not), it was created no later than the reference time and
+//!   no earlier than X's primary key (GnuPG's rule too), and it has not
+//!   expired at the reference time;
+//! - it is the newest verified certification or certification revocation by
+//!   X over U (a newer one replaces an older one; a newer revocation retracts).
+//!
+//! Like GnuPG, and unlike sequoia-wot, X does NOT need a self-signature that
+//! was valid at the time it certified: minimized keyrings keep only the newest
+//! self-signatures, and the issuer's validity is judged at the reference time.
+//!
+//! # Depth
+//!
+//! Roots are depth 0. A key certified by a root is depth 1; the local depth N
+//! admits chains of at most N certifications (N = 1: only keys a root
+//! certified). In `trust-signatures` mode a certification over Y with trust
+//! level L lets Y introduce at most `min(L, remaining - 1)` further hops;
+//! a plain certification (L = 0) authenticates Y but makes it no introducer.
+//! Regular expressions of trust signatures constrain the User IDs that may be
+//! authenticated further down the path (not the User ID they are made on).
+
+pub mod edges;
+pub mod keyring;
+pub mod report;
+pub mod search;
+pub mod time;
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use sequoia_openpgp::Fingerprint;
+
+pub use edges::{Edge, EdgeKind, RejectReason, Rejected, VerifyCache};
+pub use keyring::{Keyring, LoadProblem};
+pub use report::{KeyStatus, KeyTrust, PathStep, TrustReport, UntrustedReason, UserIdTrust};
+pub use search::{evaluate, evaluate_cached};
+
+/// How trust flows beyond the keys the roots certify directly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IntroducerMode {
+    /// Any valid certification by a trusted key makes the certified key
+    /// trusted (and an introducer), within the local depth.
+    #[default]
+    Certifications,
+    /// Only trust signatures delegate, honouring their level and regular
+    /// expressions, capped by the local depth; plain certifications make a
+    /// key trusted for delivery only.
+    TrustSignatures,
+}
+
+/// Caps against certificate flooding, applied per certificate to the
+/// third-party certifications whose issuer IS in the keyring (certifications
+/// by unknown issuers are skipped unverified and do not count against them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most certifications (by known issuers) considered per certificate;
+    /// newest first, the rest are cut and reported.
+    pub max_certifications_per_cert: usize,
+    /// Most bytes of such certifications considered per certificate.
+    pub max_certification_bytes_per_cert: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_certifications_per_cert: 1000,
+            max_certification_bytes_per_cert: 1 << 20,
+        }
+    }
+}
+
+/// Everything a trust computation depends on besides the keyring and policy.
+#[derive(Clone, Debug)]
+pub struct TrustSettings {
+    /// Our own keys: trusted outright, the start of every path.
+    pub roots: BTreeSet<Fingerprint>,
+    /// Longest chain of certifications from a root (default 2).
+    pub depth: usize,
+    pub mode: IntroducerMode,
+    /// Keys never trusted themselves (their certifications still count).
+    pub refuse: BTreeSet<Fingerprint>,
+    /// Keys whose certifications do not count (they may still be trusted).
+    pub ignore_certifications_by: BTreeSet<Fingerprint>,
+    pub limits: Limits,
+    /// The time at which every validity is judged.
+    pub reference_time: SystemTime,
+}
+
+/// Default local depth.
+pub const DEFAULT_DEPTH: usize = 2;
+
+impl TrustSettings {
+    /// Settings with default depth, mode and limits and no exceptions.
+    pub fn new(roots: impl IntoIterator<Item = Fingerprint>, reference_time: SystemTime) -> Self {
+        TrustSettings {
+            roots: roots.into_iter().collect(),
+            depth: DEFAULT_DEPTH,
+            mode: IntroducerMode::default(),
+            refuse: BTreeSet::new(),
+            ignore_certifications_by: BTreeSet::new(),
+            limits: Limits::default(),
+            reference_time,
+        }
+    }
+}
+
+/// The e-mail address of a User ID, and its domain (from the address, or the
+/// User ID itself when it is a bare domain name), both lowercased.
+pub fn userid_email_domain(userid: &str) -> (Option<String>, Option<String>) {
+    let uid = sequoia_openpgp::packet::UserID::from(userid);
+    if let Ok(Some(email)) = uid.email_normalized() {
+        let domain = email.rsplit_once('@').map(|(_, d)| d.to_string());
+        return (Some(email), domain);
+    }
+    let t = userid.trim();
+    let is_domain = t.contains('.')
+        && !t.starts_with('.')
+        && !t.ends_with('.')
+        && t.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if is_domain {
+        (None, Some(t.to_ascii_lowercase()))
+    } else {
+        (None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_and_domain() {
+        assert_eq!(
+            userid_email_domain("Alice <Alice@Example.ORG>"),
+            (Some("alice@example.org".into()), Some("example.org".into()))
+        );
+        assert_eq!(
+            userid_email_domain("mx.example.net"),
+            (None, Some("mx.example.net".into()))
+        );
+        assert_eq!(userid_email_domain("Just A Name"), (None, None));
+        assert_eq!(userid_email_domain("bad..domain"), (None, None));
+    }
+}
