@@ -7,17 +7,7 @@ use serde::Deserialize;
 
 use crate::plan::TestingPolicy;
 use crate::statement::AcceptRules;
-
-/// How certifications are counted (handed to the web-of-trust engine).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum TrustMode {
-    /// Every certification is an introduction (as GnuPG's pgp model with a
-    /// fully trusted root): the default.
-    #[default]
-    CertificationNetwork,
-    /// Only trust signatures delegate trust (sequoia-wot's default).
-    WebOfTrust,
-}
+use crate::wot::{IntroducerMode, Limits};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -37,8 +27,14 @@ struct RawTrust {
     roots: Option<Vec<String>>,
     /// Longest chain of introducers below a root (default 2).
     depth: Option<usize>,
-    /// "certification-network" (default) or "web-of-trust".
+    /// "certifications" (default: every valid certification by a trusted key
+    /// introduces) or "trust-signatures" (only trust signatures delegate).
     mode: Option<String>,
+    /// Flooding cap: certifications by known keys considered per certificate
+    /// (default 1000).
+    max_certifications_per_cert: Option<usize>,
+    /// Flooding cap: bytes of such certifications per certificate (default 1 MiB).
+    max_certification_bytes_per_cert: Option<usize>,
     /// Fingerprints of refused keys: never trusted; their statements deny.
     refuse: Option<Vec<String>>,
     /// Fingerprints whose certifications are ignored (the keys stay valid).
@@ -69,7 +65,8 @@ pub struct TrustConfig {
     /// Upper-case hex fingerprints.
     pub roots: Vec<String>,
     pub depth: usize,
-    pub mode: TrustMode,
+    pub mode: IntroducerMode,
+    pub limits: Limits,
     pub refuse: Vec<String>,
     pub ignore_certifications_by: Vec<String>,
 }
@@ -171,18 +168,18 @@ impl Config {
                 "at least one root is needed",
             ));
         }
-        let depth = t.depth.unwrap_or(2);
+        let depth = t.depth.unwrap_or(crate::wot::DEFAULT_DEPTH);
         if depth > 16 {
             return Err(invalid("trust.depth", &depth, "at most 16"));
         }
         let mode = match t.mode.as_deref() {
-            None | Some("certification-network") => TrustMode::CertificationNetwork,
-            Some("web-of-trust") => TrustMode::WebOfTrust,
+            None | Some("certifications") => IntroducerMode::Certifications,
+            Some("trust-signatures") => IntroducerMode::TrustSignatures,
             Some(other) => {
                 return Err(invalid(
                     "trust.mode",
                     &other,
-                    "expected \"certification-network\" or \"web-of-trust\"",
+                    "expected \"certifications\" or \"trust-signatures\"",
                 ))
             }
         };
@@ -195,6 +192,14 @@ impl Config {
             roots,
             depth,
             mode,
+            limits: Limits {
+                max_certifications_per_cert: t
+                    .max_certifications_per_cert
+                    .unwrap_or(Limits::default().max_certifications_per_cert),
+                max_certification_bytes_per_cert: t
+                    .max_certification_bytes_per_cert
+                    .unwrap_or(Limits::default().max_certification_bytes_per_cert),
+            },
             refuse,
             ignore_certifications_by: fprs(
                 "trust.ignore_certifications_by",

@@ -34,16 +34,24 @@ fn valid_statement_is_accepted_and_explained() {
     assert_eq!(a.signer, w.alpha.fpr().to_hex());
     assert_eq!(a.signed_at, T0 - 3600);
     let why = j.explanation.join("\n");
-    for needle in ["verifies under the standard policy", "trusted at depth 0", "validity window", "2 prefixes"] {
+    for needle in [
+        "verifies under the standard policy",
+        "trusted at depth 0",
+        "validity window",
+        "2 prefixes",
+    ] {
         assert!(why.contains(needle), "{why}");
     }
 }
 
 fn reframe(armoured: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     let mut raw = Vec::new();
-    armor::Reader::from_bytes(armoured, armor::ReaderMode::Tolerant(Some(armor::Kind::Message)))
-        .read_to_end(&mut raw)
-        .unwrap();
+    armor::Reader::from_bytes(
+        armoured,
+        armor::ReaderMode::Tolerant(Some(armor::Kind::Message)),
+    )
+    .read_to_end(&mut raw)
+    .unwrap();
     edit(&mut raw);
     let mut out = Vec::new();
     let mut w = armor::Writer::new(&mut out, armor::Kind::Message).unwrap();
@@ -55,92 +63,202 @@ fn reframe(armoured: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
 #[test]
 fn forged_signature_is_rejected() {
     let w = World::new();
-    let signed = w.alpha.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let signed = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
     let forged = reframe(&signed, |raw| {
-        let i = raw.windows(9).position(|x| x == b"serial: 7").expect("body in literal");
+        let i = raw
+            .windows(9)
+            .position(|x| x == b"serial: 7")
+            .expect("body in literal");
         raw[i + 8] = b'8';
     });
-    rejected(&w.judge("forged.asc", &forged), Rule::BadSignature, "bad signature");
+    rejected(
+        &w.judge("forged.asc", &forged),
+        Rule::BadSignature,
+        "bad signature",
+    );
 }
 
 #[test]
 fn trusted_signer_for_another_domain_is_rejected() {
     let w = World::new();
-    let j = w.judge("b.asc", &w.beta.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"])));
-    rejected(&j, Rule::DomainNotAuthenticated, "it speaks for: beta.example");
-    assert_eq!(j.result.unwrap_err().domain.as_deref(), Some("alpha.example"));
+    let j = w.judge(
+        "b.asc",
+        &w.beta
+            .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"])),
+    );
+    rejected(
+        &j,
+        Rule::DomainNotAuthenticated,
+        "it speaks for: beta.example",
+    );
+    assert_eq!(
+        j.result.unwrap_err().domain.as_deref(),
+        Some("alpha.example")
+    );
 }
 
 #[test]
 fn untrusted_and_unknown_signers_are_rejected() {
     let w = World::new();
     let st = statement("eve.example", 1, &["2001:db8:e::/48"]);
-    rejected(&w.judge("eve.asc", &w.eve.sign(&st)), Rule::UntrustedSigner, "not trusted");
+    rejected(
+        &w.judge("eve.asc", &w.eve.sign(&st)),
+        Rule::UntrustedSigner,
+        "not trusted",
+    );
     let st = statement("stranger.example", 1, &["2001:db8:5::/48"]);
-    rejected(&w.judge("s.asc", &w.stranger.sign(&st)), Rule::UnknownSigner, "unknown key");
+    rejected(
+        &w.judge("s.asc", &w.stranger.sign(&st)),
+        Rule::UnknownSigner,
+        "unknown key",
+    );
 }
 
 #[test]
 fn refused_signer_denies_only_its_own_domains() {
     let w = World::new();
-    let own = w.judge("m.asc", &w.mallory.sign(&statement("mallory.example", 3, &["2001:db8:a:66::/64"])));
+    let own = w.judge(
+        "m.asc",
+        &w.mallory
+            .sign(&statement("mallory.example", 3, &["2001:db8:a:66::/64"])),
+    );
     let a = own.result.expect("a refused key's own statement verifies");
     assert_eq!((a.role, a.depth), (Role::Deny, None));
-    let other = w.judge("m2.asc", &w.mallory.sign(&statement("alpha.example", 3, &["2001:db8:a::/48"])));
-    rejected(&other, Rule::RefusedSigner, "may only deny prefixes for its own domains");
+    let other = w.judge(
+        "m2.asc",
+        &w.mallory
+            .sign(&statement("alpha.example", 3, &["2001:db8:a::/48"])),
+    );
+    rejected(
+        &other,
+        Rule::RefusedSigner,
+        "may only deny prefixes for its own domains",
+    );
 }
 
 #[test]
 fn validity_window() {
     let w = World::new();
-    let signed = w.alpha.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let signed = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
     let rules = test_rules();
     let s = SerialState::default();
-    rejected(&w.judge_with(&rules, &s, T0 + 31 * DAY, "a.asc", &signed), Rule::Expired, "expired at 2026-12-25T10:00:00Z");
+    rejected(
+        &w.judge_with(&rules, &s, T0 + 31 * DAY, "a.asc", &signed),
+        Rule::Expired,
+        "expired at 2026-12-25T10:00:00Z",
+    );
     // Before not-before but after the signature was made.
     let mut st = statement("alpha.example", 7, &["2001:db8:a::/48"]);
     st.not_before = T0 + DAY;
     let later = w.alpha.sign(&st);
-    rejected(&w.judge("a.asc", &later), Rule::NotYetValid, "valid from 2026-11-26T10:00:00Z");
+    rejected(
+        &w.judge("a.asc", &later),
+        Rule::NotYetValid,
+        "valid from 2026-11-26T10:00:00Z",
+    );
     // Exactly at not-after it is over; a second before it is not.
-    assert_eq!(rule_of(&w.judge_with(&rules, &s, T0 + 30 * DAY, "a.asc", &signed)), Rule::Expired);
-    assert!(w.judge_with(&rules, &s, T0 + 30 * DAY - 1, "a.asc", &signed).result.is_ok());
+    assert_eq!(
+        rule_of(&w.judge_with(&rules, &s, T0 + 30 * DAY, "a.asc", &signed)),
+        Rule::Expired
+    );
+    assert!(w
+        .judge_with(&rules, &s, T0 + 30 * DAY - 1, "a.asc", &signed)
+        .result
+        .is_ok());
 }
 
 #[test]
 fn older_serial_is_a_rollback() {
     let w = World::new();
-    let signed = w.alpha.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let signed = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
     let mut state = SerialState::default();
     state.record("alpha.example", 8);
-    rejected(&w.judge_with(&test_rules(), &state, T0, "a.asc", &signed), Rule::Rollback, "lower than the last accepted serial 8");
+    rejected(
+        &w.judge_with(&test_rules(), &state, T0, "a.asc", &signed),
+        Rule::Rollback,
+        "lower than the last accepted serial 8",
+    );
     state.record("alpha.example", 7);
     let mut equal = SerialState::default();
     equal.record("alpha.example", 7);
-    assert!(w.judge_with(&test_rules(), &equal, T0, "a.asc", &signed).result.is_ok());
+    assert!(w
+        .judge_with(&test_rules(), &equal, T0, "a.asc", &signed)
+        .result
+        .is_ok());
 }
 
 #[test]
 fn prefix_rules() {
     let w = World::new();
     let sign = |p: &[&str]| w.alpha.sign(&statement("alpha.example", 7, p));
-    rejected(&w.judge("a.asc", &sign(&["2a00::/24"])), Rule::PrefixTooBroad, "broader than /32");
-    rejected(&w.judge("a.asc", &sign(&["fd12:3456::/48"])), Rule::PrefixNotGlobal, "unique-local");
-    rejected(&w.judge("a.asc", &sign(&["fe80::/64"])), Rule::PrefixNotGlobal, "link-local");
-    rejected(&w.judge("a.asc", &sign(&["ff02::/16"])), Rule::PrefixNotGlobal, "multicast");
-    rejected(&w.judge("a.asc", &sign(&["::ffff:0:0/96"])), Rule::PrefixNotGlobal, "IPv4-mapped");
-    rejected(&w.judge("a.asc", &sign(&["::1/128"])), Rule::PrefixNotGlobal, "loopback");
+    rejected(
+        &w.judge("a.asc", &sign(&["2a00::/24"])),
+        Rule::PrefixTooBroad,
+        "broader than /32",
+    );
+    rejected(
+        &w.judge("a.asc", &sign(&["fd12:3456::/48"])),
+        Rule::PrefixNotGlobal,
+        "unique-local",
+    );
+    rejected(
+        &w.judge("a.asc", &sign(&["fe80::/64"])),
+        Rule::PrefixNotGlobal,
+        "link-local",
+    );
+    rejected(
+        &w.judge("a.asc", &sign(&["ff02::/16"])),
+        Rule::PrefixNotGlobal,
+        "multicast",
+    );
+    rejected(
+        &w.judge("a.asc", &sign(&["::ffff:0:0/96"])),
+        Rule::PrefixNotGlobal,
+        "IPv4-mapped",
+    );
+    rejected(
+        &w.judge("a.asc", &sign(&["::1/128"])),
+        Rule::PrefixNotGlobal,
+        "loopback",
+    );
     let strict = wotgate::statement::AcceptRules::default();
-    let doc = w.judge_with(&strict, &SerialState::default(), T0, "a.asc", &sign(&["2001:db8:a::/48"]));
+    let doc = w.judge_with(
+        &strict,
+        &SerialState::default(),
+        T0,
+        "a.asc",
+        &sign(&["2001:db8:a::/48"]),
+    );
     rejected(&doc, Rule::DocumentationPrefix, "documentation prefix");
-    assert!(w.judge_with(&strict, &SerialState::default(), T0, "a.asc", &sign(&["2a01:4f8:1::/48"])).result.is_ok());
+    assert!(w
+        .judge_with(
+            &strict,
+            &SerialState::default(),
+            T0,
+            "a.asc",
+            &sign(&["2a01:4f8:1::/48"])
+        )
+        .result
+        .is_ok());
 }
 
 #[test]
 fn ipv4_prefix_is_a_body_error() {
     let w = World::new();
-    let body = statement("alpha.example", 7, &["2001:db8:a::/48"]).to_body().replace("2001:db8:a::/48", "192.0.2.0/24");
-    rejected(&w.judge("a.asc", &w.alpha.sign_raw(body.as_bytes())), Rule::Body, "is IPv4");
+    let body = statement("alpha.example", 7, &["2001:db8:a::/48"])
+        .to_body()
+        .replace("2001:db8:a::/48", "192.0.2.0/24");
+    rejected(
+        &w.judge("a.asc", &w.alpha.sign_raw(body.as_bytes())),
+        Rule::Body,
+        "is IPv4",
+    );
 }
 
 #[test]
@@ -149,8 +267,15 @@ fn too_many_prefixes_and_oversized() {
     let many: Vec<String> = (0..65).map(|i| format!("2001:db8:{i:x}::/48")).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     let signed = w.alpha.sign(&statement("alpha.example", 7, &refs));
-    rejected(&w.judge("a.asc", &signed), Rule::TooManyPrefixes, "65 prefixes, at most 64");
-    let small = wotgate::statement::AcceptRules { max_size: 1024, ..test_rules() };
+    rejected(
+        &w.judge("a.asc", &signed),
+        Rule::TooManyPrefixes,
+        "65 prefixes, at most 64",
+    );
+    let small = wotgate::statement::AcceptRules {
+        max_size: 1024,
+        ..test_rules()
+    };
     let j = w.judge_with(&small, &SerialState::default(), T0, "a.asc", &signed);
     rejected(&j, Rule::Oversized, "more than max_statement_size 1024");
     assert_eq!(j.result.unwrap_err().domain, None);
@@ -159,15 +284,27 @@ fn too_many_prefixes_and_oversized() {
 #[test]
 fn unknown_field_and_malformed_body_under_a_valid_signature() {
     let w = World::new();
-    let body = statement("alpha.example", 7, &["2001:db8:a::/48"]).to_body().replace("mode: enforce\n", "mode: enforce\nsmtp-port: 25\n");
-    rejected(&w.judge("a.asc", &w.alpha.sign_raw(body.as_bytes())), Rule::Body, "unknown field \"smtp-port\"");
-    rejected(&w.judge("a.asc", &w.alpha.sign_raw(b"hello world\n")), Rule::Body, "validly signed");
+    let body = statement("alpha.example", 7, &["2001:db8:a::/48"])
+        .to_body()
+        .replace("mode: enforce\n", "mode: enforce\nsmtp-port: 25\n");
+    rejected(
+        &w.judge("a.asc", &w.alpha.sign_raw(body.as_bytes())),
+        Rule::Body,
+        "unknown field \"smtp-port\"",
+    );
+    rejected(
+        &w.judge("a.asc", &w.alpha.sign_raw(b"hello world\n")),
+        Rule::Body,
+        "validly signed",
+    );
 }
 
 #[test]
 fn truncated_armour_and_garbage_never_panic() {
     let w = World::new();
-    let signed = w.alpha.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let signed = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
     for cut in [signed.len() / 2, signed.len() - 40, 30, 0] {
         let j = w.judge("t.asc", &signed[..cut]);
         assert_eq!(rule_of(&j), Rule::Malformed, "cut at {cut}: {:?}", j.result);
@@ -195,14 +332,28 @@ fn truncated_armour_and_garbage_never_panic() {
 #[test]
 fn superseded_serials_within_one_run() {
     let w = World::new();
-    let old = w.alpha.sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
-    let new = w.alpha.sign(&statement("alpha.example", 9, &["2001:db8:b::/48"]));
+    let old = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let new = w
+        .alpha
+        .sign(&statement("alpha.example", 9, &["2001:db8:b::/48"]));
     let p = sequoia_openpgp::policy::StandardPolicy::new();
     let rules = test_rules();
     let state = SerialState::default();
-    let acc = wotgate::statement::Acceptor { rules: &rules, trust: &w.view, policy: &p, at: at(T0), state: &state };
+    let acc = wotgate::statement::Acceptor {
+        rules: &rules,
+        trust: &w.view,
+        policy: &p,
+        at: at(T0),
+        state: &state,
+    };
     let js = acc.judge_all([("new.asc", new.as_slice()), ("old.asc", old.as_slice())]);
     assert_eq!(js[0].file, "new.asc");
     assert!(js[0].result.is_ok());
-    rejected(&js[1], Rule::Superseded, "superseded by serial 9 in new.asc");
+    rejected(
+        &js[1],
+        Rule::Superseded,
+        "superseded by serial 9 in new.asc",
+    );
 }

@@ -150,8 +150,15 @@ impl Statement {
                 "last line does not end with a newline",
             ));
         };
-        if let Some((n, _)) = text.split('\n').enumerate().find(|(_, l)| l.bytes().any(|c| c.is_ascii_control())) {
-            return Err(err(n + 1, "control character (tabs and CR are not allowed)"));
+        if let Some((n, _)) = text
+            .split('\n')
+            .enumerate()
+            .find(|(_, l)| l.bytes().any(|c| c.is_ascii_control()))
+        {
+            return Err(err(
+                n + 1,
+                "control character (tabs and CR are not allowed)",
+            ));
         }
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         match lines.next() {

@@ -1,14 +1,11 @@
 //! What acceptance needs from the web of trust: per signer, trusted (depth and
 //! authenticated domains), refused, or untrusted; and certificates by issuer.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::SystemTime;
+use std::collections::HashMap;
 
-use openpgp::cert::amalgamation::ValidAmalgamation;
-use openpgp::{cert::Cert, policy::Policy, Fingerprint, KeyHandle, KeyID};
+use openpgp::{cert::Cert, Fingerprint, KeyHandle, KeyID};
 use sequoia_openpgp as openpgp;
 
-use super::body::check_domain;
 pub use super::signed::CertLookup;
 
 /// The web of trust's judgement of one signer.
@@ -36,44 +33,8 @@ pub trait TrustView: CertLookup {
     fn signer(&self, fpr: &Fingerprint) -> SignerTrust;
 }
 
-/// The domain a User ID speaks for: the domain of its e-mail address
-/// (`…@domain`), or the User ID itself when it is a domain name.
-pub fn userid_domain(uid: &openpgp::packet::UserID) -> Option<String> {
-    if let Ok(Some(email)) = uid.email() {
-        let d = email.rsplit_once('@')?.1.to_ascii_lowercase();
-        return check_domain(&d).is_ok().then_some(d);
-    }
-    let v = std::str::from_utf8(uid.value())
-        .ok()?
-        .trim()
-        .to_ascii_lowercase();
-    check_domain(&v).is_ok().then_some(v)
-}
-
-/// The domains of a certificate's User IDs that are self-signed and valid
-/// under `policy` at `at` (sorted, deduplicated). Which of them the web of
-/// trust authenticates is the engine's business; this is what a root, which
-/// is trusted by definition, speaks for.
-pub fn self_signed_domains(cert: &Cert, policy: &dyn Policy, at: SystemTime) -> Vec<String> {
-    let Ok(vc) = cert.with_policy(policy, at) else {
-        return Vec::new();
-    };
-    let set: BTreeSet<String> = vc
-        .userids()
-        .filter(|u| {
-            !matches!(
-                u.revocation_status(),
-                openpgp::types::RevocationStatus::Revoked(_)
-            )
-        })
-        .filter_map(|u| userid_domain(u.userid()))
-        .collect();
-    set.into_iter().collect()
-}
-
-/// A trust view from explicit judgements over a set of certificates: the
-/// test double, the roots-only fallback, and the form an adapter from the
-/// web-of-trust engine fills in.
+/// A trust view from explicit judgements over a set of certificates (the
+/// test double; the controller uses `WotView`).
 #[derive(Default)]
 pub struct StaticTrust {
     certs: Vec<Cert>,
@@ -106,43 +67,6 @@ impl StaticTrust {
 
     pub fn cert(&self, fpr: &Fingerprint) -> Option<&Cert> {
         self.certs.iter().find(|c| &c.fingerprint() == fpr)
-    }
-
-    /// Interim view until the web-of-trust engine is wired: `roots` are
-    /// trusted at depth 0 for their self-signed domains, `refuse` are refused,
-    /// every other key is untrusted.
-    pub fn roots_only(
-        certs: Vec<Cert>,
-        roots: &[Fingerprint],
-        refuse: &[Fingerprint],
-        policy: &dyn Policy,
-        at: SystemTime,
-    ) -> StaticTrust {
-        let mut v = StaticTrust::new(certs);
-        let judged: Vec<(Fingerprint, SignerTrust)> = v
-            .certs
-            .iter()
-            .filter_map(|c| {
-                let f = c.fingerprint();
-                let domains = self_signed_domains(c, policy, at);
-                if refuse.contains(&f) {
-                    Some((
-                        f,
-                        SignerTrust::Refused {
-                            would_be_domains: domains,
-                        },
-                    ))
-                } else if roots.contains(&f) {
-                    Some((f, SignerTrust::Trusted { depth: 0, domains }))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (f, t) in judged {
-            v.set(f, t);
-        }
-        v
     }
 }
 

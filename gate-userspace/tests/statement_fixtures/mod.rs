@@ -4,10 +4,11 @@
 
 use std::time::SystemTime;
 
-use sequoia_openpgp as openpgp;
 use openpgp::{cert::CertBuilder, policy::StandardPolicy, Cert};
+use sequoia_openpgp as openpgp;
 use wotgate::statement::{
-    signed, time::to_system_time, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust, Statement, StaticTrust,
+    signed, time::to_system_time, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust,
+    Statement, StaticTrust,
 };
 
 /// The reference time of the tests: 2026-11-25T10:00:00Z.
@@ -71,16 +72,59 @@ impl World {
         let mallory = Key::new("<hostmaster@mallory.example>");
         let eve = Key::new("Eve <eve@eve.example>");
         let stranger = Key::new("<x@stranger.example>");
-        let mut view = StaticTrust::new(vec![alpha.public(), beta.public(), mallory.public(), eve.public()]);
-        view.set(alpha.fpr(), SignerTrust::Trusted { depth: 0, domains: vec!["alpha.example".into()] });
-        view.set(beta.fpr(), SignerTrust::Trusted { depth: 1, domains: vec!["beta.example".into()] });
-        view.set(mallory.fpr(), SignerTrust::Refused { would_be_domains: vec!["mallory.example".into()] });
-        World { alpha, beta, mallory, eve, stranger, view }
+        let mut view = StaticTrust::new(vec![
+            alpha.public(),
+            beta.public(),
+            mallory.public(),
+            eve.public(),
+        ]);
+        view.set(
+            alpha.fpr(),
+            SignerTrust::Trusted {
+                depth: 0,
+                domains: vec!["alpha.example".into()],
+            },
+        );
+        view.set(
+            beta.fpr(),
+            SignerTrust::Trusted {
+                depth: 1,
+                domains: vec!["beta.example".into()],
+            },
+        );
+        view.set(
+            mallory.fpr(),
+            SignerTrust::Refused {
+                would_be_domains: vec!["mallory.example".into()],
+            },
+        );
+        World {
+            alpha,
+            beta,
+            mallory,
+            eve,
+            stranger,
+            view,
+        }
     }
 
-    pub fn judge_with(&self, rules: &AcceptRules, state: &SerialState, t: u64, file: &str, bytes: &[u8]) -> Judgement {
+    pub fn judge_with(
+        &self,
+        rules: &AcceptRules,
+        state: &SerialState,
+        t: u64,
+        file: &str,
+        bytes: &[u8],
+    ) -> Judgement {
         let p = StandardPolicy::new();
-        Acceptor { rules, trust: &self.view, policy: &p, at: at(t), state }.judge(file, bytes)
+        Acceptor {
+            rules,
+            trust: &self.view,
+            policy: &p,
+            at: at(t),
+            state,
+        }
+        .judge(file, bytes)
     }
 
     pub fn judge(&self, file: &str, bytes: &[u8]) -> Judgement {
@@ -90,7 +134,10 @@ impl World {
 
 /// The default rules plus documentation prefixes (tests use 2001:db8::/32).
 pub fn test_rules() -> AcceptRules {
-    AcceptRules { allow_documentation_prefixes: true, ..Default::default() }
+    AcceptRules {
+        allow_documentation_prefixes: true,
+        ..Default::default()
+    }
 }
 
 pub fn statement(domain: &str, serial: u64, prefixes: &[&str]) -> Statement {
@@ -105,3 +152,48 @@ pub fn statement(domain: &str, serial: u64, prefixes: &[&str]) -> Statement {
     }
 }
 
+/// `issuer` certifies every User ID of `target` (a day after creation);
+/// returns `target`'s public certificate with the certifications.
+pub fn certify(issuer: &Key, target: &Key) -> Cert {
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::types::SignatureType;
+    let mut signer = issuer
+        .tsk
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let sigs: Vec<openpgp::Packet> = target
+        .tsk
+        .userids()
+        .map(|u| {
+            SignatureBuilder::new(SignatureType::GenericCertification)
+                .set_signature_creation_time(at(T0 - 364 * DAY))
+                .unwrap()
+                .sign_userid_binding(&mut signer, target.tsk.primary_key().key(), u.userid())
+                .unwrap()
+                .into()
+        })
+        .collect();
+    target.public().insert_packets(sigs).unwrap().0
+}
+
+/// Writes certificates as one binary keyring file.
+pub fn write_keyring(path: &std::path::Path, certs: &[Cert]) {
+    use openpgp::serialize::Serialize;
+    let mut f = std::fs::File::create(path).unwrap();
+    for c in certs {
+        c.serialize(&mut f).unwrap();
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wotgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -42,9 +42,14 @@ pub struct PlanCmd {
 impl PlanCmd {
     pub fn run(self, pin_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         let cfg = Config::load(&self.config)?;
-        let at = parse_cli_time(&self.at).map_err(anyhow::Error::msg).context("--at")?;
+        let at = parse_cli_time(&self.at)
+            .map_err(anyhow::Error::msg)
+            .context("--at")?;
         let policy = StandardPolicy::new();
-        let (plan, judgements) = plan_from_config(&cfg, &policy, at)?;
+        let (plan, judgements, warnings) = plan_from_config(&cfg, &policy, at)?;
+        for w in &warnings {
+            eprintln!("wotgate: warning: {w}");
+        }
         let set = plan.to_prefix_set()?;
         if let Some(old) = &self.diff {
             let old = PrefixSet::load(old)?;
@@ -55,7 +60,8 @@ impl PlanCmd {
             print!("{}", plan.to_text());
         }
         if let Some(f) = &self.prefix_file {
-            std::fs::write(f, set.to_file_text()).with_context(|| format!("writing {}", f.display()))?;
+            std::fs::write(f, set.to_file_text())
+                .with_context(|| format!("writing {}", f.display()))?;
         }
         if self.load {
             load_into_gate(pin_dir, &set)?;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use sequoia_openpgp::{crypto::Password, parse::Parse, policy::StandardPolicy, Cert};
 use wotgate::{
-    config::{normalise_fingerprint, Config, TrustConfig, TrustMode},
+    config::{normalise_fingerprint, Config, TrustConfig},
     plan::inputs::trust_view,
     statement::{
         body::{check_domain, normalise_tls_fingerprint},
@@ -15,6 +15,7 @@ use wotgate::{
         time::{format_rfc3339, parse_cli_time, parse_duration, to_timestamp},
         AcceptRules, Acceptor, Mode, SerialState, Statement,
     },
+    wot::IntroducerMode,
 };
 
 /// Write, sign, verify and show signed network statements.
@@ -68,26 +69,55 @@ pub struct New {
 impl New {
     fn run(self) -> anyhow::Result<ExitCode> {
         let domain = self.domain.trim_end_matches('.').to_ascii_lowercase();
-        check_domain(&domain).map_err(anyhow::Error::msg).context("--domain")?;
-        let nb = to_timestamp(parse_cli_time(&self.not_before).map_err(anyhow::Error::msg).context("--not-before")?);
-        let valid = parse_duration(&self.valid_for).map_err(anyhow::Error::msg).context("--valid-for")?;
+        check_domain(&domain)
+            .map_err(anyhow::Error::msg)
+            .context("--domain")?;
+        let nb = to_timestamp(
+            parse_cli_time(&self.not_before)
+                .map_err(anyhow::Error::msg)
+                .context("--not-before")?,
+        );
+        let valid = parse_duration(&self.valid_for)
+            .map_err(anyhow::Error::msg)
+            .context("--valid-for")?;
         let mut prefixes = Vec::new();
         for p in &self.prefixes {
-            let net = wotgate::gate::prefixes::parse_prefix(p).map_err(anyhow::Error::msg).context("--prefix")?;
-            if let Err((_, why)) = wotgate::statement::accept::check_prefix(&net, &AcceptRules { allow_documentation_prefixes: true, min_prefix_len: 0, ..Default::default() }) {
+            let net = wotgate::gate::prefixes::parse_prefix(p)
+                .map_err(anyhow::Error::msg)
+                .context("--prefix")?;
+            if let Err((_, why)) = wotgate::statement::accept::check_prefix(
+                &net,
+                &AcceptRules {
+                    allow_documentation_prefixes: true,
+                    min_prefix_len: 0,
+                    ..Default::default()
+                },
+            ) {
                 bail!("--prefix {p}: {why}");
             }
             if !prefixes.contains(&net) {
                 prefixes.push(net);
             }
         }
-        let tls = self.tls.iter().map(|f| normalise_tls_fingerprint(f)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg).context("--tls-key-fingerprint")?;
+        let tls = self
+            .tls
+            .iter()
+            .map(|f| normalise_tls_fingerprint(f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)
+            .context("--tls-key-fingerprint")?;
         let st = Statement {
             domain,
             serial: self.serial.unwrap_or(nb),
             not_before: nb,
-            not_after: nb.checked_add(valid.as_secs()).context("--valid-for is too long")?,
-            mode: self.mode.parse::<Mode>().map_err(anyhow::Error::msg).context("--mode")?,
+            not_after: nb
+                .checked_add(valid.as_secs())
+                .context("--valid-for is too long")?,
+            mode: self
+                .mode
+                .parse::<Mode>()
+                .map_err(anyhow::Error::msg)
+                .context("--mode")?,
             prefixes,
             tls_key_sha256: tls,
         };
@@ -116,19 +146,28 @@ pub struct Sign {
 
 impl Sign {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let at = parse_cli_time(&self.at).map_err(anyhow::Error::msg).context("--at")?;
+        let at = parse_cli_time(&self.at)
+            .map_err(anyhow::Error::msg)
+            .context("--at")?;
         let body = read_bounded(&self.body, wotgate::statement::body::MAX_BODY_BYTES)?;
-        Statement::parse(&body).with_context(|| format!("{}: refusing to sign a malformed body", self.body.display()))?;
-        let tsk = Cert::from_file(&self.key).with_context(|| format!("reading secret key {}", self.key.display()))?;
+        Statement::parse(&body).with_context(|| {
+            format!("{}: refusing to sign a malformed body", self.body.display())
+        })?;
+        let tsk = Cert::from_file(&self.key)
+            .with_context(|| format!("reading secret key {}", self.key.display()))?;
         if !tsk.is_tsk() {
             bail!("{} holds no secret key material", self.key.display());
         }
         let policy = StandardPolicy::new();
-        let needs_password = tsk.keys().secret().any(|k| !k.key().has_unencrypted_secret());
+        let needs_password = tsk
+            .keys()
+            .secret()
+            .any(|k| !k.key().has_unencrypted_secret());
         let password: Option<Password> = match (&self.password_file, needs_password) {
             (_, false) => None,
             (Some(f), true) => {
-                let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading password file {}", f.display()))?;
                 Some(text.lines().next().unwrap_or("").into())
             }
             (None, true) => Some(
@@ -170,9 +209,16 @@ pub struct TrustArgs {
     /// Refused key fingerprint (repeatable).
     #[arg(long = "refuse")]
     refuse: Vec<String>,
-    /// Longest introducer chain below a root.
-    #[arg(long, default_value_t = 2)]
+    /// A key whose certifications do not count (repeatable).
+    #[arg(long = "ignore-certifications-by")]
+    ignore_certifications_by: Vec<String>,
+    /// Longest chain of certifications from a root.
+    #[arg(long, default_value_t = wotgate::wot::DEFAULT_DEPTH)]
     depth: usize,
+    /// Only trust signatures delegate (mode trust-signatures); by default
+    /// every valid certification by a trusted key introduces.
+    #[arg(long)]
+    trust_signatures: bool,
     /// Accept documentation prefixes (2001:db8::/32, 3fff::/20).
     #[arg(long)]
     allow_documentation_prefixes: bool,
@@ -194,7 +240,9 @@ impl TrustArgs {
             bail!("give --config FILE, or at least one --keyring and one --root");
         }
         let fprs = |v: &[String], what: &str| -> anyhow::Result<Vec<String>> {
-            v.iter().map(|f| normalise_fingerprint(f).map_err(|e| anyhow::anyhow!("{what} {f}: {e}"))).collect()
+            v.iter()
+                .map(|f| normalise_fingerprint(f).map_err(|e| anyhow::anyhow!("{what} {f}: {e}")))
+                .collect()
         };
         Ok(Config {
             state_directory: self.state_dir.clone().unwrap_or_default(),
@@ -202,18 +250,31 @@ impl TrustArgs {
                 keyrings: self.keyrings.clone(),
                 roots: fprs(&self.roots, "--root")?,
                 depth: self.depth,
-                mode: TrustMode::default(),
+                mode: if self.trust_signatures {
+                    IntroducerMode::TrustSignatures
+                } else {
+                    IntroducerMode::Certifications
+                },
+                limits: Default::default(),
                 refuse: fprs(&self.refuse, "--refuse")?,
-                ignore_certifications_by: vec![],
+                ignore_certifications_by: fprs(
+                    &self.ignore_certifications_by,
+                    "--ignore-certifications-by",
+                )?,
             },
             statements_directory: PathBuf::new(),
-            rules: AcceptRules { allow_documentation_prefixes: self.allow_documentation_prefixes, ..Default::default() },
+            rules: AcceptRules {
+                allow_documentation_prefixes: self.allow_documentation_prefixes,
+                ..Default::default()
+            },
             testing: Default::default(),
         })
     }
 
     pub fn at(&self) -> anyhow::Result<SystemTime> {
-        parse_cli_time(&self.at).map_err(anyhow::Error::msg).context("--at")
+        parse_cli_time(&self.at)
+            .map_err(anyhow::Error::msg)
+            .context("--at")
     }
 }
 
@@ -222,13 +283,22 @@ impl Verify {
         let cfg = self.trust.config()?;
         let at = self.trust.at()?;
         let policy = StandardPolicy::new();
-        let view = trust_view(&cfg.trust, &policy, at)?;
+        let (view, warnings) = trust_view(&cfg.trust, &policy, at)?;
+        for w in &warnings {
+            eprintln!("wotgate: warning: {w}");
+        }
         let state = if cfg.state_directory.as_os_str().is_empty() {
             SerialState::default()
         } else {
             SerialState::load(&cfg.state_directory)?
         };
-        let acceptor = Acceptor { rules: &cfg.rules, trust: &view, policy: &policy, at, state: &state };
+        let acceptor = Acceptor {
+            rules: &cfg.rules,
+            trust: &view,
+            policy: &policy,
+            at,
+            state: &state,
+        };
         let mut all_ok = true;
         for path in &self.statements {
             let bytes = read_bounded(path, cfg.rules.max_size)?;
@@ -237,17 +307,27 @@ impl Verify {
                 println!("{}: ok: {line}", j.file);
             }
             match &j.result {
-                Ok(a) => println!("{}: {}: ACCEPTED to {} {} prefixes", j.file, a.statement.domain, match a.role {
-                    wotgate::statement::Role::Allow => "allow",
-                    wotgate::statement::Role::Deny => "deny",
-                }, a.statement.prefixes.len()),
+                Ok(a) => println!(
+                    "{}: {}: ACCEPTED to {} {} prefixes",
+                    j.file,
+                    a.statement.domain,
+                    match a.role {
+                        wotgate::statement::Role::Allow => "allow",
+                        wotgate::statement::Role::Deny => "deny",
+                    },
+                    a.statement.prefixes.len()
+                ),
                 Err(r) => {
                     all_ok = false;
                     println!("{r}");
                 }
             }
         }
-        Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        Ok(if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
     }
 }
 
@@ -261,12 +341,20 @@ pub struct Show {
 impl Show {
     fn run(self) -> anyhow::Result<ExitCode> {
         let bytes = read_bounded(&self.statement, wotgate::statement::body::MAX_BODY_BYTES)?;
-        let (body, issuers) = signed::peek(&bytes).with_context(|| self.statement.display().to_string())?;
-        println!("# signed by issuer {} (signature NOT checked: use `wotgate statement verify`)", issuers.join(", "));
+        let (body, issuers) =
+            signed::peek(&bytes).with_context(|| self.statement.display().to_string())?;
+        println!(
+            "# signed by issuer {} (signature NOT checked: use `wotgate statement verify`)",
+            issuers.join(", ")
+        );
         match Statement::parse(&body) {
             Ok(st) => {
                 print!("{}", st.to_body());
-                println!("# valid {} .. {}", format_rfc3339(st.not_before), format_rfc3339(st.not_after));
+                println!(
+                    "# valid {} .. {}",
+                    format_rfc3339(st.not_before),
+                    format_rfc3339(st.not_after)
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

@@ -1,0 +1,58 @@
+//! The adapter from the web-of-trust engine (`crate::wot`) to acceptance's
+//! `TrustView`: a key's verdict and the domains of its authenticated User IDs.
+
+use std::collections::BTreeSet;
+
+use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
+
+use super::view::{CertLookup, SignerTrust, TrustView};
+use crate::wot::{KeyStatus, Keyring, TrustReport, UserIdTrust};
+
+/// A keyring and the engine's report on it.
+pub struct WotView {
+    pub keyring: Keyring,
+    pub report: TrustReport,
+}
+
+fn domains<'a>(uids: impl Iterator<Item = &'a UserIdTrust>) -> Vec<String> {
+    let set: BTreeSet<String> = uids
+        .filter_map(|u| u.domain.clone())
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    set.into_iter().collect()
+}
+
+impl CertLookup for WotView {
+    fn certs_for(&self, issuer: &KeyHandle) -> Vec<&Cert> {
+        self.keyring.lookup(issuer)
+    }
+}
+
+impl TrustView for WotView {
+    fn signer(&self, fpr: &Fingerprint) -> SignerTrust {
+        let Some(k) = self.report.key(fpr) else {
+            return SignerTrust::Untrusted {
+                reason: "not in the keyring".into(),
+            };
+        };
+        let authenticated = || domains(k.userids.iter().filter(|u| u.authenticated));
+        match &k.status {
+            KeyStatus::Root => SignerTrust::Trusted {
+                depth: 0,
+                domains: authenticated(),
+            },
+            KeyStatus::Trusted { depth } => SignerTrust::Trusted {
+                depth: *depth,
+                domains: authenticated(),
+            },
+            KeyStatus::Refused => SignerTrust::Refused {
+                would_be_domains: domains(
+                    k.userids.iter().filter(|u| u.authenticated_if_not_refused),
+                ),
+            },
+            KeyStatus::Untrusted { reason } => SignerTrust::Untrusted {
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
