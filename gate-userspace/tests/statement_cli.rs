@@ -1,0 +1,388 @@
+//! End to end through the `wotgate` binary and the real web-of-trust engine:
+//! new, sign (plain and password-protected keys), show, verify, plan.
+
+mod statement_fixtures;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sequoia_openpgp::cert::amalgamation::key::PrimaryKey;
+use sequoia_openpgp::{crypto::Password, serialize::SerializeInto, Cert};
+use statement_fixtures::*;
+
+fn wotgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wotgate"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .expect("run wotgate")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = wotgate(args);
+    assert!(
+        out.status.success(),
+        "wotgate {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write_tsk(path: &Path, tsk: &Cert) {
+    std::fs::write(path, tsk.as_tsk().armored().to_vec().unwrap()).unwrap();
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+const AT: &str = "2026-11-25T10:00:00Z";
+
+/// Creates, signs and writes a statement through the CLI.
+fn make(
+    dir: &Path,
+    name: &str,
+    key: &Path,
+    domain: &str,
+    prefixes: &[&str],
+    serial: &str,
+) -> std::path::PathBuf {
+    let mut args = vec![
+        "statement",
+        "new",
+        "--domain",
+        domain,
+        "--not-before",
+        "2026-11-24T10:00:00Z",
+        "--valid-for",
+        "30d",
+        "--serial",
+        serial,
+    ];
+    for pr in prefixes {
+        args.extend(["--prefix", pr]);
+    }
+    let body = dir.join(format!("{name}.body"));
+    std::fs::write(&body, ok(&args)).unwrap();
+    let signed = ok(&[
+        "statement",
+        "sign",
+        "--key",
+        p(key),
+        "--at",
+        "2026-11-25T09:00:00Z",
+        p(&body),
+    ]);
+    let out = dir.join(format!("{name}.asc"));
+    std::fs::write(&out, signed).unwrap();
+    out
+}
+
+#[test]
+fn participant_and_controller_workflow() {
+    let dir = temp_dir("stmt-cli");
+    let (alpha, beta, mallory, eve) = (
+        Key::new("<postmaster@alpha.example>"),
+        Key::new("<postmaster@beta.example>"),
+        Key::new("<postmaster@mallory.example>"),
+        Key::new("<eve@eve.example>"),
+    );
+    write_keyring(
+        &dir.join("ring.pgp"),
+        &[
+            alpha.public(),
+            certify(&alpha, &beta),
+            certify(&alpha, &mallory),
+            eve.public(),
+        ],
+    );
+    for (n, k) in [
+        ("alpha", &alpha),
+        ("beta", &beta),
+        ("mallory", &mallory),
+        ("eve", &eve),
+    ] {
+        write_tsk(&dir.join(format!("{n}.key")), &k.tsk);
+    }
+    let sdir = dir.join("statements");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let a = make(
+        &sdir,
+        "alpha",
+        &dir.join("alpha.key"),
+        "alpha.example",
+        &["2001:db8:a00::/40"],
+        "7",
+    );
+    let b = make(
+        &sdir,
+        "beta",
+        &dir.join("beta.key"),
+        "beta.example",
+        &["2001:db8:a10::/48", "2001:db8:b::/48"],
+        "3",
+    );
+    make(
+        &sdir,
+        "mallory",
+        &dir.join("mallory.key"),
+        "mallory.example",
+        &["2001:db8:a02:100::/56"],
+        "1",
+    );
+    let e = make(
+        &sdir,
+        "eve",
+        &dir.join("eve.key"),
+        "eve.example",
+        &["2001:db8:e::/48"],
+        "1",
+    );
+
+    let shown = ok(&["statement", "show", p(&b)]);
+    assert!(
+        shown.contains("domain: beta.example\nserial: 3\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            &beta
+                .tsk
+                .keys()
+                .subkeys()
+                .next()
+                .unwrap()
+                .key()
+                .keyid()
+                .to_hex()
+        ),
+        "{shown}"
+    );
+
+    let root = alpha.fpr().to_hex();
+    let verify = |f: &Path| {
+        wotgate(&[
+            "statement",
+            "verify",
+            p(f),
+            "--keyring",
+            p(&dir.join("ring.pgp")),
+            "--root",
+            &root,
+            "--allow-documentation-prefixes",
+            "--at",
+            AT,
+        ])
+    };
+    let out = verify(&b);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("trusted at depth 1 and authenticated for beta.example"),
+        "{text}"
+    );
+    assert!(
+        text.contains("beta.example: ACCEPTED to allow 2 prefixes"),
+        "{text}"
+    );
+    let out = verify(&e);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("eve.example: rejected by rule untrusted-signer"));
+    // Without documentation prefixes allowed, the same statement is refused.
+    let out = wotgate(&[
+        "statement",
+        "verify",
+        p(&a),
+        "--keyring",
+        p(&dir.join("ring.pgp")),
+        "--root",
+        &root,
+        "--at",
+        AT,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rejected by rule documentation-prefix"));
+
+    let config = dir.join("wotgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"state\"\n[trust]\nkeyrings = [\"ring.pgp\"]\nroots = [\"{root}\"]\nrefuse = [\"{}\"]\n[statements]\ndirectory = \"statements\"\nallow_documentation_prefixes = true\n",
+            mallory.fpr().to_hex()
+        ),
+    )
+    .unwrap();
+    let kernel = dir.join("kernel.prefixes");
+    let plan = ok(&[
+        "plan",
+        "--config",
+        p(&config),
+        "--at",
+        AT,
+        "--prefix-file",
+        p(&kernel),
+    ]);
+    assert!(
+        plan.contains("allow 2001:db8:a00::/40\n    from alpha.example serial=7 depth=0"),
+        "{plan}"
+    );
+    assert!(plan.contains("allow 2001:db8:a10::/48 (folded into 2001:db8:a00::/40)\n    from beta.example serial=3 depth=1"), "{plan}");
+    assert!(
+        plan.contains("deny 2001:db8:a02:100::/56\n    from mallory.example serial=1 refused"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("# rejected eve.asc: eve.example: rejected by rule untrusted-signer"),
+        "{plan}"
+    );
+    let set = wotgate::gate::prefixes::PrefixSet::load(&kernel).unwrap();
+    assert_eq!(set.len(), 3, "{}", set.to_file_text());
+    assert_eq!(
+        plan,
+        ok(&["plan", "--config", p(&config), "--at", AT]),
+        "plan output is deterministic"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["plan", "--config", p(&config), "--at", AT, "--json"])).unwrap();
+    assert_eq!(json["accepted_statements"], 3);
+    let diff = ok(&[
+        "plan",
+        "--config",
+        p(&config),
+        "--at",
+        AT,
+        "--diff",
+        p(&kernel),
+    ]);
+    assert_eq!(diff, "# no change\n");
+
+    let load = wotgate(&[
+        "--pin-dir",
+        p(&dir.join("nopin")),
+        "plan",
+        "--config",
+        p(&config),
+        "--at",
+        AT,
+        "--load",
+    ]);
+    assert!(!load.status.success());
+    assert!(
+        !dir.join("state").join("serials").exists(),
+        "state is recorded only after a successful load"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn password_protected_key_and_refusals_of_sign() {
+    let dir = temp_dir("stmt-sign");
+    let k = Key::new("<postmaster@alpha.example>");
+    let pw = Password::from("correct horse");
+    let encrypted: Vec<sequoia_openpgp::Packet> = k
+        .tsk
+        .keys()
+        .secret()
+        .map(|ka| {
+            let key = ka.key().clone().encrypt_secret(&pw).unwrap();
+            if ka.primary() {
+                key.role_into_primary().into()
+            } else {
+                key.role_into_subordinate().into()
+            }
+        })
+        .collect();
+    let locked = k.tsk.clone().insert_packets(encrypted).unwrap().0;
+    assert!(locked
+        .keys()
+        .secret()
+        .all(|ka| !ka.key().has_unencrypted_secret()));
+    write_tsk(&dir.join("locked.key"), &locked);
+    std::fs::write(dir.join("pw"), "correct horse\n").unwrap();
+    std::fs::write(dir.join("bad-pw"), "wrong\n").unwrap();
+    let body = dir.join("body");
+    std::fs::write(
+        &body,
+        ok(&[
+            "statement",
+            "new",
+            "--domain",
+            "alpha.example",
+            "--prefix",
+            "2a01:4f8:1::/48",
+        ]),
+    )
+    .unwrap();
+
+    let signed = ok(&[
+        "statement",
+        "sign",
+        "--key",
+        p(&dir.join("locked.key")),
+        "--password-file",
+        p(&dir.join("pw")),
+        p(&body),
+    ]);
+    assert!(signed.starts_with("-----BEGIN PGP MESSAGE-----"));
+    let bad = wotgate(&[
+        "statement",
+        "sign",
+        "--key",
+        p(&dir.join("locked.key")),
+        "--password-file",
+        p(&dir.join("bad-pw")),
+        p(&body),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("wrong password"),
+        "{bad:?}"
+    );
+    // A public key cannot sign; a malformed body is not signed.
+    write_keyring(&dir.join("pub.key"), &[k.public()]);
+    let public = wotgate(&[
+        "statement",
+        "sign",
+        "--key",
+        p(&dir.join("pub.key")),
+        p(&body),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&public.stderr).contains("holds no secret key material"),
+        "{public:?}"
+    );
+    std::fs::write(&body, "version: WOTGATEv1\nhello: world\n").unwrap();
+    let malformed = wotgate(&[
+        "statement",
+        "sign",
+        "--key",
+        p(&dir.join("locked.key")),
+        "--password-file",
+        p(&dir.join("pw")),
+        p(&body),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("refusing to sign a malformed body"),
+        "{malformed:?}"
+    );
+    // `new` refuses what acceptance would never take.
+    let v4 = wotgate(&[
+        "statement",
+        "new",
+        "--domain",
+        "alpha.example",
+        "--prefix",
+        "192.0.2.0/24",
+    ]);
+    assert!(String::from_utf8_lossy(&v4.stderr).contains("is IPv4"));
+    let ula = wotgate(&[
+        "statement",
+        "new",
+        "--domain",
+        "alpha.example",
+        "--prefix",
+        "fd00::/48",
+    ]);
+    assert!(String::from_utf8_lossy(&ula.stderr).contains("unique-local"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
