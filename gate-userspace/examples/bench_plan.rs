@@ -1,0 +1,222 @@
+//! Benchmark (not a timed test): verify 10,000 signed statements and build a
+//! plan of 1,000,000 prefixes; prints a markdown table, `--record` appends it.
+
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use ipnet::Ipv6Net;
+use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy};
+use wotgate::plan::{Plan, TestingPolicy};
+use wotgate::statement::{
+    signed,
+    time::{format_rfc3339, to_system_time, to_timestamp},
+    AcceptRules, Accepted, Acceptor, Mode, Role, SerialState, SignerTrust, Statement, StaticTrust,
+};
+
+const T0: u64 = 1_795_600_800;
+const STATEMENTS: usize = 10_000;
+const SIGNERS: usize = 100;
+const PLAN_PREFIXES: usize = 1_000_000;
+
+fn statement(domain: String, serial: u64, prefixes: Vec<Ipv6Net>) -> Statement {
+    Statement {
+        domain,
+        serial,
+        not_before: T0 - 86_400,
+        not_after: T0 + 30 * 86_400,
+        mode: Mode::Enforce,
+        prefixes,
+        tls_key_sha256: vec![],
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    let record = std::env::args().any(|a| a == "--record");
+    let policy = StandardPolicy::new();
+    let at = to_system_time(T0);
+
+    // Signers: 100 keys (Ed25519), each trusted for its own domain.
+    let mut certs = Vec::new();
+    let mut tsks = Vec::new();
+    for i in 0..SIGNERS {
+        let (tsk, _) = CertBuilder::new()
+            .set_creation_time(to_system_time(T0 - 365 * 86_400))
+            .add_userid(format!("<postmaster@d{i}.example>"))
+            .add_signing_subkey()
+            .generate()?;
+        certs.push(tsk.clone().strip_secret_key_material());
+        tsks.push(tsk);
+    }
+    let mut view = StaticTrust::new(certs);
+    for (i, t) in tsks.iter().enumerate() {
+        view.set(
+            t.fingerprint(),
+            SignerTrust::Trusted {
+                depth: i % 3,
+                domains: vec![format!("d{i}.example")],
+            },
+        );
+    }
+
+    // 10,000 statements of 4 prefixes each (100 signers x 100 serials).
+    let t = Instant::now();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(STATEMENTS);
+    let keypairs: Vec<_> = tsks
+        .iter()
+        .map(|k| signed::signing_keypair(k, &policy, at, None))
+        .collect::<Result<_, _>>()?;
+    for n in 0..STATEMENTS {
+        let i = n % SIGNERS;
+        let prefixes = (0..4u128)
+            .map(|j| {
+                Ipv6Net::new(
+                    (0x2a00_0000u128 << 96 | (n as u128) << 72 | j << 64).into(),
+                    64,
+                )
+                .unwrap()
+            })
+            .collect();
+        let body = statement(format!("d{i}.example"), n as u64, prefixes).to_body();
+        files.push((
+            format!("s{n:05}.asc"),
+            signed::sign(
+                body.as_bytes(),
+                keypairs[i].clone(),
+                to_system_time(T0 - 3600),
+            )?,
+        ));
+    }
+    let sign_s = t.elapsed().as_secs_f64();
+
+    let rules = AcceptRules::default();
+    let state = SerialState::default();
+    let acceptor = Acceptor {
+        rules: &rules,
+        trust: &view,
+        policy: &policy,
+        at,
+        state: &state,
+    };
+    let t = Instant::now();
+    let judged = acceptor.judge_all(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    let verify_s = t.elapsed().as_secs_f64();
+    let accepted = judged.iter().filter(|j| j.result.is_ok()).count();
+    // One statement per domain wins (the highest serial); the rest are superseded.
+    anyhow::ensure!(
+        accepted == SIGNERS,
+        "expected {SIGNERS} accepted, got {accepted}"
+    );
+
+    // 1,000,000 prefixes: 15,625 statements of 64; every 8th statement is a
+    // broad /40 that covers the /56s of the next seven, so folding has work.
+    let per = 64usize;
+    let count = PLAN_PREFIXES / per;
+    let mut acc: Vec<Accepted> = Vec::with_capacity(count);
+    for s in 0..count {
+        // Bits 0..16: 2a00; 16..40: the /40 (64 per group of 8 statements);
+        // 40..56: which of the seven covered statements.
+        let group = (s / 8) as u128;
+        let k = (s % 8) as u128;
+        let prefixes: Vec<Ipv6Net> = (0..per as u128)
+            .map(|j| {
+                let forty = 0x2a00u128 << 112 | (group * per as u128 + j) << 88;
+                if k == 0 {
+                    Ipv6Net::new(forty.into(), 40).unwrap()
+                } else {
+                    Ipv6Net::new((forty | k << 72).into(), 56).unwrap()
+                }
+            })
+            .collect();
+        acc.push(Accepted {
+            file: format!("p{s:06}.asc"),
+            statement: statement(format!("p{s}.example"), 1, prefixes),
+            signer: format!("{:040X}", s),
+            depth: if s % 97 == 0 { None } else { Some(s % 3) },
+            role: if s % 97 == 0 { Role::Deny } else { Role::Allow },
+            signed_at: T0,
+        });
+    }
+    let total: usize = acc.iter().map(|a| a.statement.prefixes.len()).sum();
+    let t = Instant::now();
+    let plan = Plan::build(&format_rfc3339(T0), &acc, vec![], TestingPolicy::Allow);
+    let build_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let set = plan.to_prefix_set().context("kernel set")?;
+    let kernel_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let text = plan.to_text();
+    let text_s = t.elapsed().as_secs_f64();
+
+    let mut table = String::new();
+    table.push_str("| step | items | seconds | per item |\n| --- | ---: | ---: | ---: |\n");
+    let mut row = |step: &str, n: usize, s: f64| {
+        table.push_str(&format!(
+            "| {step} | {n} | {s:.3} | {:.2} µs |\n",
+            s * 1e6 / n as f64
+        ));
+    };
+    row("sign statements (setup, Ed25519)", STATEMENTS, sign_s);
+    row("verify + judge statements", STATEMENTS, verify_s);
+    row(
+        &format!(
+            "build plan ({} entries, {} distinct prefixes)",
+            total,
+            plan.entries.len()
+        ),
+        total,
+        build_s,
+    );
+    row(
+        &format!("fold to kernel set ({} entries)", set.len()),
+        plan.entries.len(),
+        kernel_s,
+    );
+    row(
+        &format!("render plan text ({} MB)", text.len() / 1_000_000),
+        plan.entries.len(),
+        text_s,
+    );
+    print!("{table}");
+
+    if record {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let header = format!(
+            "\n### {} (kernel {}, {} CPUs, {cpu}; release build)\n\n",
+            format_rfc3339(to_timestamp(SystemTime::now())),
+            sh("uname", &["-r"]),
+            sh("nproc", &[])
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
+        let mut doc = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        let section = "## Statements and plan";
+        if !doc.contains(section) {
+            doc.push_str(&format!("\n{section}\n\n`cargo xtask bench plan` (`cargo run --release -p gate-userspace --example bench_plan -- --record`): verify {STATEMENTS} signed statements ({SIGNERS} signers, StandardPolicy), build a plan of {PLAN_PREFIXES} prefixes.\n"));
+        }
+        // Insert this run at the end of our section (before the next `## `).
+        let start = doc.find(section).unwrap_or(0) + section.len();
+        let end = doc[start..]
+            .find("\n## ")
+            .map(|i| start + i)
+            .unwrap_or(doc.len());
+        doc.insert_str(end, &format!("{header}{table}"));
+        std::fs::write(path, doc).with_context(|| format!("writing {path}"))?;
+        eprintln!("recorded in BENCHMARKS.md");
+    }
+    Ok(())
+}
