@@ -168,7 +168,7 @@ fn main() -> anyhow::Result<()> {
     row("verify + judge statements", STATEMENTS, verify_s);
     row(
         &format!(
-            "build plan ({} entries, {} distinct prefixes)",
+            "build plan incl. folding ({} prefixes, {} distinct)",
             total,
             plan.entries.len()
         ),
@@ -176,7 +176,10 @@ fn main() -> anyhow::Result<()> {
         build_s,
     );
     row(
-        &format!("fold to kernel set ({} entries)", set.len()),
+        &format!(
+            "kernel set from the plan ({} entries after folding)",
+            set.len()
+        ),
         plan.entries.len(),
         kernel_s,
     );
@@ -197,7 +200,7 @@ fn main() -> anyhow::Result<()> {
             })
             .unwrap_or_else(|| "unknown".into());
         let header = format!(
-            "\n### {} (kernel {}, {} CPUs, {cpu}; release build)\n\n",
+            "\n### {} (kernel {}, {} CPUs, {cpu}; release build, machine shared with other builds)\n\n",
             format_rfc3339(to_timestamp(SystemTime::now())),
             sh("uname", &["-r"]),
             sh("nproc", &[])

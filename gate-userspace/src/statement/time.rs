@@ -131,12 +131,13 @@ pub fn to_system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(t)
 }
 
-/// Parses a command-line time: RFC 3339 UTC or `now`.
+/// Parses a command-line time as `wotgate trust` does (`YYYY-MM-DD`,
+/// `YYYY-MM-DDTHH:MM:SSZ`, `@UNIX`), or `now`.
 pub fn parse_cli_time(s: &str) -> Result<SystemTime, String> {
     if s == "now" {
         return Ok(SystemTime::now());
     }
-    parse_rfc3339(s).map(to_system_time)
+    crate::wot::time::parse_time(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

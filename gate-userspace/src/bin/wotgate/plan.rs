@@ -23,7 +23,7 @@ pub struct PlanCmd {
     /// Print the plan as JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Reference time for every validity judgement (RFC 3339 UTC, or `now`).
+    /// Reference time for every validity judgement (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, @UNIX, or `now`).
     #[arg(long, default_value = "now")]
     at: String,
     /// Write the kernel set in the gate's prefix-file format to this file.

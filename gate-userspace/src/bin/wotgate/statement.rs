@@ -54,7 +54,7 @@ pub struct New {
     /// How long the statement is valid, from --not-before (e.g. 90d, 12h).
     #[arg(long, default_value = "90d")]
     valid_for: String,
-    /// Start of validity (RFC 3339 UTC, or `now`).
+    /// Start of validity (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, @UNIX, or `now`).
     #[arg(long, default_value = "now")]
     not_before: String,
     /// `testing` or `enforce`.
@@ -137,7 +137,7 @@ pub struct Sign {
     /// prompting on the terminal.
     #[arg(long)]
     password_file: Option<PathBuf>,
-    /// Signature creation time (RFC 3339 UTC, or `now`).
+    /// Signature creation time (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, @UNIX, or `now`).
     #[arg(long, default_value = "now")]
     at: String,
     /// The statement body (from `wotgate statement new`).
@@ -225,7 +225,7 @@ pub struct TrustArgs {
     /// State directory with the last accepted serials (rollback check).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Reference time (RFC 3339 UTC, or `now`).
+    /// Reference time (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, @UNIX, or `now`).
     #[arg(long, default_value = "now")]
     pub at: String,
 }
@@ -365,16 +365,14 @@ impl Show {
     }
 }
 
-/// Reads at most `max` bytes; a longer file is an error, not a truncation.
+/// Reads at most `max + 1` bytes of a file.
 pub fn read_bounded(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut buf))
         .with_context(|| format!("reading {}", path.display()))?;
-    if buf.len() > max {
-        // Let the acceptance rules name it (rule oversized) where they apply.
-        buf.truncate(max + 1);
-    }
+    // One byte past `max` is kept so the acceptance rules can name an
+    // oversized statement (rule oversized) without reading all of it.
     Ok(buf)
 }
