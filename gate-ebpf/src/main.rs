@@ -13,9 +13,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use gate_common::{
-    Entry, GateConfig, Ipv6Addr, Label, Meta, Reason, FLAG_OBSERVE, FLAG_PROTECT_DST,
-    LABELS_MAX_ENTRIES, MAX_EXT_HEADERS, MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES, REASON_COUNT,
-    TRUST_MAX_ENTRIES, VERDICT_ALLOW,
+    Entry, GateConfig, Ipv6Addr, Label, Meta, Reason, COUNTER_SLOTS, FLAG_OBSERVE,
+    FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS, MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES,
+    REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES, VERDICT_ALLOW,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -40,7 +40,7 @@ static WG_META: Array<Meta> = Array::pinned(1, 0);
 #[map(name = "WG_PROTECT")]
 static WG_PROTECT: LpmTrie<Ipv6Addr, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
 #[map(name = "WG_COUNTERS")]
-static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(REASON_COUNT, 0);
+static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_TYPE_OFF: usize = 12;
@@ -83,16 +83,21 @@ const MAX_OFF: usize = 0x7000;
 #[xdp]
 pub fn wotgate(ctx: XdpContext) -> u32 {
     let reason = classify(&ctx);
+    let bank = if ctx.ingress_ifindex() as u32 == TEST_RUN_IFINDEX {
+        REASON_COUNT
+    } else {
+        0
+    };
     let observe = match WG_CONFIG.get(0) {
         Some(cfg) => cfg.flags & FLAG_OBSERVE != 0,
         None => false,
     };
     if reason.drops() && observe {
-        count(Reason::ObserveWouldDrop);
-        count(reason.observed());
+        count(bank, Reason::ObserveWouldDrop);
+        count(bank, reason.observed());
         return XDP_PASS;
     }
-    count(reason);
+    count(bank, reason);
     if reason.drops() {
         XDP_DROP
     } else {
@@ -101,8 +106,8 @@ pub fn wotgate(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn count(reason: Reason) {
-    if let Some(c) = WG_COUNTERS.get_ptr_mut(reason as u32) {
+fn count(bank: u32, reason: Reason) {
+    if let Some(c) = WG_COUNTERS.get_ptr_mut(bank + reason as u32) {
         // SAFETY: per-CPU slot, only this CPU's program touches it.
         unsafe { *c += 1 };
     }
@@ -204,8 +209,8 @@ fn ipv6(ctx: &XdpContext, cfg: &GateConfig, ip: usize) -> Option<Reason> {
     for i in 0..=MAX_EXT_HEADERS {
         match next {
             IPPROTO_TCP => return tcp6(ctx, cfg, ip, off),
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH
-            | IPPROTO_FRAGMENT => {}
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
+            }
             // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
             _ => return Some(Reason::OtherPass),
         }

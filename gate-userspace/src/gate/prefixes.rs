@@ -99,13 +99,7 @@ impl PrefixSet {
             }
             return Ok(());
         }
-        self.entries.insert(
-            prefix,
-            PrefixEntry {
-                prefix,
-                ..entry
-            },
-        );
+        self.entries.insert(prefix, PrefixEntry { prefix, ..entry });
         Ok(())
     }
 
@@ -260,7 +254,9 @@ mod tests {
     use super::*;
 
     fn err_of(text: &str) -> String {
-        PrefixSet::parse(text, "t.prefixes").unwrap_err().to_string()
+        PrefixSet::parse(text, "t.prefixes")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -272,7 +268,10 @@ mod tests {
         .unwrap();
         assert_eq!(set.len(), 3);
         let e = set.get(&"2001:db8::/32".parse().unwrap()).unwrap();
-        assert_eq!((e.verdict, e.label.as_str()), (Verdict::Allow, "isp example"));
+        assert_eq!(
+            (e.verdict, e.label.as_str()),
+            (Verdict::Allow, "isp example")
+        );
         let d = set.get(&"2001:db8:bad::/48".parse().unwrap()).unwrap();
         assert_eq!((d.verdict, d.label.as_str()), (Verdict::Deny, ""));
         assert!(set.get(&"2001:db8:1::1/128".parse().unwrap()).is_some());
@@ -295,15 +294,22 @@ mod tests {
         );
         assert!(err_of("allow\n").starts_with("t.prefixes:1: allow needs a prefix"));
         assert!(err_of("deny   \n").starts_with("t.prefixes:1: deny needs a prefix"));
-        assert!(err_of("\n\nallow 192.0.2.0/24\n").starts_with("t.prefixes:3: \"192.0.2.0/24\" is IPv4"));
+        assert!(err_of("\n\nallow 192.0.2.0/24\n")
+            .starts_with("t.prefixes:3: \"192.0.2.0/24\" is IPv4"));
         assert!(err_of("allow 192.0.2.1\n").contains("is IPv4"));
         assert!(err_of("allow 2001:db8::/129\n").contains("not an IPv6 prefix"));
         assert!(err_of("allow nonsense\n").contains("not an IPv6 address or prefix"));
         assert!(err_of("allow 2001:db8::1/32\n").contains("did you mean 2001:db8::/32"));
-        assert!(err_of(&format!("allow 2001:db8::/32 {}\n", "x".repeat(200))).contains("label is 200 bytes"));
+        assert!(
+            err_of(&format!("allow 2001:db8::/32 {}\n", "x".repeat(200)))
+                .contains("label is 200 bytes")
+        );
         assert!(err_of("allow 2001:db8::/32 a\u{7}b\n").contains("control characters"));
         let both = err_of("allow 2001:db8::/32 a\ndeny 2001:db8::/32 b\n");
-        assert!(both.starts_with("t.prefixes:2: 2001:db8::/32 is both allow (a) and deny (b)"), "{both}");
+        assert!(
+            both.starts_with("t.prefixes:2: 2001:db8::/32 is both allow (a) and deny (b)"),
+            "{both}"
+        );
     }
 
     #[test]
@@ -316,7 +322,11 @@ mod tests {
     #[test]
     fn missing_file_is_named() {
         let e = PrefixSet::load(Path::new("/nonexistent/x.prefixes")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/x.prefixes: cannot read"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/x.prefixes: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]
