@@ -71,3 +71,24 @@ impl Drop for PinnedGate {
         }
     }
 }
+
+/// The `wotgate` binary built beside this test (`cargo xtask test` builds it
+/// first; `WOTGATE_BIN` overrides).
+pub fn wotgate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WOTGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/wotgate
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("wotgate"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}

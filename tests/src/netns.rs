@@ -105,6 +105,9 @@ impl Pair {
             ns.exec(&["ip", "addr", "add", v6, "dev", ifc, "nodad"]);
             ns.exec(&["ip", "addr", "add", v4, "dev", ifc]);
         }
+        for (ns, ifc) in [(&server, &server_if), (&client, &client_if)] {
+            ns.exec(&["ip", "link", "set", ifc, "up"]);
+        }
         for a in extra_client {
             client.exec(&[
                 "ip",
@@ -128,9 +131,6 @@ impl Pair {
                 &server_if,
             ]);
         }
-        for (ns, ifc) in [(&server, &server_if), (&client, &client_if)] {
-            ns.exec(&["ip", "link", "set", ifc, "up"]);
-        }
         Pair {
             client,
             server,
@@ -138,4 +138,98 @@ impl Pair {
             server_if,
         }
     }
+}
+
+/// Runs `f` on a thread that has entered namespace `ns` (only that thread
+/// changes namespace; sockets it creates stay in `ns`).
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        use std::os::fd::AsRawFd;
+        // SAFETY: valid namespace fd; affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}
+
+/// A TCP listener in a namespace that accepts and echoes, counting accepts.
+pub struct Listener {
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Listens on `[::]:port` (dual stack) inside `ns`.
+    pub fn start(ns: &str, port: u16) -> Listener {
+        use std::sync::{atomic::*, Arc};
+        let listener = in_netns(ns, move || {
+            let l = std::net::TcpListener::bind(("::", port)).expect("bind listener");
+            l.set_nonblocking(true).unwrap();
+            l
+        });
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 1024];
+                            let _ = conn.set_nonblocking(false);
+                            while let Ok(n) = conn.read(&mut buf) {
+                                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        Listener {
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects from `src` (bound) to `dst` inside `ns`, within `timeout`.
+/// A SYN dropped by the gate shows as a timeout.
+pub fn connect(
+    ns: &str,
+    src: std::net::IpAddr,
+    dst: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    in_netns(ns, move || {
+        use socket2::{Domain, Socket, Type};
+        let domain = if dst.is_ipv6() {
+            Domain::IPV6
+        } else {
+            Domain::IPV4
+        };
+        let s = Socket::new(domain, Type::STREAM, None)?;
+        s.bind(&std::net::SocketAddr::new(src, 0).into())?;
+        s.connect_timeout(&dst.into(), timeout)?;
+        Ok(s.into())
+    })
 }

@@ -42,11 +42,17 @@ impl Mode {
 /// The warning printed whenever skb mode is chosen.
 pub const SKB_WARNING: &str = "generic (skb) mode: the program runs after the kernel has allocated an skb for every packet, so drops cost several times more than in native mode and all traffic on the interface pays for it; use it only where the driver has no native XDP";
 
-const LINK_PREFIX: &str = "link.";
+const LINK_PREFIX: &str = "link_";
 
-/// Pin name of an interface's link: `link.<mode>.<ifname>`.
+/// Pin name of an interface's link: `link_<mode>_<ifname>`. bpffs refuses
+/// dots in names, which interface names may have (`eth0.100`): escaped.
 fn link_pin(pin_dir: &Path, mode: Mode, iface: &str) -> PathBuf {
-    pin_dir.join(format!("{LINK_PREFIX}{}.{iface}", mode.as_str()))
+    let escaped = iface.replace('%', "%25").replace('.', "%2e");
+    pin_dir.join(format!("{LINK_PREFIX}{}_{escaped}", mode.as_str()))
+}
+
+fn unescape(name: &str) -> String {
+    name.replace("%2e", ".").replace("%25", "%")
 }
 
 pub(super) fn is_link_pin(p: &Path) -> bool {
@@ -74,10 +80,19 @@ impl Gate {
     /// Attaches the gate's program to `iface`. Attaching again in the same
     /// mode is a no-op; the interface must not carry another XDP program.
     pub fn attach(&self, iface: &str, mode: Mode) -> Result<Attachment> {
-        if sys::ifindex(iface).is_none() {
-            return Err(GateError::Invalid(format!(
-                "no interface {iface:?} in this network namespace"
-            )));
+        match sys::ifindex(iface) {
+            None => {
+                return Err(GateError::Invalid(format!(
+                    "no interface {iface:?} in this network namespace"
+                )))
+            }
+            // Test runs are recognised by the loopback index (see gate-common).
+            Some(gate_common::TEST_RUN_IFINDEX) => {
+                return Err(GateError::Invalid(
+                    "the gate does not attach to loopback".into(),
+                ))
+            }
+            Some(_) => {}
         }
         for a in self.attachments()? {
             if a.iface == iface && a.live {
@@ -139,9 +154,10 @@ impl Gate {
             let Some(rest) = name.strip_prefix(LINK_PREFIX) else {
                 continue;
             };
-            let Some((mode, iface)) = rest.split_once('.') else {
+            let Some((mode, iface)) = rest.split_once('_') else {
                 continue;
             };
+            let iface = unescape(iface);
             let Some(mode) = Mode::parse(mode) else {
                 continue;
             };
@@ -149,9 +165,9 @@ impl Gate {
                 .and_then(|fd| sys::fdinfo(&fd))
                 .unwrap_or_default();
             let ifindex = sys::fdinfo_u64(&info, "ifindex");
-            let live = matches!(ifindex, Some(i) if i != 0 && sys::ifname(i as u32).as_deref() == Some(iface));
+            let live = matches!(ifindex, Some(i) if i != 0 && sys::ifname(i as u32).as_deref() == Some(iface.as_str()));
             out.push(Attachment {
-                iface: iface.to_string(),
+                iface,
                 mode,
                 link_id: sys::fdinfo_u64(&info, "link_id"),
                 program_id: sys::fdinfo_u64(&info, "prog_id"),
@@ -173,5 +189,24 @@ impl Gate {
             sys::fdinfo_u64(&info, "prog_id"),
             sys::fdinfo_u64(&info, "prog_jited").map(|j| j != 0),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pins_escape_dots_and_roundtrip() {
+        let p = link_pin(Path::new("/x"), Mode::Skb, "eth0.100%");
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains('.'), "{name}");
+        assert!(is_link_pin(&p));
+        let rest = name.strip_prefix(LINK_PREFIX).unwrap();
+        let (mode, iface) = rest.split_once('_').unwrap();
+        assert_eq!(
+            (Mode::parse(mode), unescape(iface).as_str()),
+            (Some(Mode::Skb), "eth0.100%")
+        );
     }
 }

@@ -126,7 +126,6 @@ pub struct Gate {
     meta: Array<MapData, Meta>,
     protect: LpmTrie<MapData, Ipv6Addr, u32>,
     counters: PerCpuArray<MapData, u64>,
-    _lock: File,
 }
 
 impl Gate {
@@ -135,7 +134,7 @@ impl Gate {
     pub fn create(pin_dir: &Path) -> Result<Gate> {
         sys::ensure_bpffs(pin_dir).map_err(io_err(pin_dir))?;
         std::fs::create_dir_all(pin_dir).map_err(io_err(pin_dir))?;
-        let lock = lock(pin_dir)?;
+        let guard = lock(pin_dir)?;
         let prog_pin = pin_dir.join(PROG_PIN);
         if !prog_pin.exists() {
             if crate::EBPF_OBJECT.is_empty() {
@@ -155,24 +154,22 @@ impl Gate {
                 source,
             })?;
         }
-        let mut gate = Self::open_locked(pin_dir, lock)?;
+        let mut gate = Self::open(pin_dir)?;
         let cfg = gate.raw_config()?;
+        drop(guard);
         if cfg.nports == 0 {
             gate.set_settings(&Settings::default())?;
         }
         Ok(gate)
     }
 
-    /// Opens an existing pinned gate; never loads anything.
+    /// Opens an existing pinned gate; never loads anything. Readers take no
+    /// lock; writers (`set_settings`, `load_set`, test runs) take the pin
+    /// directory's lock for the duration of the change.
     pub fn open(pin_dir: &Path) -> Result<Gate> {
         if !pin_dir.join(maps::CONFIG).exists() {
             return Err(GateError::NotPinned(pin_dir.to_path_buf()));
         }
-        let lock = lock(pin_dir)?;
-        Self::open_locked(pin_dir, lock)
-    }
-
-    fn open_locked(pin_dir: &Path, lock: File) -> Result<Gate> {
         let t0 = open_map(pin_dir, maps::TRUST[0])?;
         let t1 = open_map(pin_dir, maps::TRUST[1])?;
         let l0 = open_map(pin_dir, maps::LABELS[0])?;
@@ -186,7 +183,6 @@ impl Gate {
             meta: open_map(pin_dir, maps::META)?,
             protect: open_map(pin_dir, maps::PROTECT)?,
             counters: open_map(pin_dir, maps::COUNTERS)?,
-            _lock: lock,
         })
     }
 
@@ -232,6 +228,7 @@ impl Gate {
     /// written before the flag that enables it, and cleared after it is off.
     pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
         s.validate()?;
+        let _guard = self.lock()?;
         let upd = |source| GateError::Update {
             name: maps::PROTECT,
             source,
@@ -288,6 +285,13 @@ impl Gate {
                 Ok((*r, v.iter().sum()))
             })
             .collect()
+    }
+}
+
+impl Gate {
+    /// Serialises writers across processes (flock on the pin directory).
+    pub fn lock(&self) -> Result<File> {
+        lock(&self.pin_dir)
     }
 }
 

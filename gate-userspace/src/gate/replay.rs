@@ -45,16 +45,19 @@ pub struct Runner<'g> {
     gate: &'g Gate,
     prog: Xdp,
     last: Vec<u64>,
+    _guard: std::fs::File,
 }
 
 impl Gate {
     pub fn runner(&self) -> Result<Runner<'_>> {
+        let guard = self.lock()?;
         let prog = self.program()?;
         let last = self.test_bank()?;
         Ok(Runner {
             gate: self,
             prog,
             last,
+            _guard: guard,
         })
     }
 

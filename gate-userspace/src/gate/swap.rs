@@ -81,6 +81,7 @@ impl Gate {
     /// Replaces the trusted set atomically. The active trie is never
     /// written; on any error the datapath keeps the set it had.
     pub fn load_set(&mut self, set: &PrefixSet) -> Result<LoadReport> {
+        let _guard = self.lock()?;
         let active = self.active_trie()?;
         let target = 1 - active;
         let mut meta = self.meta()?;

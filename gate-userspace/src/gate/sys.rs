@@ -72,12 +72,16 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
         bpf_fd: u32,
         file_flags: u32,
         path_fd: i32,
+        // Explicit, zeroed: the kernel rejects non-zero bytes past the
+        // fields it knows.
+        _pad: u32,
     }
     let attr = ObjGet {
         pathname: c.as_ptr() as u64,
         bpf_fd: 0,
         file_flags: 0,
         path_fd: 0,
+        _pad: 0,
     };
     // SAFETY: attr is a valid bpf_attr prefix for BPF_OBJ_GET.
     let fd = unsafe {
