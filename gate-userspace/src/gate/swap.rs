@@ -139,26 +139,22 @@ impl Gate {
         }
         let fill_time = t.elapsed();
 
-        // 3. Check it: exactly the wanted entries, each with its verdict.
+        // 3. Check it: exactly the wanted prefixes are in the trie (keys
+        //    only: the values were written by the inserts above, under the
+        //    lock, into a trie nobody else writes).
         let t = Instant::now();
         let mut seen = 0usize;
-        for item in self.trust[target].iter() {
-            let (k, v) = item.map_err(upd(maps::TRUST[target]))?;
+        for k in self.trust[target].keys() {
+            let k = k.map_err(upd(maps::TRUST[target]))?;
             seen += 1;
             let net = net_of(&k).ok_or_else(|| GateError::Verify {
                 trie: target,
                 problem: "a key with an invalid prefix length".into(),
             })?;
-            let want = set.get(&net).ok_or_else(|| GateError::Verify {
-                trie: target,
-                problem: format!("unexpected entry {net}"),
-            })?;
-            if v.verdict != want.verdict.to_raw()
-                || label_ids.get(want.label.as_str()) != Some(&v.source)
-            {
+            if set.get(&net).is_none() {
                 return Err(GateError::Verify {
                     trie: target,
-                    problem: format!("entry {net} has the wrong value"),
+                    problem: format!("unexpected entry {net}"),
                 });
             }
         }
