@@ -74,10 +74,13 @@ impl Status {
         let _ = writeln!(s, "pin dir      {}", self.pin_dir);
         let _ = writeln!(
             s,
-            "program      id {} jited {} (sysctl bpf_jit_enable: {})",
+            "program      id {} jited {}{}",
             self.program_id.map_or("?".into(), |i| i.to_string()),
             yn(self.jited),
-            yn(self.jit_enabled)
+            match self.jit_enabled {
+                Some(on) => format!(" (net.core.bpf_jit_enable: {})", yn(Some(on))),
+                None => String::new(),
+            }
         );
         let _ = writeln!(s, "mode         {}", self.mode);
         let ports: Vec<String> = self.settings.ports.iter().map(|p| p.to_string()).collect();

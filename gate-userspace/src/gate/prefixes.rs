@@ -152,8 +152,9 @@ impl PrefixSet {
             if line.is_empty() {
                 continue;
             }
-            let mut words = line.splitn(3, char::is_whitespace);
-            let verdict = match words.next().unwrap_or("") {
+            let (first, rest) = split_word(line);
+            let (prefix_text, label) = split_word(rest);
+            let verdict = match first {
                 "allow" => Verdict::Allow,
                 "deny" => Verdict::Deny,
                 other => {
@@ -162,13 +163,11 @@ impl PrefixSet {
                     )))
                 }
             };
-            let prefix_text = words
-                .next()
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .ok_or_else(|| err(format!("{verdict} needs a prefix, e.g. 2001:db8::/48")))?;
+            if prefix_text.is_empty() {
+                return Err(err(format!("{verdict} needs a prefix, e.g. 2001:db8::/48")));
+            }
             let prefix = parse_prefix(prefix_text).map_err(err)?;
-            let label = words.next().unwrap_or("").trim().to_string();
+            let label = label.to_string();
             if label.len() > MAX_LABEL {
                 return Err(err(format!(
                     "label is {} bytes, at most {MAX_LABEL} fit",
@@ -223,6 +222,15 @@ impl FromIterator<PrefixEntry> for Result<PrefixSet, String> {
     }
 }
 
+/// The first whitespace-separated word and the trimmed rest.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
 /// Parses an IPv6 prefix strictly: host bits must be zero, IPv4 is refused
 /// with a message that says why.
 pub fn parse_prefix(text: &str) -> Result<Ipv6Net, String> {
@@ -262,7 +270,7 @@ mod tests {
     #[test]
     fn parses_allow_deny_labels_comments() {
         let set = PrefixSet::parse(
-            "# header\n\nallow 2001:db8::/32 isp example\n deny 2001:db8:bad::/48  # refused\nallow 2001:db8:1::1\n",
+            "# header\n\nallow 2001:db8::/32 isp example\n deny \t 2001:db8:bad::/48  # refused\nallow 2001:db8:1::1\n",
             "f",
         )
         .unwrap();
