@@ -447,6 +447,73 @@ fn valid_syn(rng: &mut StdRng, ph: &Phase) -> Vec<u8> {
     b.build()
 }
 
+/// An IPv6 SYN from the phase's pools behind `exts` raw extension headers,
+/// each given as (type, length field); bodies are random, links are right.
+fn syn_behind(rng: &mut StdRng, ph: &Phase, exts: &[(u8, u8)]) -> Vec<u8> {
+    let mut b = Builder::ipv6_tcp(
+        ph.src.pick(rng),
+        ph.dst.pick(rng),
+        rng.gen(),
+        *ph.ports.choose(rng).unwrap(),
+        SYN,
+    );
+    let tags = rng.gen_range(0..=2);
+    for _ in 0..tags {
+        b = b.vlan(rng.gen());
+    }
+    let mut p = b.build();
+    let ip = 14 + 4 * tags;
+    let mut chain = Vec::new();
+    for (i, &(kind, len)) in exts.iter().enumerate() {
+        let size = match kind {
+            44 => 8,
+            51 => (usize::from(len) + 2) * 4,
+            _ => (usize::from(len) + 1) * 8,
+        };
+        let mut h = random_bytes(rng, size);
+        h[0] = exts.get(i + 1).map_or(6, |e| e.0);
+        if kind == 44 {
+            h[2] = 0;
+            h[3] &= 7;
+        } else {
+            h[1] = len;
+        }
+        chain.extend(h);
+    }
+    if let Some(first) = exts.first() {
+        p[ip + 6] = first.0;
+    }
+    p.splice(ip + 40..ip + 40, chain);
+    p
+}
+
+/// SYNs at every offset one Destination Options or AH header can put them
+/// at, and long valid chains of up to nine headers with random lengths.
+fn offset_sweep(rng: &mut StdRng, ph: &Phase) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for len in 0..=255u8 {
+        out.push(syn_behind(rng, ph, &[(60, len)]));
+        out.push(syn_behind(rng, ph, &[(51, len)]));
+    }
+    for _ in 0..200 {
+        let n = rng.gen_range(6..=9);
+        let mut exts = Vec::new();
+        let mut total = 0;
+        for _ in 0..n {
+            let kind = *EXT_TYPES.choose(rng).unwrap();
+            let len = if total < 2_000 {
+                rng.gen_range(0..40u8)
+            } else {
+                0
+            };
+            total += usize::from(len) * 8 + 8;
+            exts.push((kind, len));
+        }
+        out.push(syn_behind(rng, ph, &exts));
+    }
+    out
+}
+
 /// One random mutation: bit flips, byte insertions or a deletion.
 fn mutate(rng: &mut StdRng, mut p: Vec<u8>) -> Vec<u8> {
     match rng.gen_range(0..10) {
@@ -530,9 +597,14 @@ fn kernel_agrees_with_reference() {
             p[bit / 8] ^= 1 << (bit % 8);
             batch.push(("bitflip-sweep", p));
         }
+        batch.extend(
+            offset_sweep(&mut rng, &ph)
+                .into_iter()
+                .map(|p| ("offset-sweep", p)),
+        );
         // Every truncation of a few valid SYNs (under 14 bytes the kernel
         // refuses the test run: the reference alone must say pass there).
-        while batch.len() < 2_500 {
+        while batch.len() < 3_000 {
             let base = valid_syn(&mut rng, &ph);
             for n in 0..base.len() {
                 if n < 14 {
@@ -543,7 +615,7 @@ fn kernel_agrees_with_reference() {
                 }
             }
         }
-        while batch.len() < 5_500 {
+        while batch.len() < 6_000 {
             let base = valid_syn(&mut rng, &ph);
             batch.push(("mutation", mutate(&mut rng, base)));
         }
