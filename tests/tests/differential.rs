@@ -7,7 +7,8 @@ use std::{
     time::Instant,
 };
 
-use gate_common::Reason;
+use aya::maps::{Map, MapData, PerCpuArray};
+use gate_common::{maps, Reason, REASON_COUNT};
 use integration_tests::PinnedGate;
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
@@ -545,6 +546,23 @@ fn mutate(rng: &mut StdRng, mut p: Vec<u8>) -> Vec<u8> {
     p
 }
 
+fn is_observe_breakdown(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::ObserveUntrusted
+            | Reason::ObserveDenied
+            | Reason::ObserveNonIpv6
+            | Reason::ObserveMalformed
+    )
+}
+
+/// The test-run counter bank slot of `r`, summed over CPUs.
+fn test_count(pg: &PinnedGate, r: Reason) -> u64 {
+    let data = MapData::from_pin(pg.path().join(maps::COUNTERS)).unwrap();
+    let arr: PerCpuArray<MapData, u64> = Map::PerCpuArray(data).try_into().unwrap();
+    arr.get(&(REASON_COUNT + r as u32), 0).unwrap().iter().sum()
+}
+
 fn hex(p: &[u8]) -> String {
     p.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -623,6 +641,8 @@ fn kernel_agrees_with_reference() {
             batch.push(("structured", structured(&mut rng, &ph)));
         }
         batch.truncate(want);
+        let would_drop_before = test_count(&pg, Reason::ObserveWouldDrop);
+        let mut observed = 0u64;
         let mut r = pg.gate().runner().unwrap();
         for (kind, p) in &batch {
             let kernel = r
@@ -631,6 +651,7 @@ fn kernel_agrees_with_reference() {
             let refr = reference::classify(p, cfg, set);
             *tally.entry(kernel.reason).or_default() += 1;
             *kinds.entry(kind).or_default() += 1;
+            observed += u64::from(is_observe_breakdown(refr.reason));
             if kernel != refr {
                 bad += 1;
                 if bad <= MAX_REPORTED {
@@ -644,6 +665,22 @@ fn kernel_agrees_with_reference() {
             }
         }
         run += batch.len();
+        // The would-drop total moves once for every drop observe mode
+        // lets pass, and only then (checked while the verdicts agree).
+        let would_drop = test_count(&pg, Reason::ObserveWouldDrop) - would_drop_before;
+        assert!(
+            bad > 0 || would_drop == observed,
+            "seed {seed} phase {phase}: observe_would_drop counted {would_drop} times for {observed} observed drops"
+        );
+    }
+    // Test runs never count as real traffic.
+    for (r, n) in pg.gate().counters().unwrap() {
+        assert_eq!(
+            n,
+            0,
+            "seed {seed}: test runs moved the real counter {}",
+            r.name()
+        );
     }
     let elapsed = started.elapsed();
     println!(
