@@ -556,11 +556,13 @@ fn is_observe_breakdown(r: Reason) -> bool {
     )
 }
 
-/// The test-run counter bank slot of `r`, summed over CPUs.
-fn test_count(pg: &PinnedGate, r: Reason) -> u64 {
+/// The test-run counter bank, per reason, summed over CPUs.
+fn test_bank(pg: &PinnedGate) -> Vec<u64> {
     let data = MapData::from_pin(pg.path().join(maps::COUNTERS)).unwrap();
     let arr: PerCpuArray<MapData, u64> = Map::PerCpuArray(data).try_into().unwrap();
-    arr.get(&(REASON_COUNT + r as u32), 0).unwrap().iter().sum()
+    (0..REASON_COUNT)
+        .map(|i| arr.get(&(REASON_COUNT + i), 0).unwrap().iter().sum())
+        .collect()
 }
 
 fn hex(p: &[u8]) -> String {
@@ -641,8 +643,9 @@ fn kernel_agrees_with_reference() {
             batch.push(("structured", structured(&mut rng, &ph)));
         }
         batch.truncate(want);
-        let would_drop_before = test_count(&pg, Reason::ObserveWouldDrop);
+        let bank_before = test_bank(&pg);
         let mut observed = 0u64;
+        let mut phase_tally = [0u64; REASON_COUNT as usize];
         let mut r = pg.gate().runner().unwrap();
         for (kind, p) in &batch {
             let kernel = r
@@ -650,6 +653,7 @@ fn kernel_agrees_with_reference() {
                 .unwrap_or_else(|e| panic!("seed {seed}: test run of {} failed: {e}", hex(p)));
             let refr = reference::classify(p, cfg, set);
             *tally.entry(kernel.reason).or_default() += 1;
+            phase_tally[kernel.reason as usize] += 1;
             *kinds.entry(kind).or_default() += 1;
             observed += u64::from(is_observe_breakdown(refr.reason));
             if kernel != refr {
@@ -665,13 +669,20 @@ fn kernel_agrees_with_reference() {
             }
         }
         run += batch.len();
-        // The would-drop total moves once for every drop observe mode
-        // lets pass, and only then (checked while the verdicts agree).
-        let would_drop = test_count(&pg, Reason::ObserveWouldDrop) - would_drop_before;
-        assert!(
-            bad > 0 || would_drop == observed,
-            "seed {seed} phase {phase}: observe_would_drop counted {would_drop} times for {observed} observed drops"
-        );
+        // Each packet moved exactly the counter it was judged by (plus the
+        // would-drop total for every drop observe mode lets pass, and only
+        // then): nothing is counted twice. Checked while verdicts agree.
+        let bank = test_bank(&pg);
+        phase_tally[Reason::ObserveWouldDrop as usize] = observed;
+        for r in Reason::ALL {
+            let moved = bank[r as usize] - bank_before[r as usize];
+            assert!(
+                bad > 0 || moved == phase_tally[r as usize],
+                "seed {seed} phase {phase}: counter {} moved {moved} times, expected {}",
+                r.name(),
+                phase_tally[r as usize]
+            );
+        }
     }
     // Test runs never count as real traffic.
     for (r, n) in pg.gate().counters().unwrap() {
