@@ -78,6 +78,48 @@ fn run(mut c: Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test`, echoing its output, and ends with one closing line
+/// totalling every test binary: `tests: N passed, N failed`.
+fn test_with_summary(mut c: Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let desc = format!("{c:?}");
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {desc}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            passed += num("passed");
+            failed += num("failed");
+        }
+    }
+    let st = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !st.success() || failed > 0 {
+        bail!("{desc} failed ({st})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -106,7 +148,7 @@ fn main() -> Result<()> {
                 t.push("--");
                 t.extend(args.iter().map(String::as_str));
             }
-            run(cargo(&t))
+            test_with_summary(cargo(&t))
         }
         Cmd::Demo => {
             setup::setup()?;
