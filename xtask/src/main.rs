@@ -187,7 +187,11 @@ fn main() -> Result<()> {
             run(c)
         }
         Cmd::Bench { which, record } => {
-            setup::setup()?;
+            setup::setup_with(if which == "wot" {
+                setup::BENCH_WOT_PACKAGES
+            } else {
+                &[]
+            })?;
             let example = match which.as_str() {
                 "xdp" => {
                     setup::require_root("BPF_PROG_TEST_RUN")?;

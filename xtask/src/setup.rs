@@ -23,11 +23,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "network namespaces and veth pairs in tests"),
     ("util-linux", "nsenter in tests"),
     ("gnupg", "the independent web-of-trust oracle in tests"),
-    (
-        "debian-keyring",
-        "a large real keyring for the web-of-trust benchmark",
-    ),
 ];
+
+/// Only for `cargo xtask bench wot` (a large download the tests do not need).
+pub const BENCH_WOT_PACKAGES: &[(&str, &str)] = &[(
+    "debian-keyring",
+    "a large real keyring for the web-of-trust benchmark",
+)];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -78,11 +80,21 @@ fn bpf_linker_ok() -> bool {
 }
 
 pub fn setup() -> Result<()> {
+    setup_with(&[])
+}
+
+/// Installs `PACKAGES` plus `extra` and bpf-linker, whatever is missing.
+pub fn setup_with(extra: &[(&'static str, &'static str)]) -> Result<()> {
     let debian = std::path::Path::new("/etc/debian_version").exists();
+    let wanted: Vec<&(&str, &str)> = PACKAGES.iter().chain(extra).collect();
     let missing: Vec<&(&str, &str)> = if debian {
-        PACKAGES.iter().filter(|(p, _)| !installed(p)).collect()
+        wanted
+            .iter()
+            .copied()
+            .filter(|(p, _)| !installed(p))
+            .collect()
     } else {
-        PACKAGES.iter().collect()
+        wanted.clone()
     };
     let linker = bpf_linker_ok();
     if missing.is_empty() && linker {
@@ -92,7 +104,7 @@ pub fn setup() -> Result<()> {
         let mut msg = String::from(
             "this is not a Debian machine, so setup cannot install prerequisites itself. You need:\n",
         );
-        for (p, why) in PACKAGES {
+        for (p, why) in &wanted {
             msg.push_str(&format!("  - the equivalent of Debian's {p} ({why})\n"));
         }
         msg.push_str(&format!(
