@@ -7,7 +7,10 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=WOTGATE_EBPF_TOOLCHAIN");
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let obj = out.join("gate-ebpf");
-    let wanted = matches!(env::var("WOTGATE_BUILD_EBPF").as_deref(), Ok("1") | Ok("true"));
+    let wanted = matches!(
+        env::var("WOTGATE_BUILD_EBPF").as_deref(),
+        Ok("1") | Ok("true")
+    );
     if !wanted {
         // An empty object: the loader reports "built without the XDP program".
         fs::write(&obj, [])?;

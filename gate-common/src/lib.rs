@@ -149,6 +149,16 @@ pub enum Reason {
 
 pub const REASON_COUNT: u32 = 11;
 
+/// `BPF_PROG_TEST_RUN` without a context runs the program as if the packet
+/// arrived on the loopback device, whose index is 1 in every namespace. The
+/// gate never attaches to loopback, so such packets are test runs (`check`,
+/// `replay`, the tests): they are counted in a second bank of counters and
+/// never disturb what the gate reports about real traffic.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+/// Slots of `WG_COUNTERS`: `REASON_COUNT` for real traffic, then the same
+/// again for test runs.
+pub const COUNTER_SLOTS: u32 = 2 * REASON_COUNT;
+
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT as usize] = [
         Reason::TrustedPass,

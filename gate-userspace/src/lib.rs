@@ -6,6 +6,8 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 pub mod config;
 pub mod gate;
+pub mod packet;
 pub mod plan;
+pub mod reference;
 pub mod statement;
 pub mod wot;

@@ -1,1 +1,218 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup|build|test|demo|build-and-attach|bench`.
+//! Every task installs what it needs first (see `setup`).
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install missing prerequisites (Debian packages, bpf-linker). Idempotent.
+    Setup,
+    /// Build the XDP program and the `wotgate` binary (release).
+    Build,
+    /// Run every test: formatting, clippy, unit, packet, differential and
+    /// kernel (veth) tests. Needs root.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the main job on the embedded default, in namespaces of its own.
+    Demo,
+    /// Build everything and attach the gate to an interface.
+    BuildAndAttach {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value = "native")]
+        mode: String,
+        /// Further `wotgate attach` options (e.g. --observe, --port 25).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks: xdp, wot or plan. `--record` appends to BENCHMARKS.md.
+    Bench {
+        which: String,
+        #[arg(long)]
+        record: bool,
+    },
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// A cargo command in the workspace with the eBPF build switched on.
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root())
+        .args(args)
+        .env("WOTGATE_BUILD_EBPF", "1")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env("PATH", setup::path_with_cargo_bin());
+    c
+}
+
+fn run(mut c: Command) -> Result<()> {
+    let desc = format!("{c:?}");
+    let st = c.status().with_context(|| format!("spawning {desc}"))?;
+    if !st.success() {
+        bail!("{desc} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and ends with one closing line
+/// totalling every test binary: `tests: N passed, N failed`.
+fn test_with_summary(mut c: Command) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let desc = format!("{c:?}");
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {desc}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            passed += num("passed");
+            failed += num("failed");
+        }
+    }
+    let st = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !st.success() || failed > 0 {
+        bail!("{desc} failed ({st})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build => {
+            setup::setup()?;
+            run(cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "gate-userspace",
+                "--bins",
+            ]))
+        }
+        Cmd::Test { args } => {
+            setup::setup()?;
+            setup::require_root(
+                "the kernel tests load XDP programs and create network namespaces",
+            )?;
+            run(cargo(&["fmt", "--all", "--", "--check"]))?;
+            run(cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+            // The kernel tests drive the real `wotgate` binary.
+            run(cargo(&["build", "-p", "gate-userspace", "--bins"]))?;
+            let mut t = vec!["test", "--no-fail-fast"];
+            if !args.is_empty() {
+                t.push("--");
+                t.extend(args.iter().map(String::as_str));
+            }
+            test_with_summary(cargo(&t))
+        }
+        Cmd::Demo => {
+            setup::setup()?;
+            setup::require_root("the demo attaches XDP inside network namespaces")?;
+            run(cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "gate-userspace",
+                "--bins",
+            ]))?;
+            let mut c = cargo(&[
+                "run",
+                "--release",
+                "-p",
+                "integration-tests",
+                "--example",
+                "demo",
+            ]);
+            c.env("WOTGATE_BIN", root().join("target/release/wotgate"));
+            run(c)
+        }
+        Cmd::BuildAndAttach { iface, mode, args } => {
+            setup::setup()?;
+            setup::require_root("attaching XDP")?;
+            run(cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "gate-userspace",
+                "--bins",
+            ]))?;
+            let mut c = Command::new(root().join("target/release/wotgate"));
+            c.args(["attach", "--iface", &iface, "--mode", &mode])
+                .args(&args);
+            run(c)
+        }
+        Cmd::Bench { which, record } => {
+            setup::setup_with(if which == "wot" {
+                setup::BENCH_WOT_PACKAGES
+            } else {
+                &[]
+            })?;
+            let example = match which.as_str() {
+                "xdp" => {
+                    setup::require_root("BPF_PROG_TEST_RUN")?;
+                    "bench_xdp"
+                }
+                "wot" => "bench_wot",
+                "plan" => "bench_plan",
+                other => bail!("unknown benchmark {other:?}: xdp, wot or plan"),
+            };
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "gate-userspace",
+                "--example",
+                example,
+            ];
+            if record {
+                args.extend(["--", "--record"]);
+            }
+            run(cargo(&args))
+        }
+    }
+}

@@ -99,13 +99,7 @@ impl PrefixSet {
             }
             return Ok(());
         }
-        self.entries.insert(
-            prefix,
-            PrefixEntry {
-                prefix,
-                ..entry
-            },
-        );
+        self.entries.insert(prefix, PrefixEntry { prefix, ..entry });
         Ok(())
     }
 
@@ -158,8 +152,9 @@ impl PrefixSet {
             if line.is_empty() {
                 continue;
             }
-            let mut words = line.splitn(3, char::is_whitespace);
-            let verdict = match words.next().unwrap_or("") {
+            let (first, rest) = split_word(line);
+            let (prefix_text, label) = split_word(rest);
+            let verdict = match first {
                 "allow" => Verdict::Allow,
                 "deny" => Verdict::Deny,
                 other => {
@@ -168,13 +163,11 @@ impl PrefixSet {
                     )))
                 }
             };
-            let prefix_text = words
-                .next()
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .ok_or_else(|| err(format!("{verdict} needs a prefix, e.g. 2001:db8::/48")))?;
+            if prefix_text.is_empty() {
+                return Err(err(format!("{verdict} needs a prefix, e.g. 2001:db8::/48")));
+            }
             let prefix = parse_prefix(prefix_text).map_err(err)?;
-            let label = words.next().unwrap_or("").trim().to_string();
+            let label = label.to_string();
             if label.len() > MAX_LABEL {
                 return Err(err(format!(
                     "label is {} bytes, at most {MAX_LABEL} fit",
@@ -229,6 +222,15 @@ impl FromIterator<PrefixEntry> for Result<PrefixSet, String> {
     }
 }
 
+/// The first whitespace-separated word and the trimmed rest.
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
 /// Parses an IPv6 prefix strictly: host bits must be zero, IPv4 is refused
 /// with a message that says why.
 pub fn parse_prefix(text: &str) -> Result<Ipv6Net, String> {
@@ -260,19 +262,24 @@ mod tests {
     use super::*;
 
     fn err_of(text: &str) -> String {
-        PrefixSet::parse(text, "t.prefixes").unwrap_err().to_string()
+        PrefixSet::parse(text, "t.prefixes")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn parses_allow_deny_labels_comments() {
         let set = PrefixSet::parse(
-            "# header\n\nallow 2001:db8::/32 isp example\n deny 2001:db8:bad::/48  # refused\nallow 2001:db8:1::1\n",
+            "# header\n\nallow 2001:db8::/32 isp example\n deny \t 2001:db8:bad::/48  # refused\nallow 2001:db8:1::1\n",
             "f",
         )
         .unwrap();
         assert_eq!(set.len(), 3);
         let e = set.get(&"2001:db8::/32".parse().unwrap()).unwrap();
-        assert_eq!((e.verdict, e.label.as_str()), (Verdict::Allow, "isp example"));
+        assert_eq!(
+            (e.verdict, e.label.as_str()),
+            (Verdict::Allow, "isp example")
+        );
         let d = set.get(&"2001:db8:bad::/48".parse().unwrap()).unwrap();
         assert_eq!((d.verdict, d.label.as_str()), (Verdict::Deny, ""));
         assert!(set.get(&"2001:db8:1::1/128".parse().unwrap()).is_some());
@@ -295,15 +302,22 @@ mod tests {
         );
         assert!(err_of("allow\n").starts_with("t.prefixes:1: allow needs a prefix"));
         assert!(err_of("deny   \n").starts_with("t.prefixes:1: deny needs a prefix"));
-        assert!(err_of("\n\nallow 192.0.2.0/24\n").starts_with("t.prefixes:3: \"192.0.2.0/24\" is IPv4"));
+        assert!(err_of("\n\nallow 192.0.2.0/24\n")
+            .starts_with("t.prefixes:3: \"192.0.2.0/24\" is IPv4"));
         assert!(err_of("allow 192.0.2.1\n").contains("is IPv4"));
         assert!(err_of("allow 2001:db8::/129\n").contains("not an IPv6 prefix"));
         assert!(err_of("allow nonsense\n").contains("not an IPv6 address or prefix"));
         assert!(err_of("allow 2001:db8::1/32\n").contains("did you mean 2001:db8::/32"));
-        assert!(err_of(&format!("allow 2001:db8::/32 {}\n", "x".repeat(200))).contains("label is 200 bytes"));
+        assert!(
+            err_of(&format!("allow 2001:db8::/32 {}\n", "x".repeat(200)))
+                .contains("label is 200 bytes")
+        );
         assert!(err_of("allow 2001:db8::/32 a\u{7}b\n").contains("control characters"));
         let both = err_of("allow 2001:db8::/32 a\ndeny 2001:db8::/32 b\n");
-        assert!(both.starts_with("t.prefixes:2: 2001:db8::/32 is both allow (a) and deny (b)"), "{both}");
+        assert!(
+            both.starts_with("t.prefixes:2: 2001:db8::/32 is both allow (a) and deny (b)"),
+            "{both}"
+        );
     }
 
     #[test]
@@ -316,7 +330,11 @@ mod tests {
     #[test]
     fn missing_file_is_named() {
         let e = PrefixSet::load(Path::new("/nonexistent/x.prefixes")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/x.prefixes: cannot read"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/x.prefixes: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

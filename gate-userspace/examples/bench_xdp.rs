@@ -1,0 +1,197 @@
+//! `cargo xtask bench xdp`: ns per packet of the real program through
+//! BPF_PROG_TEST_RUN against a pass-only program in the same run, and the
+//! time to load and swap 1,000,000 prefixes.
+
+use std::{net::Ipv6Addr, path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use ipnet::Ipv6Net;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use wotgate::{
+    gate::{
+        prefixes::{PrefixEntry, PrefixSet, Verdict},
+        Gate,
+    },
+    packet::{Builder, ACK, SYN},
+};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 3;
+
+struct Purge(PathBuf);
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let _ = wotgate::gate::purge(&self.0);
+    }
+}
+
+fn ns(prog: &Xdp, pkt: &[u8]) -> Result<f64> {
+    let mut o = TestRunOptions::new();
+    o.data_in = Some(pkt);
+    o.repeat = REPEAT;
+    Ok(prog.test_run(o)?.duration.as_nanos() as f64)
+}
+
+/// Median of ROUNDS interleaved (gate, baseline) measurements.
+fn measure(gate: &Xdp, base: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
+    let mut g = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..ROUNDS {
+        b.push(ns(base, pkt)?);
+        g.push(ns(gate, pkt)?);
+    }
+    g.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    Ok((g[ROUNDS / 2], b[ROUNDS / 2]))
+}
+
+/// `n` distinct random prefixes (/40 to /64) inside 2001:db8::/32, plus the
+/// trusted peer's 2001:db8:ffff:ff00::/56 so trusted lookups hit deep.
+fn random_set(n: usize, rng: &mut StdRng) -> PrefixSet {
+    let mut set = PrefixSet::new();
+    let trusted: Ipv6Net = "2001:db8:ffff:ff00::/56".parse().unwrap();
+    set.insert(PrefixEntry {
+        verdict: Verdict::Allow,
+        prefix: trusted,
+        label: "trusted".into(),
+    })
+    .unwrap();
+    while set.len() < n {
+        let len = rng.gen_range(40..=64u8);
+        let bits: u128 = (0x2001_0db8u128 << 96) | ((rng.gen::<u64>() as u128) << 32 >> 32 << 32);
+        let Ok(net) = Ipv6Net::new(Ipv6Addr::from(bits), len) else {
+            continue;
+        };
+        let net = net.trunc();
+        if net.contains(&trusted)
+            || trusted.contains(&net)
+            || net.contains(&Ipv6Addr::from(
+                0x2001_0db8_ffff_ff00_0000_0000_0000_0001u128,
+            ))
+        {
+            continue;
+        }
+        let _ = set.insert(PrefixEntry {
+            verdict: Verdict::Allow,
+            prefix: net,
+            label: String::new(),
+        });
+    }
+    set
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
+}
+
+fn main() -> Result<()> {
+    let record = std::env::args().any(|a| a == "--record");
+    let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
+    let _purge = Purge(dir.clone());
+    let mut gate =
+        Gate::create(&dir).context("creating the bench gate (root? built with xtask?)")?;
+    let prog = gate.program()?;
+    let mut base_obj = gate.load_baseline()?;
+    let base: &mut Xdp = base_obj.program_mut("pass_only").unwrap().try_into()?;
+
+    let dst: Ipv6Addr = "2001:db8:25::1".parse().unwrap();
+    let trusted: Ipv6Addr = "2001:db8:ffff:ff00::1".parse().unwrap();
+    let untrusted: Ipv6Addr = "2001:db8:ffff:ffff::1".parse().unwrap();
+    let udp = Builder::ipv6_udp(untrusted, dst, 5353, 53).build();
+    let ack = Builder::ipv6_tcp(untrusted, dst, 40000, 25, ACK).build();
+    let syn_t = Builder::ipv6_tcp(trusted, dst, 40000, 25, SYN).build();
+    let syn_u = Builder::ipv6_tcp(untrusted, dst, 40000, 25, SYN).build();
+    let syn4 =
+        Builder::ipv4_tcp([192, 0, 2, 2].into(), [192, 0, 2, 1].into(), 40000, 25, SYN).build();
+
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    let mut rng = StdRng::seed_from_u64(25);
+    let mut swap_rows = Vec::new();
+    for n in [1usize, 10_000, 100_000, 1_000_000] {
+        let set = random_set(n, &mut rng);
+        let t = Instant::now();
+        let r = gate.load_set(&set)?;
+        let total = t.elapsed();
+        swap_rows.push(format!(
+            "| load {n} prefixes | {:.3} s total: clear {} old in {:.3} s, fill {:.3} s, check {:.3} s |",
+            total.as_secs_f64(), r.cleared, r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
+        ));
+        if n == 1 {
+            for (name, pkt) in [
+                ("IPv6 UDP (non-TCP)", &udp),
+                ("IPv6 TCP ACK to 25 (non-SYN)", &ack),
+                ("IPv4 SYN to 25", &syn4),
+            ] {
+                let (g, b) = measure(&prog, base, pkt)?;
+                rows.push((name.to_string(), g, b));
+            }
+        }
+        for (what, pkt) in [("trusted", &syn_t), ("untrusted", &syn_u)] {
+            let (g, b) = measure(&prog, base, pkt)?;
+            rows.push((format!("IPv6 SYN to 25, {what}, {n} prefixes"), g, b));
+        }
+        // The non-SYN path must not depend on the set size.
+        if n == 1_000_000 {
+            let (g, b) = measure(&prog, base, &ack)?;
+            rows.push((format!("IPv6 TCP ACK to 25, {n} prefixes"), g, b));
+        }
+    }
+    // A swap of 1M over 1M: the next load clears the previous-but-one set.
+    let set = random_set(1_000_000, &mut rng);
+    let t = Instant::now();
+    let r = gate.load_set(&set)?;
+    swap_rows.push(format!(
+        "| swap 1000000 -> 1000000 prefixes | {:.3} s total: clear {} old in {:.3} s, fill {:.3} s, check {:.3} s |",
+        t.elapsed().as_secs_f64(), r.cleared, r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
+    ));
+
+    let date = String::from_utf8(
+        std::process::Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .output()?
+            .stdout,
+    )?;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\n### XDP gate, {} on {}\n\n",
+        date.trim(),
+        machine()
+    ));
+    out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run.\n\n"));
+    out.push_str("| packet | gate ns/pkt | baseline ns/pkt | ratio |\n|---|---:|---:|---:|\n");
+    for (name, g, b) in &rows {
+        out.push_str(&format!("| {name} | {g:.1} | {b:.1} | {:.2}x |\n", g / b));
+    }
+    out.push_str("\n| trusted-set update | time |\n|---|---|\n");
+    for r in &swap_rows {
+        out.push_str(r);
+        out.push('\n');
+    }
+    print!("{out}");
+    if record {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        if !text.contains("## XDP gate") {
+            text.push_str("\n## XDP gate\n");
+        }
+        let at = text.find("## XDP gate").unwrap() + "## XDP gate\n".len();
+        text.insert_str(at, &out);
+        std::fs::write(&path, text)?;
+        eprintln!("recorded in {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Everything an operator needs to see about the gate, read from the pins
+//! alone: attachments, settings, the active set with labels, counters.
+
+use std::net::Ipv6Addr;
+
+use super::{
+    attach::Attachment,
+    prefixes::{PrefixEntry, Verdict},
+    replay::{Outcome, XDP_DROP},
+    Gate, Result, Settings,
+};
+
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    pub pin_dir: String,
+    pub program_id: Option<u64>,
+    /// Whether this program was JIT-compiled (from the kernel).
+    pub jited: Option<bool>,
+    /// The `net.core.bpf_jit_enable` sysctl.
+    pub jit_enabled: Option<bool>,
+    pub mode: &'static str,
+    pub settings: Settings,
+    pub attachments: Vec<Attachment>,
+    pub active_trie: usize,
+    pub generation: u64,
+    /// Entries in trie 0 and trie 1 (the inactive one holds the previous set).
+    pub trie_entries: [u64; 2],
+    pub loaded_at: u64,
+    pub entries: Vec<PrefixEntry>,
+    pub counters: Vec<(String, u64)>,
+}
+
+impl Gate {
+    pub fn status(&self) -> Result<Status> {
+        let (program_id, jited) = self.program_info()?;
+        let settings = self.settings()?;
+        let active = self.active_trie()?;
+        let meta = self.meta()?;
+        Ok(Status {
+            pin_dir: self.pin_dir.display().to_string(),
+            program_id,
+            jited,
+            jit_enabled: super::sys::jit_enabled(),
+            mode: if settings.observe {
+                "observe"
+            } else {
+                "enforce"
+            },
+            settings,
+            attachments: self.attachments()?,
+            active_trie: active,
+            generation: meta.generation[active],
+            trie_entries: meta.entries,
+            loaded_at: meta.loaded_at[active],
+            entries: self.active_set()?.iter().cloned().collect(),
+            counters: self
+                .counters()?
+                .into_iter()
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+        })
+    }
+}
+
+impl Status {
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let yn = |b: Option<bool>| match b {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        let _ = writeln!(s, "pin dir      {}", self.pin_dir);
+        let _ = writeln!(
+            s,
+            "program      id {} jited {}{}",
+            self.program_id.map_or("?".into(), |i| i.to_string()),
+            yn(self.jited),
+            match self.jit_enabled {
+                Some(on) => format!(" (net.core.bpf_jit_enable: {})", yn(Some(on))),
+                None => String::new(),
+            }
+        );
+        let _ = writeln!(s, "mode         {}", self.mode);
+        let ports: Vec<String> = self.settings.ports.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(s, "ports        {}", ports.join(", "));
+        if self.settings.protect.is_empty() {
+            let _ = writeln!(
+                s,
+                "protects     every destination on the attached interfaces"
+            );
+        } else {
+            let p: Vec<String> = self
+                .settings
+                .protect
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            let _ = writeln!(s, "protects     {} (IPv4 passes)", p.join(", "));
+        }
+        if self.attachments.is_empty() {
+            let _ = writeln!(s, "attached     nowhere");
+        }
+        for a in &self.attachments {
+            let _ = writeln!(
+                s,
+                "attached     {} mode {} link {} program {}{}",
+                a.iface,
+                a.mode.as_str(),
+                a.link_id.map_or("?".into(), |i| i.to_string()),
+                a.program_id.map_or("?".into(), |i| i.to_string()),
+                if a.live {
+                    ""
+                } else {
+                    " (interface gone: link defunct)"
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "trusted set  generation {} in trie {} ({} entries; other trie {})",
+            self.generation,
+            self.active_trie,
+            self.trie_entries[self.active_trie],
+            self.trie_entries[1 - self.active_trie]
+        );
+        for e in &self.entries {
+            let _ = writeln!(
+                s,
+                "  {:5} {:43} {}",
+                e.verdict.as_str(),
+                e.prefix.to_string(),
+                e.label
+            );
+        }
+        let _ = writeln!(s, "counters");
+        for (name, n) in &self.counters {
+            let _ = writeln!(s, "  {name:20} {n}");
+        }
+        s
+    }
+}
+
+/// What `check ADDR` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckResult {
+    pub address: Ipv6Addr,
+    pub entry: Option<PrefixEntry>,
+    pub verdict: &'static str,
+    /// The real program's verdict on a SYN from the address to each port.
+    pub ports: Vec<PortVerdict>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PortVerdict {
+    pub port: u16,
+    pub destination: Ipv6Addr,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Gate {
+    /// Which entry matches `addr`, and what the loaded program does with a
+    /// SYN from it to each protected port (run through the real program).
+    pub fn check(&self, addr: Ipv6Addr) -> Result<CheckResult> {
+        let set = self.active_set()?;
+        let entry = set.lookup(addr).cloned();
+        let settings = self.settings()?;
+        let dst = settings
+            .protect
+            .first()
+            .map(|n| n.network())
+            .unwrap_or(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x25));
+        let mut runner = self.runner()?;
+        let mut ports = Vec::new();
+        for &port in &settings.ports {
+            let pkt = crate::packet::Builder::ipv6_tcp(addr, dst, 40000, port, crate::packet::SYN)
+                .build();
+            ports.push(PortVerdict {
+                port,
+                destination: dst,
+                outcome: runner.run(&pkt)?,
+            });
+        }
+        let verdict = match (&entry, ports.iter().any(|p| p.outcome.action == XDP_DROP)) {
+            (_, true) => "dropped",
+            (Some(e), false) if e.verdict == Verdict::Allow => "trusted",
+            _ if settings.observe => "would be dropped (observe mode)",
+            _ => "passes",
+        };
+        Ok(CheckResult {
+            address: addr,
+            entry,
+            verdict,
+            ports,
+        })
+    }
+}

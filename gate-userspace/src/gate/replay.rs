@@ -1,0 +1,161 @@
+//! Running packets through the real loaded program with `BPF_PROG_TEST_RUN`:
+//! per-packet verdicts for `check` and `replay`, and pcap reading.
+
+use std::path::Path;
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use gate_common::{maps, Reason, REASON_COUNT};
+
+use super::{Gate, GateError, Result};
+
+/// XDP_DROP and XDP_PASS as the kernel returns them.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// What the real program did with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// `pass` or `drop`.
+    #[serde(serialize_with = "action_name")]
+    pub action: u32,
+    #[serde(serialize_with = "reason_name")]
+    pub reason: Reason,
+}
+
+fn action_name<S: serde::Serializer>(a: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(action_str(*a))
+}
+
+fn reason_name<S: serde::Serializer>(r: &Reason, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(r.name())
+}
+
+pub fn action_str(a: u32) -> &'static str {
+    match a {
+        XDP_DROP => "drop",
+        XDP_PASS => "pass",
+        _ => "other",
+    }
+}
+
+/// Runs packets through the pinned program one at a time and tells, from
+/// the test-run counter bank, which reason each got. Holds the gate (and so
+/// its lock): no other wotgate process runs packets meanwhile.
+pub struct Runner<'g> {
+    gate: &'g Gate,
+    prog: Xdp,
+    last: Vec<u64>,
+    _guard: std::fs::File,
+}
+
+impl Gate {
+    pub fn runner(&self) -> Result<Runner<'_>> {
+        let guard = self.lock()?;
+        let prog = self.program()?;
+        let last = self.test_bank()?;
+        Ok(Runner {
+            gate: self,
+            prog,
+            last,
+            _guard: guard,
+        })
+    }
+
+    fn test_bank(&self) -> Result<Vec<u64>> {
+        (0..REASON_COUNT)
+            .map(|i| {
+                self.counters
+                    .get(&(REASON_COUNT + i), 0)
+                    .map(|v| v.iter().sum())
+                    .map_err(|source| GateError::Update {
+                        name: maps::COUNTERS,
+                        source,
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Runner<'_> {
+    /// One packet through the program: its action and the reason counted.
+    pub fn run(&mut self, packet: &[u8]) -> Result<Outcome> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(packet);
+        let res = self.prog.test_run(opts)?;
+        let now = self.gate.test_bank()?;
+        let mut reason = None;
+        for (i, (n, l)) in now.iter().zip(&self.last).enumerate() {
+            if n > l {
+                let r = Reason::from_u32(i as u32).expect("bank index is a reason");
+                // In observe mode the total and the breakdown both move; the
+                // breakdown says more.
+                if r != Reason::ObserveWouldDrop || reason.is_none() {
+                    reason = Some(r);
+                }
+            }
+        }
+        self.last = now;
+        let reason = reason.ok_or_else(|| {
+            GateError::Invalid("the program counted no reason for a test packet".into())
+        })?;
+        Ok(Outcome {
+            action: res.return_value,
+            reason,
+        })
+    }
+
+    /// Runs `packet` `repeat` times in the kernel; mean time per run.
+    pub fn time(&mut self, packet: &[u8], repeat: u32) -> Result<std::time::Duration> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(packet);
+        opts.repeat = repeat;
+        let res = self.prog.test_run(opts)?;
+        self.last = self.gate.test_bank()?;
+        Ok(res.duration)
+    }
+}
+
+/// Frames of a capture, as Ethernet frames. Captures taken on `any`
+/// (Linux cooked) or raw IP get a synthetic Ethernet header.
+pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
+    use pcap_file::{pcap::PcapReader, DataLink};
+    let err = |e: pcap_file::PcapError| GateError::Invalid(format!("{}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(|source| GateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut r = PcapReader::new(std::io::BufReader::new(f)).map_err(err)?;
+    let link = r.header().datalink;
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.map_err(err)?;
+        let d = &p.data;
+        let frame = match link {
+            DataLink::ETHERNET => d.to_vec(),
+            DataLink::LINUX_SLL if d.len() >= 16 => {
+                ethernet(u16::from_be_bytes([d[14], d[15]]), &d[16..])
+            }
+            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 if !d.is_empty() => {
+                let ty = if d[0] >> 4 == 6 { 0x86DD } else { 0x0800 };
+                ethernet(ty, d)
+            }
+            DataLink::LINUX_SLL | DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Vec::new(),
+            other => {
+                return Err(GateError::Invalid(format!(
+                    "{}: link type {other:?} is not supported (Ethernet, Linux cooked or raw IP)",
+                    path.display()
+                )))
+            }
+        };
+        out.push(frame);
+    }
+    Ok(out)
+}
+
+fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}

@@ -1,0 +1,285 @@
+//! The operator's gate commands as an operator runs them: errors that name
+//! the file and line, nothing changed by a bad file, check, replay, reuse of
+//! pinned state by a new process.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use integration_tests::{netns::NetNs, unique, wotgate_bin, PinnedGate};
+use wotgate::packet::{Builder, ACK, SYN};
+
+fn wotgate(pin: &Path, args: &[&str]) -> Output {
+    Command::new(wotgate_bin())
+        .arg("--pin-dir")
+        .arg(pin)
+        .args(args)
+        .output()
+        .expect("run wotgate")
+}
+
+fn ok(pin: &Path, args: &[&str]) -> String {
+    let out = wotgate(pin, args);
+    assert!(
+        out.status.success(),
+        "wotgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(pin: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(pin, args)).expect("json output")
+}
+
+struct Tmp(PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn tmpdir() -> Tmp {
+    let d = std::env::temp_dir().join(format!("wotgate-cli-{}", unique("t")));
+    std::fs::create_dir_all(&d).unwrap();
+    Tmp(d)
+}
+
+#[test]
+fn a_bad_prefix_file_changes_nothing_and_names_the_line() {
+    let mut pg = PinnedGate::new("cli");
+    pg.release();
+    let t = tmpdir();
+    let good = t.0.join("good.prefixes");
+    std::fs::write(&good, "allow 2001:db8:1::/48 a\n").unwrap();
+    ok(pg.path(), &["prefixes", "load", good.to_str().unwrap()]);
+    let before = json(pg.path(), &["inspect", "--json"]);
+
+    let bad = t.0.join("bad.prefixes");
+    std::fs::write(&bad, "allow 2001:db8:2::/48 b\nallow 192.0.2.0/24 v4\n").unwrap();
+    let out = wotgate(pg.path(), &["prefixes", "load", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", bad.display())) && err.contains("IPv4"),
+        "{err}"
+    );
+
+    let after = json(pg.path(), &["inspect", "--json"]);
+    assert_eq!(before["generation"], after["generation"]);
+    assert_eq!(before["entries"], after["entries"]);
+    assert_eq!(
+        ok(pg.path(), &["prefixes", "show"]),
+        "allow 2001:db8:1::/48 a\n"
+    );
+}
+
+#[test]
+fn commands_without_a_gate_say_what_to_do() {
+    let pin = PathBuf::from(format!("/sys/fs/bpf/wotgate-test-{}", unique("none")));
+    let out = wotgate(&pin, &["inspect"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no gate pinned") && err.contains("wotgate attach"),
+        "{err}"
+    );
+    assert!(!pin.exists(), "inspect must not create anything");
+}
+
+#[test]
+fn check_reports_entry_and_real_verdict_per_port() {
+    let mut pg = PinnedGate::new("chk");
+    pg.gate()
+        .set_settings(&wotgate::gate::Settings {
+            ports: vec![25, 2525],
+            ..Default::default()
+        })
+        .unwrap();
+    pg.release();
+    let t = tmpdir();
+    let f = t.0.join("s.prefixes");
+    std::fs::write(
+        &f,
+        "allow 2001:db8:1::/48 peer\ndeny 2001:db8:1:bad::/64 refused\n",
+    )
+    .unwrap();
+    ok(pg.path(), &["prefixes", "load", f.to_str().unwrap()]);
+
+    let c = json(pg.path(), &["check", "2001:db8:1:bad::7", "--json"]);
+    assert_eq!(c["entry"]["prefix"], "2001:db8:1:bad::/64");
+    assert_eq!(c["entry"]["label"], "refused");
+    assert_eq!(c["verdict"], "dropped");
+    let ports: Vec<_> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap(),
+                p["action"].as_str().unwrap().to_string(),
+                p["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (25, "drop".into(), "denied_drop".into()),
+            (2525, "drop".into(), "denied_drop".into())
+        ]
+    );
+
+    let c = json(pg.path(), &["check", "2001:db8:1::7", "--json"]);
+    assert_eq!(c["verdict"], "trusted");
+    let c = json(pg.path(), &["check", "2001:db8:9::7", "--json"]);
+    assert!(c["entry"].is_null());
+    assert_eq!(c["ports"][0]["reason"], "untrusted_drop");
+
+    // Test runs never show up in the real-traffic counters.
+    let s = json(pg.path(), &["inspect", "--json"]);
+    assert!(
+        s["counters"].as_array().unwrap().iter().all(|c| c[1] == 0),
+        "{}",
+        s["counters"]
+    );
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::with_header(f, PcapHeader::default()).unwrap();
+    for (i, fr) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            std::time::Duration::from_secs(i as u64),
+            fr.len() as u32,
+            fr,
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
+fn replay_runs_a_capture_through_the_loaded_program() {
+    let mut pg = PinnedGate::new("rpl");
+    pg.release();
+    let t = tmpdir();
+    let f = t.0.join("s.prefixes");
+    std::fs::write(&f, "allow 2001:db8:1::/48 peer\n").unwrap();
+    ok(pg.path(), &["prefixes", "load", f.to_str().unwrap()]);
+    let dst = "2001:db8:ffff::1".parse().unwrap();
+    let frames = vec![
+        Builder::ipv6_tcp("2001:db8:1::7".parse().unwrap(), dst, 4000, 25, SYN).build(),
+        Builder::ipv6_tcp("2001:db8:2::7".parse().unwrap(), dst, 4000, 25, SYN).build(),
+        Builder::ipv6_tcp("2001:db8:2::7".parse().unwrap(), dst, 4000, 25, ACK).build(),
+        Builder::ipv4_tcp([192, 0, 2, 2].into(), [192, 0, 2, 1].into(), 4000, 25, SYN).build(),
+        Builder::icmpv6("2001:db8:2::7".parse().unwrap(), dst, 135).build(),
+    ];
+    let pcap = t.0.join("cap.pcap");
+    write_pcap(&pcap, &frames);
+    let r = json(pg.path(), &["replay", pcap.to_str().unwrap(), "--json"]);
+    let got: Vec<(String, String)> = r["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["action"].as_str().unwrap().into(),
+                p["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("pass", "trusted_pass"),
+        ("drop", "untrusted_drop"),
+        ("pass", "other_pass"),
+        ("drop", "non_ipv6_drop"),
+        ("pass", "other_pass"),
+    ];
+    assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(r["totals"]["drop"], 2);
+    assert_eq!(r["totals"]["pass"], 3);
+
+    let garbage = t.0.join("garbage.pcap");
+    std::fs::write(&garbage, b"not a capture").unwrap();
+    let out = wotgate(pg.path(), &["replay", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.pcap"));
+}
+
+#[test]
+fn a_new_process_reuses_the_pinned_program_and_link() {
+    let ns = NetNs::new(&format!("wgr{}", unique("")));
+    let ifname = format!("r{}", unique(""));
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        &ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{ifname}p"),
+    ]);
+    let mut pg = PinnedGate::new("reu");
+    pg.release();
+    let pin = pg.path().to_str().unwrap().to_string();
+    let bin = wotgate_bin();
+    let b = bin.to_str().unwrap();
+    let inspect = |ns: &NetNs| -> serde_json::Value {
+        serde_json::from_slice(&ns.exec(&[b, "--pin-dir", &pin, "inspect", "--json"]).stdout)
+            .unwrap()
+    };
+    ns.exec(&[b, "--pin-dir", &pin, "attach", "--iface", &ifname]);
+    let first = inspect(&ns);
+    // A second attach (a new loader) keeps program and link; changing the
+    // mode on a gated interface is refused rather than bouncing traffic.
+    ns.exec(&[
+        b,
+        "--pin-dir",
+        &pin,
+        "attach",
+        "--iface",
+        &ifname,
+        "--observe",
+    ]);
+    let second = inspect(&ns);
+    assert_eq!(first["program_id"], second["program_id"]);
+    assert_eq!(
+        first["attachments"][0]["link_id"],
+        second["attachments"][0]["link_id"]
+    );
+    assert_eq!(second["mode"], "observe");
+    let out = ns
+        .cmd(&[
+            b,
+            "--pin-dir",
+            &pin,
+            "attach",
+            "--iface",
+            &ifname,
+            "--mode",
+            "skb",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detach it first"));
+    // Attaching to loopback is refused: test runs are recognised by it.
+    let out = ns
+        .cmd(&[b, "--pin-dir", &pin, "attach", "--iface", "lo"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    ns.exec(&[b, "--pin-dir", &pin, "detach", "--iface", &ifname]);
+    assert!(inspect(&ns)["attachments"].as_array().unwrap().is_empty());
+    let out = ns
+        .cmd(&[b, "--pin-dir", &pin, "detach", "--iface", &ifname])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "detaching twice must say it was not attached"
+    );
+}
