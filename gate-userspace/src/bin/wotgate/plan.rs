@@ -8,8 +8,8 @@ use clap::Args;
 use sequoia_openpgp::policy::StandardPolicy;
 use wotgate::{
     config::Config,
-    gate::prefixes::PrefixSet,
-    plan::inputs::plan_from_config,
+    gate::{prefixes::PrefixSet, Gate},
+    plan::{inputs::plan_from_config, PlanDiff},
     statement::{time::parse_cli_time, SerialState},
 };
 
@@ -29,11 +29,14 @@ pub struct PlanCmd {
     /// Write the kernel set in the gate's prefix-file format to this file.
     #[arg(long)]
     prefix_file: Option<PathBuf>,
-    /// Show what would change against this prefix file (e.g. the last one
-    /// loaded) instead of the plan.
-    #[arg(long)]
+    /// Show what would change against this prefix file instead of the plan.
+    #[arg(long, conflicts_with = "diff_loaded")]
     diff: Option<PathBuf>,
-    /// Load the plan into the gate through its atomic swap and record the
+    /// Show what would change against the set loaded in the gate now.
+    #[arg(long)]
+    diff_loaded: bool,
+    /// Load the plan into the gate through its atomic swap (the changes
+    /// against the loaded set go to standard error), then record the
     /// accepted serials (rollback protection).
     #[arg(long)]
     load: bool,
@@ -54,6 +57,9 @@ impl PlanCmd {
         if let Some(old) = &self.diff {
             let old = PrefixSet::load(old)?;
             print!("{}", plan.diff(&old)?.to_text());
+        } else if self.diff_loaded {
+            let loaded = Gate::open(pin_dir)?.active_set()?;
+            print!("{}", plan.diff(&loaded)?.to_text());
         } else if self.json {
             print!("{}", plan.to_json());
         } else {
@@ -77,12 +83,20 @@ impl PlanCmd {
     }
 }
 
-/// INTEGRATION POINT: replace the body with
-/// `wotgate::gate::load_prefix_set(pin_dir, set)` (the gate's atomic swap).
+/// Prints (to standard error) what loading changes, then swaps the set in.
 fn load_into_gate(pin_dir: &std::path::Path, set: &PrefixSet) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "--load is not wired yet: the gate's load_prefix_set is missing ({} entries for {}); use --prefix-file and `wotgate prefixes` meanwhile",
-        set.len(),
-        pin_dir.display()
-    )
+    let mut gate = Gate::open(pin_dir).with_context(|| {
+        format!(
+            "opening the gate pinned in {} (is it attached?)",
+            pin_dir.display()
+        )
+    })?;
+    let loaded = gate.active_set().context("reading the loaded set")?;
+    eprint!("{}", PlanDiff::between(&loaded, set).to_text());
+    let r = gate.load_set(set).context("loading the plan")?;
+    eprintln!(
+        "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
+        r.entries, r.labels, r.generation, r.trie
+    );
+    Ok(())
 }
