@@ -25,12 +25,17 @@ pub struct Key {
 
 impl Key {
     pub fn new(userid: &str) -> Key {
-        let (tsk, _) = CertBuilder::new()
+        Key::with_userids(&[userid])
+    }
+
+    pub fn with_userids(userids: &[&str]) -> Key {
+        let mut b = CertBuilder::new()
             .set_creation_time(at(T0 - 365 * DAY))
-            .add_userid(userid)
-            .add_signing_subkey()
-            .generate()
-            .expect("generate key");
+            .add_signing_subkey();
+        for u in userids {
+            b = b.add_userid(*u);
+        }
+        let (tsk, _) = b.generate().expect("generate key");
         Key { tsk }
     }
 
@@ -155,6 +160,11 @@ pub fn statement(domain: &str, serial: u64, prefixes: &[&str]) -> Statement {
 /// `issuer` certifies every User ID of `target` (a day after creation);
 /// returns `target`'s public certificate with the certifications.
 pub fn certify(issuer: &Key, target: &Key) -> Cert {
+    certify_only(issuer, target, |_| true)
+}
+
+/// `issuer` certifies the User IDs of `target` that `which` picks.
+pub fn certify_only(issuer: &Key, target: &Key, which: impl Fn(&str) -> bool) -> Cert {
     use openpgp::packet::signature::SignatureBuilder;
     use openpgp::types::SignatureType;
     let mut signer = issuer
@@ -169,6 +179,7 @@ pub fn certify(issuer: &Key, target: &Key) -> Cert {
     let sigs: Vec<openpgp::Packet> = target
         .tsk
         .userids()
+        .filter(|u| which(&String::from_utf8_lossy(u.userid().value())))
         .map(|u| {
             SignatureBuilder::new(SignatureType::GenericCertification)
                 .set_signature_creation_time(at(T0 - 364 * DAY))
