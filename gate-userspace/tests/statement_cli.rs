@@ -257,6 +257,39 @@ fn participant_and_controller_workflow() {
     ]);
     assert_eq!(diff, "# no change\n");
 
+    // verify --config applies the controller's settings: mallory is refused there.
+    let m = ok(&[
+        "statement",
+        "verify",
+        p(&sdir.join("mallory.asc")),
+        "--config",
+        p(&config),
+        "--at",
+        AT,
+    ]);
+    assert!(
+        m.contains("mallory.example: ACCEPTED to deny 1 prefixes"),
+        "{m}"
+    );
+    // Rollback: with a higher serial recorded for beta.example, the plan
+    // rejects beta's statement and verify --config says why.
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    std::fs::write(dir.join("state").join("serials"), "beta.example 9\n").unwrap();
+    let plan = ok(&["plan", "--config", p(&config), "--at", AT]);
+    assert!(plan.contains("# rejected beta.asc: beta.example: rejected by rule rollback: serial 3 is lower than the last accepted serial 9"), "{plan}");
+    assert!(!plan.contains("from beta.example"), "{plan}");
+    let out = wotgate(&[
+        "statement",
+        "verify",
+        p(&b),
+        "--config",
+        p(&config),
+        "--at",
+        AT,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(dir.join("state")).unwrap();
+
     let load = wotgate(&[
         "--pin-dir",
         p(&dir.join("nopin")),
