@@ -1,0 +1,488 @@
+//! Benchmark of the web-of-trust engine against `gpg --check-trustdb` on the
+//! same inputs, in the same run: time and peak memory (not a timed test).
+//!
+//! Inputs: (a) a generated network of 10,000 certificates and 100,000
+//! certifications (cached in the temp dir), (b) Debian's developer keyring
+//! (/usr/share/keyrings/debian-keyring.gpg), (c) one certificate flooded with
+//! 100,000 certifications by keys not in the keyring. For each: load, a full
+//! computation (cold verification cache), and a recompute with nothing
+//! changed (warm cache). Peak memory is the measured process's max RSS.
+//!
+//! Run: `cargo run --release -p gate-userspace --example bench_wot [-- --record]`
+//! (`--record` appends the table to BENCHMARKS.md under `## Web of trust`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use openpgp::cert::prelude::*;
+use openpgp::packet::signature::SignatureBuilder;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::Serialize;
+use openpgp::types::SignatureType;
+use openpgp::{Cert, Fingerprint};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use sequoia_openpgp as openpgp;
+use wotgate::wot::{evaluate_cached, Keyring, TrustSettings, VerifyCache};
+
+const T0: u64 = 1_704_067_200; // 2024-01-01
+const REF: u64 = 1_735_689_600; // 2025-01-01
+const DEBIAN: &str = "/usr/share/keyrings/debian-keyring.gpg";
+const DEPTH: usize = 2;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--measure") {
+        return measure(&args[1..]);
+    }
+    let record = args.iter().any(|a| a == "--record");
+    let dir = std::env::temp_dir().join("wotgate-bench-wot");
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+
+    let net = dir.join("network-10k.pgp");
+    let root = generated(&net, 10_000, 10)?;
+    rows.extend(compare(
+        "generated 10k certs / 100k certifications",
+        &net,
+        &root,
+        REF,
+    )?);
+
+    if Path::new(DEBIAN).exists() {
+        let (root, at) = debian_root_and_time()?;
+        rows.extend(compare("debian-keyring.gpg", Path::new(DEBIAN), &root, at)?);
+    } else {
+        eprintln!("bench_wot: {DEBIAN} missing (apt-get install debian-keyring); skipped");
+    }
+
+    let flooded = dir.join("flooded-100k.pgp");
+    let root = flood(&flooded, &net, 100_000)?;
+    rows.extend(compare(
+        "generated + 1 cert with 100k unknown-issuer certifications",
+        &flooded,
+        &root,
+        REF,
+    )?);
+
+    let table = render(&rows);
+    print!("{table}");
+    if record {
+        record_table(&table)?;
+    }
+    Ok(())
+}
+
+struct Row {
+    input: String,
+    tool: &'static str,
+    certs: usize,
+    load: Duration,
+    full: Duration,
+    warm: Option<Duration>,
+    trusted: usize,
+    peak_kib: u64,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| input | tool | certs | load / import | full compute | recompute, nothing changed | trusted keys | peak RSS |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} MiB |\n",
+            r.input,
+            r.tool,
+            r.certs,
+            secs(r.load),
+            secs(r.full),
+            r.warm.map(secs).unwrap_or_else(|| "n/a".into()),
+            r.trusted,
+            r.peak_kib / 1024
+        ));
+    }
+    s
+}
+
+/// Runs our engine (in a child process, for its peak RSS) and GnuPG.
+fn compare(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<Row>> {
+    eprintln!("bench_wot: {input}: wotgate ...");
+    let exe = std::env::current_exe()?;
+    let (out, peak) = run_measured(
+        Command::new(exe).args([
+            "--measure",
+            ring.to_str().unwrap(),
+            &root.to_hex(),
+            &at.to_string(),
+        ]),
+        None,
+    )?;
+    let v: Vec<f64> = out
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(f64::NAN))
+        .collect();
+    let ours = Row {
+        input: input.into(),
+        tool: "wotgate (certifications, depth 2)",
+        certs: v[4] as usize,
+        load: Duration::from_secs_f64(v[0]),
+        full: Duration::from_secs_f64(v[1]),
+        warm: Some(Duration::from_secs_f64(v[2])),
+        trusted: v[3] as usize,
+        peak_kib: peak,
+    };
+    eprintln!("bench_wot: {input}: gpg ...");
+    let theirs = gpg_row(input, ring, root, at, ours.certs)?;
+    Ok(vec![ours, theirs])
+}
+
+/// Child mode: load, full compute, warm recompute; prints seconds and counts.
+fn measure(args: &[String]) -> Result<()> {
+    let path = PathBuf::from(&args[0]);
+    let root = Fingerprint::from_hex(&args[1])?;
+    let at = UNIX_EPOCH + Duration::from_secs(args[2].parse()?);
+    let t = Instant::now();
+    let (ring, problems) = Keyring::load(std::slice::from_ref(&path));
+    let load = t.elapsed();
+    for p in problems {
+        eprintln!("bench_wot: {p}");
+    }
+    let mut s = TrustSettings::new([root], at);
+    s.depth = DEPTH;
+    let p = StandardPolicy::new();
+    let mut cache = VerifyCache::new();
+    let t = Instant::now();
+    let r = evaluate_cached(&ring, &s, &p, &mut cache);
+    let full = t.elapsed();
+    let t = Instant::now();
+    let r2 = evaluate_cached(&ring, &s, &p, &mut cache);
+    let warm = t.elapsed();
+    if r2.stats.verified != 0 {
+        bail!("warm recompute verified {} signatures", r2.stats.verified);
+    }
+    let trusted = r.keys().filter(|k| k.status.is_trusted()).count();
+    eprintln!(
+        "bench_wot:   verified {}, unknown issuer skipped {}, bad {}",
+        r.stats.verified, r.stats.unknown_issuer, r.stats.bad_signatures
+    );
+    println!(
+        "{} {} {} {trusted} {}",
+        load.as_secs_f64(),
+        full.as_secs_f64(),
+        warm.as_secs_f64(),
+        ring.len()
+    );
+    Ok(())
+}
+
+/// Spawns, waits with wait4 for the child's max RSS (KiB); returns stdout.
+fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)> {
+    use std::io::{Read, Write};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    if let Some(b) = stdin {
+        child.stdin.take().unwrap().write_all(b)?;
+    }
+    drop(child.stdin.take());
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out)?;
+    let mut status = 0;
+    // SAFETY: plain libc call on our own child's pid with valid out-pointers.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{cmd:?} failed (status {status})");
+    }
+    Ok((out, ru.ru_maxrss as u64))
+}
+
+fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) -> Result<Row> {
+    let home = std::env::temp_dir().join(format!("wotgate-bench-gpg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home)?;
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let gpg = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--no-tty", "--quiet", "--no-auto-check-trustdb"])
+            .arg(format!("--faked-system-time={at}!"))
+            .args([
+                "--trust-model",
+                "pgp",
+                "--completes-needed",
+                "1",
+                "--weak-digest",
+                "SHA1",
+            ])
+            .arg(format!("--max-cert-depth={DEPTH}"))
+            .args(args);
+        c
+    };
+    let t = Instant::now();
+    let (_, p1) = run_measured(
+        gpg(&["--import", ring.to_str().unwrap()]).stderr(Stdio::null()),
+        None,
+    )?;
+    let load = t.elapsed();
+    // Owner trust: the root ultimate, everyone else full.
+    let (listing, _) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
+    let fprs = primary_fprs(&listing);
+    let mut trust = String::new();
+    for f in &fprs {
+        trust.push_str(&format!(
+            "{f}:{}:\n",
+            if *f == root.to_hex() { 6 } else { 5 }
+        ));
+    }
+    run_measured(
+        gpg(&["--import-ownertrust"]).stderr(Stdio::null()),
+        Some(trust.as_bytes()),
+    )?;
+    let t = Instant::now();
+    let (_, p2) = run_measured(gpg(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
+    let full = t.elapsed();
+    let t = Instant::now();
+    let (_, p3) = run_measured(gpg(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
+    let warm = t.elapsed();
+    let (listing, _) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
+    let trusted = listing
+        .lines()
+        .filter(|l| l.starts_with("pub:u:") || l.starts_with("pub:f:"))
+        .count();
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(Row {
+        input: input.into(),
+        tool: "gpg 2.2 --check-trustdb (pgp, max-cert-depth 2)",
+        certs: certs.max(fprs.len()),
+        load,
+        full,
+        warm: Some(warm),
+        trusted,
+        peak_kib: p1.max(p2).max(p3),
+    })
+}
+
+fn primary_fprs(listing: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut want = false;
+    for l in listing.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        match f[0] {
+            "pub" => want = true,
+            "fpr" if want => {
+                out.push(f[9].to_string());
+                want = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A random network: `n` keys, each certified by `k` random others, key 0
+/// the root certifying 20 keys. Cached on disk; returns the root.
+fn generated(path: &Path, n: usize, k: usize) -> Result<Fingerprint> {
+    let root_file = path.with_extension("root");
+    if path.exists() && root_file.exists() {
+        return Fingerprint::from_hex(std::fs::read_to_string(&root_file)?.trim());
+    }
+    eprintln!(
+        "bench_wot: generating {n} keys and {} certifications ...",
+        n * k
+    );
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut certs: Vec<Cert> = (0..n)
+        .map(|i| {
+            CertBuilder::new()
+                .set_profile(openpgp::Profile::RFC4880)?
+                .set_cipher_suite(CipherSuite::Cv25519)
+                .set_creation_time(at(T0))
+                .add_userid(format!("Key {i} <k{i}@bench.example>"))
+                .generate()
+                .map(|(c, _)| c)
+        })
+        .collect::<openpgp::Result<_>>()?;
+    let mut signers: Vec<_> = certs
+        .iter()
+        .map(|c| {
+            c.primary_key()
+                .key()
+                .clone()
+                .parts_into_secret()?
+                .into_keypair()
+        })
+        .collect::<openpgp::Result<_>>()?;
+    let mut sigs: HashMap<usize, Vec<openpgp::packet::Signature>> = HashMap::new();
+    let mut certify =
+        |from: usize, to: usize, certs: &[Cert], sigs: &mut HashMap<_, Vec<_>>| -> Result<()> {
+            let uid = certs[to].userids().next().unwrap().userid().clone();
+            let sig = SignatureBuilder::new(SignatureType::GenericCertification)
+                .set_signature_creation_time(at(T0 + 86_400))?
+                .sign_userid_binding(&mut signers[from], certs[to].primary_key().key(), &uid)?;
+            sigs.entry(to).or_default().push(sig);
+            Ok(())
+        };
+    for to in 1..=20 {
+        certify(0, to, &certs, &mut sigs)?;
+    }
+    for to in 0..n {
+        let mut from: Vec<usize> = Vec::new();
+        while from.len() < k - usize::from((1..=20).contains(&to)) {
+            let f = rng.gen_range(0..n);
+            if f != to && !from.contains(&f) && !(f == 0 && (1..=20).contains(&to)) {
+                from.push(f);
+            }
+        }
+        for f in from {
+            certify(f, to, &certs, &mut sigs)?;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, c) in certs.iter_mut().enumerate() {
+        let cc = c
+            .clone()
+            .insert_packets(sigs.remove(&i).unwrap_or_default())?
+            .0;
+        cc.serialize(&mut out)?;
+    }
+    std::fs::write(path, out)?;
+    let root = certs[0].fingerprint();
+    std::fs::write(&root_file, root.to_hex())?;
+    Ok(root)
+}
+
+/// The generated network with one certificate (a key the root certified)
+/// carrying `count` extra certifications by a key not in the keyring.
+fn flood(path: &Path, net: &Path, count: u64) -> Result<Fingerprint> {
+    let root = Fingerprint::from_hex(std::fs::read_to_string(net.with_extension("root"))?.trim())?;
+    if path.exists() {
+        return Ok(root);
+    }
+    eprintln!("bench_wot: signing {count} flood certifications ...");
+    let (ring, _) = Keyring::load(&[net.to_path_buf()]);
+    let victim = ring.certs().nth(1).context("a second key")?.clone();
+    let (flooder, _) = CertBuilder::new()
+        .set_creation_time(at(T0))
+        .add_userid("flooder")
+        .generate()?;
+    let mut signer = flooder
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()?
+        .into_keypair()?;
+    let uid = victim.userids().next().unwrap().userid().clone();
+    let mut sigs = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        sigs.push(
+            SignatureBuilder::new(SignatureType::GenericCertification)
+                .set_signature_creation_time(at(T0 + 86_400 + i))?
+                .sign_userid_binding(&mut signer, victim.primary_key().key(), &uid)?,
+        );
+    }
+    let victim = victim.insert_packets(sigs)?.0;
+    let mut out = Vec::new();
+    for c in ring.certs() {
+        if c.fingerprint() == victim.fingerprint() {
+            victim.serialize(&mut out)?;
+        } else {
+            c.serialize(&mut out)?;
+        }
+    }
+    std::fs::write(path, out)?;
+    Ok(root)
+}
+
+/// Debian keyring: the root is the key that certified the most other keys
+/// in it; the reference time is the keyring file's modification time.
+fn debian_root_and_time() -> Result<(Fingerprint, u64)> {
+    let (ring, _) = Keyring::load(&[PathBuf::from(DEBIAN)]);
+    let mut count: HashMap<Fingerprint, usize> = HashMap::new();
+    for c in ring.certs() {
+        for ua in c.userids() {
+            for sig in ua.certifications() {
+                for h in sig.get_issuers() {
+                    for i in ring.lookup(&h) {
+                        if i.fingerprint() != c.fingerprint() {
+                            *count.entry(i.fingerprint()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let root = count
+        .into_iter()
+        .max_by_key(|(f, n)| (*n, f.clone()))
+        .map(|(f, _)| f)
+        .context("no certifications in debian-keyring")?;
+    let mtime = std::fs::metadata(DEBIAN)?
+        .modified()?
+        .duration_since(UNIX_EPOCH)?
+        .as_secs();
+    Ok((root, mtime))
+}
+
+fn record_table(table: &str) -> Result<()> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    let sh = |c: &str, a: &[&str]| {
+        Command::new(c)
+            .args(a)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if !text.contains("## Web of trust") {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(
+            "\n## Web of trust\n\n`cargo xtask bench wot` (examples/bench_wot.rs): trust computed from one \
+             root at depth 2, certifications mode, side by side with `gpg --check-trustdb` (pgp model, \
+             root ultimate, every other key full, completes-needed 1, SHA-1 weak) on the same input. \
+             gpg's \"load\" is `--import`; its recompute is a second `--check-trustdb`.\n",
+        );
+    }
+    let entry = format!(
+        "\n### {} — kernel {}, {} CPUs, {}\n\n{}",
+        sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        sh("uname", &["-r"]),
+        sh("nproc", &[]),
+        cpu,
+        table
+    );
+    // Insert at the end of our section (before the next `## ` heading).
+    let start = text.find("## Web of trust").unwrap_or(0);
+    match text[start + 3..].find("\n## ") {
+        Some(i) => text.insert_str(start + 3 + i + 1, &format!("{}\n", entry.trim_start())),
+        None => text.push_str(&entry),
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("bench_wot: recorded in {}", path.display());
+    Ok(())
+}
