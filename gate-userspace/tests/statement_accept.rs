@@ -430,3 +430,33 @@ fn every_body_the_parser_accepts_is_canonical() {
     // Some mutations (a digit of the serial, a prefix) stay valid.
     assert!(accepted > 0);
 }
+
+#[test]
+fn compressed_statements_are_rejected() {
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::serialize::stream::{Armorer, Compressor, LiteralWriter, Message, Signer};
+    let w = World::new();
+    let body = statement("alpha.example", 7, &["2001:db8:a::/48"]).to_body();
+    let kp = wotgate::statement::signed::signing_keypair(
+        &w.alpha.tsk,
+        &StandardPolicy::new(),
+        at(T0 - 3600),
+        None,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).build().unwrap();
+        let m = Compressor::new(m).build().unwrap();
+        let m = Signer::new(m, kp)
+            .unwrap()
+            .creation_time(at(T0 - 3600))
+            .build()
+            .unwrap();
+        let mut l = LiteralWriter::new(m).build().unwrap();
+        l.write_all(body.as_bytes()).unwrap();
+        l.finalize().unwrap();
+    }
+    rejected(&w.judge("z.asc", &out), Rule::Malformed, "compressed");
+}

@@ -89,14 +89,18 @@ fn issuer_of(sig: &openpgp::packet::Signature) -> String {
 }
 
 /// Exactly one signature layer holding exactly one good signature; no
-/// encryption.
+/// encryption, no compression.
 fn judge_structure(
     structure: MessageStructure,
 ) -> Result<(Fingerprint, SystemTime), EnvelopeError> {
     let mut found = None;
     for layer in structure.into_iter() {
         match layer {
-            MessageLayer::Compression { .. } => {}
+            MessageLayer::Compression { .. } => {
+                return Err(EnvelopeError::Structure(
+                    "statement is compressed; it must be a plain signed literal".into(),
+                ))
+            }
             MessageLayer::Encryption { .. } => {
                 return Err(EnvelopeError::Structure(
                     "statement is encrypted; it must only be signed".into(),
@@ -163,8 +167,11 @@ pub fn open(
         ));
     }
     let mut outcome = None;
+    // The verifier holds the whole message (so the signature is checked
+    // before any byte is handed out) up to this bound; a decompression bomb
+    // stops there.
     let built = VerifierBuilder::from_bytes(armoured).and_then(|b| {
-        b.with_policy(
+        b.buffer_size(2 * MAX_BODY_BYTES).with_policy(
             policy,
             Some(at),
             Helper {
