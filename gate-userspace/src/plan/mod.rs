@@ -258,3 +258,102 @@ impl PlanDiff {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(p: &str, verdict: Verdict) -> PlanEntry {
+        PlanEntry {
+            prefix: p.parse().unwrap(),
+            verdict,
+            provenance: vec![],
+            overridden: vec![],
+            folded_into: None,
+        }
+    }
+
+    /// Folding must not change any longest-prefix-match answer: compare the
+    /// full set and the folded one on random nested sets and addresses.
+    #[test]
+    fn folding_preserves_every_lookup() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _round in 0..50 {
+            let mut map = BTreeMap::new();
+            for _ in 0..40 {
+                // Few distinct bits so prefixes nest often.
+                let addr =
+                    0x2a00u128 << 112 | u128::from(rnd() % 16) << 100 | u128::from(rnd() % 4) << 90;
+                let len = [32u8, 36, 40, 48, 56, 64][(rnd() % 6) as usize];
+                let p = Ipv6Net::new(addr.into(), len).unwrap().trunc();
+                let v = if rnd() % 3 == 0 {
+                    Verdict::Deny
+                } else {
+                    Verdict::Allow
+                };
+                map.insert(p, v);
+            }
+            let mut entries: Vec<PlanEntry> =
+                map.iter().map(|(p, v)| entry(&p.to_string(), *v)).collect();
+            fold(&mut entries);
+            let full: BTreeMap<Ipv6Net, Verdict> = map.clone();
+            let kernel: BTreeMap<Ipv6Net, Verdict> = entries
+                .iter()
+                .filter(|e| e.folded_into.is_none())
+                .map(|e| (e.prefix, e.verdict))
+                .collect();
+            let lpm = |m: &BTreeMap<Ipv6Net, Verdict>, a: std::net::Ipv6Addr| {
+                (0..=128u8)
+                    .rev()
+                    .find_map(|l| m.get(&Ipv6Net::new(a, l).unwrap().trunc()).copied())
+            };
+            for e in &entries {
+                if let Some(into) = e.folded_into {
+                    assert!(into.contains(&e.prefix) && kernel.contains_key(&into));
+                }
+            }
+            for _ in 0..100 {
+                let a: std::net::Ipv6Addr = (0x2a00u128 << 112
+                    | u128::from(rnd() % 16) << 100
+                    | u128::from(rnd() % 4) << 90
+                    | u128::from(rnd()) << 20)
+                    .into();
+                assert_eq!(lpm(&full, a), lpm(&kernel, a), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn folds_only_under_the_same_verdict() {
+        let mut e = vec![
+            entry("2001:db8::/32", Verdict::Allow),
+            entry("2001:db8:1::/48", Verdict::Allow),
+            entry("2001:db8:2::/48", Verdict::Deny),
+            entry("2001:db8:2:1::/64", Verdict::Allow),
+            entry("2001:db8:2:1:1::/80", Verdict::Allow),
+            entry("2001:db8:2:2::/64", Verdict::Deny),
+        ];
+        fold(&mut e);
+        let f: Vec<Option<String>> = e
+            .iter()
+            .map(|e| e.folded_into.map(|p| p.to_string()))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                None,
+                Some("2001:db8::/32".into()),
+                None,
+                None,
+                Some("2001:db8:2:1::/64".into()),
+                Some("2001:db8:2::/48".into())
+            ]
+        );
+    }
+}
