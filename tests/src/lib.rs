@@ -2,6 +2,7 @@
 //! or a network namespace and remove it on drop, also when a test fails.
 
 pub mod netns;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 
