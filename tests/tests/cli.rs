@@ -85,6 +85,12 @@ fn commands_without_a_gate_say_what_to_do() {
         "{err}"
     );
     assert!(!pin.exists(), "inspect must not create anything");
+    for (iface, why) in [("lo", "loopback"), ("nosuchif0", "no interface")] {
+        let out = wotgate(&pin, &["attach", "--iface", iface]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why));
+        assert!(!pin.exists(), "a refused attach must not pin anything");
+    }
 }
 
 #[test]

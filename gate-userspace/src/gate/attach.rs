@@ -61,6 +61,20 @@ pub(super) fn is_link_pin(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with(LINK_PREFIX))
 }
 
+/// Whether the gate can attach to `iface` here: it exists in this network
+/// namespace and is not loopback (test runs are recognised by loopback's index).
+pub fn check_iface(iface: &str) -> Result<()> {
+    match sys::ifindex(iface) {
+        None => Err(GateError::Invalid(format!(
+            "no interface {iface:?} in this network namespace"
+        ))),
+        Some(gate_common::TEST_RUN_IFINDEX) => Err(GateError::Invalid(
+            "the gate does not attach to loopback".into(),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// One pinned attachment as the kernel reports it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Attachment {
@@ -80,20 +94,7 @@ impl Gate {
     /// Attaches the gate's program to `iface`. Attaching again in the same
     /// mode is a no-op; the interface must not carry another XDP program.
     pub fn attach(&self, iface: &str, mode: Mode) -> Result<Attachment> {
-        match sys::ifindex(iface) {
-            None => {
-                return Err(GateError::Invalid(format!(
-                    "no interface {iface:?} in this network namespace"
-                )))
-            }
-            // Test runs are recognised by the loopback index (see gate-common).
-            Some(gate_common::TEST_RUN_IFINDEX) => {
-                return Err(GateError::Invalid(
-                    "the gate does not attach to loopback".into(),
-                ))
-            }
-            Some(_) => {}
-        }
+        check_iface(iface)?;
         for a in self.attachments()? {
             if a.iface == iface && a.live {
                 if a.mode == mode {

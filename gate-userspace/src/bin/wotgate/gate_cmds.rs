@@ -42,6 +42,8 @@ impl Attach {
         if self.mode == Mode::Skb {
             eprintln!("warning: {SKB_WARNING}");
         }
+        // Refuse a wrong interface before pinning anything.
+        wotgate::gate::attach::check_iface(&self.iface)?;
         let mut gate = Gate::create(pin_dir)?;
         let settings = Settings {
             ports: if self.ports.is_empty() {
