@@ -31,6 +31,7 @@ const T0: u64 = 1_704_067_200; // 2024-01-01
 const REF: u64 = 1_735_689_600; // 2025-01-01
 const DEBIAN: &str = "/usr/share/keyrings/debian-keyring.gpg";
 const DEPTH: usize = 2;
+const GPG_TOOL: &str = "gpg 2.2 --check-trustdb (pgp, max-cert-depth 2)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,7 +61,7 @@ fn main() -> Result<()> {
 
     let flooded = dir.join("flooded-100k.pgp");
     let root = flood(&flooded, &net, 100_000)?;
-    rows.extend(compare(
+    rows.extend(ours_only(
         "generated + 1 cert with 100k unknown-issuer certifications",
         &flooded,
         &root,
@@ -79,8 +80,9 @@ struct Row {
     input: String,
     tool: &'static str,
     certs: usize,
-    load: Duration,
-    full: Duration,
+    load: Option<Duration>,
+    /// None: stopped at the time limit.
+    full: Option<Duration>,
     warm: Option<Duration>,
     trusted: usize,
     peak_kib: u64,
@@ -101,8 +103,10 @@ fn render(rows: &[Row]) -> String {
             r.input,
             r.tool,
             r.certs,
-            secs(r.load),
-            secs(r.full),
+            r.load.map(secs).unwrap_or_else(|| "in place".into()),
+            r.full
+                .map(secs)
+                .unwrap_or_else(|| format!("stopped after {} s", GPG_LIMIT.as_secs())),
             r.warm.map(secs).unwrap_or_else(|| "n/a".into()),
             r.trusted,
             r.peak_kib / 1024
@@ -113,6 +117,14 @@ fn render(rows: &[Row]) -> String {
 
 /// Runs our engine (in a child process, for its peak RSS) and GnuPG.
 fn compare(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<Row>> {
+    let mut rows = ours_only(input, ring, root, at)?;
+    eprintln!("bench_wot: {input}: gpg ...");
+    let certs = rows[0].certs;
+    rows.push(gpg_row(input, ring, root, at, certs)?);
+    Ok(rows)
+}
+
+fn ours_only(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<Row>> {
     eprintln!("bench_wot: {input}: wotgate ...");
     let exe = std::env::current_exe()?;
     let (out, peak) = run_measured(
@@ -132,15 +144,13 @@ fn compare(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<
         input: input.into(),
         tool: "wotgate (certifications, depth 2)",
         certs: v[4] as usize,
-        load: Duration::from_secs_f64(v[0]),
-        full: Duration::from_secs_f64(v[1]),
+        load: Some(Duration::from_secs_f64(v[0])),
+        full: Some(Duration::from_secs_f64(v[1])),
         warm: Some(Duration::from_secs_f64(v[2])),
         trusted: v[3] as usize,
         peak_kib: peak,
     };
-    eprintln!("bench_wot: {input}: gpg ...");
-    let theirs = gpg_row(input, ring, root, at, ours.certs)?;
-    Ok(vec![ours, theirs])
+    Ok(vec![ours])
 }
 
 /// Child mode: load, full compute, warm recompute; prints seconds and counts.
@@ -182,8 +192,13 @@ fn measure(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Spawns, waits with wait4 for the child's max RSS (KiB); returns stdout.
-fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)> {
+/// Spawns, waits with wait4 for the child's max RSS (KiB); returns stdout,
+/// or None if it ran past `limit` (then it is killed).
+fn run_limited(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> Result<Option<(String, u64)>> {
     use std::io::{Read, Write};
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -195,29 +210,83 @@ fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)
         child.stdin.take().unwrap().write_all(b)?;
     }
     drop(child.stdin.take());
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out)?;
-    let mut status = 0;
-    // SAFETY: plain libc call on our own child's pid with valid out-pointers.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
     let pid = child.id() as libc::pid_t;
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if rc != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    let start = Instant::now();
+    let mut status = 0;
+    // SAFETY: plain libc calls on our own child's pid with valid out-pointers.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // Peak RSS from the child's own VmHWM, polled: wait4's ru_maxrss would
+    // include this (large) parent's RSS, inherited at fork.
+    let mut peak = 0u64;
+    loop {
+        peak = peak.max(vm_hwm_kib(pid));
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if rc == pid {
+            break;
+        }
+        if rc < 0 {
+            bail!("wait4 on {cmd:?}: {}", std::io::Error::last_os_error());
+        }
+        if start.elapsed() > limit {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+            let _ = reader.join();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = reader.join().unwrap_or_default();
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (status {status})");
     }
-    Ok((out, ru.ru_maxrss as u64))
+    Ok(Some((out, peak)))
 }
+
+fn vm_hwm_kib(pid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)> {
+    run_limited(cmd, stdin, Duration::from_secs(24 * 3600))?.context("no time limit")
+}
+
+/// How long GnuPG may take per step before it is stopped and reported so.
+const GPG_LIMIT: Duration = Duration::from_secs(120);
 
 fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) -> Result<Row> {
     let home = std::env::temp_dir().join(format!("wotgate-bench-gpg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home)?;
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    // GnuPG reads the same file in place as a legacy keyring: importing
+    // 10,000 certificates into a keybox took over 10 minutes here.
+    let copy = home.join("ring.gpg");
+    std::fs::copy(ring, &copy)?;
     let gpg = |args: &[&str]| {
         let mut c = Command::new("gpg");
         c.arg("--homedir")
             .arg(&home)
-            .args(["--batch", "--no-tty", "--quiet", "--no-auto-check-trustdb"])
+            .arg("--no-default-keyring")
+            .arg("--keyring")
+            .arg(&copy)
+            .args([
+                "--batch",
+                "--no-tty",
+                "--quiet",
+                "--no-autostart",
+                "--no-auto-check-trustdb",
+            ])
             .arg(format!("--faked-system-time={at}!"))
             .args([
                 "--trust-model",
@@ -231,14 +300,28 @@ fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) 
             .args(args);
         c
     };
-    let t = Instant::now();
-    let (_, p1) = run_measured(
-        gpg(&["--import", ring.to_str().unwrap()]).stderr(Stdio::null()),
-        None,
-    )?;
-    let load = t.elapsed();
+    let stopped = |what: &str| {
+        eprintln!(
+            "bench_wot: gpg {what} stopped after {} s",
+            GPG_LIMIT.as_secs()
+        );
+    };
     // Owner trust: the root ultimate, everyone else full.
-    let (listing, _) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
+    let Some((listing, p1)) =
+        run_limited(&mut gpg(&["--list-keys", "--with-colons"]), None, GPG_LIMIT)?
+    else {
+        stopped("--list-keys");
+        return Ok(Row {
+            input: input.into(),
+            tool: GPG_TOOL,
+            certs,
+            load: None,
+            full: None,
+            warm: None,
+            trusted: 0,
+            peak_kib: 0,
+        });
+    };
     let fprs = primary_fprs(&listing);
     let mut trust = String::new();
     for f in &fprs {
@@ -252,12 +335,30 @@ fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) 
         Some(trust.as_bytes()),
     )?;
     let t = Instant::now();
-    let (_, p2) = run_measured(gpg(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
+    let first = run_limited(
+        gpg(&["--check-trustdb"]).stderr(Stdio::null()),
+        None,
+        GPG_LIMIT,
+    )?;
     let full = t.elapsed();
+    let Some((_, p2)) = first else {
+        stopped("--check-trustdb");
+        let _ = std::fs::remove_dir_all(&home);
+        return Ok(Row {
+            input: input.into(),
+            tool: GPG_TOOL,
+            certs,
+            load: None,
+            full: None,
+            warm: None,
+            trusted: 0,
+            peak_kib: p1,
+        });
+    };
     let t = Instant::now();
     let (_, p3) = run_measured(gpg(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
     let warm = t.elapsed();
-    let (listing, _) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
+    let (listing, p4) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
     let trusted = listing
         .lines()
         .filter(|l| l.starts_with("pub:u:") || l.starts_with("pub:f:"))
@@ -265,13 +366,13 @@ fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) 
     let _ = std::fs::remove_dir_all(&home);
     Ok(Row {
         input: input.into(),
-        tool: "gpg 2.2 --check-trustdb (pgp, max-cert-depth 2)",
+        tool: GPG_TOOL,
         certs: certs.max(fprs.len()),
-        load,
-        full,
+        load: None,
+        full: Some(full),
         warm: Some(warm),
         trusted,
-        peak_kib: p1.max(p2).max(p3),
+        peak_kib: p1.max(p2).max(p3).max(p4),
     })
 }
 
@@ -465,7 +566,7 @@ fn record_table(table: &str) -> Result<()> {
             "\n## Web of trust\n\n`cargo xtask bench wot` (examples/bench_wot.rs): trust computed from one \
              root at depth 2, certifications mode, side by side with `gpg --check-trustdb` (pgp model, \
              root ultimate, every other key full, completes-needed 1, SHA-1 weak) on the same input. \
-             gpg's \"load\" is `--import`; its recompute is a second `--check-trustdb`.\n",
+             gpg reads the keyring file in place (no import); its recompute is a second `--check-trustdb`.\n",
         );
     }
     let entry = format!(

@@ -46,7 +46,12 @@ fn gpg(home: &Path, model: &str, depth: usize, args: &[&str], stdin: Option<&str
     let mut cmd = Command::new("gpg");
     cmd.arg("--homedir")
         .arg(home)
-        .args(["--batch", "--no-tty", "--no-auto-check-trustdb"])
+        .args([
+            "--batch",
+            "--no-tty",
+            "--no-autostart",
+            "--no-auto-check-trustdb",
+        ])
         .arg(format!("--faked-system-time={REF_SECS}!"))
         .args([
             "--trust-model",

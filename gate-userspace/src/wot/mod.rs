@@ -42,6 +42,28 @@
 //! a plain certification (L = 0) authenticates Y but makes it no introducer.
 //! Regular expressions of trust signatures constrain the User IDs that may be
 //! authenticated further down the path (not the User ID they are made on).
+//! A trust signature with a partial amount (< 120) does not delegate: one
+//! full path is what this model requires. `certifications` mode ignores
+//! trust levels and regular expressions altogether.
+//!
+//! # Exceptions
+//!
+//! A refused key is never trusted, but a path through it still counts (its
+//! certifications are governed by `ignore_certifications_by` only); the
+//! report says which of its User IDs would be authenticated otherwise
+//! ([`UserIdTrust::authenticated_if_not_refused`]).
+//!
+//! # Not considered
+//!
+//! Certifications over direct keys (no User ID), certifications made by
+//! certification-capable subkeys (GnuPG ignores them too), designated
+//! revokers, and marginal trust (one full certification is enough).
+//!
+//! # Cost
+//!
+//! Certifications whose issuer is not in the keyring are skipped without
+//! verification; verification results are cached in a [`VerifyCache`] so a
+//! recompute over an unchanged keyring ([`evaluate_cached`]) verifies nothing.
 
 pub mod edges;
 pub mod keyring;
@@ -54,9 +76,11 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::Fingerprint;
 
-pub use edges::{Edge, EdgeKind, RejectReason, Rejected, VerifyCache};
+pub use edges::{Edge, EdgeKind, EdgeStats, RejectReason, Rejected, VerifyCache};
 pub use keyring::{Keyring, LoadProblem};
-pub use report::{KeyStatus, KeyTrust, PathStep, TrustReport, UntrustedReason, UserIdTrust};
+pub use report::{
+    KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
+};
 pub use search::{evaluate, evaluate_cached};
 
 /// How trust flows beyond the keys the roots certify directly.
