@@ -120,19 +120,25 @@ fn test_with_summary(mut c: Command) -> Result<()> {
     Ok(())
 }
 
+/// Release build of the XDP program and the `wotgate` binary; its path.
+fn build_release() -> Result<PathBuf> {
+    run(cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "gate-userspace",
+        "--bins",
+    ]))?;
+    Ok(root().join("target/release/wotgate"))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup::setup(),
         Cmd::Build => {
             setup::setup()?;
-            run(cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "gate-userspace",
-                "--bins",
-            ]))
+            build_release().map(|_| ())
         }
         Cmd::Test { args } => {
             setup::setup()?;
@@ -153,13 +159,7 @@ fn main() -> Result<()> {
         Cmd::Demo => {
             setup::setup()?;
             setup::require_root("the demo attaches XDP inside network namespaces")?;
-            run(cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "gate-userspace",
-                "--bins",
-            ]))?;
+            let wotgate = build_release()?;
             let mut c = cargo(&[
                 "run",
                 "--release",
@@ -168,20 +168,14 @@ fn main() -> Result<()> {
                 "--example",
                 "demo",
             ]);
-            c.env("WOTGATE_BIN", root().join("target/release/wotgate"));
+            c.env("WOTGATE_BIN", wotgate);
             run(c)
         }
         Cmd::BuildAndAttach { iface, mode, args } => {
             setup::setup()?;
             setup::require_root("attaching XDP")?;
-            run(cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "gate-userspace",
-                "--bins",
-            ]))?;
-            let mut c = Command::new(root().join("target/release/wotgate"));
+            let wotgate = build_release()?;
+            let mut c = Command::new(wotgate);
             c.args(["attach", "--iface", &iface, "--mode", &mode])
                 .args(&args);
             run(c)
