@@ -59,6 +59,40 @@
 //! certification-capable subkeys (GnuPG ignores them too), designated
 //! revokers, and marginal trust (one full certification is enough).
 //!
+//! # Compared with GnuPG (pgp model, every key full, `--weak-digest SHA1`)
+//!
+//! On generated networks the two agree (tests/wot_gpg_oracle.rs). On
+//! debian-keyring (905 certs, root = the key that certified most others,
+//! reference time = the file's mtime 2022-12-24, depth 2) GnuPG trusts 610
+//! keys and this engine 567, none the other way round. The 43 are three
+//! deliberate differences, none a dropped certification that the rules above
+//! say must count:
+//! - 13 keys whose own User ID self-signatures are all SHA-1. Both sides
+//!   reject those self-signatures (GnuPG marks them `%` in `--check-sigs`),
+//!   so the keys are not valid under the policy here; GnuPG still deems 12 of
+//!   them valid because they carry a certification by an ultimately trusted
+//!   key (its fallback for keys without a valid self-signature), the 13th for
+//!   a reason not pinned down (it has revoked User IDs).
+//! - 28 keys with valid keys of their own that GnuPG reaches only over a User
+//!   ID whose sole self-signature is SHA-1 (17 on the key itself, 11 on a key
+//!   along the path, 3 of them also certified with SHA-1 by a trusted key):
+//!   GnuPG's trustdb counts certifications over a User ID whose
+//!   self-signature it rejected; the rule above requires a valid one.
+//! - 2 keys whose primary User ID's binding set an expiry before the
+//!   reference time while a newer self-signature on another User ID extended
+//!   it: sequoia takes the primary User ID's binding (RFC 4880 5.2.3.3),
+//!   GnuPG the newest self-signature.
+//!
+//! The policy is the caller's: a [`StandardPolicy::new`] judges hash
+//! algorithms at the wall clock, not at the reference time, and sequoia
+//! accepts SHA-1 self-signatures only until 2023-02-01. The figures above are
+//! with such a policy after that date. With `StandardPolicy::at(reference
+//! time)` 39 of the 43 become trusted too, but so do 41 keys GnuPG lists as
+//! invalid (647 trusted): its `--weak-digest SHA1` rejects every SHA-1
+//! self-signature, as the wall-clock policy does.
+//!
+//! [`StandardPolicy::new`]: sequoia_openpgp::policy::StandardPolicy::new
+//!
 //! # Cost
 //!
 //! Certifications whose issuer is not in the keyring are skipped without
