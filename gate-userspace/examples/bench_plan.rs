@@ -1,7 +1,10 @@
 //! Benchmark (not a timed test): verify 10,000 signed statements and build a
 //! plan of 1,000,000 prefixes; prints a markdown table, `--record` appends it.
 
-use std::time::{Instant, SystemTime};
+#[path = "common/record.rs"]
+mod record;
+
+use std::time::Instant;
 
 use anyhow::Context;
 use ipnet::Ipv6Net;
@@ -9,7 +12,7 @@ use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy};
 use wotgate::plan::{Plan, TestingPolicy};
 use wotgate::statement::{
     signed,
-    time::{format_rfc3339, to_system_time, to_timestamp},
+    time::{format_rfc3339, to_system_time},
     AcceptRules, Accepted, Acceptor, Mode, Role, SerialState, SignerTrust, Statement, StaticTrust,
 };
 
@@ -28,14 +31,6 @@ fn statement(domain: String, serial: u64, prefixes: Vec<Ipv6Net>) -> Statement {
         prefixes,
         tls_key_sha256: vec![],
     }
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -191,35 +186,11 @@ fn main() -> anyhow::Result<()> {
     print!("{table}");
 
     if record {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let header = format!(
-            "\n### {} (kernel {}, {} CPUs, {cpu}; release build, machine shared with other builds)\n\n",
-            format_rfc3339(to_timestamp(SystemTime::now())),
-            sh("uname", &["-r"]),
-            sh("nproc", &[])
-        );
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
-        let mut doc = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
-        let section = "## Statements and plan";
-        if !doc.contains(section) {
-            doc.push_str(&format!("\n{section}\n\n`cargo xtask bench plan` (`cargo run --release -p gate-userspace --example bench_plan -- --record`): verify {STATEMENTS} signed statements ({SIGNERS} signers, StandardPolicy), build a plan of {PLAN_PREFIXES} prefixes.\n"));
-        }
-        // Insert this run at the end of our section (before the next `## `).
-        let start = doc.find(section).unwrap_or(0) + section.len();
-        let end = doc[start..]
-            .find("\n## ")
-            .map(|i| start + i)
-            .unwrap_or(doc.len());
-        doc.insert_str(end, &format!("{header}{table}"));
-        std::fs::write(path, doc).with_context(|| format!("writing {path}"))?;
-        eprintln!("recorded in BENCHMARKS.md");
+        record::record(
+            "## Statements and plan",
+            &format!("`cargo xtask bench plan` (`cargo run --release -p gate-userspace --example bench_plan -- --record`): verify {STATEMENTS} signed statements ({SIGNERS} signers, StandardPolicy), build a plan of {PLAN_PREFIXES} prefixes."),
+            &format!("\n### {}; release build\n\n{table}", record::machine()),
+        )?;
     }
     Ok(())
 }

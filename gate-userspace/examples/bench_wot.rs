@@ -11,6 +11,9 @@
 //! Run: `cargo run --release -p gate-userspace --example bench_wot [-- --record]`
 //! (`--record` appends the table to BENCHMARKS.md under `## Web of trust`).
 
+#[path = "common/record.rs"]
+mod record;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -542,48 +545,13 @@ fn debian_root_and_time() -> Result<(Fingerprint, u64)> {
 }
 
 fn record_table(table: &str) -> Result<()> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let sh = |c: &str, a: &[&str]| {
-        Command::new(c)
-            .args(a)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    if !text.contains("## Web of trust") {
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(
-            "\n## Web of trust\n\n`cargo xtask bench wot` (examples/bench_wot.rs): trust computed from one \
-             root at depth 2, certifications mode, side by side with `gpg --check-trustdb` (pgp model, \
-             root ultimate, every other key full, completes-needed 1, SHA-1 weak) on the same input. \
-             gpg reads the keyring file in place (no import); its recompute is a second `--check-trustdb`.\n",
-        );
-    }
-    let entry = format!(
-        "\n### {} — kernel {}, {} CPUs, {}\n\n{}",
-        sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        sh("uname", &["-r"]),
-        sh("nproc", &[]),
-        cpu,
-        table
-    );
-    // Insert at the end of our section (before the next `## ` heading).
-    let start = text.find("## Web of trust").unwrap_or(0);
-    match text[start + 3..].find("\n## ") {
-        Some(i) => text.insert_str(start + 3 + i + 1, &format!("{}\n", entry.trim_start())),
-        None => text.push_str(&entry),
-    }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("bench_wot: recorded in {}", path.display());
+    record::record(
+        "## Web of trust",
+        "`cargo xtask bench wot` (examples/bench_wot.rs): trust computed from one \
+         root at depth 2, certifications mode, side by side with `gpg --check-trustdb` (pgp model, \
+         root ultimate, every other key full, completes-needed 1, SHA-1 weak) on the same input. \
+         gpg reads the keyring file in place (no import); its recompute is a second `--check-trustdb`.",
+        &format!("\n### {}\n\n{table}", record::machine()),
+    )?;
     Ok(())
 }

@@ -16,6 +16,9 @@ use wotgate::{
     packet::{Builder, ACK, SYN},
 };
 
+#[path = "common/record.rs"]
+mod record;
+
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 3;
 
@@ -81,22 +84,6 @@ fn random_set(n: usize, rng: &mut StdRng) -> PrefixSet {
     set
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
-}
-
 fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
@@ -158,19 +145,8 @@ fn main() -> Result<()> {
         t.elapsed().as_secs_f64(), r.cleared, r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
     ));
 
-    let date = String::from_utf8(
-        std::process::Command::new("date")
-            .arg("-u")
-            .arg("+%Y-%m-%d %H:%M UTC")
-            .output()?
-            .stdout,
-    )?;
     let mut out = String::new();
-    out.push_str(&format!(
-        "\n### XDP gate, {} on {}\n\n",
-        date.trim(),
-        machine()
-    ));
+    out.push_str(&format!("\n### {}\n\n", record::machine()));
     out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run.\n\n"));
     out.push_str("| packet | gate ns/pkt | baseline ns/pkt | ratio |\n|---|---:|---:|---:|\n");
     for (name, g, b) in &rows {
@@ -183,15 +159,11 @@ fn main() -> Result<()> {
     }
     print!("{out}");
     if record {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-        let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-        if !text.contains("## XDP gate") {
-            text.push_str("\n## XDP gate\n");
-        }
-        let at = text.find("## XDP gate").unwrap() + "## XDP gate\n".len();
-        text.insert_str(at, &out);
-        std::fs::write(&path, text)?;
-        eprintln!("recorded in {}", path.display());
+        record::record(
+            "## XDP gate",
+            "`cargo xtask bench xdp` (examples/bench_xdp.rs).",
+            &out,
+        )?;
     }
     Ok(())
 }
