@@ -212,16 +212,6 @@ impl PrefixSet {
     }
 }
 
-impl FromIterator<PrefixEntry> for Result<PrefixSet, String> {
-    fn from_iter<I: IntoIterator<Item = PrefixEntry>>(iter: I) -> Self {
-        let mut set = PrefixSet::new();
-        for e in iter {
-            set.insert(e)?;
-        }
-        Ok(set)
-    }
-}
-
 /// The first whitespace-separated word and the trimmed rest.
 fn split_word(s: &str) -> (&str, &str) {
     let s = s.trim();

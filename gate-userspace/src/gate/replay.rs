@@ -103,16 +103,6 @@ impl Runner<'_> {
             reason,
         })
     }
-
-    /// Runs `packet` `repeat` times in the kernel; mean time per run.
-    pub fn time(&mut self, packet: &[u8], repeat: u32) -> Result<std::time::Duration> {
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(packet);
-        opts.repeat = repeat;
-        let res = self.prog.test_run(opts)?;
-        self.last = self.gate.test_bank()?;
-        Ok(res.duration)
-    }
 }
 
 /// Frames of a capture, as Ethernet frames. Captures taken on `any`
