@@ -8,21 +8,12 @@ use integration_tests::{
     netns::{connect, Listener, NetNs, Pair},
     unique,
     world::World,
-    wotgate_bin, PinnedGate,
+    wotgate_bin, wotgate_cmd, PinnedGate,
 };
 
 fn wotgate(ns: Option<&NetNs>, pin: &Path, args: &[&str]) -> (bool, String) {
-    let bin = wotgate_bin();
-    let mut full = vec![bin.to_str().unwrap(), "--pin-dir", pin.to_str().unwrap()];
-    full.extend_from_slice(args);
     println!("\n$ wotgate {}", args.join(" "));
-    let out = match ns {
-        Some(ns) => ns.cmd(&full).output(),
-        None => std::process::Command::new(full[0])
-            .args(&full[1..])
-            .output(),
-    }
-    .expect("run wotgate");
+    let out = wotgate_cmd(ns, pin, args).output().expect("run wotgate");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -93,3 +93,22 @@ pub fn wotgate_bin() -> PathBuf {
     );
     bin
 }
+
+/// `wotgate --pin-dir PIN ARGS...`, inside `ns` (through nsenter) when given.
+pub fn wotgate_cmd(ns: Option<&netns::NetNs>, pin: &Path, args: &[&str]) -> std::process::Command {
+    let bin = wotgate_bin();
+    let mut full = vec![
+        bin.to_str().expect("utf-8 path"),
+        "--pin-dir",
+        pin.to_str().expect("utf-8 path"),
+    ];
+    full.extend_from_slice(args);
+    match ns {
+        Some(ns) => ns.cmd(&full),
+        None => {
+            let mut c = std::process::Command::new(full[0]);
+            c.args(&full[1..]);
+            c
+        }
+    }
+}

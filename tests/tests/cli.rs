@@ -4,19 +4,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
 };
 
-use integration_tests::{netns::NetNs, unique, wotgate_bin, PinnedGate};
+use integration_tests::{netns::NetNs, unique, wotgate_bin, wotgate_cmd, PinnedGate};
 use wotgate::packet::{Builder, ACK, SYN};
 
 fn wotgate(pin: &Path, args: &[&str]) -> Output {
-    Command::new(wotgate_bin())
-        .arg("--pin-dir")
-        .arg(pin)
-        .args(args)
-        .output()
-        .expect("run wotgate")
+    wotgate_cmd(None, pin, args).output().expect("run wotgate")
 }
 
 fn ok(pin: &Path, args: &[&str]) -> String {

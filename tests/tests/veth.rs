@@ -11,7 +11,7 @@ use std::{
 
 use integration_tests::{
     netns::{connect, Listener, NetNs, Pair},
-    wotgate_bin, PinnedGate,
+    wotgate_bin, wotgate_cmd, PinnedGate,
 };
 use wotgate::gate::prefixes::PrefixSet;
 
@@ -21,10 +21,9 @@ const UNTRUSTED: &str = "2001:db8:ffff::2";
 const SERVER6: &str = "[2001:db8:ffff::1]";
 
 fn run(ns: &NetNs, pin: &Path, args: &[&str]) -> Output {
-    let bin = wotgate_bin();
-    let mut full = vec![bin.to_str().unwrap(), "--pin-dir", pin.to_str().unwrap()];
-    full.extend_from_slice(args);
-    let out = ns.cmd(&full).output().expect("run wotgate");
+    let out = wotgate_cmd(Some(ns), pin, args)
+        .output()
+        .expect("run wotgate");
     assert!(
         out.status.success(),
         "wotgate {args:?} failed: {}{}",
