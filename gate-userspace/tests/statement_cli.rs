@@ -236,7 +236,7 @@ fn participant_and_controller_workflow() {
         plan.contains("# rejected eve.asc: eve.example: rejected by rule untrusted-signer"),
         "{plan}"
     );
-    let set = wotgate::gate::prefixes::PrefixSet::load(&kernel).unwrap();
+    let set = wotgate::model::prefixes::PrefixSet::load(&kernel).unwrap();
     assert_eq!(set.len(), 3, "{}", set.to_file_text());
     assert_eq!(
         plan,

@@ -5,7 +5,7 @@ mod statement_fixtures;
 
 use sequoia_openpgp::policy::StandardPolicy;
 use statement_fixtures::*;
-use wotgate::gate::prefixes::{PrefixSet, Verdict};
+use wotgate::model::prefixes::{PrefixSet, Verdict};
 use wotgate::plan::{Plan, PlanDiff, TestingPolicy};
 use wotgate::statement::{Acceptor, Mode, SerialState};
 
@@ -118,7 +118,7 @@ fn overlap_deny_inside_allow_and_folding() {
     );
     assert!(set
         .iter()
-        .all(|e| e.label.len() <= wotgate::gate::prefixes::MAX_LABEL));
+        .all(|e| e.label.len() <= wotgate::model::prefixes::MAX_LABEL));
     // The kernel set survives the gate's own prefix-file parser.
     assert_eq!(PrefixSet::parse(&set.to_file_text(), "plan").unwrap(), set);
 

@@ -13,7 +13,7 @@ use integration_tests::{
     netns::{connect, Listener, NetNs, Pair},
     wotgate_bin, wotgate_cmd, PinnedGate,
 };
-use wotgate::gate::prefixes::PrefixSet;
+use wotgate::model::prefixes::PrefixSet;
 
 const TRUSTED: &str = "2001:db8:1::10";
 const DENIED: &str = "2001:db8:1:bad::10";

@@ -5,10 +5,10 @@ use std::net::Ipv6Addr;
 
 use super::{
     attach::Attachment,
-    prefixes::{PrefixEntry, Verdict},
     replay::{Outcome, XDP_DROP},
     Gate, Result, Settings,
 };
+use crate::model::prefixes::{PrefixEntry, Verdict};
 
 #[derive(Debug, serde::Serialize)]
 pub struct Status {

@@ -3,7 +3,6 @@
 
 pub mod attach;
 pub mod inspect;
-pub mod prefixes;
 pub mod replay;
 pub mod swap;
 pub mod sys;

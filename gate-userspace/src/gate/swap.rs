@@ -10,10 +10,8 @@ use aya::maps::lpm_trie::Key;
 use gate_common::{maps, Entry, Label, Meta};
 use ipnet::Ipv6Net;
 
-use super::{
-    prefixes::{PrefixEntry, PrefixSet, Verdict},
-    Gate, GateError, Result,
-};
+use super::{Gate, GateError, Result};
+use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
 
 /// What a swap did and how long each step took.
 #[derive(Clone, Debug, serde::Serialize)]

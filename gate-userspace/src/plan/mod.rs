@@ -1,26 +1,15 @@
 //! The trusted prefix plan: accepted statements become allow entries, refused
 //! signers' statements deny entries, each with provenance; folded for the kernel.
 
-pub mod inputs;
 mod render;
 
 use std::collections::BTreeMap;
 
 use ipnet::Ipv6Net;
 
-use crate::gate::prefixes::{PrefixEntry, PrefixSet, Verdict, MAX_LABEL};
-use crate::statement::{Accepted, Mode, Rejection, Role};
-
-/// What testing-mode statements do (configuration `testing`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestingPolicy {
-    /// Allowed like enforce statements, labelled as testing.
-    #[default]
-    Allow,
-    /// Listed and counted in the plan, not loaded.
-    Count,
-}
+use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict, MAX_LABEL};
+pub use crate::model::settings::TestingPolicy;
+use crate::statement::{Accepted, Mode, Rejection};
 
 /// Where one entry comes from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -98,11 +87,11 @@ impl Plan {
             for p in &a.statement.prefixes {
                 let node = nodes.entry(p.trunc()).or_default();
                 match (a.role, a.statement.mode, testing) {
-                    (Role::Deny, _, _) => node.deny.push(prov.clone()),
-                    (Role::Allow, Mode::Testing, TestingPolicy::Count) => {
+                    (Verdict::Deny, _, _) => node.deny.push(prov.clone()),
+                    (Verdict::Allow, Mode::Testing, TestingPolicy::Count) => {
                         node.counted.push(prov.clone())
                     }
-                    (Role::Allow, _, _) => node.allow.push(prov.clone()),
+                    (Verdict::Allow, _, _) => node.allow.push(prov.clone()),
                 }
             }
         }

@@ -6,42 +6,23 @@ use std::{collections::BTreeMap, fmt, time::SystemTime};
 use ipnet::Ipv6Net;
 use sequoia_openpgp::policy::Policy;
 
+use crate::model::prefixes::Verdict;
+pub use crate::model::settings::AcceptRules;
+use crate::model::time::{format_rfc3339, to_timestamp, Timestamp};
+
 use super::{
     body::Statement,
     signed::{open, EnvelopeError},
     state::SerialState,
-    time::{format_rfc3339, to_timestamp, Timestamp},
     view::{SignerTrust, TrustView},
 };
-
-/// Configurable limits on statements (see `config.rs` for the defaults).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AcceptRules {
-    /// No prefix broader than this (default 32).
-    pub min_prefix_len: u8,
-    /// At most this many prefixes per statement (default 64).
-    pub max_prefixes: usize,
-    /// At most this many bytes of armoured statement (default 64 KiB).
-    pub max_size: usize,
-    /// 2001:db8::/32 and 3fff::/20 are refused unless this is set (tests).
-    pub allow_documentation_prefixes: bool,
-}
-
-impl Default for AcceptRules {
-    fn default() -> Self {
-        AcceptRules {
-            min_prefix_len: 32,
-            max_prefixes: 64,
-            max_size: 64 * 1024,
-            allow_documentation_prefixes: false,
-        }
-    }
-}
 
 /// The rule a statement failed; the names are stable and appear in output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
+    /// The statement could not be read at all (a missing file, a failed fetch).
+    Unreadable,
     Oversized,
     Malformed,
     UnknownSigner,
@@ -64,6 +45,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         use Rule::*;
         match self {
+            Unreadable => "unreadable",
             Oversized => "oversized",
             Malformed => "malformed",
             UnknownSigner => "unknown-signer",
@@ -101,16 +83,6 @@ pub struct Rejection {
     pub detail: String,
 }
 
-/// What an accepted statement does in the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A trusted signer's statement: its prefixes are allowed.
-    Allow,
-    /// A refused signer's statement: its prefixes are denied.
-    Deny,
-}
-
 /// A statement that passed every rule.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Accepted {
@@ -120,7 +92,7 @@ pub struct Accepted {
     pub signer: String,
     /// Trust depth (0: a root); `None` for a refused signer.
     pub depth: Option<usize>,
-    pub role: Role,
+    pub role: Verdict,
     pub signed_at: Timestamp,
 }
 
@@ -285,7 +257,7 @@ impl Acceptor<'_> {
                     "{fpr} is trusted at depth {depth} and authenticated for {}",
                     st.domain
                 ));
-                (Role::Allow, Some(depth))
+                (Verdict::Allow, Some(depth))
             }
             SignerTrust::Refused { would_be_domains } => {
                 if !would_be_domains.contains(&st.domain) {
@@ -298,7 +270,7 @@ impl Acceptor<'_> {
                     "{fpr} is refused: its statement for {} becomes deny entries",
                     st.domain
                 ));
-                (Role::Deny, None)
+                (Verdict::Deny, None)
             }
         };
 
@@ -325,7 +297,7 @@ impl Acceptor<'_> {
             format_rfc3339(st.not_after)
         ));
 
-        if role == Role::Allow {
+        if role == Verdict::Allow {
             match self.state.last(&st.domain) {
                 Some(last) if st.serial < last => {
                     return Err(reject(
@@ -387,7 +359,7 @@ impl Acceptor<'_> {
         for a in out
             .iter()
             .filter_map(|j| j.result.as_ref().ok())
-            .filter(|a| a.role == Role::Allow)
+            .filter(|a| a.role == Verdict::Allow)
         {
             let e = best
                 .entry(a.statement.domain.clone())
@@ -399,7 +371,7 @@ impl Acceptor<'_> {
         for j in &mut out {
             let Ok(a) = &j.result else { continue };
             let (top, top_file) = &best.get(&a.statement.domain).cloned().unwrap_or_default();
-            if a.role == Role::Allow && a.statement.serial < *top {
+            if a.role == Verdict::Allow && a.statement.serial < *top {
                 let r = Rejection {
                     file: j.file.clone(),
                     domain: Some(a.statement.domain.clone()),

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use ipnet::Ipv6Net;
 
-use super::time::{format_rfc3339, parse_rfc3339, Timestamp};
+use crate::model::time::{format_rfc3339, parse_rfc3339, Timestamp};
 
 /// The first line of every statement of the version this code understands.
 pub const VERSION_LINE: &str = "version: WOTGATEv1";
@@ -204,8 +204,18 @@ impl Statement {
                     check_domain(value).map(|_| value.to_string()),
                 )?,
                 "serial" => once(&mut serial, n, key, parse_serial(value))?,
-                "not-before" => once(&mut nb, n, key, parse_rfc3339(value))?,
-                "not-after" => once(&mut na, n, key, parse_rfc3339(value))?,
+                "not-before" => once(
+                    &mut nb,
+                    n,
+                    key,
+                    parse_rfc3339(value).map_err(|e| e.to_string()),
+                )?,
+                "not-after" => once(
+                    &mut na,
+                    n,
+                    key,
+                    parse_rfc3339(value).map_err(|e| e.to_string()),
+                )?,
                 "mode" => once(&mut mode, n, key, value.parse::<Mode>())?,
                 "prefix" => {
                     let p = parse_canonical_prefix(value)
@@ -267,7 +277,7 @@ fn parse_serial(v: &str) -> Result<u64, String> {
 
 /// An IPv6 prefix with explicit length, zero host bits, in RFC 5952 form.
 fn parse_canonical_prefix(v: &str) -> Result<Ipv6Net, String> {
-    let p = crate::gate::prefixes::parse_prefix(v)?;
+    let p = crate::model::prefixes::parse_prefix(v)?;
     if !v.contains('/') || p.to_string() != v {
         return Err(format!("{v:?} is not canonical: write {p}"));
     }

@@ -3,15 +3,33 @@
 
 use std::collections::BTreeSet;
 
-use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
+use sequoia_openpgp::{policy::Policy, Cert, Fingerprint, KeyHandle};
 
 use super::view::{CertLookup, SignerTrust, TrustView};
-use crate::wot::{KeyStatus, Keyring, TrustReport, UserIdTrust};
+use crate::wot::{self, KeyStatus, Keyring, TrustReport, TrustSettings, UserIdTrust};
 
 /// A keyring and the engine's report on it.
 pub struct WotView {
     pub keyring: Keyring,
     pub report: TrustReport,
+}
+
+impl WotView {
+    /// Runs the web-of-trust engine over `keyring`; the warnings say which
+    /// roots are missing.
+    pub fn evaluate(
+        keyring: Keyring,
+        settings: &TrustSettings,
+        policy: &dyn Policy,
+    ) -> (WotView, Vec<String>) {
+        let report = wot::evaluate(&keyring, settings, policy);
+        let warnings = report
+            .missing_roots
+            .iter()
+            .map(|r| format!("root {r} is not in any keyring"))
+            .collect();
+        (WotView { keyring, report }, warnings)
+    }
 }
 
 fn domains<'a>(uids: impl Iterator<Item = &'a UserIdTrust>) -> Vec<String> {

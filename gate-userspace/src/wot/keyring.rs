@@ -1,31 +1,32 @@
-//! Loading certificates from keyring files and directories (binary or
-//! armoured), merging copies of the same certificate, and indexing them.
+//! A keyring: certificates parsed from named bytes (binary or armoured, any
+//! source), copies of the same certificate merged, indexed by key.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sequoia_openpgp::cert::prelude::*;
-use sequoia_openpgp::packet::Signature;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID};
+
+use crate::source::local::read_keyrings;
+use crate::source::{Named, ReadError};
 
 /// A problem met while loading; what parsed is kept.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadProblem {
-    #[error("{}: cannot read: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{}: corrupt or truncated after {certs_kept} certificate(s), which are kept: {error}", path.display())]
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(
+        "{origin}: corrupt or truncated after {certs_kept} certificate(s), which are kept: {error}"
+    )]
     Parse {
-        path: PathBuf,
+        origin: String,
         certs_kept: usize,
         error: String,
     },
-    #[error("{}: cannot merge certificate {fingerprint} with an earlier copy: {error}", path.display())]
+    #[error("{origin}: cannot merge certificate {fingerprint} with an earlier copy: {error}")]
     Merge {
-        path: PathBuf,
+        origin: String,
         fingerprint: Fingerprint,
         error: String,
     },
@@ -44,20 +45,22 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Loads every file named, and every file with a [`KEYRING_EXTENSIONS`]
-    /// extension inside every directory named (recursively, in name order). Problems are returned, not fatal.
+    /// Loads every keyring file named and the keyring files inside every
+    /// directory named (see [`read_keyrings`]). Problems are returned, not fatal.
     pub fn load(paths: &[PathBuf]) -> (Keyring, Vec<LoadProblem>) {
-        let mut problems = Vec::new();
-        let mut files = Vec::new();
-        for p in paths {
-            collect_files(p, &mut files, &mut problems);
-        }
+        let (read, errors) = read_keyrings(paths);
+        let (ring, mut problems) = Keyring::parse(&read);
+        problems.extend(errors.into_iter().map(LoadProblem::Read));
+        (ring, problems)
+    }
+
+    /// Parses and merges certificates from named bytes (binary or armoured
+    /// keyrings, from any source). Problems are returned, not fatal.
+    pub fn parse(sources: &[Named]) -> (Keyring, Vec<LoadProblem>) {
         let mut ring = Keyring::default();
-        for f in files {
-            match std::fs::read(&f) {
-                Ok(bytes) => ring.add_bytes(&f, &bytes, &mut problems),
-                Err(error) => problems.push(LoadProblem::Io { path: f, error }),
-            }
+        let mut problems = Vec::new();
+        for s in sources {
+            ring.add_bytes(&s.origin, &s.bytes, &mut problems);
         }
         ring.reindex();
         (ring, problems)
@@ -68,18 +71,18 @@ impl Keyring {
         let mut ring = Keyring::default();
         let mut problems = Vec::new();
         for c in certs {
-            ring.insert(Path::new("<memory>"), c, &mut problems);
+            ring.insert("<memory>", c, &mut problems);
         }
         ring.reindex();
         ring
     }
 
-    fn add_bytes(&mut self, path: &Path, bytes: &[u8], problems: &mut Vec<LoadProblem>) {
+    fn add_bytes(&mut self, origin: &str, bytes: &[u8], problems: &mut Vec<LoadProblem>) {
         let parser = match CertParser::from_bytes(bytes) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(LoadProblem::Parse {
-                    path: path.to_path_buf(),
+                    origin: origin.to_string(),
                     certs_kept: 0,
                     error: format!("{e:#}"),
                 });
@@ -91,11 +94,11 @@ impl Keyring {
             match item {
                 Ok(cert) => {
                     kept += 1;
-                    self.insert(path, cert, problems);
+                    self.insert(origin, cert, problems);
                 }
                 Err(e) => {
                     problems.push(LoadProblem::Parse {
-                        path: path.to_path_buf(),
+                        origin: origin.to_string(),
                         certs_kept: kept,
                         error: format!("{e:#}"),
                     });
@@ -105,14 +108,14 @@ impl Keyring {
         }
     }
 
-    fn insert(&mut self, path: &Path, cert: Cert, problems: &mut Vec<LoadProblem>) {
+    fn insert(&mut self, origin: &str, cert: Cert, problems: &mut Vec<LoadProblem>) {
         let cert = cert.strip_secret_key_material();
         let fpr = cert.fingerprint();
         match self.by_fpr.get(&fpr) {
             Some(&i) => match self.certs[i].clone().merge_public(cert) {
                 Ok(m) => self.certs[i] = m,
                 Err(e) => problems.push(LoadProblem::Merge {
-                    path: path.to_path_buf(),
+                    origin: origin.to_string(),
                     fingerprint: fpr,
                     error: format!("{e:#}"),
                 }),
@@ -187,20 +190,6 @@ impl Keyring {
             .unwrap_or_default()
     }
 
-    /// Certificates holding a key (primary or subkey) that may have made
-    /// `sig`, from its issuer subpackets; the caller still verifies.
-    pub fn certs_for_signature(&self, sig: &Signature) -> Vec<&Cert> {
-        let mut out: Vec<&Cert> = Vec::new();
-        for h in sig.get_issuers() {
-            for c in self.lookup(&h) {
-                if !out.iter().any(|o| o.fingerprint() == c.fingerprint()) {
-                    out.push(c);
-                }
-            }
-        }
-        out
-    }
-
     /// Index of the certificates whose PRIMARY key matches `handle`.
     pub(crate) fn primary_indices(&self, handle: &KeyHandle) -> &[usize] {
         match handle {
@@ -219,38 +208,5 @@ impl Keyring {
 
     pub(crate) fn index_of(&self, fpr: &Fingerprint) -> Option<usize> {
         self.by_fpr.get(fpr).copied()
-    }
-}
-
-/// File name extensions read when a directory is named (files named
-/// explicitly are always read).
-pub const KEYRING_EXTENSIONS: &[&str] = &["pgp", "gpg", "asc", "key", "pub"];
-
-fn collect_files(p: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<LoadProblem>) {
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_dir() => match std::fs::read_dir(p) {
-            Ok(rd) => {
-                let mut entries: Vec<PathBuf> =
-                    rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                entries.sort();
-                for e in entries {
-                    // Inside directories, only keyring-looking files.
-                    let ext = e.extension().and_then(|x| x.to_str()).unwrap_or("");
-                    if !e.is_dir() && !KEYRING_EXTENSIONS.contains(&ext) {
-                        continue;
-                    }
-                    collect_files(&e, files, problems);
-                }
-            }
-            Err(error) => problems.push(LoadProblem::Io {
-                path: p.to_path_buf(),
-                error,
-            }),
-        },
-        Ok(_) => files.push(p.to_path_buf()),
-        Err(error) => problems.push(LoadProblem::Io {
-            path: p.to_path_buf(),
-            error,
-        }),
     }
 }

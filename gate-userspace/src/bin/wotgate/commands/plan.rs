@@ -1,21 +1,26 @@
-//! `wotgate plan`: keyrings, roots and a directory of statements into the
-//! trusted prefix plan, printed with provenance, diffed, written or loaded.
+//! `wotgate plan`: the configuration's keyrings, roots and statements into the
+//! trusted prefix plan, printed with provenance, diffed, written, or loaded (`apply`).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::SystemTime};
 
 use anyhow::Context;
 use clap::Args;
 use sequoia_openpgp::policy::StandardPolicy;
 use wotgate::{
-    config::Config,
-    gate::{prefixes::PrefixSet, Gate},
-    plan::{inputs::plan_from_config, PlanDiff},
-    statement::{time::parse_cli_time, SerialState},
+    apply::prepare_from_config,
+    gate::Gate,
+    model::{config::Config, prefixes::PrefixSet},
 };
+
+use crate::args::{parse_at, AT_HELP};
 
 /// Build the trusted prefix plan from the configuration's keyrings, roots
 /// and statements directory; print it with every provenance.
 #[derive(Args)]
+#[command(after_help = "Examples:
+  wotgate plan --config /etc/wotgate/wotgate.toml
+  wotgate plan --config /etc/wotgate/wotgate.toml --diff-loaded
+  wotgate plan --config /etc/wotgate/wotgate.toml --load")]
 pub struct PlanCmd {
     /// The controller's configuration file.
     #[arg(long)]
@@ -23,9 +28,8 @@ pub struct PlanCmd {
     /// Print the plan as JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Reference time for every validity judgement (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, @UNIX, or `now`).
-    #[arg(long, default_value = "now")]
-    at: String,
+    #[arg(long, default_value = "now", value_parser = parse_at, help = AT_HELP)]
+    at: SystemTime,
     /// Write the kernel set in the gate's prefix-file format to this file.
     #[arg(long)]
     prefix_file: Option<PathBuf>,
@@ -45,15 +49,14 @@ pub struct PlanCmd {
 impl PlanCmd {
     pub fn run(self, pin_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         let cfg = Config::load(&self.config)?;
-        let at = parse_cli_time(&self.at)
-            .map_err(anyhow::Error::msg)
-            .context("--at")?;
+        let at = self.at;
         let policy = StandardPolicy::new();
-        let (plan, judgements, warnings) = plan_from_config(&cfg, &policy, at)?;
-        for w in &warnings {
+        let prepared = prepare_from_config(&cfg, &policy, at)?;
+        for w in &prepared.warnings {
             eprintln!("wotgate: warning: {w}");
         }
-        let set = plan.to_prefix_set()?;
+        let plan = &prepared.plan;
+        let set = &prepared.set;
         if let Some(old) = &self.diff {
             let old = PrefixSet::load(old)?;
             print!("{}", plan.diff(&old)?.to_text());
@@ -70,33 +73,21 @@ impl PlanCmd {
                 .with_context(|| format!("writing {}", f.display()))?;
         }
         if self.load {
-            load_into_gate(pin_dir, &set)?;
-            let mut state = SerialState::load(&cfg.state_directory)?;
-            for a in judgements.iter().filter_map(|j| j.result.as_ref().ok()) {
-                if a.role == wotgate::statement::Role::Allow {
-                    state.record(&a.statement.domain, a.statement.serial);
-                }
-            }
-            state.save(&cfg.state_directory)?;
+            let mut gate = Gate::open(pin_dir).with_context(|| {
+                format!(
+                    "opening the gate pinned in {} (is it attached?)",
+                    pin_dir.display()
+                )
+            })?;
+            let r = prepared
+                .load(&mut gate, &cfg.state_directory)
+                .context("loading the plan")?;
+            eprint!("{}", r.diff.to_text());
+            eprintln!(
+                "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
+                r.load.entries, r.load.labels, r.load.generation, r.load.trie
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// Prints (to standard error) what loading changes, then swaps the set in.
-fn load_into_gate(pin_dir: &std::path::Path, set: &PrefixSet) -> anyhow::Result<()> {
-    let mut gate = Gate::open(pin_dir).with_context(|| {
-        format!(
-            "opening the gate pinned in {} (is it attached?)",
-            pin_dir.display()
-        )
-    })?;
-    let loaded = gate.active_set().context("reading the loaded set")?;
-    eprint!("{}", PlanDiff::between(&loaded, set).to_text());
-    let r = gate.load_set(set).context("loading the plan")?;
-    eprintln!(
-        "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
-        r.entries, r.labels, r.generation, r.trie
-    );
-    Ok(())
 }

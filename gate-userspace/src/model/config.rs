@@ -1,13 +1,15 @@
 //! The controller's TOML configuration: raw serde structs with documented
-//! defaults, then a validated form; every error names the key and the value.
+//! defaults, validated by the same code as command-line flags (`settings`).
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::plan::TestingPolicy;
-use crate::statement::AcceptRules;
-use crate::wot::{IntroducerMode, Limits};
+use super::settings::{
+    AcceptRules, SettingsError, StatementOptions, TestingPolicy, TrustOptions, TrustSettings,
+    Vocabulary,
+};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -21,11 +23,12 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTrust {
-    /// Keyring files (OpenPGP certificates, armoured or binary). Required.
+    /// Keyring files or directories (OpenPGP certificates, armoured or
+    /// binary). Required.
     keyrings: Option<Vec<PathBuf>>,
     /// Fingerprints of the fully trusted roots. Required.
     roots: Option<Vec<String>>,
-    /// Longest chain of introducers below a root (default 2).
+    /// Longest chain of introducers below a root (default 2, at most 16).
     depth: Option<usize>,
     /// "certifications" (default: every valid certification by a trusted key
     /// introduces) or "trust-signatures" (only trust signatures delegate).
@@ -58,25 +61,16 @@ struct RawStatements {
     testing: Option<String>,
 }
 
-/// Trust settings, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrustConfig {
-    pub keyrings: Vec<PathBuf>,
-    /// Upper-case hex fingerprints.
-    pub roots: Vec<String>,
-    pub depth: usize,
-    pub mode: IntroducerMode,
-    pub limits: Limits,
-    pub refuse: Vec<String>,
-    pub ignore_certifications_by: Vec<String>,
-}
-
 /// The validated configuration; relative paths are resolved against the
 /// configuration file's directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub state_directory: PathBuf,
-    pub trust: TrustConfig,
+    /// Keyring files or directories.
+    pub keyrings: Vec<PathBuf>,
+    /// Trust settings; their reference time is the time the file was read
+    /// (see [`Config::trust_at`]).
+    pub trust: TrustSettings,
     pub statements_directory: PathBuf,
     pub rules: AcceptRules,
     pub testing: TestingPolicy,
@@ -91,27 +85,8 @@ pub enum ConfigError {
     },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
-    #[error("{file}: {key} = {value}: {problem}")]
-    Invalid {
-        file: String,
-        key: String,
-        value: String,
-        problem: String,
-    },
-}
-
-/// Normalises a fingerprint (hex, spaces allowed) to upper-case hex.
-pub fn normalise_fingerprint(s: &str) -> Result<String, String> {
-    let hex: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if (hex.len() == 40 || hex.len() == 64) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(hex)
-    } else {
-        Err("not a v4 (40 hex digits) or v6 (64 hex digits) fingerprint".into())
-    }
+    #[error("{file}: {source}")]
+    Invalid { file: String, source: SettingsError },
 }
 
 impl Config {
@@ -132,21 +107,12 @@ impl Config {
             file: file.into(),
             message: e.to_string(),
         })?;
-        let invalid =
-            |key: &str, value: &dyn std::fmt::Debug, problem: &str| ConfigError::Invalid {
-                file: file.into(),
-                key: key.into(),
-                value: format!("{value:?}"),
-                problem: problem.into(),
-            };
+        let invalid = |source| ConfigError::Invalid {
+            file: file.into(),
+            source,
+        };
         let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let t = raw.trust.unwrap_or_default();
-        let fprs = |key: &str, v: Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
-            v.unwrap_or_default()
-                .iter()
-                .map(|f| normalise_fingerprint(f).map_err(|p| invalid(key, f, &p)))
-                .collect()
-        };
         let keyrings: Vec<PathBuf> = t
             .keyrings
             .unwrap_or_default()
@@ -154,102 +120,38 @@ impl Config {
             .map(abs)
             .collect();
         if keyrings.is_empty() {
-            return Err(invalid(
-                "trust.keyrings",
-                &keyrings,
-                "at least one keyring is needed",
-            ));
+            return Err(invalid(SettingsError {
+                key: "trust.keyrings",
+                value: "[]".into(),
+                problem: "at least one keyring is needed".into(),
+            }));
         }
-        let roots = fprs("trust.roots", t.roots)?;
-        if roots.is_empty() {
-            return Err(invalid(
-                "trust.roots",
-                &roots,
-                "at least one root is needed",
-            ));
+        let trust = TrustOptions {
+            roots: t.roots.unwrap_or_default(),
+            depth: t.depth,
+            mode: t.mode,
+            refuse: t.refuse.unwrap_or_default(),
+            ignore_certifications_by: t.ignore_certifications_by.unwrap_or_default(),
+            max_certifications_per_cert: t.max_certifications_per_cert,
+            max_certification_bytes_per_cert: t.max_certification_bytes_per_cert,
         }
-        let depth = t.depth.unwrap_or(crate::wot::DEFAULT_DEPTH);
-        if depth > 16 {
-            return Err(invalid("trust.depth", &depth, "at most 16"));
-        }
-        let mode = match t.mode.as_deref() {
-            None | Some("certifications") => IntroducerMode::Certifications,
-            Some("trust-signatures") => IntroducerMode::TrustSignatures,
-            Some(other) => {
-                return Err(invalid(
-                    "trust.mode",
-                    &other,
-                    "expected \"certifications\" or \"trust-signatures\"",
-                ))
-            }
-        };
-        let refuse = fprs("trust.refuse", t.refuse)?;
-        if let Some(r) = roots.iter().find(|r| refuse.contains(r)) {
-            return Err(invalid("trust.refuse", r, "a root cannot also be refused"));
-        }
-        let trust = TrustConfig {
-            keyrings,
-            roots,
-            depth,
-            mode,
-            limits: Limits {
-                max_certifications_per_cert: t
-                    .max_certifications_per_cert
-                    .unwrap_or(Limits::default().max_certifications_per_cert),
-                max_certification_bytes_per_cert: t
-                    .max_certification_bytes_per_cert
-                    .unwrap_or(Limits::default().max_certification_bytes_per_cert),
-            },
-            refuse,
-            ignore_certifications_by: fprs(
-                "trust.ignore_certifications_by",
-                t.ignore_certifications_by,
-            )?,
-        };
+        .validate(Vocabulary::ConfigFile, SystemTime::now())
+        .map_err(invalid)?;
         let s = raw.statements.unwrap_or_default();
-        let d = AcceptRules::default();
-        let rules = AcceptRules {
-            min_prefix_len: s.min_prefix_len.unwrap_or(d.min_prefix_len),
-            max_prefixes: s.max_prefixes_per_statement.unwrap_or(d.max_prefixes),
-            max_size: s.max_statement_size.unwrap_or(d.max_size),
-            allow_documentation_prefixes: s.allow_documentation_prefixes.unwrap_or(false),
-        };
-        if rules.min_prefix_len > 128 {
-            return Err(invalid(
-                "statements.min_prefix_len",
-                &rules.min_prefix_len,
-                "a prefix length is 0..=128",
-            ));
+        let (rules, testing) = StatementOptions {
+            min_prefix_len: s.min_prefix_len,
+            max_prefixes: s.max_prefixes_per_statement,
+            max_size: s.max_statement_size,
+            allow_documentation_prefixes: s.allow_documentation_prefixes,
+            testing: s.testing,
         }
-        if rules.max_prefixes == 0 {
-            return Err(invalid(
-                "statements.max_prefixes_per_statement",
-                &0,
-                "must be at least 1",
-            ));
-        }
-        if !(256..=crate::statement::body::MAX_BODY_BYTES).contains(&rules.max_size) {
-            return Err(invalid(
-                "statements.max_statement_size",
-                &rules.max_size,
-                "must be between 256 and 1048576 bytes",
-            ));
-        }
-        let testing = match s.testing.as_deref() {
-            None | Some("allow") => TestingPolicy::Allow,
-            Some("count") => TestingPolicy::Count,
-            Some(other) => {
-                return Err(invalid(
-                    "statements.testing",
-                    &other,
-                    "expected \"allow\" or \"count\"",
-                ))
-            }
-        };
+        .validate(Vocabulary::ConfigFile)
+        .map_err(invalid)?;
         Ok(Config {
             state_directory: abs(raw
                 .state_directory
                 .unwrap_or_else(|| "/var/lib/wotgate".into())),
+            keyrings,
             trust,
             statements_directory: abs(s
                 .directory
@@ -257,6 +159,14 @@ impl Config {
             rules,
             testing,
         })
+    }
+
+    /// The trust settings judged at `at`.
+    pub fn trust_at(&self, at: SystemTime) -> TrustSettings {
+        TrustSettings {
+            reference_time: at,
+            ..self.trust.clone()
+        }
     }
 }
 
@@ -277,11 +187,11 @@ mod tests {
             ROOT.to_lowercase()
         ))
         .unwrap();
+        assert_eq!(c.keyrings, vec![PathBuf::from("/etc/wotgate/ring.pgp")]);
         assert_eq!(
-            c.trust.keyrings,
-            vec![PathBuf::from("/etc/wotgate/ring.pgp")]
+            c.trust.roots.iter().map(|f| f.to_hex()).collect::<Vec<_>>(),
+            vec![ROOT.to_string()]
         );
-        assert_eq!(c.trust.roots, vec![ROOT.to_string()]);
         assert_eq!(c.trust.depth, 2);
         assert_eq!(c.rules, AcceptRules::default());
         assert_eq!(c.testing, TestingPolicy::Allow);
@@ -299,6 +209,7 @@ mod tests {
         assert!(e("mode = \"gpg\"\n").contains("trust.mode = \"gpg\""));
         assert!(e("refuse = [\"abc\"]\n").contains("trust.refuse = \"abc\""));
         assert!(e(&format!("refuse = [\"{ROOT}\"]\n")).contains("a root cannot also be refused"));
+        assert!(e("depth = 17\n").contains("trust.depth = 17: at most 16"));
         assert!(
             e("[statements]\nmin_prefix_len = 200\n").contains("statements.min_prefix_len = 200")
         );

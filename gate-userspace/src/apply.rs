@@ -1,0 +1,166 @@
+//! The one step from inputs to the kernel: judge statements, build the plan,
+//! diff it against the loaded set, load it through the swap, record serials.
+//!
+//! The CLI's `plan --load` calls it today; the daemon will call it on every
+//! refresh. [`prepare`] is pure (no kernel); [`Prepared::load`] touches the gate.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use sequoia_openpgp::policy::Policy;
+
+use crate::gate::{swap::LoadReport, Gate, GateError};
+use crate::model::config::Config;
+use crate::model::prefixes::{PrefixSet, Verdict};
+use crate::model::settings::{AcceptRules, TestingPolicy};
+use crate::model::time::{format_time, Timestamp};
+use crate::plan::{Plan, PlanDiff, PlanError};
+use crate::source::{local, Named, ReadError};
+use crate::statement::{state::StateError, Acceptor, Judgement, SerialState, TrustView, WotView};
+use crate::wot::Keyring;
+
+/// Why a plan could not be prepared or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("statements directory: {0}")]
+    Statements(ReadError),
+    #[error("rollback state: {0}")]
+    State(StateError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("the gate: {0}")]
+    Gate(#[from] GateError),
+    /// The set IS in the kernel; only the rollback state is behind.
+    #[error("the plan was loaded ({} entries, generation {}), but the accepted serials could not be recorded, so rollback protection still holds the previous serials: {source}", load.entries, load.generation)]
+    RecordAfterLoad {
+        load: LoadReport,
+        source: StateError,
+    },
+}
+
+/// A judged plan, ready to load.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    pub judgements: Vec<Judgement>,
+    /// The kernel set of the plan (folded, labelled).
+    pub set: PrefixSet,
+    /// Problems met on the way that did not stop it (unreadable keyring
+    /// files, missing roots), one line each.
+    pub warnings: Vec<String>,
+    /// The rollback state the statements were judged against.
+    pub state: SerialState,
+}
+
+/// What loading did.
+#[derive(Debug)]
+pub struct Applied {
+    /// Changes against the set that was loaded before.
+    pub diff: PlanDiff,
+    pub load: LoadReport,
+    /// Domains and serials now recorded for rollback protection.
+    pub recorded: Vec<(String, u64)>,
+}
+
+/// Judges `statements` against `trust` and the rollback `state`, and builds
+/// the plan and its kernel set.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    rules: &AcceptRules,
+    testing: TestingPolicy,
+    trust: &dyn TrustView,
+    statements: &[Named],
+    state: SerialState,
+    policy: &dyn Policy,
+    at: SystemTime,
+    warnings: Vec<String>,
+) -> Result<Prepared, ApplyError> {
+    let acceptor = Acceptor {
+        rules,
+        trust,
+        policy,
+        at,
+        state: &state,
+    };
+    let judgements = acceptor.judge_all(
+        statements
+            .iter()
+            .map(|n| (n.origin.as_str(), n.bytes.as_slice())),
+    );
+    let accepted: Vec<_> = judgements
+        .iter()
+        .filter_map(|j| j.result.as_ref().ok().cloned())
+        .collect();
+    let rejected: Vec<_> = judgements
+        .iter()
+        .filter_map(|j| j.result.as_ref().err().cloned())
+        .collect();
+    let plan = Plan::build(&format_time(at), &accepted, rejected, testing);
+    let set = plan.to_prefix_set()?;
+    Ok(Prepared {
+        plan,
+        judgements,
+        set,
+        warnings,
+        state,
+    })
+}
+
+/// Everything `wotgate plan` does before printing, from the configuration's
+/// local sources: keyrings, trust, statements, rollback state, plan.
+pub fn prepare_from_config(
+    cfg: &Config,
+    policy: &dyn Policy,
+    at: SystemTime,
+) -> Result<Prepared, ApplyError> {
+    let (keyring, problems) = Keyring::load(&cfg.keyrings);
+    let mut warnings: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
+    warnings.extend(missing);
+    let statements = local::read_statements(&cfg.statements_directory, cfg.rules.max_size)
+        .map_err(ApplyError::Statements)?;
+    let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
+    prepare(
+        &cfg.rules,
+        cfg.testing,
+        &view,
+        &statements,
+        state,
+        policy,
+        at,
+        warnings,
+    )
+}
+
+impl Prepared {
+    /// The serials of the accepted allow statements, to be recorded.
+    pub fn accepted_serials(&self) -> Vec<(String, Timestamp)> {
+        self.judgements
+            .iter()
+            .filter_map(|j| j.result.as_ref().ok())
+            .filter(|a| a.role == Verdict::Allow)
+            .map(|a| (a.statement.domain.clone(), a.statement.serial))
+            .collect()
+    }
+
+    /// Loads the kernel set into `gate` through its atomic swap, then records
+    /// the accepted serials in `state_dir` (rollback protection).
+    pub fn load(&self, gate: &mut Gate, state_dir: &Path) -> Result<Applied, ApplyError> {
+        let before = gate.active_set()?;
+        let diff = PlanDiff::between(&before, &self.set);
+        let load = gate.load_set(&self.set)?;
+        let recorded = self.accepted_serials();
+        let mut state = self.state.clone();
+        for (domain, serial) in &recorded {
+            state.record(domain, *serial);
+        }
+        if let Err(source) = state.save(state_dir) {
+            return Err(ApplyError::RecordAfterLoad { load, source });
+        }
+        Ok(Applied {
+            diff,
+            load,
+            recorded,
+        })
+    }
+}

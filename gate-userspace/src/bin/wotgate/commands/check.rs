@@ -1,0 +1,45 @@
+//! `wotgate check ADDR`: which entry matches an address and what the loaded
+//! program does with a SYN from it.
+
+use std::net::Ipv6Addr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use wotgate::gate::{replay::action_str, Gate};
+
+/// Which entry matches an address and what a SYN from it would get.
+#[derive(clap::Args)]
+pub struct Check {
+    addr: Ipv6Addr,
+    #[arg(long)]
+    json: bool,
+}
+
+impl Check {
+    pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
+        let r = Gate::open(pin_dir)?.check(self.addr)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        match &r.entry {
+            Some(e) => println!(
+                "{}: matches {} {} {}",
+                r.address, e.verdict, e.prefix, e.label
+            ),
+            None => println!("{}: no entry matches (untrusted)", r.address),
+        }
+        for p in &r.ports {
+            println!(
+                "  SYN to [{}]:{} -> {} ({})",
+                p.destination,
+                p.port,
+                action_str(p.outcome.action),
+                p.outcome.reason.name()
+            );
+        }
+        println!("verdict: {}", r.verdict);
+        Ok(ExitCode::SUCCESS)
+    }
+}

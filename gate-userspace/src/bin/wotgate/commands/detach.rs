@@ -1,0 +1,39 @@
+//! `wotgate detach`: take the gate off an interface; `--purge` removes the
+//! program and maps when no interface is left.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use wotgate::gate::Gate;
+
+/// Detach the gate from an interface (the pinned set stays).
+#[derive(clap::Args)]
+pub struct Detach {
+    #[arg(long)]
+    iface: String,
+    /// Also remove the program and maps when no interface is left.
+    #[arg(long)]
+    purge: bool,
+}
+
+impl Detach {
+    pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
+        let gate = Gate::open(pin_dir)?;
+        let found = gate.detach(&self.iface)?;
+        let left = gate.attachments()?;
+        drop(gate);
+        if !found {
+            bail!(
+                "the gate is not attached to {} (see wotgate inspect)",
+                self.iface
+            );
+        }
+        println!("detached from {}", self.iface);
+        if self.purge && left.is_empty() {
+            wotgate::gate::purge(pin_dir)?;
+            println!("removed {}", pin_dir.display());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

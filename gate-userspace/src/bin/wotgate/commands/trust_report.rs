@@ -1,0 +1,91 @@
+//! What `trust list` and `trust explain` share: evaluating the web of trust
+//! from the trust flags, and rendering a key's verdict as text or JSON.
+
+use anyhow::{bail, Result};
+use sequoia_openpgp::policy::StandardPolicy;
+use serde_json::{json, Value};
+use wotgate::model::time::format_time;
+use wotgate::wot::{self, EdgeKind, KeyStatus, KeyTrust, Keyring, TrustReport};
+
+use crate::args::TrustArgs;
+
+/// Loads the keyrings and runs the engine; problems go to standard error.
+pub fn evaluate(args: &TrustArgs) -> Result<TrustReport> {
+    let trust = args.resolve()?;
+    let (ring, problems) = Keyring::load(&trust.keyrings);
+    for p in &problems {
+        eprintln!("wotgate: warning: {p}");
+    }
+    if ring.is_empty() {
+        bail!("no certificate could be loaded from {:?}", trust.keyrings);
+    }
+    let report = wot::evaluate(&ring, &trust.settings, &StandardPolicy::new());
+    for r in &report.missing_roots {
+        eprintln!("wotgate: warning: root {r} is not in the keyring");
+    }
+    if report.stats.cut_by_limits > 0 {
+        eprintln!(
+            "wotgate: warning: {} certification(s) cut by flooding limits (see per-key counts)",
+            report.stats.cut_by_limits
+        );
+    }
+    Ok(report)
+}
+
+pub fn status_text(s: &KeyStatus) -> String {
+    match s {
+        KeyStatus::Root => "root".into(),
+        KeyStatus::Trusted { depth } => format!("trusted (depth {depth})"),
+        KeyStatus::Refused => "refused".into(),
+        KeyStatus::Untrusted { reason } => format!("untrusted: {reason}"),
+    }
+}
+
+pub fn kind_text(k: &EdgeKind) -> String {
+    match k {
+        EdgeKind::Certification => "certification".into(),
+        EdgeKind::TrustSignature { level, amount } => {
+            format!("trust signature (level {level}, amount {amount})")
+        }
+    }
+}
+
+pub fn key_json(k: &KeyTrust) -> Value {
+    let (status, depth, reason) = match &k.status {
+        KeyStatus::Root => ("root", Some(0), None),
+        KeyStatus::Trusted { depth } => ("trusted", Some(*depth), None),
+        KeyStatus::Refused => ("refused", None, None),
+        KeyStatus::Untrusted { reason } => ("untrusted", None, Some(reason.to_string())),
+    };
+    json!({
+        "fingerprint": k.fingerprint.to_hex(),
+        "status": status,
+        "depth": depth,
+        "reason": reason,
+        "introducer": k.introducer,
+        "certifications_cut": k.certifications_cut,
+        "userids": k.userids.iter().map(|u| json!({
+            "userid": u.userid,
+            "email": u.email,
+            "domain": u.domain,
+            "authenticated": u.authenticated,
+            "authenticated_if_not_refused": u.authenticated_if_not_refused,
+            "depth": u.depth,
+            "binding_problem": u.binding_problem,
+            "path": u.path.iter().map(|s| json!({
+                "issuer": s.issuer.to_hex(),
+                "target": s.target.to_hex(),
+                "userid": s.userid,
+                "created": format_time(s.created),
+                "kind": kind_text(&s.kind),
+                "hash": s.hash.to_string(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "rejected_certifications": k.rejected.iter().map(|r| json!({
+            "issuer": r.issuer.to_hex(),
+            "userid": r.userid,
+            "created": r.created.map(format_time),
+            "reason": r.reason.to_string(),
+        })).collect::<Vec<_>>(),
+    })
+}
