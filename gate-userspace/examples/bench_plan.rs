@@ -9,11 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 use ipnet::Ipv6Net;
 use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy};
+use wotgate::model::prefixes::Verdict;
+use wotgate::model::time::{format_rfc3339, to_system_time};
 use wotgate::plan::{Plan, TestingPolicy};
 use wotgate::statement::{
-    signed,
-    time::{format_rfc3339, to_system_time},
-    AcceptRules, Accepted, Acceptor, Mode, Role, SerialState, SignerTrust, Statement, StaticTrust,
+    signed, AcceptRules, Accepted, Acceptor, Mode, SerialState, SignerTrust, Statement, StaticTrust,
 };
 
 const T0: u64 = 1_795_600_800;
@@ -136,7 +136,11 @@ fn main() -> anyhow::Result<()> {
             statement: statement(format!("p{s}.example"), 1, prefixes),
             signer: format!("{:040X}", s),
             depth: if s % 97 == 0 { None } else { Some(s % 3) },
-            role: if s % 97 == 0 { Role::Deny } else { Role::Allow },
+            role: if s % 97 == 0 {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            },
             signed_at: T0,
         });
     }

@@ -9,10 +9,8 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wotgate::{
-    gate::{
-        prefixes::{PrefixEntry, PrefixSet, Verdict},
-        Gate,
-    },
+    gate::Gate,
+    model::prefixes::{PrefixEntry, PrefixSet, Verdict},
     packet::{Builder, ACK, SYN},
 };
 

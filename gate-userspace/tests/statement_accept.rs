@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 
 use sequoia_openpgp::armor;
 use statement_fixtures::*;
-use wotgate::statement::{Judgement, Role, Rule, SerialState};
+use wotgate::model::prefixes::Verdict;
+use wotgate::statement::{Judgement, Rule, SerialState};
 
 fn rule_of(j: &Judgement) -> Rule {
     match &j.result {
@@ -30,7 +31,10 @@ fn valid_statement_is_accepted_and_explained() {
     let st = statement("alpha.example", 7, &["2001:db8:a::/48", "2001:db8:b::/48"]);
     let j = w.judge("alpha.asc", &w.alpha.sign(&st));
     let a = j.result.as_ref().expect("accepted");
-    assert_eq!((a.role, a.depth, &a.statement), (Role::Allow, Some(0), &st));
+    assert_eq!(
+        (a.role, a.depth, &a.statement),
+        (Verdict::Allow, Some(0), &st)
+    );
     assert_eq!(a.signer, w.alpha.fpr().to_hex());
     assert_eq!(a.signed_at, T0 - 3600);
     let why = j.explanation.join("\n");
@@ -125,7 +129,7 @@ fn refused_signer_denies_only_its_own_domains() {
             .sign(&statement("mallory.example", 3, &["2001:db8:a:66::/64"])),
     );
     let a = own.result.expect("a refused key's own statement verifies");
-    assert_eq!((a.role, a.depth), (Role::Deny, None));
+    assert_eq!((a.role, a.depth), (Verdict::Deny, None));
     let other = w.judge(
         "m2.asc",
         &w.mallory

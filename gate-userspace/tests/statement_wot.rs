@@ -5,7 +5,8 @@ mod statement_fixtures;
 
 use sequoia_openpgp::policy::StandardPolicy;
 use statement_fixtures::*;
-use wotgate::statement::{Acceptor, Role, Rule, SerialState, SignerTrust, TrustView, WotView};
+use wotgate::model::prefixes::Verdict;
+use wotgate::statement::{Acceptor, Rule, SerialState, SignerTrust, TrustView, WotView};
 use wotgate::wot::{evaluate, Keyring, TrustSettings};
 
 #[test]
@@ -78,7 +79,10 @@ fn engine_verdicts_become_acceptance_verdicts() {
     let r = judge(&beta, "other.example").unwrap_err();
     assert_eq!(r.rule, Rule::DomainNotAuthenticated, "{r}");
     assert!(r.to_string().contains("it speaks for: beta.example"), "{r}");
-    assert_eq!(judge(&mallory, "mallory.example").unwrap().role, Role::Deny);
+    assert_eq!(
+        judge(&mallory, "mallory.example").unwrap().role,
+        Verdict::Deny
+    );
     assert_eq!(
         judge(&mallory, "beta.example").unwrap_err().rule,
         Rule::RefusedSigner

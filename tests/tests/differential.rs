@@ -14,10 +14,10 @@ use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use wotgate::{
     gate::{
-        prefixes::{PrefixEntry, PrefixSet, Verdict},
         replay::{action_str, Outcome},
         Settings,
     },
+    model::prefixes::{PrefixEntry, PrefixSet, Verdict},
     packet::{Builder, Ext, ACK, SYN},
     reference,
 };

@@ -6,9 +6,10 @@ use std::time::SystemTime;
 
 use openpgp::{cert::CertBuilder, policy::StandardPolicy, Cert};
 use sequoia_openpgp as openpgp;
+use wotgate::model::time::to_system_time;
 use wotgate::statement::{
-    signed, time::to_system_time, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust,
-    Statement, StaticTrust,
+    signed, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust, Statement,
+    StaticTrust,
 };
 
 /// The reference time of the tests: 2026-11-25T10:00:00Z.

@@ -9,10 +9,10 @@ pub use gate_common::{maps, Reason, MAX_EXT_HEADERS, REASON_COUNT};
 pub use integration_tests::PinnedGate;
 pub use wotgate::{
     gate::{
-        prefixes::PrefixSet,
         replay::{Outcome, XDP_DROP, XDP_PASS},
         Settings,
     },
+    model::prefixes::PrefixSet,
     packet::{Builder, Ext, ACK, RST, SYN},
     reference,
 };

@@ -96,7 +96,7 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     /// Every argument has a help line; every leaf command ends its help with examples.
     #[test]
