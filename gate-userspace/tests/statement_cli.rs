@@ -187,7 +187,7 @@ fn participant_and_controller_workflow() {
         "{text}"
     );
     let out = verify(&e);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("eve.example: rejected by rule untrusted-signer"));
     // Without documentation prefixes allowed, the same statement is refused.
@@ -287,7 +287,7 @@ fn participant_and_controller_workflow() {
         "--at",
         AT,
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     std::fs::remove_dir_all(dir.join("state")).unwrap();
 
     let load = wotgate(&[

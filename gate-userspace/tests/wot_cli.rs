@@ -85,11 +85,11 @@ fn explain_shows_the_path_by_email_and_domain() {
     );
     assert!(out.contains("2024-01-02T00:00:00Z"), "{out}");
 
-    // At depth 1 the same query fails with a reason, and exits 1.
+    // At depth 1 the same query fails with a reason, and exits 3 (negative verdict).
     let mut d1 = extra.clone();
     d1.extend(["--depth".into(), "1".into()]);
     let o = wotgate(&net, &["explain", &bob], &d1);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert!(
         text(&o).contains("path too long (needs depth 2)"),
         "{}",
@@ -118,7 +118,7 @@ fn explain_names_the_failing_certification() {
     let net = Net::load("sha1");
     let extra = vec!["--root".into(), net.fpr("Root").to_hex()];
     let o = wotgate(&net, &["explain", &net.fpr("A").to_hex()], &extra);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     let out = text(&o);
     assert!(out.contains("weak hash (SHA1)"), "{out}");
 

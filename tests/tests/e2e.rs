@@ -106,7 +106,7 @@ fn statements_from_the_web_of_trust_decide_who_reaches_port_25() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("untrusted-signer"),
         "{}",
