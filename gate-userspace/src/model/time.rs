@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
 
 /// Seconds since the Unix epoch, as written in statements.
 pub type Timestamp = u64;
@@ -49,7 +49,8 @@ pub fn parse_rfc3339(s: &str) -> Result<Timestamp, TimeError> {
         return Err(bad());
     }
     let dt = NaiveDateTime::parse_from_str(s, FORMAT).map_err(|_| bad())?;
-    if dt.format(FORMAT).to_string() != s {
+    // A leap second (`:60`) parses as 59 s plus a second of nanoseconds.
+    if dt.nanosecond() != 0 || dt.format(FORMAT).to_string() != s {
         return Err(bad());
     }
     from_naive(dt).ok_or_else(bad)

@@ -1,0 +1,257 @@
+//! The command line as a new user meets it: every time at its limits gets an
+//! error, never a panic; options in the README's order; every file verified.
+
+mod statement_fixtures;
+
+use std::process::{Command, Output};
+
+use statement_fixtures::*;
+
+fn wotgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wotgate"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run wotgate")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A keyring with one root key; its path and the root's fingerprint.
+fn one_key_ring(name: &str) -> (std::path::PathBuf, Key) {
+    let dir = temp_dir(name);
+    let alpha = Key::new("Alpha <postmaster@alpha.example>");
+    write_keyring(&dir.join("ring.pgp"), &[alpha.public()]);
+    (dir, alpha)
+}
+
+#[test]
+fn times_at_their_limits_are_errors_not_panics() {
+    let (dir, alpha) = one_key_ring("cli-times");
+    let ring = dir.join("ring.pgp");
+    let ring = ring.to_str().unwrap();
+    let root = alpha.fpr().to_hex();
+    let bad_times = [
+        "@18446744073709551615",
+        "@18446744073709551616",
+        "@253402300800",
+        "2025-02-31",
+        "2025-13-01",
+        "10000-01-01",
+        "@-1",
+        "soon",
+    ];
+    for t in bad_times {
+        for args in [
+            vec![
+                "trust",
+                "list",
+                "--keyring",
+                ring,
+                "--root",
+                &root,
+                "--at",
+                t,
+            ],
+            vec![
+                "statement",
+                "new",
+                "--domain",
+                "alpha.example",
+                "--prefix",
+                "2001:db8::/48",
+                "--not-before",
+                t,
+            ],
+            vec!["plan", "--config", "/nonexistent.toml", "--at", t],
+        ] {
+            let o = wotgate(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            assert!(
+                err.contains(t),
+                "{args:?}: the error names the value: {err}"
+            );
+        }
+    }
+    for d in ["18446744073709551615w", "99999999999999999999d", "0d", "5y"] {
+        let o = wotgate(&[
+            "statement",
+            "new",
+            "--domain",
+            "alpha.example",
+            "--prefix",
+            "2001:db8::/48",
+            "--valid-for",
+            d,
+        ]);
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && !err.contains("panicked"),
+            "{d}: {err}"
+        );
+        assert!(err.contains("--valid-for"), "{d}: {err}");
+    }
+    // The latest time accepted still works end to end.
+    let o = wotgate(&[
+        "trust",
+        "list",
+        "--keyring",
+        ring,
+        "--root",
+        &root,
+        "--at",
+        "@253402300799",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("9999-12-31T23:59:59Z"),
+        "{}",
+        stdout(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn options_before_the_query_and_one_value_per_flag() {
+    let (dir, alpha) = one_key_ring("cli-order");
+    let ring = dir.join("ring.pgp");
+    // The README's order: `trust explain --keyring K --root FPR QUERY`.
+    let o = wotgate(&[
+        "trust",
+        "explain",
+        "--keyring",
+        ring.to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "alpha.example",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("root"), "{}", stdout(&o));
+    // A refused root, in the command line's own words.
+    let o = wotgate(&[
+        "trust",
+        "list",
+        "--keyring",
+        ring.to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "--refuse",
+        &alpha.fpr().to_hex(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--refuse") && stderr(&o).contains("a root cannot also be refused"),
+        "{}",
+        stderr(&o)
+    );
+    // Depth is capped the same way as in the configuration file.
+    let o = wotgate(&[
+        "trust",
+        "list",
+        "--keyring",
+        ring.to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "--depth",
+        "17",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--depth = 17: at most 16"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_gives_every_file_a_verdict() {
+    let (dir, alpha) = one_key_ring("cli-verify");
+    let good = dir.join("good.asc");
+    std::fs::write(
+        &good,
+        alpha.sign(&statement("alpha.example", 1, &["2001:db8:1::/48"])),
+    )
+    .unwrap();
+    let garbage = dir.join("garbage.asc");
+    std::fs::write(&garbage, b"not a statement").unwrap();
+    let missing = dir.join("missing.asc");
+    let o = wotgate(&[
+        "statement",
+        "verify",
+        good.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        "--keyring",
+        dir.join("ring.pgp").to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "--allow-documentation-prefixes",
+        "--at",
+        "2026-11-25T10:00:00Z",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(&format!("{}: alpha.example: ACCEPTED", good.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: (domain unknown): rejected by rule unreadable: ",
+            missing.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: (domain unknown): rejected by rule malformed",
+            garbage.display()
+        )),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn usage_errors_and_negative_verdicts_exit_differently() {
+    let o = wotgate(&["trust", "list", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = wotgate(&["--help"]);
+    assert!(stdout(&o).contains("Exit codes:"), "{}", stdout(&o));
+    let (dir, alpha) = one_key_ring("cli-exit");
+    // A key that is not trusted: a negative verdict, not an error.
+    let other = Key::new("Other <x@other.example>");
+    write_keyring(&dir.join("ring.pgp"), &[alpha.public(), other.public()]);
+    let o = wotgate(&[
+        "trust",
+        "explain",
+        "--keyring",
+        dir.join("ring.pgp").to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "other.example",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // A missing keyring: an error.
+    let o = wotgate(&[
+        "trust",
+        "explain",
+        "--keyring",
+        dir.join("nope.pgp").to_str().unwrap(),
+        "--root",
+        &alpha.fpr().to_hex(),
+        "other.example",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
