@@ -18,6 +18,16 @@ struct RawConfig {
     state_directory: Option<PathBuf>,
     trust: Option<RawTrust>,
     statements: Option<RawStatements>,
+    load: Option<RawLoad>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    /// Refuse a load that takes away more than this share of the loaded
+    /// trusted (allow) entries, unless forced (default 50; 100 turns the
+    /// bound off, but a load that leaves nothing trusted is always refused).
+    max_shrink_percent: Option<u8>,
 }
 
 #[derive(Deserialize, Default)]
@@ -74,7 +84,12 @@ pub struct Config {
     pub statements_directory: PathBuf,
     pub rules: AcceptRules,
     pub testing: TestingPolicy,
+    /// `[load] max_shrink_percent`.
+    pub max_shrink_percent: u8,
 }
+
+/// Default `[load] max_shrink_percent`.
+pub const DEFAULT_MAX_SHRINK_PERCENT: u8 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -147,6 +162,17 @@ impl Config {
         }
         .validate(Vocabulary::ConfigFile)
         .map_err(invalid)?;
+        let max_shrink_percent = raw
+            .load
+            .and_then(|l| l.max_shrink_percent)
+            .unwrap_or(DEFAULT_MAX_SHRINK_PERCENT);
+        if max_shrink_percent > 100 {
+            return Err(invalid(SettingsError {
+                key: "load.max_shrink_percent",
+                value: max_shrink_percent.to_string(),
+                problem: "a percentage is 0..=100".into(),
+            }));
+        }
         Ok(Config {
             state_directory: abs(raw
                 .state_directory
@@ -158,6 +184,7 @@ impl Config {
                 .unwrap_or_else(|| "/etc/wotgate/statements".into())),
             rules,
             testing,
+            max_shrink_percent,
         })
     }
 
@@ -196,6 +223,7 @@ mod tests {
         assert_eq!(c.rules, AcceptRules::default());
         assert_eq!(c.testing, TestingPolicy::Allow);
         assert_eq!(c.state_directory, PathBuf::from("/var/lib/wotgate"));
+        assert_eq!(c.max_shrink_percent, DEFAULT_MAX_SHRINK_PERCENT);
     }
 
     #[test]
@@ -214,6 +242,8 @@ mod tests {
             e("[statements]\nmin_prefix_len = 200\n").contains("statements.min_prefix_len = 200")
         );
         assert!(e("[statements]\ncolour = 1\n").contains("unknown field `colour`"));
+        assert!(e("[load]\nmax_shrink_percent = 101\n").contains("load.max_shrink_percent = 101"));
+        assert!(e("[load]\nmax_shrink = 1\n").contains("unknown field `max_shrink`"));
         assert!(parse("[trust]\nroots = []\n")
             .unwrap_err()
             .to_string()

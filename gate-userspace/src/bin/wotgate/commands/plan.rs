@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use sequoia_openpgp::policy::StandardPolicy;
 use wotgate::{
-    apply::prepare_from_config,
+    apply::{prepare_from_config, LoadGuard},
     gate::Gate,
     model::{config::Config, prefixes::PrefixSet},
 };
@@ -44,6 +44,11 @@ pub struct PlanCmd {
     /// accepted serials (rollback protection).
     #[arg(long)]
     load: bool,
+    /// With --load: load even when an input could not be read completely or
+    /// the set would lose more trusted entries than `[load]
+    /// max_shrink_percent` allows (or all of them).
+    #[arg(long, requires = "load")]
+    force: bool,
 }
 
 impl PlanCmd {
@@ -52,7 +57,7 @@ impl PlanCmd {
         let at = self.at;
         let policy = StandardPolicy::new();
         let prepared = prepare_from_config(&cfg, &policy, at)?;
-        for w in &prepared.warnings {
+        for w in &prepared.problems {
             eprintln!("wotgate: warning: {w}");
         }
         let plan = &prepared.plan;
@@ -79,9 +84,11 @@ impl PlanCmd {
                     pin_dir.display()
                 )
             })?;
-            let r = prepared
-                .load(&mut gate, &cfg.state_directory)
-                .context("loading the plan")?;
+            let guard = LoadGuard {
+                max_shrink_percent: cfg.max_shrink_percent,
+                force: self.force,
+            };
+            let r = prepared.load(&mut gate, &cfg.state_directory, &guard)?;
             eprint!("{}", r.diff.to_text());
             eprintln!(
                 "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",

@@ -1,0 +1,116 @@
+//! `plan --load` never wipes or guts the trusted set by accident: incomplete
+//! inputs and large shrinks are refused with the set unchanged, unless forced.
+
+use std::path::Path;
+use std::process::Output;
+
+use integration_tests::{unique, world::World, wotgate_bin, wotgate_cmd, PinnedGate};
+use wotgate::gate::Gate;
+
+fn run(pin: &Path, args: &[&str]) -> Output {
+    wotgate_cmd(None, pin, args).output().expect("run wotgate")
+}
+
+fn loaded(pin: &Path) -> Vec<String> {
+    let set = Gate::open(pin).unwrap().active_set().unwrap();
+    set.iter()
+        .map(|e| format!("{} {}", e.verdict, e.prefix))
+        .collect()
+}
+
+/// The world's configuration with one line replaced, written beside it.
+fn variant(world: &World, name: &str, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    assert!(text.contains(from), "{text}");
+    let path = world.dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn incomplete_inputs_and_shrinks_are_refused_and_change_nothing() {
+    let bin = wotgate_bin();
+    let world = World::create(
+        &std::env::temp_dir().join(format!("wotgate-guard-{}", unique("w"))),
+        &bin,
+    );
+    let mut pg = PinnedGate::new("guard");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    let config = world.config.to_str().unwrap();
+    let out = run(&pin, &["plan", "--config", config, "--load"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = loaded(&pin);
+    assert_eq!(good.len(), 3, "{good:?}");
+
+    let root = world.root();
+    let stranger = "0123456789ABCDEF0123456789ABCDEF01234567";
+    let cases = [
+        (
+            variant(&world, "no-keyring", "keyring.pgp", "missing.pgp"),
+            vec![],
+            "missing.pgp",
+        ),
+        (
+            variant(&world, "no-root", &root, stranger),
+            vec![],
+            "is not in any keyring",
+        ),
+        // Every statement expired: the set would lose everything.
+        (
+            config.to_string(),
+            vec!["--at", "2099-01-01"],
+            "leaving nothing trusted",
+        ),
+    ];
+    for (cfg, extra, why) in &cases {
+        let mut args = vec!["plan", "--config", cfg.as_str(), "--load"];
+        args.extend(extra.iter().copied());
+        let out = run(&pin, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("refusing to load"), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert!(err.contains("nothing was loaded"), "{args:?}: {err}");
+        assert_eq!(loaded(&pin), good, "{args:?} changed the set");
+    }
+    // Saying what would be lost: the domains of the lost entries.
+    let out = run(
+        &pin,
+        &["plan", "--config", config, "--load", "--at", "2099-01-01"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allow 2001:db8:a::/48"), "{err}");
+
+    // The operator may force it.
+    let out = run(
+        &pin,
+        &[
+            "plan",
+            "--config",
+            config,
+            "--load",
+            "--at",
+            "2099-01-01",
+            "--force",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(loaded(&pin).iter().all(|e| !e.starts_with("allow")));
+    // From nothing trusted, a good plan loads without force.
+    let out = run(&pin, &["plan", "--config", config, "--load"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(loaded(&pin), good);
+}
