@@ -35,11 +35,11 @@ pub enum ApplyError {
     Incomplete { problems: Vec<String> },
     /// The plan would take away too much of the trusted set; nothing was loaded.
     #[error(transparent)]
-    Shrink(#[from] ShrinkError),
+    Shrink(Box<ShrinkError>),
     /// The set IS in the kernel; only the rollback state is behind.
     #[error("the plan IS loaded ({} entries, generation {}) and the gate enforces it, but the accepted serials could not be recorded in the state directory, which still holds the previous serials (rollback protection lags until the next successful load): {source}", load.entries, load.generation)]
     RecordAfterLoad {
-        load: LoadReport,
+        load: Box<LoadReport>,
         source: StateError,
     },
 }
@@ -217,7 +217,9 @@ impl Prepared {
             });
         }
         let before = gate.active_set()?;
-        guard.check(&before, &self.set)?;
+        guard
+            .check(&before, &self.set)
+            .map_err(|e| ApplyError::Shrink(Box::new(e)))?;
         let diff = PlanDiff::between(&before, &self.set);
         let load = gate.load_set(&self.set)?;
         let recorded = self.accepted_serials();
@@ -226,7 +228,10 @@ impl Prepared {
             state.record(domain, *serial);
         }
         if let Err(source) = state.save(state_dir) {
-            return Err(ApplyError::RecordAfterLoad { load, source });
+            return Err(ApplyError::RecordAfterLoad {
+                load: Box::new(load),
+                source,
+            });
         }
         Ok(Applied {
             diff,
