@@ -175,8 +175,10 @@ pub fn prepare_from_config(
     let mut problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
     problems.extend(missing);
-    let statements = local::read_statements(&cfg.statements_directory, cfg.rules.max_size)
-        .map_err(ApplyError::Statements)?;
+    let (statements, unreadable) =
+        local::read_statements(&cfg.statements_directory, cfg.rules.max_size)
+            .map_err(ApplyError::Statements)?;
+    problems.extend(unreadable.iter().map(|e| e.to_string()));
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
     prepare(
         &cfg.rules,

@@ -166,7 +166,7 @@ fn options_before_the_query_and_one_value_per_flag() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("--depth = 17: at most 16"),
+        stderr(&o).contains("--depth 17: at most 16"),
         "{}",
         stderr(&o)
     );
@@ -253,5 +253,91 @@ fn usage_errors_and_negative_verdicts_exit_differently() {
         "other.example",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn roots_are_checked_like_the_configuration_checks_them() {
+    let (dir, alpha) = one_key_ring("cli-roots");
+    let ring = dir.join("ring.pgp");
+    let keyid = alpha.fpr().to_hex()[24..].to_string();
+    let long = format!("{}AB", alpha.fpr().to_hex());
+    for bad in ["", keyid.as_str(), long.as_str()] {
+        let o = wotgate(&[
+            "trust",
+            "list",
+            "--keyring",
+            ring.to_str().unwrap(),
+            "--root",
+            bad,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}");
+        assert!(
+            stderr(&o).contains(&format!("--root {bad:?}: not a v4 (40 hex digits) or v6")),
+            "{bad:?}: {}",
+            stderr(&o)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_file_read_has_a_limit_named_in_the_error() {
+    let (dir, alpha) = one_key_ring("cli-limits");
+    let body = dir.join("body");
+    std::fs::write(
+        &body,
+        statement("alpha.example", 1, &["2001:db8:1::/48"]).to_body(),
+    )
+    .unwrap();
+    let root = alpha.fpr().to_hex();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["trust", "list", "--keyring", "/dev/zero", "--root", &root],
+            "/dev/zero: larger than 268435456 bytes, the limit for a keyring file",
+        ),
+        (
+            vec!["plan", "--config", "/dev/zero"],
+            "/dev/zero: larger than 1048576 bytes, the limit for a configuration file",
+        ),
+        (
+            vec!["prefixes", "load", "/dev/zero"],
+            "/dev/zero: larger than 167772160 bytes, the limit for a prefix file",
+        ),
+        (
+            vec![
+                "statement",
+                "sign",
+                "--key",
+                "/dev/zero",
+                body.to_str().unwrap(),
+            ],
+            "/dev/zero: larger than 1048576 bytes, the limit for a secret key file",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = wotgate(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // Years past 9999 are refused when writing, as signing refuses them.
+    let o = wotgate(&[
+        "statement",
+        "new",
+        "--domain",
+        "alpha.example",
+        "--prefix",
+        "2001:db8::/48",
+        "--not-before",
+        "9999-12-01",
+        "--valid-for",
+        "60d",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("9999-12-31T23:59:59Z"),
+        "{}",
+        stderr(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -350,7 +350,7 @@ fn keyring_merges_armoured_copies_and_keeps_what_parsed() {
     assert!(!alone.is_empty() && alone.len() < net.ring.len());
     // A missing path is reported by name.
     let (_, problems) = Keyring::load(&[dir.join("missing.pgp")]);
-    assert!(matches!(&problems[..], [LoadProblem::Read(e)] if e.origin.ends_with("missing.pgp")));
+    assert!(matches!(&problems[..], [LoadProblem::Read(e)] if e.origin().ends_with("missing.pgp")));
     // Lookups.
     let a = ring.cert(&net.fpr("A")).unwrap();
     assert_eq!(ring.lookup_by_keyid(&a.keyid()).len(), 1);

@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use crate::source::local::{read_text, CONFIG_FILE};
+use crate::source::ReadError;
+
 use super::settings::{
     AcceptRules, SettingsError, StatementOptions, TestingPolicy, TrustOptions, TrustSettings,
     Vocabulary,
@@ -93,11 +96,8 @@ pub const DEFAULT_MAX_SHRINK_PERCENT: u8 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(ReadError),
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
     #[error("{file}: {source}")]
@@ -107,10 +107,7 @@ pub enum ConfigError {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = read_text(path, CONFIG_FILE).map_err(ConfigError::Read)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, &file, base)
     }

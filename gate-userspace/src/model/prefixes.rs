@@ -5,6 +5,9 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 use ipnet::Ipv6Net;
 
+use crate::source::local::{read_text, PREFIX_FILE};
+use crate::source::ReadError;
+
 /// What an entry does to a SYN whose source it matches (longest prefix wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,11 +62,8 @@ pub struct PrefixSet {
 /// Why a prefix file or set was rejected. Line numbers start at 1.
 #[derive(Debug, thiserror::Error)]
 pub enum PrefixError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(ReadError),
     #[error("{file}:{line}: {problem}")]
     Line {
         file: String,
@@ -132,10 +132,7 @@ impl PrefixSet {
     /// line is valid.
     pub fn load(path: &Path) -> Result<PrefixSet, PrefixError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PrefixError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = read_text(path, PREFIX_FILE).map_err(PrefixError::Read)?;
         Self::parse(&text, &file)
     }
 

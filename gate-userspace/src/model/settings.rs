@@ -210,9 +210,10 @@ impl Vocabulary {
     }
 }
 
-/// A setting with a value it cannot take; says which, in the giver's words.
+/// A setting with a value it cannot take; says which, in the giver's words:
+/// `trust.depth = 17: ...` for a file, `--depth 17: ...` for a flag.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{key} = {value}: {problem}")]
+#[error("{key}{} {value}: {problem}", if key.starts_with('-') { "" } else { " =" })]
 pub struct SettingsError {
     /// The key or flag, as the operator wrote it.
     pub key: &'static str,
@@ -403,7 +404,7 @@ mod tests {
         let e = deep.validate(Vocabulary::ConfigFile, at).unwrap_err();
         assert_eq!(e.to_string(), "trust.depth = 17: at most 16");
         let e = deep.validate(Vocabulary::CommandLine, at).unwrap_err();
-        assert_eq!(e.to_string(), "--depth = 17: at most 16");
+        assert_eq!(e.to_string(), "--depth 17: at most 16");
         let refused = TrustOptions {
             refuse: vec![ROOT.into()],
             ..opts()

@@ -12,8 +12,45 @@ pub struct Named {
 
 /// A source that could not be read; `origin` names it.
 #[derive(Debug, thiserror::Error)]
-#[error("{origin}: cannot read: {source}")]
-pub struct ReadError {
-    pub origin: String,
-    pub source: std::io::Error,
+pub enum ReadError {
+    #[error("{origin}: cannot read: {source}")]
+    Io {
+        origin: String,
+        source: std::io::Error,
+    },
+    /// Larger than the limit for what it is; nothing of it was used.
+    #[error("{origin}: larger than {limit} bytes, the limit for {what}")]
+    TooLarge {
+        origin: String,
+        limit: u64,
+        what: &'static str,
+    },
+    /// A symbolic link that points nowhere, or back into a directory being read.
+    #[error("{origin}: {problem}; skipped")]
+    Link {
+        origin: String,
+        problem: &'static str,
+    },
+}
+
+impl ReadError {
+    /// What is wrong, without the origin.
+    pub fn detail(&self) -> String {
+        match self {
+            ReadError::Io { source, .. } => source.to_string(),
+            ReadError::TooLarge { limit, what, .. } => {
+                format!("larger than {limit} bytes, the limit for {what}")
+            }
+            ReadError::Link { problem, .. } => problem.to_string(),
+        }
+    }
+
+    /// Where the problem is.
+    pub fn origin(&self) -> &str {
+        match self {
+            ReadError::Io { origin, .. }
+            | ReadError::TooLarge { origin, .. }
+            | ReadError::Link { origin, .. } => origin,
+        }
+    }
 }

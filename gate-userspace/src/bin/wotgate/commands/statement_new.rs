@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use clap::Args;
 use wotgate::model::prefixes::parse_prefix;
-use wotgate::model::time::{parse_duration, to_timestamp};
+use wotgate::model::time::{format_rfc3339, parse_duration, to_timestamp, MAX_TIMESTAMP};
 use wotgate::statement::{
     accept::check_prefix,
     body::{check_domain, normalise_tls_fingerprint},
@@ -90,7 +90,14 @@ impl New {
             not_before: nb,
             not_after: nb
                 .checked_add(valid.as_secs())
-                .context("--valid-for is too long")?,
+                .filter(|&t| t <= MAX_TIMESTAMP)
+                .with_context(|| {
+                    format!(
+                        "--valid-for {}: the statement would end after {} (the latest time a statement can carry)",
+                        self.valid_for,
+                        format_rfc3339(MAX_TIMESTAMP)
+                    )
+                })?,
             mode: if self.testing {
                 Mode::Testing
             } else {

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use clap::Args;
 use sequoia_openpgp::{crypto::Password, parse::Parse, policy::StandardPolicy, Cert};
+use wotgate::source::local;
 use wotgate::statement::{body::MAX_BODY_BYTES, signed, Statement};
 
 use super::read_bounded;
@@ -42,8 +43,9 @@ impl Sign {
         Statement::parse(&body).with_context(|| {
             format!("{}: refusing to sign a malformed body", self.body.display())
         })?;
-        let tsk = Cert::from_file(&self.key)
-            .with_context(|| format!("reading secret key {}", self.key.display()))?;
+        let key = local::read_limited(&self.key, local::SECRET_KEY_FILE)?;
+        let tsk = Cert::from_bytes(&key.bytes)
+            .with_context(|| format!("{}: not an OpenPGP secret key", self.key.display()))?;
         if !tsk.is_tsk() {
             bail!("{} holds no secret key material", self.key.display());
         }
@@ -55,8 +57,7 @@ impl Sign {
         let password: Option<Password> = match (&self.password_file, needs_password) {
             (_, false) => None,
             (Some(f), true) => {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading password file {}", f.display()))?;
+                let text = local::read_text(f, local::PASSWORD_FILE)?;
                 Some(text.lines().next().unwrap_or("").into())
             }
             (None, true) => Some(

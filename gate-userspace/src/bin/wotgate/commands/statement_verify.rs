@@ -67,7 +67,7 @@ impl Verify {
                         domain: None,
                         signer: None,
                         rule: Rule::Unreadable,
-                        detail: e.source.to_string(),
+                        detail: e.detail(),
                     };
                     println!("{r}");
                     continue;
