@@ -3,17 +3,20 @@
 
 #[path = "common/record.rs"]
 mod record;
+#[path = "common/static_trust.rs"]
+mod static_trust;
 
 use std::time::Instant;
 
 use anyhow::Context;
 use ipnet::Ipv6Net;
 use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy, Cert};
+use static_trust::StaticTrust;
 use wotgate::model::prefixes::Verdict;
 use wotgate::model::time::{format_rfc3339, to_system_time};
 use wotgate::plan::{Plan, TestingPolicy};
 use wotgate::statement::{
-    signed, AcceptRules, Accepted, Acceptor, Mode, SerialState, SignerTrust, Statement, StaticTrust,
+    signed, AcceptRules, Accepted, Acceptor, Mode, SerialState, SignerTrust, Statement,
 };
 
 const T0: u64 = 1_795_600_800;

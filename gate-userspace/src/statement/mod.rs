@@ -11,5 +11,5 @@ pub mod wot_view;
 pub use accept::{AcceptRules, Accepted, Acceptor, Judgement, Rejection, Rule};
 pub use body::{Mode, Statement};
 pub use state::SerialState;
-pub use view::{CertLookup, SignerTrust, StaticTrust, TrustView};
+pub use view::{CertLookup, SignerTrust, TrustView};
 pub use wot_view::WotView;

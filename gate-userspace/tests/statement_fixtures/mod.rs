@@ -9,8 +9,11 @@ use sequoia_openpgp as openpgp;
 use wotgate::model::time::to_system_time;
 use wotgate::statement::{
     signed, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust, Statement,
-    StaticTrust,
 };
+
+#[path = "../../examples/common/static_trust.rs"]
+mod static_trust;
+pub use static_trust::StaticTrust;
 
 /// The reference time of the tests: 2026-11-25T10:00:00Z.
 pub const T0: u64 = 1_795_600_800;
