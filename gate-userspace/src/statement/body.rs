@@ -8,7 +8,7 @@ use ipnet::Ipv6Net;
 use crate::model::time::{format_rfc3339, parse_rfc3339, Timestamp};
 
 /// The first line of every statement of the version this code understands.
-pub const VERSION_LINE: &str = "version: WOTGATEv1";
+const VERSION_LINE: &str = "version: WOTGATEv1";
 /// Hard cap on a body, whatever the configuration says (bytes).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -320,7 +320,7 @@ fn parse_canonical_prefix(v: &str) -> Result<Ipv6Net, String> {
 mod tests {
     use super::*;
 
-    pub(crate) fn sample() -> Statement {
+    fn sample() -> Statement {
         Statement {
             domain: "example.ch".into(),
             serial: 7,

@@ -5,8 +5,8 @@ pub mod accept;
 pub mod body;
 pub mod signed;
 pub mod state;
-pub mod view;
-pub mod wot_view;
+mod view;
+mod wot_view;
 
 pub use accept::{AcceptRules, Accepted, Acceptor, Judgement, Rejection, Rule};
 pub use body::{Mode, Statement};

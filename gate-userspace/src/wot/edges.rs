@@ -117,14 +117,9 @@ pub struct VerifyCache {
 }
 
 impl VerifyCache {
+    /// An empty cache.
     pub fn new() -> Self {
         Self::default()
-    }
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
