@@ -187,7 +187,9 @@ impl Subject<'_> {
 fn envelope_rule(e: &EnvelopeError) -> Rule {
     match e {
         EnvelopeError::UnknownSigner(_) => Rule::UnknownSigner,
-        EnvelopeError::BadSignature { .. } | EnvelopeError::BadKey { .. } => Rule::BadSignature,
+        EnvelopeError::BadSignature { .. }
+        | EnvelopeError::BadKey { .. }
+        | EnvelopeError::UnboundKey { .. } => Rule::BadSignature,
         EnvelopeError::Malformed(_) | EnvelopeError::Structure(_) => Rule::Malformed,
     }
 }

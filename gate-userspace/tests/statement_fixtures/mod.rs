@@ -141,6 +141,19 @@ impl World {
     }
 }
 
+/// Judges `bytes` at T0 against a keyring of `certs` in which nobody is trusted.
+pub fn judge_against(certs: Vec<Cert>, file: &str, bytes: &[u8]) -> Judgement {
+    let p = StandardPolicy::new();
+    Acceptor {
+        rules: &test_rules(),
+        trust: &StaticTrust::new(certs),
+        policy: &p,
+        at: at(T0),
+        state: &SerialState::default(),
+    }
+    .judge(file, bytes)
+}
+
 /// The default rules plus documentation prefixes (tests use 2001:db8::/32).
 pub fn test_rules() -> AcceptRules {
     AcceptRules {
