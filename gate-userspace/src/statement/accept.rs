@@ -190,7 +190,12 @@ fn envelope_rule(e: &EnvelopeError) -> Rule {
         EnvelopeError::BadSignature { .. }
         | EnvelopeError::BadKey { .. }
         | EnvelopeError::UnboundKey { .. } => Rule::BadSignature,
-        EnvelopeError::Malformed(_) | EnvelopeError::Structure(_) => Rule::Malformed,
+        EnvelopeError::Malformed(_)
+        | EnvelopeError::Compressed
+        | EnvelopeError::Encrypted
+        | EnvelopeError::SignatureCount(_)
+        | EnvelopeError::NotSigned
+        | EnvelopeError::NeverChecked => Rule::Malformed,
     }
 }
 

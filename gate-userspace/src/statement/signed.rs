@@ -47,8 +47,18 @@ pub enum EnvelopeError {
     /// (under the policy, when it signed).
     #[error("signing key {} appears in certificate {owner} but is not validly bound to it when it signed: {reason}", owner.key_id())]
     UnboundKey { owner: KeyOwner, reason: String },
-    #[error("{0}")]
-    Structure(String),
+    #[error("statement is compressed; it must be a plain signed literal")]
+    Compressed,
+    #[error("statement is encrypted; it must only be signed")]
+    Encrypted,
+    /// Not exactly one signature (the count found).
+    #[error("a statement carries exactly one signature, this one has {0}")]
+    SignatureCount(usize),
+    #[error("not signed")]
+    NotSigned,
+    /// The verifier ended without judging the signature.
+    #[error("the signature was never checked")]
+    NeverChecked,
 }
 
 /// A signing key and the certificate a keyring holds it in.
@@ -170,22 +180,13 @@ fn judge_structure(
     let mut found = None;
     for layer in structure.into_iter() {
         match layer {
-            MessageLayer::Compression { .. } => {
-                return Err(EnvelopeError::Structure(
-                    "statement is compressed; it must be a plain signed literal".into(),
-                ))
-            }
-            MessageLayer::Encryption { .. } => {
-                return Err(EnvelopeError::Structure(
-                    "statement is encrypted; it must only be signed".into(),
-                ))
-            }
+            MessageLayer::Compression { .. } => return Err(EnvelopeError::Compressed),
+            MessageLayer::Encryption { .. } => return Err(EnvelopeError::Encrypted),
             MessageLayer::SignatureGroup { results } => {
                 if found.is_some() || results.len() != 1 {
-                    return Err(EnvelopeError::Structure(format!(
-                        "a statement carries exactly one signature, this one has {}",
-                        results.len() + usize::from(found.is_some())
-                    )));
+                    return Err(EnvelopeError::SignatureCount(
+                        results.len() + usize::from(found.is_some()),
+                    ));
                 }
                 found = Some(match results.into_iter().next() {
                     Some(Ok(good)) => Ok((
@@ -195,12 +196,12 @@ fn judge_structure(
                             .unwrap_or(SystemTime::UNIX_EPOCH),
                     )),
                     Some(Err(e)) => Err(verification_error(e, policy, at)),
-                    None => Err(EnvelopeError::Structure("no signature".into())),
+                    None => Err(EnvelopeError::SignatureCount(0)),
                 });
             }
         }
     }
-    found.unwrap_or_else(|| Err(EnvelopeError::Structure("not signed".into())))
+    found.unwrap_or(Err(EnvelopeError::NotSigned))
 }
 
 /// What a failed verification means, naming the signing key's certificate
@@ -285,9 +286,7 @@ pub fn open(
             signer,
             signed_at,
         }),
-        (Ok(()), None) => Err(EnvelopeError::Structure(
-            "the signature was never checked".into(),
-        )),
+        (Ok(()), None) => Err(EnvelopeError::NeverChecked),
     }
 }
 
@@ -325,6 +324,16 @@ pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
 /// Errors of `sign`, the one path that handles secret key material.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    #[error("key {key} is not valid now: {reason}")]
+    NotValid { key: Fingerprint, reason: String },
+    #[error("key file for {0} holds no usable secret signing key")]
+    NoSigningKey(Fingerprint),
+    /// The signing key is encrypted and no password was given.
+    #[error("secret key {0} is password-protected")]
+    PasswordNeeded(Fingerprint),
+    #[error("wrong password for secret key {0}")]
+    WrongPassword(Fingerprint),
+    /// The secret key material cannot be used for signing.
     #[error("{0}")]
     Key(String),
     #[error("signing failed: {0}")]
@@ -342,7 +351,10 @@ pub fn signing_keypair(
     let fpr = tsk.fingerprint();
     let vc = tsk
         .with_policy(policy, at)
-        .map_err(|e| SignError::Key(format!("key {fpr} is not valid now: {e}")))?;
+        .map_err(|e| SignError::NotValid {
+            key: fpr.clone(),
+            reason: e.to_string(),
+        })?;
     let ka = vc
         .keys()
         .secret()
@@ -350,20 +362,15 @@ pub fn signing_keypair(
         .revoked(false)
         .for_signing()
         .next()
-        .ok_or_else(|| {
-            SignError::Key(format!(
-                "key file for {fpr} holds no usable secret signing key"
-            ))
-        })?;
+        .ok_or_else(|| SignError::NoSigningKey(fpr.clone()))?;
     let key: Key<key::SecretParts, key::UnspecifiedRole> = ka.key().clone();
     let key = if key.has_unencrypted_secret() {
         key
     } else {
         let kf = key.fingerprint();
-        let pw = password
-            .ok_or_else(|| SignError::Key(format!("secret key {kf} is password-protected")))?;
+        let pw = password.ok_or_else(|| SignError::PasswordNeeded(kf.clone()))?;
         key.decrypt_secret(pw)
-            .map_err(|_| SignError::Key(format!("wrong password for secret key {kf}")))?
+            .map_err(|_| SignError::WrongPassword(kf))?
     };
     key.into_keypair()
         .map_err(|e| SignError::Key(e.to_string()))
