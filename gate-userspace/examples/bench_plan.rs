@@ -3,17 +3,20 @@
 
 #[path = "common/record.rs"]
 mod record;
+#[path = "common/static_trust.rs"]
+mod static_trust;
 
 use std::time::Instant;
 
 use anyhow::Context;
 use ipnet::Ipv6Net;
-use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy};
+use sequoia_openpgp::{cert::CertBuilder, policy::StandardPolicy, Cert};
+use static_trust::StaticTrust;
 use wotgate::model::prefixes::Verdict;
 use wotgate::model::time::{format_rfc3339, to_system_time};
 use wotgate::plan::{Plan, TestingPolicy};
 use wotgate::statement::{
-    signed, AcceptRules, Accepted, Acceptor, Mode, SerialState, SignerTrust, Statement, StaticTrust,
+    signed, AcceptRules, Accepted, Acceptor, Mode, SerialState, SignerTrust, Statement,
 };
 
 const T0: u64 = 1_795_600_800;
@@ -37,9 +40,73 @@ fn main() -> anyhow::Result<()> {
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     let record = std::env::args().any(|a| a == "--record");
     let policy = StandardPolicy::new();
-    let at = to_system_time(T0);
+    let (view, tsks) = signers()?;
+    let mut table = Table::new();
 
-    // Signers: 100 keys (Ed25519), each trusted for its own domain.
+    let t = Instant::now();
+    let files = sign_statements(&tsks, &policy)?;
+    table.row("sign statements (setup, Ed25519)", STATEMENTS, secs(t));
+    let t = Instant::now();
+    verify(&view, &policy, &files)?;
+    table.row("verify + judge statements", STATEMENTS, secs(t));
+
+    let acc = plan_statements();
+    let total: usize = acc.iter().map(|a| a.statement.prefixes.len()).sum();
+    let t = Instant::now();
+    let plan = Plan::build(&format_rfc3339(T0), &acc, vec![], TestingPolicy::Allow);
+    let build_s = secs(t);
+    let t = Instant::now();
+    let set = plan.to_prefix_set().context("kernel set")?;
+    let kernel_s = secs(t);
+    let t = Instant::now();
+    let text = plan.to_text();
+    let text_s = secs(t);
+    let distinct = plan.entries.len();
+    let what = format!("build plan incl. folding ({total} prefixes, {distinct} distinct)");
+    table.row(&what, total, build_s);
+    let what = format!(
+        "kernel set from the plan ({} entries after folding)",
+        set.len()
+    );
+    table.row(&what, distinct, kernel_s);
+    let what = format!("render plan text ({} MB)", text.len() / 1_000_000);
+    table.row(&what, distinct, text_s);
+    print!("{}", table.0);
+
+    if record {
+        record::record(
+            "## Statements and plan",
+            &format!("`cargo xtask bench plan` (`cargo run --release -p gate-userspace --example bench_plan -- --record`): verify {STATEMENTS} signed statements ({SIGNERS} signers, StandardPolicy), build a plan of {PLAN_PREFIXES} prefixes."),
+            &format!("\n### {}; release build\n\n{}", record::machine(), table.0),
+        )?;
+    }
+    Ok(())
+}
+
+/// Seconds since `t`.
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// The markdown table of timings.
+struct Table(String);
+
+impl Table {
+    fn new() -> Table {
+        Table("| step | items | seconds | per item |\n| --- | ---: | ---: | ---: |\n".into())
+    }
+
+    /// A row for `step` over `n` items that took `s` seconds.
+    fn row(&mut self, step: &str, n: usize, s: f64) {
+        self.0.push_str(&format!(
+            "| {step} | {n} | {s:.3} | {:.2} µs |\n",
+            s * 1e6 / n as f64
+        ));
+    }
+}
+
+/// 100 signer keys (Ed25519), each trusted for its own domain `d<i>.example`.
+fn signers() -> anyhow::Result<(StaticTrust, Vec<Cert>)> {
     let mut certs = Vec::new();
     let mut tsks = Vec::new();
     for i in 0..SIGNERS {
@@ -61,13 +128,19 @@ fn main() -> anyhow::Result<()> {
             },
         );
     }
+    Ok((view, tsks))
+}
 
-    // 10,000 statements of 4 prefixes each (100 signers x 100 serials).
-    let t = Instant::now();
+/// 10,000 signed statements of 4 prefixes each (100 signers x 100 serials).
+fn sign_statements(
+    tsks: &[Cert],
+    policy: &StandardPolicy,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let at = to_system_time(T0);
     let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(STATEMENTS);
     let keypairs: Vec<_> = tsks
         .iter()
-        .map(|k| signed::signing_keypair(k, &policy, at, None))
+        .map(|k| signed::signing_keypair(k, policy, at, None))
         .collect::<Result<_, _>>()?;
     for n in 0..STATEMENTS {
         let i = n % SIGNERS;
@@ -90,29 +163,37 @@ fn main() -> anyhow::Result<()> {
             )?,
         ));
     }
-    let sign_s = t.elapsed().as_secs_f64();
+    Ok(files)
+}
 
+/// Judges every statement; one per domain wins (the highest serial), the
+/// rest are superseded.
+fn verify(
+    view: &StaticTrust,
+    policy: &StandardPolicy,
+    files: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
     let rules = AcceptRules::default();
     let state = SerialState::default();
     let acceptor = Acceptor {
         rules: &rules,
-        trust: &view,
-        policy: &policy,
-        at,
+        trust: view,
+        policy,
+        at: to_system_time(T0),
         state: &state,
     };
-    let t = Instant::now();
     let judged = acceptor.judge_all(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
-    let verify_s = t.elapsed().as_secs_f64();
     let accepted = judged.iter().filter(|j| j.result.is_ok()).count();
-    // One statement per domain wins (the highest serial); the rest are superseded.
     anyhow::ensure!(
         accepted == SIGNERS,
         "expected {SIGNERS} accepted, got {accepted}"
     );
+    Ok(())
+}
 
-    // 1,000,000 prefixes: 15,625 statements of 64; every 8th statement is a
-    // broad /40 that covers the /56s of the next seven, so folding has work.
+/// 1,000,000 prefixes: 15,625 statements of 64; every 8th statement is a
+/// broad /40 that covers the /56s of the next seven, so folding has work.
+fn plan_statements() -> Vec<Accepted> {
     let per = 64usize;
     let count = PLAN_PREFIXES / per;
     let mut acc: Vec<Accepted> = Vec::with_capacity(count);
@@ -144,57 +225,5 @@ fn main() -> anyhow::Result<()> {
             signed_at: T0,
         });
     }
-    let total: usize = acc.iter().map(|a| a.statement.prefixes.len()).sum();
-    let t = Instant::now();
-    let plan = Plan::build(&format_rfc3339(T0), &acc, vec![], TestingPolicy::Allow);
-    let build_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let set = plan.to_prefix_set().context("kernel set")?;
-    let kernel_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let text = plan.to_text();
-    let text_s = t.elapsed().as_secs_f64();
-
-    let mut table = String::new();
-    table.push_str("| step | items | seconds | per item |\n| --- | ---: | ---: | ---: |\n");
-    let mut row = |step: &str, n: usize, s: f64| {
-        table.push_str(&format!(
-            "| {step} | {n} | {s:.3} | {:.2} µs |\n",
-            s * 1e6 / n as f64
-        ));
-    };
-    row("sign statements (setup, Ed25519)", STATEMENTS, sign_s);
-    row("verify + judge statements", STATEMENTS, verify_s);
-    row(
-        &format!(
-            "build plan incl. folding ({} prefixes, {} distinct)",
-            total,
-            plan.entries.len()
-        ),
-        total,
-        build_s,
-    );
-    row(
-        &format!(
-            "kernel set from the plan ({} entries after folding)",
-            set.len()
-        ),
-        plan.entries.len(),
-        kernel_s,
-    );
-    row(
-        &format!("render plan text ({} MB)", text.len() / 1_000_000),
-        plan.entries.len(),
-        text_s,
-    );
-    print!("{table}");
-
-    if record {
-        record::record(
-            "## Statements and plan",
-            &format!("`cargo xtask bench plan` (`cargo run --release -p gate-userspace --example bench_plan -- --record`): verify {STATEMENTS} signed statements ({SIGNERS} signers, StandardPolicy), build a plan of {PLAN_PREFIXES} prefixes."),
-            &format!("\n### {}; release build\n\n{table}", record::machine()),
-        )?;
-    }
-    Ok(())
+    acc
 }

@@ -267,22 +267,40 @@ fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)
 /// How long GnuPG may take per step before it is stopped and reported so.
 const GPG_LIMIT: Duration = Duration::from_secs(120);
 
-fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) -> Result<Row> {
-    let home = std::env::temp_dir().join(format!("wotgate-bench-gpg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home)?;
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    // GnuPG reads the same file in place as a legacy keyring: importing
-    // 10,000 certificates into a keybox took over 10 minutes here.
-    let copy = home.join("ring.gpg");
-    std::fs::copy(ring, &copy)?;
-    let gpg = |args: &[&str]| {
+/// A throw-away GnuPG home reading a copy of one keyring at a fixed time.
+struct Gpg {
+    home: PathBuf,
+    ring: PathBuf,
+    at: u64,
+}
+
+impl Gpg {
+    /// A fresh home holding a copy of `ring`. GnuPG reads the copy in place
+    /// as a legacy keyring: importing 10,000 certificates into a keybox took
+    /// over 10 minutes here.
+    fn new(ring: &Path, at: u64) -> Result<Gpg> {
+        let home = std::env::temp_dir().join(format!("wotgate-bench-gpg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home)?;
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let copy = home.join("ring.gpg");
+        std::fs::copy(ring, &copy)?;
+        Ok(Gpg {
+            home,
+            ring: copy,
+            at,
+        })
+    }
+
+    /// `gpg` with the PGP trust model, one complete certification, depth
+    /// [`DEPTH`], SHA-1 weak, and `args`.
+    fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("gpg");
         c.arg("--homedir")
-            .arg(&home)
+            .arg(&self.home)
             .arg("--no-default-keyring")
             .arg("--keyring")
-            .arg(&copy)
+            .arg(&self.ring)
             .args([
                 "--batch",
                 "--no-tty",
@@ -290,7 +308,7 @@ fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) 
                 "--no-autostart",
                 "--no-auto-check-trustdb",
             ])
-            .arg(format!("--faked-system-time={at}!"))
+            .arg(format!("--faked-system-time={}!", self.at))
             .args([
                 "--trust-model",
                 "pgp",
@@ -302,71 +320,81 @@ fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) 
             .arg(format!("--max-cert-depth={DEPTH}"))
             .args(args);
         c
-    };
-    let stopped = |what: &str| {
-        eprintln!(
-            "bench_wot: gpg {what} stopped after {} s",
-            GPG_LIMIT.as_secs()
-        );
-    };
-    // Owner trust: the root ultimate, everyone else full.
-    let Some((listing, p1)) =
-        run_limited(&mut gpg(&["--list-keys", "--with-colons"]), None, GPG_LIMIT)?
-    else {
-        stopped("--list-keys");
-        return Ok(Row {
-            input: input.into(),
-            tool: GPG_TOOL,
-            certs,
-            load: None,
-            full: None,
-            warm: None,
-            trusted: 0,
-            peak_kib: 0,
-        });
-    };
-    let fprs = primary_fprs(&listing);
+    }
+
+    /// Removes the home.
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Owner trust for `--import-ownertrust`: the root ultimate, everyone else full.
+fn ownertrust(fprs: &[String], root: &Fingerprint) -> String {
     let mut trust = String::new();
-    for f in &fprs {
+    for f in fprs {
         trust.push_str(&format!(
             "{f}:{}:\n",
             if *f == root.to_hex() { 6 } else { 5 }
         ));
     }
+    trust
+}
+
+/// The row of a GnuPG run stopped after [`GPG_LIMIT`] in step `what`.
+fn gpg_stopped(what: &str, input: &str, certs: usize, peak_kib: u64) -> Row {
+    eprintln!(
+        "bench_wot: gpg {what} stopped after {} s",
+        GPG_LIMIT.as_secs()
+    );
+    Row {
+        input: input.into(),
+        tool: GPG_TOOL,
+        certs,
+        load: None,
+        full: None,
+        warm: None,
+        trusted: 0,
+        peak_kib,
+    }
+}
+
+/// GnuPG's trust database over `ring`: a full check, a warm one, and the
+/// keys it then lists as fully or ultimately valid.
+fn gpg_row(input: &str, ring: &Path, root: &Fingerprint, at: u64, certs: usize) -> Result<Row> {
+    let gpg = Gpg::new(ring, at)?;
+    let Some((listing, p1)) = run_limited(
+        &mut gpg.cmd(&["--list-keys", "--with-colons"]),
+        None,
+        GPG_LIMIT,
+    )?
+    else {
+        return Ok(gpg_stopped("--list-keys", input, certs, 0));
+    };
+    let fprs = primary_fprs(&listing);
     run_measured(
-        gpg(&["--import-ownertrust"]).stderr(Stdio::null()),
-        Some(trust.as_bytes()),
+        gpg.cmd(&["--import-ownertrust"]).stderr(Stdio::null()),
+        Some(ownertrust(&fprs, root).as_bytes()),
     )?;
     let t = Instant::now();
     let first = run_limited(
-        gpg(&["--check-trustdb"]).stderr(Stdio::null()),
+        gpg.cmd(&["--check-trustdb"]).stderr(Stdio::null()),
         None,
         GPG_LIMIT,
     )?;
     let full = t.elapsed();
     let Some((_, p2)) = first else {
-        stopped("--check-trustdb");
-        let _ = std::fs::remove_dir_all(&home);
-        return Ok(Row {
-            input: input.into(),
-            tool: GPG_TOOL,
-            certs,
-            load: None,
-            full: None,
-            warm: None,
-            trusted: 0,
-            peak_kib: p1,
-        });
+        gpg.remove();
+        return Ok(gpg_stopped("--check-trustdb", input, certs, p1));
     };
     let t = Instant::now();
-    let (_, p3) = run_measured(gpg(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
+    let (_, p3) = run_measured(gpg.cmd(&["--check-trustdb"]).stderr(Stdio::null()), None)?;
     let warm = t.elapsed();
-    let (listing, p4) = run_measured(&mut gpg(&["--list-keys", "--with-colons"]), None)?;
+    let (listing, p4) = run_measured(&mut gpg.cmd(&["--list-keys", "--with-colons"]), None)?;
     let trusted = listing
         .lines()
         .filter(|l| l.starts_with("pub:u:") || l.starts_with("pub:f:"))
         .count();
-    let _ = std::fs::remove_dir_all(&home);
+    gpg.remove();
     Ok(Row {
         input: input.into(),
         tool: GPG_TOOL,

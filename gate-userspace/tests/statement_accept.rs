@@ -120,6 +120,86 @@ fn untrusted_and_unknown_signers_are_rejected() {
     );
 }
 
+/// `key`'s public certificate with every subkey binding signature removed
+/// (the subkeys stay, unbound).
+fn without_subkey_bindings(key: &Key) -> sequoia_openpgp::Cert {
+    use sequoia_openpgp::{Cert, Packet};
+    let mut in_subkey = false;
+    let packets = key.public().into_packets().filter(|p| {
+        match p {
+            Packet::PublicSubkey(_) => in_subkey = true,
+            Packet::Signature(_) if in_subkey => return false,
+            _ => in_subkey = false,
+        }
+        true
+    });
+    Cert::from_packets(packets).unwrap()
+}
+
+/// `key`'s public certificate with its signing subkey revoked as
+/// compromised two days before T0 (before it signed).
+fn with_revoked_subkey(key: &Key) -> sequoia_openpgp::Cert {
+    use sequoia_openpgp::cert::SubkeyRevocationBuilder;
+    use sequoia_openpgp::types::ReasonForRevocation;
+    let sub = key.tsk.keys().subkeys().next().unwrap().key().clone();
+    let mut primary = key
+        .tsk
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let rev = SubkeyRevocationBuilder::new()
+        .set_signature_creation_time(at(T0 - 2 * DAY))
+        .unwrap()
+        .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"")
+        .unwrap()
+        .build(&mut primary, &key.tsk, &sub, None)
+        .unwrap();
+    key.public().insert_packets(rev).unwrap().0
+}
+
+/// A signing subkey the keyring holds but cannot use is named with its
+/// certificate's fingerprint and User ID; a key no certificate holds is
+/// said to be so, by Key ID.
+#[test]
+fn signing_key_problems_name_the_certificate() {
+    let w = World::new();
+    let signed = w
+        .alpha
+        .sign(&statement("alpha.example", 7, &["2001:db8:a::/48"]));
+    let alpha = w.alpha.fpr().to_hex();
+    let sub = w.alpha.tsk.keys().subkeys().next().unwrap().key().keyid();
+    let sub = format!("0x{}", sub.to_hex());
+    let owner = format!("{alpha} (Alpha Postmaster <postmaster@alpha.example>)");
+
+    let revoked = judge_against(vec![with_revoked_subkey(&w.alpha)], "r.asc", &signed);
+    rejected(
+        &revoked,
+        Rule::BadSignature,
+        &format!("signing key {sub} of {owner} was not valid when it signed"),
+    );
+    rejected(&revoked, Rule::BadSignature, "signing key is revoked");
+
+    let unbound = judge_against(vec![without_subkey_bindings(&w.alpha)], "u.asc", &signed);
+    rejected(
+        &unbound,
+        Rule::BadSignature,
+        &format!("signing key {sub} appears in certificate {owner} but is not validly bound to it"),
+    );
+
+    // An older copy of alpha's certificate, from before it had the subkey.
+    let old_copy = w.alpha.public().retain_subkeys(|_| false);
+    let unknown = judge_against(vec![old_copy], "o.asc", &signed);
+    rejected(
+        &unknown,
+        Rule::UnknownSigner,
+        &format!("no certificate in the keyrings has key {sub}"),
+    );
+}
+
 #[test]
 fn refused_signer_denies_only_its_own_domains() {
     let w = World::new();

@@ -353,8 +353,8 @@ fn keyring_merges_armoured_copies_and_keeps_what_parsed() {
     assert!(matches!(&problems[..], [LoadProblem::Read(e)] if e.origin().ends_with("missing.pgp")));
     // Lookups.
     let a = ring.cert(&net.fpr("A")).unwrap();
-    assert_eq!(ring.lookup_by_keyid(&a.keyid()).len(), 1);
+    assert_eq!(ring.lookup(&a.keyid().into()).len(), 1);
     let sub = a.keys().subkeys().next().unwrap().key().keyid();
-    assert_eq!(ring.lookup_by_keyid(&sub)[0].fingerprint(), a.fingerprint());
+    assert_eq!(ring.lookup(&sub.into())[0].fingerprint(), a.fingerprint());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,6 +56,7 @@ pub enum PlanError {
     TooMany { count: usize, max: usize },
 }
 
+/// Where an accepted statement's entries come from.
 fn provenance(a: &Accepted) -> Provenance {
     Provenance {
         domain: a.statement.domain.clone(),
@@ -67,6 +68,75 @@ fn provenance(a: &Accepted) -> Provenance {
     }
 }
 
+/// Everything that asked for one prefix, by what it asked for.
+#[derive(Default)]
+struct Requests {
+    allow: Vec<Provenance>,
+    deny: Vec<Provenance>,
+    counted: Vec<Provenance>,
+}
+
+/// The accepted statements' requests, by prefix.
+fn requests(accepted: &[Accepted], testing: TestingPolicy) -> BTreeMap<Ipv6Net, Requests> {
+    let mut nodes: BTreeMap<Ipv6Net, Requests> = BTreeMap::new();
+    for a in accepted {
+        let prov = provenance(a);
+        for p in &a.statement.prefixes {
+            let node = nodes.entry(p.trunc()).or_default();
+            match (a.role, a.statement.mode, testing) {
+                (Verdict::Deny, _, _) => node.deny.push(prov.clone()),
+                (Verdict::Allow, Mode::Testing, TestingPolicy::Count) => {
+                    node.counted.push(prov.clone())
+                }
+                (Verdict::Allow, _, _) => node.allow.push(prov.clone()),
+            }
+        }
+    }
+    nodes
+}
+
+/// The plan entries (a deny overrides allows on the same prefix) and the
+/// counted testing entries, in prefix order, before folding.
+fn entries(nodes: BTreeMap<Ipv6Net, Requests>) -> (Vec<PlanEntry>, Vec<PlanEntry>) {
+    let mut entries = Vec::with_capacity(nodes.len());
+    let mut counted = Vec::new();
+    for (prefix, mut n) in nodes {
+        n.allow.sort();
+        n.deny.sort();
+        n.counted.sort();
+        if !n.counted.is_empty() {
+            counted.push(PlanEntry {
+                prefix,
+                verdict: Verdict::Allow,
+                provenance: n.counted,
+                overridden: vec![],
+                folded_into: None,
+            });
+        }
+        let entry = if !n.deny.is_empty() {
+            PlanEntry {
+                prefix,
+                verdict: Verdict::Deny,
+                provenance: n.deny,
+                overridden: n.allow,
+                folded_into: None,
+            }
+        } else if !n.allow.is_empty() {
+            PlanEntry {
+                prefix,
+                verdict: Verdict::Allow,
+                provenance: n.allow,
+                overridden: vec![],
+                folded_into: None,
+            }
+        } else {
+            continue;
+        };
+        entries.push(entry);
+    }
+    (entries, counted)
+}
+
 impl Plan {
     /// Builds the plan. Same inputs, same plan: everything is sorted.
     pub fn build(
@@ -75,62 +145,7 @@ impl Plan {
         rejected: Vec<Rejection>,
         testing: TestingPolicy,
     ) -> Plan {
-        #[derive(Default)]
-        struct Node {
-            allow: Vec<Provenance>,
-            deny: Vec<Provenance>,
-            counted: Vec<Provenance>,
-        }
-        let mut nodes: BTreeMap<Ipv6Net, Node> = BTreeMap::new();
-        for a in accepted {
-            let prov = provenance(a);
-            for p in &a.statement.prefixes {
-                let node = nodes.entry(p.trunc()).or_default();
-                match (a.role, a.statement.mode, testing) {
-                    (Verdict::Deny, _, _) => node.deny.push(prov.clone()),
-                    (Verdict::Allow, Mode::Testing, TestingPolicy::Count) => {
-                        node.counted.push(prov.clone())
-                    }
-                    (Verdict::Allow, _, _) => node.allow.push(prov.clone()),
-                }
-            }
-        }
-        let mut entries = Vec::with_capacity(nodes.len());
-        let mut counted = Vec::new();
-        for (prefix, mut n) in nodes {
-            n.allow.sort();
-            n.deny.sort();
-            n.counted.sort();
-            if !n.counted.is_empty() {
-                counted.push(PlanEntry {
-                    prefix,
-                    verdict: Verdict::Allow,
-                    provenance: n.counted,
-                    overridden: vec![],
-                    folded_into: None,
-                });
-            }
-            let entry = if !n.deny.is_empty() {
-                PlanEntry {
-                    prefix,
-                    verdict: Verdict::Deny,
-                    provenance: n.deny,
-                    overridden: n.allow,
-                    folded_into: None,
-                }
-            } else if !n.allow.is_empty() {
-                PlanEntry {
-                    prefix,
-                    verdict: Verdict::Allow,
-                    provenance: n.allow,
-                    overridden: vec![],
-                    folded_into: None,
-                }
-            } else {
-                continue;
-            };
-            entries.push(entry);
-        }
+        let (mut entries, counted) = entries(requests(accepted, testing));
         fold(&mut entries);
         let mut rejected = rejected;
         rejected.sort_by(|a, b| (&a.file, a.rule).cmp(&(&b.file, b.rule)));

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, fmt, time::SystemTime};
 
 use ipnet::Ipv6Net;
-use sequoia_openpgp::policy::Policy;
+use sequoia_openpgp::{policy::Policy, Fingerprint};
 
 use crate::model::prefixes::Verdict;
 pub use crate::model::settings::AcceptRules;
@@ -12,7 +12,7 @@ use crate::model::time::{format_rfc3339, to_timestamp, Timestamp};
 
 use super::{
     body::Statement,
-    signed::{open, EnvelopeError},
+    signed::{open, EnvelopeError, Opened},
     state::SerialState,
     view::{SignerTrust, TrustView},
 };
@@ -162,6 +162,43 @@ pub fn check_prefix(p: &Ipv6Net, rules: &AcceptRules) -> Result<(), (Rule, Strin
     Ok(())
 }
 
+/// What is known so far about the statement being judged, to name it in a
+/// rejection: the file always, the signer once verified, the domain once read.
+struct Subject<'f> {
+    file: &'f str,
+    domain: Option<String>,
+    signer: Option<String>,
+}
+
+impl Subject<'_> {
+    /// A rejection of this statement by `rule`.
+    fn reject(&self, rule: Rule, detail: String) -> Rejection {
+        Rejection {
+            file: self.file.to_string(),
+            domain: self.domain.clone(),
+            signer: self.signer.clone(),
+            rule,
+            detail,
+        }
+    }
+}
+
+/// The acceptance rule an envelope error breaks.
+fn envelope_rule(e: &EnvelopeError) -> Rule {
+    match e {
+        EnvelopeError::UnknownSigner(_) => Rule::UnknownSigner,
+        EnvelopeError::BadSignature { .. }
+        | EnvelopeError::BadKey { .. }
+        | EnvelopeError::UnboundKey { .. } => Rule::BadSignature,
+        EnvelopeError::Malformed(_)
+        | EnvelopeError::Compressed
+        | EnvelopeError::Encrypted
+        | EnvelopeError::SignatureCount(_)
+        | EnvelopeError::NotSigned
+        | EnvelopeError::NeverChecked => Rule::Malformed,
+    }
+}
+
 impl Acceptor<'_> {
     /// Judges one armoured statement named `file`.
     pub fn judge(&self, file: &str, armoured: &[u8]) -> Judgement {
@@ -174,28 +211,49 @@ impl Acceptor<'_> {
         }
     }
 
+    /// Applies the rules in their documented order; the first failure rejects.
     fn judge_inner(
         &self,
         file: &str,
         armoured: &[u8],
         why: &mut Vec<String>,
     ) -> Result<Accepted, Rejection> {
-        let mut domain: Option<String> = None;
-        let mut signer: Option<String> = None;
-        let reject = |domain: &Option<String>,
-                      signer: &Option<String>,
-                      rule: Rule,
-                      detail: String| Rejection {
-            file: file.to_string(),
-            domain: domain.clone(),
-            signer: signer.clone(),
-            rule,
-            detail,
+        let mut subject = Subject {
+            file,
+            domain: None,
+            signer: None,
         };
+        self.check_size(&subject, armoured)?;
+        let opened = self.open_envelope(&subject, armoured, why)?;
+        let fpr = opened.signer.to_hex();
+        subject.signer = Some(fpr.clone());
+        let st = parse_body(&subject, &opened.body, why)?;
+        subject.domain = Some(st.domain.clone());
+        let (role, depth) = self.check_signer(&subject, &opened.signer, &st, why)?;
+        self.check_window(&subject, &st, why)?;
+        if role == Verdict::Allow {
+            self.check_serial(&subject, &st, why)?;
+        }
+        self.check_prefixes(&subject, &st, why)?;
+        Ok(Accepted {
+            file: file.to_string(),
+            statement: st,
+            signer: fpr,
+            depth,
+            role,
+            signed_at: to_timestamp(opened.signed_at),
+        })
+    }
+
+    /// The reference time as RFC 3339, for the explanation.
+    fn at_text(&self) -> String {
+        format_rfc3339(to_timestamp(self.at))
+    }
+
+    /// Rule `oversized`: the armoured statement fits `max_statement_size`.
+    fn check_size(&self, subject: &Subject, armoured: &[u8]) -> Result<(), Rejection> {
         if armoured.len() > self.rules.max_size {
-            return Err(reject(
-                &domain,
-                &signer,
+            return Err(subject.reject(
                 Rule::Oversized,
                 format!(
                     "{} bytes, more than max_statement_size {}",
@@ -204,51 +262,46 @@ impl Acceptor<'_> {
                 ),
             ));
         }
-        let at = format_rfc3339(to_timestamp(self.at));
-        let opened = open(armoured, self.trust, self.policy, self.at).map_err(|e| {
-            let rule = match &e {
-                EnvelopeError::UnknownSigner(_) => Rule::UnknownSigner,
-                EnvelopeError::BadSignature { .. } | EnvelopeError::BadKey { .. } => {
-                    Rule::BadSignature
-                }
-                EnvelopeError::Malformed(_) | EnvelopeError::Structure(_) => Rule::Malformed,
-            };
-            reject(&None, &None, rule, e.to_string())
-        })?;
-        let fpr = opened.signer.to_hex();
-        signer = Some(fpr.clone());
-        why.push(format!(
-            "signature by {fpr} made {} verifies under the standard policy at {at}",
-            format_rfc3339(to_timestamp(opened.signed_at))
-        ));
-        let st = Statement::parse(&opened.body).map_err(|e| {
-            reject(
-                &None,
-                &signer,
-                Rule::Body,
-                format!("validly signed, but the {e}"),
-            )
-        })?;
-        domain = Some(st.domain.clone());
-        why.push(format!(
-            "body is a well-formed statement for {} (serial {}, {})",
-            st.domain,
-            st.serial,
-            st.mode.as_str()
-        ));
+        Ok(())
+    }
 
-        let (role, depth) = match self.trust.signer(&opened.signer) {
-            SignerTrust::Untrusted { reason } => {
-                return Err(reject(
-                    &domain,
-                    &signer,
-                    Rule::UntrustedSigner,
-                    format!("{fpr} is not trusted: {reason}"),
-                ))
-            }
+    /// Rules `malformed`, `unknown-signer`, `bad-signature`: the envelope
+    /// opens and its one signature verifies at the reference time.
+    fn open_envelope(
+        &self,
+        subject: &Subject,
+        armoured: &[u8],
+        why: &mut Vec<String>,
+    ) -> Result<Opened, Rejection> {
+        let opened = open(armoured, self.trust, self.policy, self.at)
+            .map_err(|e| subject.reject(envelope_rule(&e), e.to_string()))?;
+        why.push(format!(
+            "signature by {} made {} verifies under the standard policy at {}",
+            opened.signer.to_hex(),
+            format_rfc3339(to_timestamp(opened.signed_at)),
+            self.at_text()
+        ));
+        Ok(opened)
+    }
+
+    /// Rules `untrusted-signer`, `domain-not-authenticated`, `refused-signer`:
+    /// the signer's standing decides the statement's role (and depth).
+    fn check_signer(
+        &self,
+        subject: &Subject,
+        signer: &Fingerprint,
+        st: &Statement,
+        why: &mut Vec<String>,
+    ) -> Result<(Verdict, Option<usize>), Rejection> {
+        let fpr = signer.to_hex();
+        match self.trust.signer(signer) {
+            SignerTrust::Untrusted { reason } => Err(subject.reject(
+                Rule::UntrustedSigner,
+                format!("{fpr} is not trusted: {reason}"),
+            )),
             SignerTrust::Trusted { depth, domains } => {
                 if !domains.contains(&st.domain) {
-                    return Err(reject(&domain, &signer, Rule::DomainNotAuthenticated, format!(
+                    return Err(subject.reject(Rule::DomainNotAuthenticated, format!(
                         "{fpr} is trusted (depth {depth}) but the web of trust authenticates none of its User IDs for {} (it speaks for: {})",
                         st.domain, list(&domains)
                     )));
@@ -257,11 +310,11 @@ impl Acceptor<'_> {
                     "{fpr} is trusted at depth {depth} and authenticated for {}",
                     st.domain
                 ));
-                (Verdict::Allow, Some(depth))
+                Ok((Verdict::Allow, Some(depth)))
             }
             SignerTrust::Refused { would_be_domains } => {
                 if !would_be_domains.contains(&st.domain) {
-                    return Err(reject(&domain, &signer, Rule::RefusedSigner, format!(
+                    return Err(subject.reject(Rule::RefusedSigner, format!(
                         "{fpr} is refused, and a refused key may only deny prefixes for its own domains ({}), not for {}",
                         list(&would_be_domains), st.domain
                     )));
@@ -270,25 +323,38 @@ impl Acceptor<'_> {
                     "{fpr} is refused: its statement for {} becomes deny entries",
                     st.domain
                 ));
-                (Verdict::Deny, None)
+                Ok((Verdict::Deny, None))
             }
-        };
+        }
+    }
 
+    /// Rules `not-yet-valid`, `expired`: the reference time is in
+    /// `[not-before, not-after)`.
+    fn check_window(
+        &self,
+        subject: &Subject,
+        st: &Statement,
+        why: &mut Vec<String>,
+    ) -> Result<(), Rejection> {
         let now = to_timestamp(self.at);
         if now < st.not_before {
-            return Err(reject(
-                &domain,
-                &signer,
+            return Err(subject.reject(
                 Rule::NotYetValid,
-                format!("valid from {}, it is {at}", format_rfc3339(st.not_before)),
+                format!(
+                    "valid from {}, it is {}",
+                    format_rfc3339(st.not_before),
+                    self.at_text()
+                ),
             ));
         }
         if now >= st.not_after {
-            return Err(reject(
-                &domain,
-                &signer,
+            return Err(subject.reject(
                 Rule::Expired,
-                format!("expired at {}, it is {at}", format_rfc3339(st.not_after)),
+                format!(
+                    "expired at {}, it is {}",
+                    format_rfc3339(st.not_after),
+                    self.at_text()
+                ),
             ));
         }
         why.push(format!(
@@ -296,32 +362,45 @@ impl Acceptor<'_> {
             format_rfc3339(st.not_before),
             format_rfc3339(st.not_after)
         ));
+        Ok(())
+    }
 
-        if role == Verdict::Allow {
-            match self.state.last(&st.domain) {
-                Some(last) if st.serial < last => {
-                    return Err(reject(
-                        &domain,
-                        &signer,
-                        Rule::Rollback,
-                        format!(
-                            "serial {} is lower than the last accepted serial {last} for {}",
-                            st.serial, st.domain
-                        ),
-                    ))
-                }
-                Some(last) => why.push(format!(
-                    "serial {} is not lower than the last accepted {last}",
-                    st.serial
-                )),
-                None => why.push(format!("no serial recorded for {} yet", st.domain)),
+    /// Rule `rollback` (allowing statements only): the serial is not lower
+    /// than the last one accepted for the domain.
+    fn check_serial(
+        &self,
+        subject: &Subject,
+        st: &Statement,
+        why: &mut Vec<String>,
+    ) -> Result<(), Rejection> {
+        match self.state.last(&st.domain) {
+            Some(last) if st.serial < last => {
+                return Err(subject.reject(
+                    Rule::Rollback,
+                    format!(
+                        "serial {} is lower than the last accepted serial {last} for {}",
+                        st.serial, st.domain
+                    ),
+                ))
             }
+            Some(last) => why.push(format!(
+                "serial {} is not lower than the last accepted {last}",
+                st.serial
+            )),
+            None => why.push(format!("no serial recorded for {} yet", st.domain)),
         }
+        Ok(())
+    }
 
+    /// Rule `too-many-prefixes` and the per-prefix rules of [`check_prefix`].
+    fn check_prefixes(
+        &self,
+        subject: &Subject,
+        st: &Statement,
+        why: &mut Vec<String>,
+    ) -> Result<(), Rejection> {
         if st.prefixes.len() > self.rules.max_prefixes {
-            return Err(reject(
-                &domain,
-                &signer,
+            return Err(subject.reject(
                 Rule::TooManyPrefixes,
                 format!(
                     "{} prefixes, at most {} (max_prefixes_per_statement)",
@@ -331,21 +410,14 @@ impl Acceptor<'_> {
             ));
         }
         for p in &st.prefixes {
-            check_prefix(p, self.rules).map_err(|(rule, d)| reject(&domain, &signer, rule, d))?;
+            check_prefix(p, self.rules).map_err(|(rule, d)| subject.reject(rule, d))?;
         }
         why.push(format!(
             "{} prefixes, all global unicast and at least /{}",
             st.prefixes.len(),
             self.rules.min_prefix_len
         ));
-        Ok(Accepted {
-            file: file.to_string(),
-            statement: st,
-            signer: fpr,
-            depth,
-            role,
-            signed_at: to_timestamp(opened.signed_at),
-        })
+        Ok(())
     }
 
     /// Judges a set of statements: each alone, then, per domain, allowing
@@ -390,6 +462,24 @@ impl Acceptor<'_> {
     }
 }
 
+/// Rule `body`: the signed bytes are a well-formed statement.
+fn parse_body(
+    subject: &Subject,
+    body: &[u8],
+    why: &mut Vec<String>,
+) -> Result<Statement, Rejection> {
+    let st = Statement::parse(body)
+        .map_err(|e| subject.reject(Rule::Body, format!("validly signed, but the {e}")))?;
+    why.push(format!(
+        "body is a well-formed statement for {} (serial {}, {})",
+        st.domain,
+        st.serial,
+        st.mode.as_str()
+    ));
+    Ok(st)
+}
+
+/// Domains for a message: comma-separated, or "no domain".
 fn list(v: &[String]) -> String {
     if v.is_empty() {
         "no domain".into()

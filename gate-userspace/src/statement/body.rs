@@ -8,7 +8,7 @@ use ipnet::Ipv6Net;
 use crate::model::time::{format_rfc3339, parse_rfc3339, Timestamp};
 
 /// The first line of every statement of the version this code understands.
-pub const VERSION_LINE: &str = "version: WOTGATEv1";
+const VERSION_LINE: &str = "version: WOTGATEv1";
 /// Hard cap on a body, whatever the configuration says (bytes).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -131,129 +131,161 @@ impl Statement {
     /// version line first, each known key once (`prefix` and
     /// `tls-key-sha256` may repeat), no unknown keys, no blank lines.
     pub fn parse(body: &[u8]) -> Result<Statement, BodyError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(err(
-                0,
-                format!("{} bytes, more than {MAX_BODY_BYTES}", body.len()),
-            ));
-        }
-        let text = std::str::from_utf8(body)
-            .ok()
-            .filter(|t| t.is_ascii())
-            .ok_or_else(|| err(0, "not ASCII text"))?;
-        if text.is_empty() {
-            return Err(err(0, "empty"));
-        }
-        let Some(text) = text.strip_suffix('\n') else {
-            return Err(err(
-                text.lines().count(),
-                "last line does not end with a newline",
-            ));
-        };
-        if let Some((n, _)) = text
-            .split('\n')
-            .enumerate()
-            .find(|(_, l)| l.bytes().any(|c| c.is_ascii_control()))
-        {
-            return Err(err(
-                n + 1,
-                "control character (tabs and CR are not allowed)",
-            ));
-        }
+        let text = checked_text(body)?;
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
-        match lines.next() {
-            Some((_, VERSION_LINE)) => {}
-            Some((_, l)) if l.starts_with("version: ") => {
-                return Err(err(
-                    1,
-                    format!(
-                        "unsupported version {:?} (this wotgate reads {VERSION_LINE:?})",
-                        &l[9..]
-                    ),
-                ))
-            }
-            _ => return Err(err(1, format!("the first line must be {VERSION_LINE:?}"))),
-        }
-        let (mut domain, mut serial, mut nb, mut na, mut mode) = (None, None, None, None, None);
-        let mut prefixes: Vec<Ipv6Net> = Vec::new();
-        let mut fprs: Vec<String> = Vec::new();
+        check_version(lines.next().map(|(_, l)| l))?;
+        let mut fields = Fields::default();
         for (n, line) in lines {
-            let (key, value) = line
-                .split_once(": ")
-                .ok_or_else(|| err(n, format!("{line:?} is not a `key: value` line")))?;
-            if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
-                return Err(err(n, format!("{key}: value is empty or has extra spaces")));
-            }
-            fn once<T>(
-                slot: &mut Option<T>,
-                n: usize,
-                key: &str,
-                v: Result<T, String>,
-            ) -> Result<(), BodyError> {
-                if slot.is_some() {
-                    return Err(err(n, format!("{key} given twice")));
-                }
-                *slot = Some(v.map_err(|p| err(n, format!("{key}: {p}")))?);
-                Ok(())
-            }
-            match key {
-                "domain" => once(
-                    &mut domain,
-                    n,
-                    key,
-                    check_domain(value).map(|_| value.to_string()),
-                )?,
-                "serial" => once(&mut serial, n, key, parse_serial(value))?,
-                "not-before" => once(
-                    &mut nb,
-                    n,
-                    key,
-                    parse_rfc3339(value).map_err(|e| e.to_string()),
-                )?,
-                "not-after" => once(
-                    &mut na,
-                    n,
-                    key,
-                    parse_rfc3339(value).map_err(|e| e.to_string()),
-                )?,
-                "mode" => once(&mut mode, n, key, value.parse::<Mode>())?,
-                "prefix" => {
-                    let p = parse_canonical_prefix(value)
-                        .map_err(|p| err(n, format!("prefix: {p}")))?;
-                    if prefixes.contains(&p) {
-                        return Err(err(n, format!("prefix {p} given twice")));
-                    }
-                    prefixes.push(p);
-                }
-                "tls-key-sha256" => {
-                    let f = normalise_tls_fingerprint(value)
-                        .map_err(|p| err(n, format!("tls-key-sha256: {p}")))?;
-                    if f != value {
-                        return Err(err(n, format!("tls-key-sha256: write it as {f}")));
-                    }
-                    if fprs.contains(&f) {
-                        return Err(err(n, format!("tls-key-sha256 {f} given twice")));
-                    }
-                    fprs.push(f);
-                }
-                "version" => return Err(err(n, "version given twice")),
-                other => {
-                    return Err(err(
-                        n,
-                        format!("unknown field {other:?} in {VERSION_LINE:?}"),
-                    ))
-                }
-            }
+            fields.read_line(n, line)?;
         }
+        fields.finish()
+    }
+}
+
+/// The body as text without its final newline, once it is within
+/// [`MAX_BODY_BYTES`], ASCII, non-empty, newline-terminated and free of
+/// control characters.
+fn checked_text(body: &[u8]) -> Result<&str, BodyError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(err(
+            0,
+            format!("{} bytes, more than {MAX_BODY_BYTES}", body.len()),
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .ok_or_else(|| err(0, "not ASCII text"))?;
+    if text.is_empty() {
+        return Err(err(0, "empty"));
+    }
+    let Some(text) = text.strip_suffix('\n') else {
+        return Err(err(
+            text.lines().count(),
+            "last line does not end with a newline",
+        ));
+    };
+    if let Some((n, _)) = text
+        .split('\n')
+        .enumerate()
+        .find(|(_, l)| l.bytes().any(|c| c.is_ascii_control()))
+    {
+        return Err(err(
+            n + 1,
+            "control character (tabs and CR are not allowed)",
+        ));
+    }
+    Ok(text)
+}
+
+/// The first line must be [`VERSION_LINE`]; another version is named as such.
+fn check_version(first: Option<&str>) -> Result<(), BodyError> {
+    match first {
+        Some(VERSION_LINE) => Ok(()),
+        Some(l) if l.starts_with("version: ") => Err(err(
+            1,
+            format!(
+                "unsupported version {:?} (this wotgate reads {VERSION_LINE:?})",
+                &l[9..]
+            ),
+        )),
+        _ => Err(err(1, format!("the first line must be {VERSION_LINE:?}"))),
+    }
+}
+
+/// Sets a field that may appear once, from its parsed value.
+fn once<T>(
+    slot: &mut Option<T>,
+    n: usize,
+    key: &str,
+    v: Result<T, String>,
+) -> Result<(), BodyError> {
+    if slot.is_some() {
+        return Err(err(n, format!("{key} given twice")));
+    }
+    *slot = Some(v.map_err(|p| err(n, format!("{key}: {p}")))?);
+    Ok(())
+}
+
+/// The fields read so far, line by line.
+#[derive(Default)]
+struct Fields {
+    domain: Option<String>,
+    serial: Option<u64>,
+    not_before: Option<Timestamp>,
+    not_after: Option<Timestamp>,
+    mode: Option<Mode>,
+    prefixes: Vec<Ipv6Net>,
+    fprs: Vec<String>,
+}
+
+impl Fields {
+    /// Reads line `n` (after the version line): one `key: value` field.
+    fn read_line(&mut self, n: usize, line: &str) -> Result<(), BodyError> {
+        let (key, value) = line
+            .split_once(": ")
+            .ok_or_else(|| err(n, format!("{line:?} is not a `key: value` line")))?;
+        if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
+            return Err(err(n, format!("{key}: value is empty or has extra spaces")));
+        }
+        let time = |v: &str| parse_rfc3339(v).map_err(|e| e.to_string());
+        match key {
+            "domain" => once(
+                &mut self.domain,
+                n,
+                key,
+                check_domain(value).map(|_| value.to_string()),
+            ),
+            "serial" => once(&mut self.serial, n, key, parse_serial(value)),
+            "not-before" => once(&mut self.not_before, n, key, time(value)),
+            "not-after" => once(&mut self.not_after, n, key, time(value)),
+            "mode" => once(&mut self.mode, n, key, value.parse::<Mode>()),
+            "prefix" => self.add_prefix(n, value),
+            "tls-key-sha256" => self.add_tls_key(n, value),
+            "version" => Err(err(n, "version given twice")),
+            other => Err(err(
+                n,
+                format!("unknown field {other:?} in {VERSION_LINE:?}"),
+            )),
+        }
+    }
+
+    /// A `prefix` line: canonical, and not given before.
+    fn add_prefix(&mut self, n: usize, value: &str) -> Result<(), BodyError> {
+        let p = parse_canonical_prefix(value).map_err(|p| err(n, format!("prefix: {p}")))?;
+        if self.prefixes.contains(&p) {
+            return Err(err(n, format!("prefix {p} given twice")));
+        }
+        self.prefixes.push(p);
+        Ok(())
+    }
+
+    /// A `tls-key-sha256` line: in Postfix's form, and not given before.
+    fn add_tls_key(&mut self, n: usize, value: &str) -> Result<(), BodyError> {
+        let f =
+            normalise_tls_fingerprint(value).map_err(|p| err(n, format!("tls-key-sha256: {p}")))?;
+        if f != value {
+            return Err(err(n, format!("tls-key-sha256: write it as {f}")));
+        }
+        if self.fprs.contains(&f) {
+            return Err(err(n, format!("tls-key-sha256 {f} given twice")));
+        }
+        self.fprs.push(f);
+        Ok(())
+    }
+
+    /// The statement, once every required field is there and the window is
+    /// not empty.
+    fn finish(self) -> Result<Statement, BodyError> {
         let missing = |k: &str| err(0, format!("missing field {k:?}"));
         let st = Statement {
-            domain: domain.ok_or_else(|| missing("domain"))?,
-            serial: serial.ok_or_else(|| missing("serial"))?,
-            not_before: nb.ok_or_else(|| missing("not-before"))?,
-            not_after: na.ok_or_else(|| missing("not-after"))?,
-            mode: mode.ok_or_else(|| missing("mode"))?,
-            prefixes,
-            tls_key_sha256: fprs,
+            domain: self.domain.ok_or_else(|| missing("domain"))?,
+            serial: self.serial.ok_or_else(|| missing("serial"))?,
+            not_before: self.not_before.ok_or_else(|| missing("not-before"))?,
+            not_after: self.not_after.ok_or_else(|| missing("not-after"))?,
+            mode: self.mode.ok_or_else(|| missing("mode"))?,
+            prefixes: self.prefixes,
+            tls_key_sha256: self.fprs,
         };
         if st.prefixes.is_empty() {
             return Err(missing("prefix"));
@@ -288,7 +320,7 @@ fn parse_canonical_prefix(v: &str) -> Result<Ipv6Net, String> {
 mod tests {
     use super::*;
 
-    pub(crate) fn sample() -> Statement {
+    fn sample() -> Statement {
         Statement {
             domain: "example.ch".into(),
             serial: 7,

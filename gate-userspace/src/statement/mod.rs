@@ -5,11 +5,11 @@ pub mod accept;
 pub mod body;
 pub mod signed;
 pub mod state;
-pub mod view;
-pub mod wot_view;
+mod view;
+mod wot_view;
 
 pub use accept::{AcceptRules, Accepted, Acceptor, Judgement, Rejection, Rule};
 pub use body::{Mode, Statement};
 pub use state::SerialState;
-pub use view::{CertLookup, SignerTrust, StaticTrust, TrustView};
+pub use view::{CertLookup, SignerTrust, TrustView};
 pub use wot_view::WotView;

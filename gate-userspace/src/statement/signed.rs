@@ -1,6 +1,7 @@
 //! The OpenPGP envelope: signing a body into an armoured inline-signed message
 //! (the only code that touches a secret key) and opening one again.
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::time::SystemTime;
 
@@ -17,7 +18,7 @@ use openpgp::{
     },
     policy::Policy,
     serialize::stream::{Armorer, LiteralWriter, Message, Signer},
-    Fingerprint, KeyHandle,
+    Fingerprint, KeyHandle, KeyID,
 };
 use sequoia_openpgp as openpgp;
 
@@ -28,14 +29,100 @@ use super::body::MAX_BODY_BYTES;
 pub enum EnvelopeError {
     #[error("not an armoured OpenPGP signed message, or truncated: {0}")]
     Malformed(String),
-    #[error("signed by an unknown key {0} (not in the keyring)")]
-    UnknownSigner(String),
-    #[error("bad signature by {signer}: {reason} (forged or altered)")]
-    BadSignature { signer: String, reason: String },
-    #[error("signing key of {signer} was not valid when it signed: {reason}")]
-    BadKey { signer: String, reason: String },
-    #[error("{0}")]
-    Structure(String),
+    /// No certificate in the keyrings has the key the signature names
+    /// (`None`: the signature names no key).
+    #[error("signed by an unknown key: {}", unknown_key(.0.as_ref()))]
+    UnknownSigner(Option<KeyHandle>),
+    /// The signature does not verify; `signer` is `None` when the signature
+    /// could not even be read.
+    #[error("bad signature by {}: {reason} (forged or altered)", signer_text(.signer.as_ref()))]
+    BadSignature {
+        signer: Option<KeyOwner>,
+        reason: String,
+    },
+    /// The signing key was revoked, expired or not signing-capable then.
+    #[error("signing key {} of {owner} was not valid when it signed: {reason}", owner.key_id())]
+    BadKey { owner: KeyOwner, reason: String },
+    /// The signing key is in a certificate that does not validly bind it
+    /// (under the policy, when it signed).
+    #[error("signing key {} appears in certificate {owner} but is not validly bound to it when it signed: {reason}", owner.key_id())]
+    UnboundKey { owner: KeyOwner, reason: String },
+    #[error("statement is compressed; it must be a plain signed literal")]
+    Compressed,
+    #[error("statement is encrypted; it must only be signed")]
+    Encrypted,
+    /// Not exactly one signature (the count found).
+    #[error("a statement carries exactly one signature, this one has {0}")]
+    SignatureCount(usize),
+    #[error("not signed")]
+    NotSigned,
+    /// The verifier ended without judging the signature.
+    #[error("the signature was never checked")]
+    NeverChecked,
+}
+
+/// A signing key and the certificate a keyring holds it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The signing key (the primary key or a subkey).
+    pub key: Fingerprint,
+    /// The certificate (its primary key's fingerprint).
+    pub cert: Fingerprint,
+    /// The certificate's primary User ID at the reference time, else its
+    /// first User ID.
+    pub userid: Option<String>,
+}
+
+impl KeyOwner {
+    /// The owner of `key` in `cert`, with the User ID valid under `policy` at `at`.
+    fn new(cert: &Cert, key: Fingerprint, policy: &dyn Policy, at: SystemTime) -> KeyOwner {
+        let primary = cert
+            .with_policy(policy, at)
+            .and_then(|vc| vc.primary_userid().map(|u| u.userid().clone()))
+            .ok();
+        let userid = primary
+            .or_else(|| cert.userids().next().map(|u| u.userid().clone()))
+            .map(|u| String::from_utf8_lossy(u.value()).into_owned());
+        KeyOwner {
+            key,
+            cert: cert.fingerprint(),
+            userid,
+        }
+    }
+
+    /// The signing key's Key ID as `0x...`.
+    pub fn key_id(&self) -> String {
+        format!("0x{}", KeyID::from(&self.key).to_hex())
+    }
+}
+
+/// `FINGERPRINT (User ID)` of the certificate.
+impl fmt::Display for KeyOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.userid {
+            Some(u) => write!(f, "{} ({u})", self.cert.to_hex()),
+            None => write!(f, "{} (no User ID)", self.cert.to_hex()),
+        }
+    }
+}
+
+/// Why a key is unknown, in words: which key no certificate has, and what to do.
+fn unknown_key(issuer: Option<&KeyHandle>) -> String {
+    let key = match issuer {
+        None => return "the signature names no issuer key".into(),
+        Some(KeyHandle::KeyID(id)) => format!("0x{}", id.to_hex()),
+        Some(KeyHandle::Fingerprint(f)) => {
+            format!("0x{} (fingerprint {})", KeyID::from(f).to_hex(), f.to_hex())
+        }
+    };
+    format!(
+        "no certificate in the keyrings has key {key}; if it is a new subkey, refresh the signer's certificate in the keyring"
+    )
+}
+
+/// The signer of a bad signature, or `unknown`.
+fn signer_text(signer: Option<&KeyOwner>) -> String {
+    signer.map_or_else(|| "unknown".into(), KeyOwner::to_string)
 }
 
 /// A statement whose signature checked out (trust is judged elsewhere).
@@ -54,6 +141,8 @@ pub trait CertLookup {
 
 struct Helper<'a> {
     certs: &'a dyn CertLookup,
+    policy: &'a dyn Policy,
+    at: SystemTime,
     outcome: &'a mut Option<Result<(Fingerprint, SystemTime), EnvelopeError>>,
 }
 
@@ -71,7 +160,7 @@ impl VerificationHelper for Helper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
-        let result = judge_structure(structure);
+        let result = judge_structure(structure, self.policy, self.at);
         let failed = result.is_err();
         *self.outcome = Some(result);
         if failed {
@@ -81,37 +170,23 @@ impl VerificationHelper for Helper<'_> {
     }
 }
 
-fn issuer_of(sig: &openpgp::packet::Signature) -> String {
-    sig.get_issuers()
-        .first()
-        .map(|h| h.to_hex())
-        .unwrap_or_else(|| "(no issuer)".into())
-}
-
 /// Exactly one signature layer holding exactly one good signature; no
 /// encryption, no compression.
 fn judge_structure(
     structure: MessageStructure,
+    policy: &dyn Policy,
+    at: SystemTime,
 ) -> Result<(Fingerprint, SystemTime), EnvelopeError> {
     let mut found = None;
     for layer in structure.into_iter() {
         match layer {
-            MessageLayer::Compression { .. } => {
-                return Err(EnvelopeError::Structure(
-                    "statement is compressed; it must be a plain signed literal".into(),
-                ))
-            }
-            MessageLayer::Encryption { .. } => {
-                return Err(EnvelopeError::Structure(
-                    "statement is encrypted; it must only be signed".into(),
-                ))
-            }
+            MessageLayer::Compression { .. } => return Err(EnvelopeError::Compressed),
+            MessageLayer::Encryption { .. } => return Err(EnvelopeError::Encrypted),
             MessageLayer::SignatureGroup { results } => {
                 if found.is_some() || results.len() != 1 {
-                    return Err(EnvelopeError::Structure(format!(
-                        "a statement carries exactly one signature, this one has {}",
-                        results.len() + usize::from(found.is_some())
-                    )));
+                    return Err(EnvelopeError::SignatureCount(
+                        results.len() + usize::from(found.is_some()),
+                    ));
                 }
                 found = Some(match results.into_iter().next() {
                     Some(Ok(good)) => Ok((
@@ -120,37 +195,48 @@ fn judge_structure(
                             .signature_creation_time()
                             .unwrap_or(SystemTime::UNIX_EPOCH),
                     )),
-                    Some(Err(e)) => Err(match e {
-                        VerificationError::MissingKey { sig } => {
-                            EnvelopeError::UnknownSigner(issuer_of(sig))
-                        }
-                        VerificationError::BadSignature { ka, error, .. } => {
-                            EnvelopeError::BadSignature {
-                                signer: ka.cert().fingerprint().to_hex(),
-                                reason: error.to_string(),
-                            }
-                        }
-                        VerificationError::BadKey { ka, error, .. } => EnvelopeError::BadKey {
-                            signer: ka.cert().fingerprint().to_hex(),
-                            reason: error.to_string(),
-                        },
-                        VerificationError::UnboundKey { cert, error, .. } => {
-                            EnvelopeError::BadKey {
-                                signer: cert.fingerprint().to_hex(),
-                                reason: error.to_string(),
-                            }
-                        }
-                        other => EnvelopeError::BadSignature {
-                            signer: "unknown".into(),
-                            reason: other.to_string(),
-                        },
-                    }),
-                    None => Err(EnvelopeError::Structure("no signature".into())),
+                    Some(Err(e)) => Err(verification_error(e, policy, at)),
+                    None => Err(EnvelopeError::SignatureCount(0)),
                 });
             }
         }
     }
-    found.unwrap_or_else(|| Err(EnvelopeError::Structure("not signed".into())))
+    found.unwrap_or(Err(EnvelopeError::NotSigned))
+}
+
+/// What a failed verification means, naming the signing key's certificate
+/// and a User ID whenever a keyring holds the key.
+fn verification_error(e: VerificationError, policy: &dyn Policy, at: SystemTime) -> EnvelopeError {
+    let owner = |cert: &Cert, key: Fingerprint| KeyOwner::new(cert, key, policy, at);
+    match e {
+        VerificationError::MissingKey { sig } => {
+            EnvelopeError::UnknownSigner(sig.get_issuers().into_iter().next())
+        }
+        VerificationError::BadSignature { ka, error, .. } => EnvelopeError::BadSignature {
+            signer: Some(owner(ka.cert(), ka.key().fingerprint())),
+            reason: error.to_string(),
+        },
+        VerificationError::BadKey { ka, error, .. } => EnvelopeError::BadKey {
+            owner: owner(ka.cert(), ka.key().fingerprint()),
+            reason: error.to_string(),
+        },
+        VerificationError::UnboundKey { sig, cert, error } => {
+            // The key of `cert` the verifier matched against the issuers.
+            let key = cert
+                .keys()
+                .key_handles(sig.get_issuers())
+                .next()
+                .map_or_else(|| cert.fingerprint(), |k| k.key().fingerprint());
+            EnvelopeError::UnboundKey {
+                owner: owner(cert, key),
+                reason: error.to_string(),
+            }
+        }
+        other => EnvelopeError::BadSignature {
+            signer: None,
+            reason: other.to_string(),
+        },
+    }
 }
 
 /// Verifies an armoured inline-signed statement under `policy` at `at` and
@@ -176,6 +262,8 @@ pub fn open(
             Some(at),
             Helper {
                 certs,
+                policy,
+                at,
                 outcome: &mut outcome,
             },
         )
@@ -198,9 +286,7 @@ pub fn open(
             signer,
             signed_at,
         }),
-        (Ok(()), None) => Err(EnvelopeError::Structure(
-            "the signature was never checked".into(),
-        )),
+        (Ok(()), None) => Err(EnvelopeError::NeverChecked),
     }
 }
 
@@ -238,6 +324,16 @@ pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
 /// Errors of `sign`, the one path that handles secret key material.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    #[error("key {key} is not valid now: {reason}")]
+    NotValid { key: Fingerprint, reason: String },
+    #[error("key file for {0} holds no usable secret signing key")]
+    NoSigningKey(Fingerprint),
+    /// The signing key is encrypted and no password was given.
+    #[error("secret key {0} is password-protected")]
+    PasswordNeeded(Fingerprint),
+    #[error("wrong password for secret key {0}")]
+    WrongPassword(Fingerprint),
+    /// The secret key material cannot be used for signing.
     #[error("{0}")]
     Key(String),
     #[error("signing failed: {0}")]
@@ -255,7 +351,10 @@ pub fn signing_keypair(
     let fpr = tsk.fingerprint();
     let vc = tsk
         .with_policy(policy, at)
-        .map_err(|e| SignError::Key(format!("key {fpr} is not valid now: {e}")))?;
+        .map_err(|e| SignError::NotValid {
+            key: fpr.clone(),
+            reason: e.to_string(),
+        })?;
     let ka = vc
         .keys()
         .secret()
@@ -263,20 +362,15 @@ pub fn signing_keypair(
         .revoked(false)
         .for_signing()
         .next()
-        .ok_or_else(|| {
-            SignError::Key(format!(
-                "key file for {fpr} holds no usable secret signing key"
-            ))
-        })?;
+        .ok_or_else(|| SignError::NoSigningKey(fpr.clone()))?;
     let key: Key<key::SecretParts, key::UnspecifiedRole> = ka.key().clone();
     let key = if key.has_unencrypted_secret() {
         key
     } else {
         let kf = key.fingerprint();
-        let pw = password
-            .ok_or_else(|| SignError::Key(format!("secret key {kf} is password-protected")))?;
+        let pw = password.ok_or_else(|| SignError::PasswordNeeded(kf.clone()))?;
         key.decrypt_secret(pw)
-            .map_err(|_| SignError::Key(format!("wrong password for secret key {kf}")))?
+            .map_err(|_| SignError::WrongPassword(kf))?
     };
     key.into_keypair()
         .map_err(|e| SignError::Key(e.to_string()))

@@ -28,7 +28,7 @@ pub enum StateError {
     },
 }
 
-pub const STATE_FILE: &str = "serials";
+const STATE_FILE: &str = "serials";
 
 impl SerialState {
     /// Loads `<dir>/serials`; a missing file is an empty state.
@@ -63,10 +63,6 @@ impl SerialState {
     pub fn record(&mut self, domain: &str, serial: u64) {
         let e = self.serials.entry(domain.to_string()).or_insert(serial);
         *e = (*e).max(serial);
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.serials.iter().map(|(d, s)| (d.as_str(), *s))
     }
 
     /// Writes `<dir>/serials` through a temporary file and a rename.

@@ -117,14 +117,9 @@ pub struct VerifyCache {
 }
 
 impl VerifyCache {
+    /// An empty cache.
     pub fn new() -> Self {
         Self::default()
-    }
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
@@ -192,26 +187,43 @@ pub fn build(
     limits: &Limits,
     cache: &mut VerifyCache,
 ) -> Graph {
-    let n = ring.len();
-    let nodes: Vec<Node> = (0..n)
+    let nodes: Vec<Node> = (0..ring.len())
         .map(|i| node_of(ring.cert_at(i), policy, t))
         .collect();
-    let mut g = Graph {
-        nodes,
-        edges: Vec::new(),
-        out: vec![Vec::new(); n],
-        rejected: vec![Vec::new(); n],
-        cut: vec![0; n],
-        stats: EdgeStats::default(),
-    };
-    for y in 0..n {
+    let mut g = Graph::without_edges(nodes);
+    let checks = Checks { ring, policy, t };
+    for y in 0..ring.len() {
         if g.nodes[y].state != NodeState::Valid {
             continue;
         }
-        let cert = ring.cert_at(y);
+        let mut cands = g.candidates(ring, y);
+        let keep = g.cut_by_limits(y, &mut cands, limits);
+        let newest = checks.newest_verified(&mut g, y, &cands[..keep], cache);
+        g.add_edges(y, newest, t);
+    }
+    g
+}
+
+impl Graph {
+    /// The graph of `nodes` before any certification is looked at.
+    fn without_edges(nodes: Vec<Node>) -> Graph {
+        let n = nodes.len();
+        Graph {
+            nodes,
+            edges: Vec::new(),
+            out: vec![Vec::new(); n],
+            rejected: vec![Vec::new(); n],
+            cut: vec![0; n],
+            stats: EdgeStats::default(),
+        }
+    }
+
+    /// The certifications and certification revocations over the valid User
+    /// IDs of `y` whose issuer is in the keyring (the others are counted).
+    fn candidates<'r>(&mut self, ring: &'r Keyring, y: usize) -> Vec<Candidate<'r>> {
         let mut cands = Vec::new();
-        for (u, ua) in cert.userids().enumerate() {
-            if g.nodes[y].userids[u].state != UidState::Valid {
+        for (u, ua) in ring.cert_at(y).userids().enumerate() {
+            if self.nodes[y].userids[u].state != UidState::Valid {
                 continue;
             }
             for sig in ua.certifications().chain(ua.other_revocations()) {
@@ -224,7 +236,7 @@ pub fn build(
                     }
                 }
                 if issuers.is_empty() {
-                    g.stats.unknown_issuer += 1;
+                    self.stats.unknown_issuer += 1;
                     continue;
                 }
                 let created = sig
@@ -238,7 +250,12 @@ pub fn build(
                 });
             }
         }
-        // Flooding limits: newest first, by count and by bytes.
+        cands
+    }
+
+    /// Flooding limits: sorts `cands` newest first and returns how many
+    /// stay within the count and byte limits; the rest are recorded as cut.
+    fn cut_by_limits(&mut self, y: usize, cands: &mut [Candidate], limits: &Limits) -> usize {
         cands.sort_by_key(|c| std::cmp::Reverse(c.created));
         let mut bytes = 0usize;
         let mut keep = cands.len();
@@ -252,52 +269,102 @@ pub fn build(
             }
         }
         for c in &cands[keep..] {
-            g.cut[y] += 1;
-            g.stats.cut_by_limits += 1;
+            self.cut[y] += 1;
+            self.stats.cut_by_limits += 1;
             for &x in &c.issuers {
-                g.rejected[y].push(Rejected {
-                    issuer: x,
-                    userid: c.uid,
-                    created: Some(c.created),
-                    reason: RejectReason::CutByLimits,
-                });
+                self.reject(y, x, c.uid, c.created, RejectReason::CutByLimits);
             }
         }
-        // Newest accepted statement per (issuer, User ID).
+        keep
+    }
+
+    /// Records that the certification of `y`'s User ID `uid` by `issuer` does
+    /// not count.
+    fn reject(
+        &mut self,
+        y: usize,
+        issuer: usize,
+        uid: usize,
+        created: SystemTime,
+        reason: RejectReason,
+    ) {
+        self.rejected[y].push(Rejected {
+            issuer,
+            userid: uid,
+            created: Some(created),
+            reason,
+        });
+    }
+
+    /// Turns the newest verified statement per (issuer, User ID) over `y`
+    /// into an edge, unless it is a revocation or has expired at `t`.
+    fn add_edges(&mut self, y: usize, newest: HashMap<(usize, usize), &Candidate>, t: SystemTime) {
+        let mut keys: Vec<_> = newest.into_iter().collect();
+        keys.sort_by_key(|((x, u), _)| (*x, *u));
+        for ((x, u), c) in keys {
+            let reason = if c.sig.typ() == SignatureType::CertificationRevocation {
+                Some(RejectReason::Revoked)
+            } else if c.sig.signature_alive(t, std::time::Duration::ZERO).is_err() {
+                Some(RejectReason::Expired)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.reject(y, x, u, c.created, reason);
+                continue;
+            }
+            self.out[x].push(self.edges.len());
+            self.edges.push(edge(x, y, u, c));
+        }
+    }
+}
+
+/// The edge for a counting certification `c` by `x` over User ID `u` of `y`.
+fn edge(x: usize, y: usize, u: usize, c: &Candidate) -> Edge {
+    let kind = match c.sig.trust_signature() {
+        Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
+        None => EdgeKind::Certification,
+    };
+    let scope = if c.sig.regular_expressions().next().is_some() {
+        // An unparsable expression matches nothing (sequoia's rule).
+        RegexSet::from_signature(c.sig).ok().map(Arc::new)
+    } else {
+        None
+    };
+    Edge {
+        issuer: x,
+        target: y,
+        userid: u,
+        created: c.created,
+        kind,
+        scope,
+        hash: c.sig.hash_algo(),
+    }
+}
+
+/// What a certification is checked against: the keyring, the policy and
+/// the reference time.
+struct Checks<'a> {
+    ring: &'a Keyring,
+    policy: &'a dyn Policy,
+    t: SystemTime,
+}
+
+impl Checks<'_> {
+    /// The newest verified statement per (issuer, User ID) among `cands`
+    /// over `y`; the certifications that fail a check are recorded.
+    fn newest_verified<'c>(
+        &self,
+        g: &mut Graph,
+        y: usize,
+        cands: &'c [Candidate<'c>],
+        cache: &mut VerifyCache,
+    ) -> HashMap<(usize, usize), &'c Candidate<'c>> {
         let mut newest: HashMap<(usize, usize), &Candidate> = HashMap::new();
-        for c in &cands[..keep] {
+        for c in cands {
             for &x in &c.issuers {
-                let reject = |g: &mut Graph, reason| {
-                    g.rejected[y].push(Rejected {
-                        issuer: x,
-                        userid: c.uid,
-                        created: Some(c.created),
-                        reason,
-                    })
-                };
-                if g.nodes[x].state != NodeState::Valid {
-                    reject(&mut g, RejectReason::IssuerInvalid);
-                    continue;
-                }
-                if c.created > t {
-                    reject(&mut g, RejectReason::FromTheFuture);
-                    continue;
-                }
-                let issuer = ring.cert_at(x);
-                if c.created < issuer.primary_key().key().creation_time() {
-                    reject(&mut g, RejectReason::PredatesIssuer);
-                    continue;
-                }
-                if policy
-                    .signature(c.sig, HashAlgoSecurity::CollisionResistance)
-                    .is_err()
-                {
-                    reject(&mut g, RejectReason::WeakHash(c.sig.hash_algo()));
-                    continue;
-                }
-                if !verify(ring, x, y, c, cache, &mut g.stats) {
-                    g.stats.bad_signatures += 1;
-                    reject(&mut g, RejectReason::BadSignature);
+                if let Err(reason) = self.check(g, x, y, c, cache) {
+                    g.reject(y, x, c.uid, c.created, reason);
                     continue;
                 }
                 let e = newest.entry((x, c.uid)).or_insert(c);
@@ -310,48 +377,42 @@ pub fn build(
                 }
             }
         }
-        let mut keys: Vec<_> = newest.into_iter().collect();
-        keys.sort_by_key(|((x, u), _)| (*x, *u));
-        for ((x, u), c) in keys {
-            let reason = if c.sig.typ() == SignatureType::CertificationRevocation {
-                Some(RejectReason::Revoked)
-            } else if c.sig.signature_alive(t, std::time::Duration::ZERO).is_err() {
-                Some(RejectReason::Expired)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                g.rejected[y].push(Rejected {
-                    issuer: x,
-                    userid: u,
-                    created: Some(c.created),
-                    reason,
-                });
-                continue;
-            }
-            let kind = match c.sig.trust_signature() {
-                Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
-                None => EdgeKind::Certification,
-            };
-            let scope = if c.sig.regular_expressions().next().is_some() {
-                // An unparsable expression matches nothing (sequoia's rule).
-                RegexSet::from_signature(c.sig).ok().map(Arc::new)
-            } else {
-                None
-            };
-            g.out[x].push(g.edges.len());
-            g.edges.push(Edge {
-                issuer: x,
-                target: y,
-                userid: u,
-                created: c.created,
-                kind,
-                scope,
-                hash: c.sig.hash_algo(),
-            });
-        }
+        newest
     }
-    g
+
+    /// The validity rules for one certification by `x` over `y`, the
+    /// cryptographic verification last (counted in `g.stats`).
+    fn check(
+        &self,
+        g: &mut Graph,
+        x: usize,
+        y: usize,
+        c: &Candidate,
+        cache: &mut VerifyCache,
+    ) -> Result<(), RejectReason> {
+        if g.nodes[x].state != NodeState::Valid {
+            return Err(RejectReason::IssuerInvalid);
+        }
+        if c.created > self.t {
+            return Err(RejectReason::FromTheFuture);
+        }
+        let issuer = self.ring.cert_at(x);
+        if c.created < issuer.primary_key().key().creation_time() {
+            return Err(RejectReason::PredatesIssuer);
+        }
+        if self
+            .policy
+            .signature(c.sig, HashAlgoSecurity::CollisionResistance)
+            .is_err()
+        {
+            return Err(RejectReason::WeakHash(c.sig.hash_algo()));
+        }
+        if !verify(self.ring, x, y, c, cache, &mut g.stats) {
+            g.stats.bad_signatures += 1;
+            return Err(RejectReason::BadSignature);
+        }
+        Ok(())
+    }
 }
 
 fn verify(

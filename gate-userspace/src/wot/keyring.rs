@@ -172,14 +172,6 @@ impl Keyring {
         self.by_fpr.get(fpr).map(|&i| &self.certs[i])
     }
 
-    /// Certificates having a key or subkey with this Key ID.
-    pub fn lookup_by_keyid(&self, keyid: &KeyID) -> Vec<&Cert> {
-        self.by_any_keyid
-            .get(keyid)
-            .map(|v| v.iter().map(|&i| &self.certs[i]).collect())
-            .unwrap_or_default()
-    }
-
     /// Certificates having a key or subkey matching this handle.
     pub fn lookup(&self, handle: &KeyHandle) -> Vec<&Cert> {
         let idx = match handle {

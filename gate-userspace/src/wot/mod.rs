@@ -4,9 +4,9 @@
 //! # Design
 //!
 //! OpenPGP is parsed and verified once, at the edge, with sequoia-openpgp
-//! ([`keyring`] loads and merges certificates, [`edges`] turns third-party
+//! (`keyring.rs` loads and merges certificates, `edges.rs` turns third-party
 //! certifications into verified edges under explicit rules). Trust is then a
-//! bounded breadth-first search over those edges ([`search`]). sequoia-wot is
+//! bounded breadth-first search over those edges (`search.rs`). sequoia-wot is
 //! not used: measured on debian-keyring (`docs/wot.md`) it
 //! drops certifications made while the issuer had no then-valid
 //! self-signature (40% of a minimized keyring, GnuPG counts them), its
@@ -68,12 +68,12 @@
 //! verification; verification results are cached in a [`VerifyCache`] so a
 //! recompute over an unchanged keyring ([`evaluate_cached`]) verifies nothing.
 
-pub mod edges;
-pub mod keyring;
-pub mod report;
-pub mod search;
+mod edges;
+mod keyring;
+mod report;
+mod search;
 
-pub use edges::{Edge, EdgeKind, EdgeStats, RejectReason, Rejected, VerifyCache};
+pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
 pub use keyring::{Keyring, LoadProblem};
 pub use report::{
     KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
@@ -84,7 +84,7 @@ pub use crate::model::settings::{IntroducerMode, Limits, TrustSettings, DEFAULT_
 
 /// The e-mail address of a User ID, and its domain (from the address, or the
 /// User ID itself when it is a bare domain name), both lowercased.
-pub fn userid_email_domain(userid: &str) -> (Option<String>, Option<String>) {
+pub(crate) fn userid_email_domain(userid: &str) -> (Option<String>, Option<String>) {
     let uid = sequoia_openpgp::packet::UserID::from(userid);
     if let Ok(Some(email)) = uid.email_normalized() {
         let domain = email.rsplit_once('@').map(|(_, d)| d.to_string());

@@ -158,13 +158,6 @@ pub struct KeyTrust {
     pub rejected: Vec<RejectedCertification>,
 }
 
-impl KeyTrust {
-    /// The authenticated User IDs.
-    pub fn authenticated_userids(&self) -> impl Iterator<Item = &UserIdTrust> {
-        self.userids.iter().filter(|u| u.authenticated)
-    }
-}
-
 /// The verdicts on every key of the keyring.
 #[derive(Clone, Debug)]
 pub struct TrustReport {

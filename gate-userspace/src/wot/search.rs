@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::regex::RegexSet;
+use sequoia_openpgp::Fingerprint;
 
 use super::edges::{self, EdgeKind, Graph, NodeState, UidState, VerifyCache};
 use super::report::{
@@ -34,6 +35,8 @@ struct Found {
     introducer: Vec<bool>,
 }
 
+/// The bounded breadth-first search from `roots` (keys in `ignored` are
+/// reached but introduce nobody).
 fn search(
     g: &Graph,
     roots: &[usize],
@@ -41,85 +44,114 @@ fn search(
     max_depth: usize,
     mode: IntroducerMode,
 ) -> Found {
-    let n = g.nodes.len();
-    let mut f = Found {
-        states: Vec::new(),
-        best: HashMap::new(),
-        introducer: vec![false; n],
+    let mut run = Search {
+        g,
+        mode,
+        f: Found {
+            states: Vec::new(),
+            best: HashMap::new(),
+            introducer: vec![false; g.nodes.len()],
+        },
+        kept: vec![Vec::new(); g.nodes.len()],
     };
-    let mut kept: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut frontier = Vec::new();
     for &r in roots {
-        if kept[r].is_empty() {
-            kept[r].push(f.states.len());
-            frontier.push(f.states.len());
-            f.states.push(State {
+        if run.kept[r].is_empty() {
+            frontier.push(run.push(State {
                 node: r,
                 depth: 0,
                 budget: max_depth,
                 scopes: Vec::new(),
                 parent: None,
-            });
+            }));
         }
     }
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for &s in &frontier {
-            let (x, depth, budget) = (f.states[s].node, f.states[s].depth, f.states[s].budget);
-            if budget == 0 || ignored[x] {
+            let x = run.f.states[s].node;
+            if run.f.states[s].budget == 0 || ignored[x] {
                 continue;
             }
-            f.introducer[x] = true;
+            run.f.introducer[x] = true;
             for &ei in &g.out[x] {
-                let e = &g.edges[ei];
-                let uid = &g.nodes[e.target].userids[e.userid].value;
-                if !f.states[s].scopes.iter().all(|r| r.is_match(uid)) {
-                    continue;
-                }
-                f.best.entry((e.target, e.userid)).or_insert((s, ei));
-                let new_budget = match (mode, e.kind) {
-                    (IntroducerMode::Certifications, _) => budget - 1,
-                    (
-                        IntroducerMode::TrustSignatures,
-                        EdgeKind::TrustSignature { level, amount },
-                    ) if amount >= FULL_TRUST => (budget - 1).min(level as usize),
-                    (IntroducerMode::TrustSignatures, _) => 0,
-                };
-                if new_budget == 0 {
-                    continue;
-                }
-                let mut scopes = f.states[s].scopes.clone();
-                if mode == IntroducerMode::TrustSignatures {
-                    if let Some(sc) = &e.scope {
-                        scopes.push(sc.clone());
-                    }
-                }
-                // Pareto pruning: skip if an earlier state of the same key has
-                // at least this budget and no more constraints.
-                let dominated = kept[e.target].iter().any(|&o| {
-                    let o = &f.states[o];
-                    o.budget >= new_budget
-                        && o.scopes
-                            .iter()
-                            .all(|a| scopes.iter().any(|b| Arc::ptr_eq(a, b)))
-                });
-                if dominated {
-                    continue;
-                }
-                kept[e.target].push(f.states.len());
-                next.push(f.states.len());
-                f.states.push(State {
-                    node: e.target,
-                    depth: depth + 1,
-                    budget: new_budget,
-                    scopes,
-                    parent: Some((s, ei)),
-                });
+                next.extend(run.follow(s, ei));
             }
         }
         frontier = next;
     }
-    f
+    run.f
+}
+
+/// A search in progress: what it found, and the states kept per node.
+struct Search<'g> {
+    g: &'g Graph,
+    mode: IntroducerMode,
+    f: Found,
+    kept: Vec<Vec<usize>>,
+}
+
+impl Search<'_> {
+    /// Adds a state, kept for its node; returns its index.
+    fn push(&mut self, st: State) -> usize {
+        let i = self.f.states.len();
+        self.kept[st.node].push(i);
+        self.f.states.push(st);
+        i
+    }
+
+    /// Follows edge `ei` from state `s`: records the first path to its User
+    /// ID and returns the new state when the target may introduce further.
+    fn follow(&mut self, s: usize, ei: usize) -> Option<usize> {
+        let e = &self.g.edges[ei];
+        let from = &self.f.states[s];
+        let uid = &self.g.nodes[e.target].userids[e.userid].value;
+        if !from.scopes.iter().all(|r| r.is_match(uid)) {
+            return None;
+        }
+        self.f.best.entry((e.target, e.userid)).or_insert((s, ei));
+        let new_budget = match (self.mode, e.kind) {
+            (IntroducerMode::Certifications, _) => from.budget - 1,
+            (IntroducerMode::TrustSignatures, EdgeKind::TrustSignature { level, amount })
+                if amount >= FULL_TRUST =>
+            {
+                (from.budget - 1).min(level as usize)
+            }
+            (IntroducerMode::TrustSignatures, _) => 0,
+        };
+        if new_budget == 0 {
+            return None;
+        }
+        let mut scopes = from.scopes.clone();
+        if self.mode == IntroducerMode::TrustSignatures {
+            if let Some(sc) = &e.scope {
+                scopes.push(sc.clone());
+            }
+        }
+        if self.dominated(e.target, new_budget, &scopes) {
+            return None;
+        }
+        let depth = from.depth + 1;
+        Some(self.push(State {
+            node: e.target,
+            depth,
+            budget: new_budget,
+            scopes,
+            parent: Some((s, ei)),
+        }))
+    }
+
+    /// Pareto pruning: an earlier state of the same key has at least this
+    /// budget and no more constraints.
+    fn dominated(&self, node: usize, budget: usize, scopes: &[Arc<RegexSet>]) -> bool {
+        self.kept[node].iter().any(|&o| {
+            let o = &self.f.states[o];
+            o.budget >= budget
+                && o.scopes
+                    .iter()
+                    .all(|a| scopes.iter().any(|b| Arc::ptr_eq(a, b)))
+        })
+    }
 }
 
 impl Found {
@@ -172,7 +204,35 @@ pub fn evaluate_cached(
 ) -> TrustReport {
     let t = settings.reference_time;
     let g = edges::build(keyring, policy, t, &settings.limits, cache);
+    let (roots, missing_roots) = resolve_roots(keyring, &g, settings);
+    let searches = Searches::run(&g, &roots, settings);
+    let refused = flags(&g, &settings.refuse);
     let n = g.nodes.len();
+    let mut keys = Vec::with_capacity(n);
+    let mut index = HashMap::with_capacity(n);
+    for (y, &refused) in refused.iter().enumerate() {
+        let is_root = roots.contains(&y);
+        let key = searches.key_trust(y, is_root, refused, settings);
+        index.insert(key.fingerprint.clone(), keys.len());
+        keys.push(key);
+    }
+    TrustReport {
+        keys,
+        index,
+        missing_roots,
+        stats: g.stats,
+        reference_time: t,
+        depth: settings.depth,
+    }
+}
+
+/// The keyring indices of the roots valid at the reference time, and the
+/// roots that are in no keyring.
+fn resolve_roots(
+    keyring: &Keyring,
+    g: &Graph,
+    settings: &TrustSettings,
+) -> (Vec<usize>, Vec<Fingerprint>) {
     let mut missing_roots = Vec::new();
     let mut roots = Vec::new();
     for r in &settings.roots {
@@ -182,116 +242,79 @@ pub fn evaluate_cached(
             None => missing_roots.push(r.clone()),
         }
     }
-    let flags = |set: &BTreeSet<_>| -> Vec<bool> {
-        g.nodes
-            .iter()
-            .map(|nd| set.contains(&nd.fingerprint))
-            .collect()
-    };
-    let ignored = flags(&settings.ignore_certifications_by);
-    let refused = flags(&settings.refuse);
-    let none = vec![false; n];
-    let main = search(&g, &roots, &ignored, settings.depth, settings.mode);
-    // Further searches that explain failures.
-    let unbounded = n.max(settings.depth);
-    let longer = search(&g, &roots, &ignored, unbounded, settings.mode);
-    let unignored = search(&g, &roots, &none, settings.depth, settings.mode);
-    let as_certs = (settings.mode == IntroducerMode::TrustSignatures).then(|| {
-        search(
-            &g,
-            &roots,
-            &ignored,
-            unbounded,
-            IntroducerMode::Certifications,
-        )
-    });
+    (roots, missing_roots)
+}
 
-    let mut keys = Vec::with_capacity(n);
-    let mut index = HashMap::with_capacity(n);
-    for (y, node) in g.nodes.iter().enumerate() {
-        let is_root = roots.contains(&y);
-        let nuids = node.userids.len();
-        let userids: Vec<UserIdTrust> = node
-            .userids
-            .iter()
-            .enumerate()
-            .map(|(u, uid)| {
-                let (email, domain) = userid_email_domain(&uid.value);
-                let usable = uid.state == UidState::Valid && node.state == NodeState::Valid;
-                let found = if !usable {
-                    None
-                } else if is_root {
-                    Some((0, Vec::new()))
-                } else {
-                    main.best
-                        .get(&(y, u))
-                        .map(|&b| (main.states[b.0].depth + 1, main.path(&g, b)))
-                };
-                let ok = found.is_some();
-                let (depth, path) = found
-                    .map(|(d, p)| (Some(d), p))
-                    .unwrap_or((None, Vec::new()));
-                UserIdTrust {
-                    userid: uid.value.clone(),
-                    email,
-                    domain,
-                    authenticated: ok && !refused[y],
-                    authenticated_if_not_refused: ok,
-                    depth,
-                    path,
-                    binding_problem: match &uid.state {
-                        UidState::Valid => None,
-                        UidState::Revoked => Some("revoked".into()),
-                        UidState::Invalid(e) => Some(e.clone()),
-                    },
-                }
-            })
+/// Per node: whether its fingerprint is in `set`.
+fn flags(g: &Graph, set: &BTreeSet<Fingerprint>) -> Vec<bool> {
+    g.nodes
+        .iter()
+        .map(|nd| set.contains(&nd.fingerprint))
+        .collect()
+}
+
+/// The search that decides, and the further searches that explain failures.
+struct Searches<'g> {
+    g: &'g Graph,
+    main: Found,
+    /// Without the depth bound.
+    longer: Found,
+    /// With ignored introducers counting.
+    unignored: Found,
+    /// `trust-signatures` mode only: every certification delegating.
+    as_certs: Option<Found>,
+}
+
+impl<'g> Searches<'g> {
+    /// Runs the searches over `g` from `roots`.
+    fn run(g: &'g Graph, roots: &[usize], settings: &TrustSettings) -> Searches<'g> {
+        let n = g.nodes.len();
+        let ignored = flags(g, &settings.ignore_certifications_by);
+        let none = vec![false; n];
+        let unbounded = n.max(settings.depth);
+        let mode = settings.mode;
+        Searches {
+            g,
+            main: search(g, roots, &ignored, settings.depth, mode),
+            longer: search(g, roots, &ignored, unbounded, mode),
+            unignored: search(g, roots, &none, settings.depth, mode),
+            as_certs: (mode == IntroducerMode::TrustSignatures).then(|| {
+                search(
+                    g,
+                    roots,
+                    &ignored,
+                    unbounded,
+                    IntroducerMode::Certifications,
+                )
+            }),
+        }
+    }
+
+    /// The verdict on key `y`, its User IDs and its rejected certifications.
+    fn key_trust(
+        &self,
+        y: usize,
+        is_root: bool,
+        refused: bool,
+        settings: &TrustSettings,
+    ) -> KeyTrust {
+        let g = self.g;
+        let node = &g.nodes[y];
+        let userids = (0..node.userids.len())
+            .map(|u| self.userid_trust(y, u, is_root, refused))
             .collect();
-        let depth = main.depth_of(y, nuids);
-        let status = if refused[y] {
+        let status = if refused {
             KeyStatus::Refused
         } else if is_root {
             KeyStatus::Root
-        } else if let (Some(d), NodeState::Valid) = (depth, &node.state) {
+        } else if let (Some(d), NodeState::Valid) =
+            (self.main.depth_of(y, node.userids.len()), &node.state)
+        {
             KeyStatus::Trusted { depth: d }
         } else {
-            let reason = match &node.state {
-                NodeState::Revoked => UntrustedReason::Revoked,
-                NodeState::Expired => UntrustedReason::Expired,
-                NodeState::Invalid(e) => UntrustedReason::InvalidKey(e.clone()),
-                NodeState::Valid if !node.userids.iter().any(|u| u.state == UidState::Valid) => {
-                    UntrustedReason::NoValidUserId
-                }
-                NodeState::Valid => {
-                    let by_introducer = g.rejected[y].iter().find(|r| main.introducer[r.issuer]);
-                    if let Some(r) = by_introducer {
-                        UntrustedReason::Certification {
-                            issuer: g.nodes[r.issuer].fingerprint.clone(),
-                            reason: r.reason.clone(),
-                        }
-                    } else if unignored.depth_of(y, nuids).is_some() {
-                        let mut introducers: Vec<_> = (0..nuids)
-                            .filter_map(|u| unignored.best.get(&(y, u)))
-                            .flat_map(|&b| unignored.path(&g, b))
-                            .map(|s| s.issuer)
-                            .filter(|f| settings.ignore_certifications_by.contains(f))
-                            .collect();
-                        introducers.sort();
-                        introducers.dedup();
-                        UntrustedReason::OnlyThroughIgnoredIntroducer { introducers }
-                    } else if let Some(d) = longer.depth_of(y, nuids) {
-                        UntrustedReason::PathTooLong { needs_depth: d }
-                    } else if as_certs
-                        .as_ref()
-                        .is_some_and(|c| c.depth_of(y, nuids).is_some())
-                    {
-                        UntrustedReason::NotDelegated
-                    } else {
-                        UntrustedReason::NoPath
-                    }
-                }
-            };
-            KeyStatus::Untrusted { reason }
+            KeyStatus::Untrusted {
+                reason: self.untrusted_reason(y, settings),
+            }
         };
         let rejected = g.rejected[y]
             .iter()
@@ -302,22 +325,99 @@ pub fn evaluate_cached(
                 reason: r.reason.clone(),
             })
             .collect();
-        index.insert(node.fingerprint.clone(), keys.len());
-        keys.push(KeyTrust {
+        KeyTrust {
             fingerprint: node.fingerprint.clone(),
             status,
             userids,
-            introducer: main.introducer[y],
+            introducer: self.main.introducer[y],
             certifications_cut: g.cut[y],
             rejected,
-        });
+        }
     }
-    TrustReport {
-        keys,
-        index,
-        missing_roots,
-        stats: g.stats,
-        reference_time: t,
-        depth: settings.depth,
+
+    /// The verdict on User ID `u` of key `y`, with its shortest path.
+    fn userid_trust(&self, y: usize, u: usize, is_root: bool, refused: bool) -> UserIdTrust {
+        let node = &self.g.nodes[y];
+        let uid = &node.userids[u];
+        let (email, domain) = userid_email_domain(&uid.value);
+        let usable = uid.state == UidState::Valid && node.state == NodeState::Valid;
+        let found = if !usable {
+            None
+        } else if is_root {
+            Some((0, Vec::new()))
+        } else {
+            self.main
+                .best
+                .get(&(y, u))
+                .map(|&b| (self.main.states[b.0].depth + 1, self.main.path(self.g, b)))
+        };
+        let ok = found.is_some();
+        let (depth, path) = found
+            .map(|(d, p)| (Some(d), p))
+            .unwrap_or((None, Vec::new()));
+        UserIdTrust {
+            userid: uid.value.clone(),
+            email,
+            domain,
+            authenticated: ok && !refused,
+            authenticated_if_not_refused: ok,
+            depth,
+            path,
+            binding_problem: match &uid.state {
+                UidState::Valid => None,
+                UidState::Revoked => Some("revoked".into()),
+                UidState::Invalid(e) => Some(e.clone()),
+            },
+        }
+    }
+
+    /// Why key `y` (neither refused nor a root) is not trusted: its own
+    /// state first, then what the further searches show.
+    fn untrusted_reason(&self, y: usize, settings: &TrustSettings) -> UntrustedReason {
+        let node = &self.g.nodes[y];
+        match &node.state {
+            NodeState::Revoked => UntrustedReason::Revoked,
+            NodeState::Expired => UntrustedReason::Expired,
+            NodeState::Invalid(e) => UntrustedReason::InvalidKey(e.clone()),
+            NodeState::Valid if !node.userids.iter().any(|u| u.state == UidState::Valid) => {
+                UntrustedReason::NoValidUserId
+            }
+            NodeState::Valid => self.missing_path_reason(y, settings),
+        }
+    }
+
+    /// Why a valid key `y` with a valid User ID has no path within the rules.
+    fn missing_path_reason(&self, y: usize, settings: &TrustSettings) -> UntrustedReason {
+        let g = self.g;
+        let nuids = g.nodes[y].userids.len();
+        let by_introducer = g.rejected[y]
+            .iter()
+            .find(|r| self.main.introducer[r.issuer]);
+        if let Some(r) = by_introducer {
+            UntrustedReason::Certification {
+                issuer: g.nodes[r.issuer].fingerprint.clone(),
+                reason: r.reason.clone(),
+            }
+        } else if self.unignored.depth_of(y, nuids).is_some() {
+            let mut introducers: Vec<_> = (0..nuids)
+                .filter_map(|u| self.unignored.best.get(&(y, u)))
+                .flat_map(|&b| self.unignored.path(g, b))
+                .map(|s| s.issuer)
+                .filter(|f| settings.ignore_certifications_by.contains(f))
+                .collect();
+            introducers.sort();
+            introducers.dedup();
+            UntrustedReason::OnlyThroughIgnoredIntroducer { introducers }
+        } else if let Some(d) = self.longer.depth_of(y, nuids) {
+            UntrustedReason::PathTooLong { needs_depth: d }
+        } else if self
+            .as_certs
+            .as_ref()
+            .is_some_and(|c| c.depth_of(y, nuids).is_some())
+        {
+            UntrustedReason::NotDelegated
+        } else {
+            UntrustedReason::NoPath
+        }
     }
 }

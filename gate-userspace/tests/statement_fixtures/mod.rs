@@ -9,8 +9,11 @@ use sequoia_openpgp as openpgp;
 use wotgate::model::time::to_system_time;
 use wotgate::statement::{
     signed, AcceptRules, Acceptor, Judgement, Mode, SerialState, SignerTrust, Statement,
-    StaticTrust,
 };
+
+#[path = "../../examples/common/static_trust.rs"]
+mod static_trust;
+pub use static_trust::StaticTrust;
 
 /// The reference time of the tests: 2026-11-25T10:00:00Z.
 pub const T0: u64 = 1_795_600_800;
@@ -136,6 +139,19 @@ impl World {
     pub fn judge(&self, file: &str, bytes: &[u8]) -> Judgement {
         self.judge_with(&test_rules(), &SerialState::default(), T0, file, bytes)
     }
+}
+
+/// Judges `bytes` at T0 against a keyring of `certs` in which nobody is trusted.
+pub fn judge_against(certs: Vec<Cert>, file: &str, bytes: &[u8]) -> Judgement {
+    let p = StandardPolicy::new();
+    Acceptor {
+        rules: &test_rules(),
+        trust: &StaticTrust::new(certs),
+        policy: &p,
+        at: at(T0),
+        state: &SerialState::default(),
+    }
+    .judge(file, bytes)
 }
 
 /// The default rules plus documentation prefixes (tests use 2001:db8::/32).

@@ -141,6 +141,15 @@ fn case(net: &'static str, depth: usize, expect: Vec<(&'static str, Expect)>) ->
 
 /// Every `certifications`-mode case (the GnuPG oracle runs all of them).
 pub fn certification_cases() -> Vec<Case> {
+    let mut v = path_cases();
+    v.extend(exception_cases());
+    v.extend(validity_cases());
+    v.extend(other_cases());
+    v
+}
+
+/// Paths: direct, chains at every depth, cycles, one root or two.
+fn path_cases() -> Vec<Case> {
     use Expect::*;
     let mut v = vec![
         case(
@@ -201,6 +210,13 @@ pub fn certification_cases() -> Vec<Case> {
     );
     one.roots = &["Root1"];
     v.push(one);
+    v
+}
+
+/// Refused keys and ignored introducers.
+fn exception_cases() -> Vec<Case> {
+    use Expect::*;
+    let mut v = Vec::new();
     let mut c = case(
         "refuse",
         2,
@@ -233,92 +249,107 @@ pub fn certification_cases() -> Vec<Case> {
     c.refuse = &["M"];
     c.ignore = &["M"];
     v.push(c);
-    v.push(case(
-        "revoked-key",
-        2,
-        vec![("A", Revoked), ("B", NoPath), ("C", Trusted(1))],
-    ));
-    v.push(case(
-        "revoked-certification",
-        2,
-        vec![
-            ("A", Cert("Root", RejectReason::Revoked)),
-            ("B", Trusted(1)),
-        ],
-    ));
-    v.push(case(
-        "expired-key",
-        2,
-        vec![("A", Expired), ("B", NoPath), ("C", Trusted(1))],
-    ));
-    v.push(case(
-        "expired-certification",
-        2,
-        vec![
-            ("A", Cert("Root", RejectReason::Expired)),
-            ("B", Trusted(1)),
-        ],
-    ));
-    v.push(case(
-        "retraction",
-        2,
-        vec![
-            ("A", Cert("Root", RejectReason::Expired)),
-            ("B", Trusted(1)),
-        ],
-    ));
-    v.push(case(
-        "sha1",
-        2,
-        vec![
-            (
-                "A",
-                Cert("Root", RejectReason::WeakHash(HashAlgorithm::SHA1)),
-            ),
-            ("B", Trusted(1)),
-            ("C", NoPath),
-        ],
-    ));
-    v.push(case(
-        "bad-signature",
-        2,
-        vec![
-            ("A", Trusted(1)),
-            ("B", Cert("Root", RejectReason::BadSignature)),
-        ],
-    ));
-    v.push(case(
-        "predates-issuer",
-        2,
-        vec![
-            ("A", Cert("Root", RejectReason::PredatesIssuer)),
-            ("B", Trusted(1)),
-        ],
-    ));
-    v.push(case(
-        "flooded",
-        2,
-        vec![("A", Trusted(1)), ("B", Trusted(1)), ("K12", Trusted(1))],
-    ));
-    // The trust-signature network read as plain certifications: everything
-    // within two hops counts, whatever the trust signatures say.
-    v.push(case(
-        "tsig",
-        2,
-        vec![
-            ("CA1", Trusted(1)),
-            ("Alice", Trusted(2)),
-            ("Mallory", Trusted(2)),
-            ("CA3", Trusted(2)),
-            ("Bob", TooLong(3)),
-            ("Q", Trusted(2)),
-            ("S", Trusted(2)),
-            ("T", TooLong(3)),
-            ("V", Trusted(2)),
-            ("W", Trusted(2)),
-        ],
-    ));
     v
+}
+
+/// Keys and certifications that do not count (revoked, expired, weak, bad,
+/// too early).
+fn validity_cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        case(
+            "revoked-key",
+            2,
+            vec![("A", Revoked), ("B", NoPath), ("C", Trusted(1))],
+        ),
+        case(
+            "revoked-certification",
+            2,
+            vec![
+                ("A", Cert("Root", RejectReason::Revoked)),
+                ("B", Trusted(1)),
+            ],
+        ),
+        case(
+            "expired-key",
+            2,
+            vec![("A", Expired), ("B", NoPath), ("C", Trusted(1))],
+        ),
+        case(
+            "expired-certification",
+            2,
+            vec![
+                ("A", Cert("Root", RejectReason::Expired)),
+                ("B", Trusted(1)),
+            ],
+        ),
+        case(
+            "retraction",
+            2,
+            vec![
+                ("A", Cert("Root", RejectReason::Expired)),
+                ("B", Trusted(1)),
+            ],
+        ),
+        case(
+            "sha1",
+            2,
+            vec![
+                (
+                    "A",
+                    Cert("Root", RejectReason::WeakHash(HashAlgorithm::SHA1)),
+                ),
+                ("B", Trusted(1)),
+                ("C", NoPath),
+            ],
+        ),
+        case(
+            "bad-signature",
+            2,
+            vec![
+                ("A", Trusted(1)),
+                ("B", Cert("Root", RejectReason::BadSignature)),
+            ],
+        ),
+        case(
+            "predates-issuer",
+            2,
+            vec![
+                ("A", Cert("Root", RejectReason::PredatesIssuer)),
+                ("B", Trusted(1)),
+            ],
+        ),
+    ]
+}
+
+/// Flooding, and the trust-signature network read as plain certifications.
+fn other_cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        case(
+            "flooded",
+            2,
+            vec![("A", Trusted(1)), ("B", Trusted(1)), ("K12", Trusted(1))],
+        ),
+        // The trust-signature network read as plain certifications: everything
+        // within two hops counts, whatever the trust signatures say.
+        case(
+            "tsig",
+            2,
+            vec![
+                ("CA1", Trusted(1)),
+                ("Alice", Trusted(2)),
+                ("Mallory", Trusted(2)),
+                ("CA3", Trusted(2)),
+                ("Bob", TooLong(3)),
+                ("Q", Trusted(2)),
+                ("S", Trusted(2)),
+                ("T", TooLong(3)),
+                ("V", Trusted(2)),
+                ("W", Trusted(2)),
+            ],
+        ),
+    ]
 }
 
 /// `trust-signatures`-mode cases.
