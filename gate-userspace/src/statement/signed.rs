@@ -35,18 +35,24 @@ pub enum EnvelopeError {
     UnknownSigner(Option<KeyHandle>),
     /// The signature does not verify; `signer` is `None` when the signature
     /// could not even be read.
-    #[error("bad signature by {}: {reason} (forged or altered)", signer_text(.signer.as_ref()))]
+    #[error("bad signature by {}: {reason} (forged or altered)", signer_text(.signer.as_deref()))]
     BadSignature {
-        signer: Option<KeyOwner>,
+        signer: Option<Box<KeyOwner>>,
         reason: String,
     },
     /// The signing key was revoked, expired or not signing-capable then.
     #[error("signing key {} of {owner} was not valid when it signed: {reason}", owner.key_id())]
-    BadKey { owner: KeyOwner, reason: String },
+    BadKey {
+        owner: Box<KeyOwner>,
+        reason: String,
+    },
     /// The signing key is in a certificate that does not validly bind it
     /// (under the policy, when it signed).
     #[error("signing key {} appears in certificate {owner} but is not validly bound to it when it signed: {reason}", owner.key_id())]
-    UnboundKey { owner: KeyOwner, reason: String },
+    UnboundKey {
+        owner: Box<KeyOwner>,
+        reason: String,
+    },
     #[error("statement is compressed; it must be a plain signed literal")]
     Compressed,
     #[error("statement is encrypted; it must only be signed")]
@@ -207,7 +213,7 @@ fn judge_structure(
 /// What a failed verification means, naming the signing key's certificate
 /// and a User ID whenever a keyring holds the key.
 fn verification_error(e: VerificationError, policy: &dyn Policy, at: SystemTime) -> EnvelopeError {
-    let owner = |cert: &Cert, key: Fingerprint| KeyOwner::new(cert, key, policy, at);
+    let owner = |cert: &Cert, key: Fingerprint| Box::new(KeyOwner::new(cert, key, policy, at));
     match e {
         VerificationError::MissingKey { sig } => {
             EnvelopeError::UnknownSigner(sig.get_issuers().into_iter().next())
