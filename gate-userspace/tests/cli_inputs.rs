@@ -341,3 +341,48 @@ fn every_file_read_has_a_limit_named_in_the_error() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_full_disk_or_a_closed_pipe_is_no_panic() {
+    let (dir, alpha) = one_key_ring("cli-output");
+    let ring = dir.join("ring.pgp");
+    let root = alpha.fpr().to_hex();
+    let args = [
+        "trust",
+        "list",
+        "--keyring",
+        ring.to_str().unwrap(),
+        "--root",
+        &root,
+    ];
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_wotgate"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("writing to standard output: No space left on device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    // A reader that went away: quiet, and no panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wotgate"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "a closed pipe is not worth a message");
+    let _ = std::fs::remove_dir_all(&dir);
+}

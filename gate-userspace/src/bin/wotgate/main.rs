@@ -1,9 +1,27 @@
 //! The `wotgate` command: parses the command line and hands each subcommand
 //! to its file under `commands/`, which calls the library.
 
+/// `println!` that returns an error instead of panicking (use with `?`).
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::output::out(format_args!("{}\n", format_args!($($t)*)))? };
+}
+/// `print!` that returns an error instead of panicking (use with `?`).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::output::out(format_args!($($t)*))? };
+}
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::output::err(format_args!("{}\n", format_args!($($t)*))) };
+}
+/// `eprint!` that never panics.
+macro_rules! err {
+    ($($t:tt)*) => { $crate::output::err(format_args!($($t)*)) };
+}
+
 mod args;
 mod commands;
 mod exit;
+mod output;
 
 use std::path::PathBuf;
 
@@ -85,10 +103,16 @@ fn main() -> std::process::ExitCode {
         Command::Statement(Statement::Verify(c)) => c.run(),
         Command::Statement(Statement::Show(c)) => c.run(),
     };
+    let result = result.and_then(|code| output::flush().map(|_| code).map_err(Into::into));
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wotgate: {e:#}");
+            let broken_pipe = e
+                .downcast_ref::<output::OutputError>()
+                .is_some_and(output::OutputError::is_broken_pipe);
+            if !broken_pipe {
+                errln!("wotgate: {e:#}");
+            }
             std::process::ExitCode::from(exit::ERROR)
         }
     }

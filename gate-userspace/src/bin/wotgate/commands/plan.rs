@@ -58,20 +58,20 @@ impl PlanCmd {
         let policy = StandardPolicy::new();
         let prepared = prepare_from_config(&cfg, &policy, at)?;
         for w in &prepared.problems {
-            eprintln!("wotgate: warning: {w}");
+            errln!("wotgate: warning: {w}");
         }
         let plan = &prepared.plan;
         let set = &prepared.set;
         if let Some(old) = &self.diff {
             let old = PrefixSet::load(old)?;
-            print!("{}", plan.diff(&old)?.to_text());
+            out!("{}", plan.diff(&old)?.to_text());
         } else if self.diff_loaded {
             let loaded = Gate::open(pin_dir)?.active_set()?;
-            print!("{}", plan.diff(&loaded)?.to_text());
+            out!("{}", plan.diff(&loaded)?.to_text());
         } else if self.json {
-            print!("{}", plan.to_json());
+            out!("{}", plan.to_json());
         } else {
-            print!("{}", plan.to_text());
+            out!("{}", plan.to_text());
         }
         if let Some(f) = &self.prefix_file {
             std::fs::write(f, set.to_file_text())
@@ -89,10 +89,13 @@ impl PlanCmd {
                 force: self.force,
             };
             let r = prepared.load(&mut gate, &cfg.state_directory, &guard)?;
-            eprint!("{}", r.diff.to_text());
-            eprintln!(
+            err!("{}", r.diff.to_text());
+            errln!(
                 "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
-                r.load.entries, r.load.labels, r.load.generation, r.load.trie
+                r.load.entries,
+                r.load.labels,
+                r.load.generation,
+                r.load.trie
             );
         }
         Ok(ExitCode::SUCCESS)

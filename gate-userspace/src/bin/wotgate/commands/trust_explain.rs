@@ -46,25 +46,25 @@ impl Explain {
         let ok = found.iter().any(|k| k.status.is_trusted());
         let code = exit::code(ok);
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &found.iter().map(|k| key_json(k)).collect::<Vec<_>>()
                 )?
             );
         } else if self.dot {
-            print!("{}", dot(&report, &found));
+            out!("{}", dot(&report, &found));
         } else {
             for k in &found {
-                explain_text(k);
+                explain_text(k)?;
             }
         }
         Ok(code)
     }
 }
 
-fn explain_text(k: &KeyTrust) {
-    println!("{}: {}", k.fingerprint.to_hex(), status_text(&k.status));
+fn explain_text(k: &KeyTrust) -> Result<()> {
+    outln!("{}: {}", k.fingerprint.to_hex(), status_text(&k.status));
     for u in &k.userids {
         let verdict = match (
             u.authenticated,
@@ -79,9 +79,9 @@ fn explain_text(k: &KeyTrust) {
             ),
             _ => "not authenticated".into(),
         };
-        println!("  {:?}: {verdict}", u.userid);
+        outln!("  {:?}: {verdict}", u.userid);
         for (i, s) in u.path.iter().enumerate() {
-            println!(
+            outln!(
                 "    {}. {} certified {} {:?} on {} ({}, {})",
                 i + 1,
                 s.issuer.to_hex(),
@@ -94,7 +94,7 @@ fn explain_text(k: &KeyTrust) {
         }
     }
     for r in &k.rejected {
-        println!(
+        outln!(
             "  not counted: certification of {:?} by {} ({}): {}",
             r.userid,
             r.issuer.to_hex(),
@@ -103,11 +103,12 @@ fn explain_text(k: &KeyTrust) {
         );
     }
     if k.certifications_cut > 0 {
-        println!(
+        outln!(
             "  {} certification(s) cut by flooding limits",
             k.certifications_cut
         );
     }
+    Ok(())
 }
 
 fn dot(report: &TrustReport, found: &[&KeyTrust]) -> String {

@@ -36,11 +36,11 @@ impl List {
                 "unknown_issuer_certifications_skipped": report.stats.unknown_issuer,
                 "keys": report.keys().map(key_json).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
         for k in report.keys() {
-            println!("{}  {}", k.fingerprint.to_hex(), status_text(&k.status));
+            outln!("{}  {}", k.fingerprint.to_hex(), status_text(&k.status));
             for u in &k.userids {
                 let mark = if u.authenticated {
                     "[authenticated]"
@@ -49,17 +49,17 @@ impl List {
                 } else {
                     "[           ]"
                 };
-                println!("    {mark} {}", u.userid);
+                outln!("    {mark} {}", u.userid);
             }
             if k.certifications_cut > 0 {
-                println!(
+                outln!(
                     "    ({} certification(s) cut by flooding limits)",
                     k.certifications_cut
                 );
             }
         }
         let trusted = report.keys().filter(|k| k.status.is_trusted()).count();
-        println!(
+        outln!(
             "{} keys, {trusted} trusted at {} (depth {}); {} bad signature(s), {} certification(s) by unknown keys skipped, {} cut by limits",
             report.keys().count(),
             format_time(report.reference_time),

@@ -14,17 +14,17 @@ pub fn evaluate(args: &TrustArgs) -> Result<TrustReport> {
     let trust = args.resolve()?;
     let (ring, problems) = Keyring::load(&trust.keyrings);
     for p in &problems {
-        eprintln!("wotgate: warning: {p}");
+        errln!("wotgate: warning: {p}");
     }
     if ring.is_empty() {
         bail!("no certificate could be loaded from {:?}", trust.keyrings);
     }
     let report = wot::evaluate(&ring, &trust.settings, &StandardPolicy::new());
     for r in &report.missing_roots {
-        eprintln!("wotgate: warning: root {r} is not in the keyring");
+        errln!("wotgate: warning: root {r} is not in the keyring");
     }
     if report.stats.cut_by_limits > 0 {
-        eprintln!(
+        errln!(
             "wotgate: warning: {} certification(s) cut by flooding limits (see per-key counts)",
             report.stats.cut_by_limits
         );
