@@ -9,9 +9,13 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::policy::Policy;
 
+mod guard;
+
+pub use guard::{GuardError, LoadGuard, MIN_ALLOW_LEN};
+
 use crate::gate::{swap::LoadReport, Gate, GateError};
 use crate::model::config::Config;
-use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
+use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::settings::{AcceptRules, TestingPolicy};
 use crate::model::time::{format_time, Timestamp};
 use crate::plan::{Plan, PlanDiff, PlanError};
@@ -33,66 +37,15 @@ pub enum ApplyError {
     /// Some input could not be read completely; nothing was loaded.
     #[error("refusing to load: {} input problem(s), so the plan may be missing trusted peers: {}; nothing was loaded (fix the inputs, or force the load)", problems.len(), problems.join("; "))]
     Incomplete { problems: Vec<String> },
-    /// The plan would take away too much of the trusted set; nothing was loaded.
+    /// The guard refused the new set; nothing was loaded.
     #[error(transparent)]
-    Shrink(Box<ShrinkError>),
+    Guard(Box<GuardError>),
     /// The set IS in the kernel; only the rollback state is behind.
     #[error("the plan IS loaded ({} entries, generation {}) and the gate enforces it, but the accepted serials could not be recorded in the state directory, which still holds the previous serials (rollback protection lags until the next successful load): {source}", load.entries, load.generation)]
     RecordAfterLoad {
         load: Box<LoadReport>,
         source: StateError,
     },
-}
-
-/// How much a load may take away from the trusted set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoadGuard {
-    /// Most of the loaded allow entries a load may take away, in percent
-    /// (a load that leaves no allow entry at all is refused regardless).
-    pub max_shrink_percent: u8,
-    /// Load anyway: incomplete inputs and any shrink are accepted.
-    pub force: bool,
-}
-
-/// A load refused because it would take away too much of the trusted set.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to load: the new set would take away {} of the {loaded_allows} trusted (allow) entries loaded now, {}; nothing was loaded. It would lose: {}{}. If that is intended, force the load", lost.len(), if *remaining_allows == 0 { "leaving nothing trusted (every SYN to a protected port would be dropped)".to_string() } else { format!("more than the {max_shrink_percent}% bound") }, lost.iter().take(10).map(|e| format!("{} {} {}", e.verdict, e.prefix, e.label).trim_end().to_string()).collect::<Vec<_>>().join(", "), if lost.len() > 10 { format!(" and {} more", lost.len() - 10) } else { String::new() })]
-pub struct ShrinkError {
-    pub loaded_allows: usize,
-    pub remaining_allows: usize,
-    pub max_shrink_percent: u8,
-    /// Allow entries of the loaded set that the new set removes or turns to deny.
-    pub lost: Vec<PrefixEntry>,
-}
-
-impl LoadGuard {
-    /// Refuses `after` when it leaves nothing trusted while `before` trusted
-    /// something, or takes away more than the bound of `before`'s allow entries.
-    pub fn check(&self, before: &PrefixSet, after: &PrefixSet) -> Result<(), ShrinkError> {
-        if self.force {
-            return Ok(());
-        }
-        let allows = |s: &PrefixSet| s.iter().filter(|e| e.verdict == Verdict::Allow).count();
-        let loaded_allows = allows(before);
-        let remaining_allows = allows(after);
-        let lost: Vec<PrefixEntry> = before
-            .iter()
-            .filter(|e| e.verdict == Verdict::Allow)
-            .filter(|e| after.get(&e.prefix).map(|n| n.verdict) != Some(Verdict::Allow))
-            .cloned()
-            .collect();
-        let bound = (loaded_allows * usize::from(self.max_shrink_percent) / 100).max(1);
-        let emptied = loaded_allows > 0 && remaining_allows == 0;
-        if emptied || lost.len() > bound {
-            return Err(ShrinkError {
-                loaded_allows,
-                remaining_allows,
-                max_shrink_percent: self.max_shrink_percent,
-                lost,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// A judged plan, ready to load.
@@ -221,7 +174,7 @@ impl Prepared {
         let before = gate.active_set()?;
         guard
             .check(&before, &self.set)
-            .map_err(|e| ApplyError::Shrink(Box::new(e)))?;
+            .map_err(|e| ApplyError::Guard(Box::new(e)))?;
         let diff = PlanDiff::between(&before, &self.set);
         let load = gate.load_set(&self.set)?;
         let recorded = self.accepted_serials();
@@ -240,51 +193,5 @@ impl Prepared {
             load,
             recorded,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(lines: &str) -> PrefixSet {
-        PrefixSet::parse(lines, "t").unwrap()
-    }
-
-    const GUARD: LoadGuard = LoadGuard {
-        max_shrink_percent: 50,
-        force: false,
-    };
-
-    #[test]
-    fn guard_refuses_emptying_and_large_shrinks() {
-        let four = set("allow 2001:db8:1::/48 a\nallow 2001:db8:2::/48 b\nallow 2001:db8:3::/48 c\nallow 2001:db8:4::/48 d\n");
-        let e = GUARD.check(&four, &PrefixSet::new()).unwrap_err();
-        assert_eq!(
-            (e.loaded_allows, e.remaining_allows, e.lost.len()),
-            (4, 0, 4)
-        );
-        assert!(e.to_string().contains("leaving nothing trusted"), "{e}");
-        assert!(e.to_string().contains("allow 2001:db8:1::/48 a"), "{e}");
-        // Only denies left is nothing trusted too.
-        let denies = set("deny 2001:db8:1::/48 a\n");
-        assert!(GUARD.check(&four, &denies).is_err());
-        // Two of four is at the bound: allowed; three is past it.
-        let two = set("allow 2001:db8:1::/48 a\nallow 2001:db8:2::/48 b\n");
-        assert!(GUARD.check(&four, &two).is_ok());
-        let one = set("allow 2001:db8:1::/48 a\n");
-        let e = GUARD.check(&four, &one).unwrap_err();
-        assert!(e.to_string().contains("more than the 50% bound"), "{e}");
-        // Growing, or starting from nothing, is always fine; force overrides.
-        assert!(GUARD.check(&PrefixSet::new(), &one).is_ok());
-        assert!(GUARD.check(&one, &four).is_ok());
-        let force = LoadGuard {
-            force: true,
-            ..GUARD
-        };
-        assert!(force.check(&four, &PrefixSet::new()).is_ok());
-        // A single entry may be replaced by another.
-        let other = set("allow 2001:db8:9::/48 z\n");
-        assert!(GUARD.check(&one, &other).is_ok());
     }
 }
