@@ -153,7 +153,7 @@ mod tests {
         for broad in [
             "allow ::/0 everyone\n",
             "allow 2000::/3\n",
-            "allow 2001::/15\n",
+            "allow 2000::/15\n",
         ] {
             let e = GUARD.check(&PrefixSet::new(), &set(broad)).unwrap_err();
             assert!(matches!(e, GuardError::TooBroad { .. }), "{broad}");
