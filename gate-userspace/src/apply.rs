@@ -33,7 +33,8 @@ pub enum ApplyError {
     /// The set IS in the kernel; only the rollback state is behind.
     #[error("the plan was loaded ({} entries, generation {}), but the accepted serials could not be recorded, so rollback protection still holds the previous serials: {source}", load.entries, load.generation)]
     RecordAfterLoad {
-        load: LoadReport,
+        /// Boxed: the report is large and this error is rare.
+        load: Box<LoadReport>,
         source: StateError,
     },
 }
@@ -155,7 +156,10 @@ impl Prepared {
             state.record(domain, *serial);
         }
         if let Err(source) = state.save(state_dir) {
-            return Err(ApplyError::RecordAfterLoad { load, source });
+            return Err(ApplyError::RecordAfterLoad {
+                load: Box::new(load),
+                source,
+            });
         }
         Ok(Applied {
             diff,
