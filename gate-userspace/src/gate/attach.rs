@@ -17,6 +17,12 @@ pub enum Mode {
     Skb,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,12 +71,8 @@ pub(super) fn is_link_pin(p: &Path) -> bool {
 /// namespace and is not loopback (test runs are recognised by loopback's index).
 pub fn check_iface(iface: &str) -> Result<()> {
     match sys::ifindex(iface) {
-        None => Err(GateError::Invalid(format!(
-            "no interface {iface:?} in this network namespace"
-        ))),
-        Some(gate_common::TEST_RUN_IFINDEX) => Err(GateError::Invalid(
-            "the gate does not attach to loopback".into(),
-        )),
+        None => Err(GateError::NoSuchInterface(iface.to_string())),
+        Some(gate_common::TEST_RUN_IFINDEX) => Err(GateError::Loopback(iface.to_string())),
         Some(_) => Ok(()),
     }
 }
@@ -100,23 +102,27 @@ impl Gate {
                 if a.mode == mode {
                     return Ok(a);
                 }
-                return Err(GateError::Invalid(format!(
-                    "{iface} is already gated in {} mode; detach it first",
-                    a.mode.as_str()
-                )));
+                return Err(GateError::AlreadyAttached {
+                    iface: iface.to_string(),
+                    mode: a.mode,
+                });
             }
         }
         let mut prog = self.program()?;
-        let id = prog.attach(iface, mode.xdp_mode()).map_err(|e| {
-            GateError::Invalid(format!(
-                "attaching to {iface} in {} mode failed: {e} (another XDP program on it? driver without native XDP? try --mode skb)",
-                mode.as_str()
-            ))
-        })?;
+        let id = prog
+            .attach(iface, mode.xdp_mode())
+            .map_err(|source| GateError::AttachFailed {
+                iface: iface.to_string(),
+                mode,
+                source,
+            })?;
         let link: FdLink = prog
             .take_link(id)?
             .try_into()
-            .map_err(|e| GateError::Invalid(format!("XDP link on {iface}: {e}")))?;
+            .map_err(|source| GateError::XdpLink {
+                iface: iface.to_string(),
+                source,
+            })?;
         let path = link_pin(&self.pin_dir, mode, iface);
         link.pin(&path).map_err(|source| GateError::Pin {
             path: path.clone(),
@@ -125,7 +131,7 @@ impl Gate {
         self.attachments()?
             .into_iter()
             .find(|a| a.iface == iface)
-            .ok_or_else(|| GateError::Invalid(format!("link on {iface} vanished after pinning")))
+            .ok_or_else(|| GateError::LinkVanished(iface.to_string()))
     }
 
     /// Detaches from `iface` by removing its link pin. Returns false when

@@ -27,11 +27,14 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wotgate";
 /// Name of the program pin inside the pin directory.
 const PROG_PIN: &str = "prog";
 
-/// Everything that can go wrong talking to the gate in the kernel.
+/// Everything that can go wrong talking to the gate in the kernel. One
+/// variant per problem, so a daemon can count them and act on each.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("this wotgate was built without the XDP program; build with `cargo xtask build` (WOTGATE_BUILD_EBPF=1)")]
     NoObject,
+    #[error("the XDP object has no program {0:?}; it does not match this wotgate (rebuild both with `cargo xtask build`)")]
+    MissingProgram(&'static str),
     #[error("no gate pinned at {0}: attach one first (wotgate attach --iface IF)")]
     NotPinned(PathBuf),
     #[error("{path}: {source}")]
@@ -54,18 +57,77 @@ pub enum GateError {
         path: PathBuf,
         source: aya::pin::PinError,
     },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the new set did not verify after filling trie {trie}: {problem}; the active set is unchanged")]
-    Verify { trie: usize, problem: String },
+    #[error("map read on {name}: {source}")]
+    Read {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("map update on {name}: {source}")]
     Update {
         name: &'static str,
         source: aya::maps::MapError,
     },
+
+    // Settings.
+    #[error("between 1 and {max} protected ports, got {got}", max = MAX_PORTS)]
+    PortCount { got: usize },
+    #[error("port 0 cannot be protected")]
+    PortZero,
+    #[error("at most {max} protected destinations, got {got}")]
+    TooManyProtected { got: usize, max: usize },
+
+    // Interfaces and links.
+    #[error("no interface {0:?} in this network namespace")]
+    NoSuchInterface(String),
+    #[error("the gate does not attach to loopback ({0}): test runs are recognised by its index")]
+    Loopback(String),
+    #[error("{iface} is already gated in {mode} mode; detach it first")]
+    AlreadyAttached { iface: String, mode: attach::Mode },
+    #[error("attaching to {iface} in {mode} mode failed: {source} (another XDP program on it? driver without native XDP? try --mode skb)")]
+    AttachFailed {
+        iface: String,
+        mode: attach::Mode,
+        source: aya::programs::ProgramError,
+    },
+    #[error("XDP link on {iface}: {source}")]
+    XdpLink {
+        iface: String,
+        source: aya::programs::links::LinkError,
+    },
+    #[error("link on {0} vanished after pinning")]
+    LinkVanished(String),
+
+    // The trusted set.
+    #[error("more than {max} distinct labels; the gate's label table is full")]
+    LabelsFull { max: u32 },
+    #[error("the new set did not verify after filling trie {trie}: {problem}; the active set is unchanged")]
+    Verify { trie: usize, problem: String },
+    #[error("trie {trie} holds entries that do not form a set: {problem}")]
+    Inconsistent { trie: usize, problem: String },
+
+    // Test runs and captures.
+    #[error("the program counted no reason for a test packet")]
+    NoReason,
+    #[error("{path}: {source}")]
+    Pcap {
+        path: PathBuf,
+        source: pcap_file::PcapError,
+    },
+    #[error("{path}: link type {link} is not supported (Ethernet, Linux cooked or raw IP)")]
+    PcapLinkType { path: PathBuf, link: String },
 }
 
 pub type Result<T, E = GateError> = std::result::Result<T, E>;
+
+/// Maps a failed map read to [`GateError::Read`].
+pub(crate) fn read_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
+    move |source| GateError::Read { name, source }
+}
+
+/// Maps a failed map write or delete to [`GateError::Update`].
+pub(crate) fn update_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
+    move |source| GateError::Update { name, source }
+}
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError + '_ {
     move |source| GateError::Io {
@@ -96,19 +158,19 @@ impl Default for Settings {
 impl Settings {
     pub fn validate(&self) -> Result<()> {
         if self.ports.is_empty() || self.ports.len() > MAX_PORTS {
-            return Err(GateError::Invalid(format!(
-                "between 1 and {MAX_PORTS} protected ports, got {}",
-                self.ports.len()
-            )));
+            return Err(GateError::PortCount {
+                got: self.ports.len(),
+            });
         }
         if self.ports.contains(&0) {
-            return Err(GateError::Invalid("port 0 cannot be protected".into()));
+            return Err(GateError::PortZero);
         }
-        if self.protect.len() > gate_common::PROTECT_MAX_ENTRIES as usize {
-            return Err(GateError::Invalid(format!(
-                "at most {} protected destinations",
-                gate_common::PROTECT_MAX_ENTRIES
-            )));
+        let max = gate_common::PROTECT_MAX_ENTRIES as usize;
+        if self.protect.len() > max {
+            return Err(GateError::TooManyProtected {
+                got: self.protect.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -145,7 +207,7 @@ impl Gate {
                 .load(crate::EBPF_OBJECT)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(gate_common::PROGRAM_NAME)
-                .ok_or_else(|| GateError::Invalid("object has no wotgate program".into()))?
+                .ok_or(GateError::MissingProgram(gate_common::PROGRAM_NAME))?
                 .try_into()?;
             prog.load()?;
             prog.pin(&prog_pin).map_err(|source| GateError::Pin {
@@ -209,17 +271,14 @@ impl Gate {
             .load(crate::EBPF_OBJECT)?;
         let prog: &mut Xdp = ebpf
             .program_mut("pass_only")
-            .ok_or_else(|| GateError::Invalid("object has no pass_only program".into()))?
+            .ok_or(GateError::MissingProgram("pass_only"))?
             .try_into()?;
         prog.load()?;
         Ok(ebpf)
     }
 
     fn raw_config(&self) -> Result<GateConfig> {
-        self.config.get(&0, 0).map_err(|source| GateError::Update {
-            name: maps::CONFIG,
-            source,
-        })
+        self.config.get(&0, 0).map_err(read_err(maps::CONFIG))
     }
 
     /// The gate-wide settings currently in force.
@@ -245,10 +304,7 @@ impl Gate {
     pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
         s.validate()?;
         let _guard = self.lock()?;
-        let upd = |source| GateError::Update {
-            name: maps::PROTECT,
-            source,
-        };
+        let upd = update_err(maps::PROTECT);
         let old: Vec<_> = self.protect.keys().filter_map(|k| k.ok()).collect();
         let wanted: Vec<_> = s
             .protect
@@ -271,10 +327,7 @@ impl Gate {
         }
         self.config
             .set(0, cfg, 0)
-            .map_err(|source| GateError::Update {
-                name: maps::CONFIG,
-                source,
-            })?;
+            .map_err(update_err(maps::CONFIG))?;
         for k in old {
             let keep = wanted
                 .iter()
@@ -294,10 +347,7 @@ impl Gate {
                 let v = self
                     .counters
                     .get(&(*r as u32), 0)
-                    .map_err(|source| GateError::Update {
-                        name: maps::COUNTERS,
-                        source,
-                    })?;
+                    .map_err(read_err(maps::COUNTERS))?;
                 Ok((*r, v.iter().sum()))
             })
             .collect()
@@ -354,4 +404,36 @@ pub fn purge(pin_dir: &Path) -> Result<()> {
         std::fs::remove_file(&p).map_err(io_err(&p))?;
     }
     std::fs::remove_dir(pin_dir).map_err(io_err(pin_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_problems_are_told_apart() {
+        let with = |ports: Vec<u16>, protect: usize| Settings {
+            ports,
+            observe: false,
+            protect: vec!["2001:db8::/64".parse().unwrap(); protect],
+        };
+        assert!(with(vec![25], 0).validate().is_ok());
+        assert!(matches!(
+            with(vec![], 0).validate(),
+            Err(GateError::PortCount { got: 0 })
+        ));
+        assert!(matches!(
+            with(vec![25; MAX_PORTS + 1], 0).validate(),
+            Err(GateError::PortCount { .. })
+        ));
+        assert!(matches!(
+            with(vec![25, 0], 0).validate(),
+            Err(GateError::PortZero)
+        ));
+        let e = with(vec![25], gate_common::PROTECT_MAX_ENTRIES as usize + 1)
+            .validate()
+            .unwrap_err();
+        assert!(matches!(e, GateError::TooManyProtected { .. }), "{e}");
+        assert!(e.to_string().starts_with("at most "), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use gate_common::{maps, Reason, REASON_COUNT};
 
-use super::{Gate, GateError, Result};
+use super::{read_err, Gate, GateError, Result};
 
 /// XDP_DROP and XDP_PASS as the kernel returns them.
 pub const XDP_DROP: u32 = 1;
@@ -67,10 +67,7 @@ impl Gate {
                 self.counters
                     .get(&(REASON_COUNT + i), 0)
                     .map(|v| v.iter().sum())
-                    .map_err(|source| GateError::Update {
-                        name: maps::COUNTERS,
-                        source,
-                    })
+                    .map_err(read_err(maps::COUNTERS))
             })
             .collect()
     }
@@ -95,9 +92,7 @@ impl Runner<'_> {
             }
         }
         self.last = now;
-        let reason = reason.ok_or_else(|| {
-            GateError::Invalid("the program counted no reason for a test packet".into())
-        })?;
+        let reason = reason.ok_or(GateError::NoReason)?;
         Ok(Outcome {
             action: res.return_value,
             reason,
@@ -109,7 +104,10 @@ impl Runner<'_> {
 /// (Linux cooked) or raw IP get a synthetic Ethernet header.
 pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
     use pcap_file::{pcap::PcapReader, DataLink};
-    let err = |e: pcap_file::PcapError| GateError::Invalid(format!("{}: {e}", path.display()));
+    let err = |source| GateError::Pcap {
+        path: path.to_path_buf(),
+        source,
+    };
     let f = std::fs::File::open(path).map_err(|source| GateError::Io {
         path: path.to_path_buf(),
         source,
@@ -131,10 +129,10 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
             }
             DataLink::LINUX_SLL | DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Vec::new(),
             other => {
-                return Err(GateError::Invalid(format!(
-                    "{}: link type {other:?} is not supported (Ethernet, Linux cooked or raw IP)",
-                    path.display()
-                )))
+                return Err(GateError::PcapLinkType {
+                    path: path.to_path_buf(),
+                    link: format!("{other:?}"),
+                })
             }
         };
         out.push(frame);

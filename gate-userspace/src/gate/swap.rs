@@ -10,7 +10,7 @@ use aya::maps::lpm_trie::Key;
 use gate_common::{maps, Entry, Label, Meta};
 use ipnet::Ipv6Net;
 
-use super::{Gate, GateError, Result};
+use super::{read_err as rd, update_err as upd, Gate, GateError, Result};
 use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
 
 /// What a swap did and how long each step took.
@@ -33,10 +33,6 @@ pub struct LoadReport {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
-}
-
-fn upd(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError {
-    move |source| GateError::Update { name, source }
 }
 
 fn key_of(net: &Ipv6Net) -> Key<[u8; 16]> {
@@ -69,11 +65,11 @@ fn text_of(l: &Label) -> String {
 impl Gate {
     /// Index (0 or 1) of the trie the datapath reads now.
     pub fn active_trie(&self) -> Result<usize> {
-        Ok((self.active.get(&0, 0).map_err(upd(maps::ACTIVE))? & 1) as usize)
+        Ok((self.active.get(&0, 0).map_err(rd(maps::ACTIVE))? & 1) as usize)
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        self.meta.get(&0, 0).map_err(upd(maps::META))
+        self.meta.get(&0, 0).map_err(rd(maps::META))
     }
 
     /// Replaces the trusted set atomically. The active trie is never
@@ -90,7 +86,7 @@ impl Gate {
         let old: Vec<_> = self.trust[target]
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(upd(maps::TRUST[target]))?;
+            .map_err(rd(maps::TRUST[target]))?;
         for k in &old {
             self.trust[target]
                 .remove(k)
@@ -99,7 +95,7 @@ impl Gate {
         let old_labels: Vec<u32> = self.labels[target]
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(upd(maps::LABELS[target]))?;
+            .map_err(rd(maps::LABELS[target]))?;
         for k in &old_labels {
             self.labels[target]
                 .remove(k)
@@ -118,10 +114,9 @@ impl Gate {
             let id = *label_ids.entry(e.label.as_str()).or_insert(next);
             if id == next {
                 if next >= gate_common::LABELS_MAX_ENTRIES {
-                    return Err(GateError::Invalid(format!(
-                        "more than {} distinct labels; the gate's label table is full",
-                        gate_common::LABELS_MAX_ENTRIES
-                    )));
+                    return Err(GateError::LabelsFull {
+                        max: gate_common::LABELS_MAX_ENTRIES,
+                    });
                 }
                 self.labels[target]
                     .insert(id, label_of(&e.label), 0)
@@ -143,7 +138,7 @@ impl Gate {
         let t = Instant::now();
         let mut seen = 0usize;
         for k in self.trust[target].keys() {
-            let k = k.map_err(upd(maps::TRUST[target]))?;
+            let k = k.map_err(rd(maps::TRUST[target]))?;
             seen += 1;
             let net = net_of(&k).ok_or_else(|| GateError::Verify {
                 trie: target,
@@ -192,12 +187,12 @@ impl Gate {
     pub fn read_set(&self, trie: usize) -> Result<PrefixSet> {
         let mut labels = BTreeMap::new();
         for item in self.labels[trie].iter() {
-            let (k, v) = item.map_err(upd(maps::LABELS[trie]))?;
+            let (k, v) = item.map_err(rd(maps::LABELS[trie]))?;
             labels.insert(k, text_of(&v));
         }
         let mut set = PrefixSet::new();
         for item in self.trust[trie].iter() {
-            let (k, v) = item.map_err(upd(maps::TRUST[trie]))?;
+            let (k, v) = item.map_err(rd(maps::TRUST[trie]))?;
             let Some(prefix) = net_of(&k) else { continue };
             let verdict = Verdict::from_raw(v.verdict).unwrap_or(Verdict::Deny);
             let label = labels.get(&v.source).cloned().unwrap_or_default();
@@ -206,7 +201,7 @@ impl Gate {
                 prefix,
                 label,
             })
-            .map_err(GateError::Invalid)?;
+            .map_err(|problem| GateError::Inconsistent { trie, problem })?;
         }
         Ok(set)
     }
@@ -224,7 +219,7 @@ impl Gate {
                 e.source,
             ))),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(upd(maps::TRUST[trie])(e)),
+            Err(e) => Err(rd(maps::TRUST[trie])(e)),
         }
     }
 
