@@ -285,12 +285,6 @@ pub fn wotgate_maps(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
-/// The benchmark's baseline: passes every packet, touches nothing.
-#[xdp]
-pub fn pass_only(_ctx: XdpContext) -> u32 {
-    XDP_PASS
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

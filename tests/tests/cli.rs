@@ -7,8 +7,8 @@ use std::{
     process::Output,
 };
 
+use integration_tests::packet::{Builder, ACK, SYN};
 use integration_tests::{netns::NetNs, unique, wotgate_bin, wotgate_cmd, PinnedGate};
-use wotgate::packet::{Builder, ACK, SYN};
 
 fn wotgate(pin: &Path, args: &[&str]) -> Output {
     wotgate_cmd(None, pin, args).output().expect("run wotgate")

@@ -289,7 +289,10 @@ fn enforcing_survives_a_killed_loader() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // Entries go in in prefix order; the 1000th is 2001:db8:8000:3e7::/64.
     let probe = "2001:db8:8000:3e7::1".parse().unwrap();
-    while observer.lookup_in(inactive, probe).unwrap().is_none() {
+    while integration_tests::lookup_in(r.pg.path(), inactive, probe)
+        .unwrap()
+        .is_none()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the load never started filling"

@@ -186,23 +186,18 @@ fn main() -> Result<()> {
             } else {
                 &[]
             })?;
-            let example = match which.as_str() {
+            // The XDP benchmark needs the kernel and test support: it
+            // lives with the integration tests.
+            let (package, example) = match which.as_str() {
                 "xdp" => {
                     setup::require_root("BPF_PROG_TEST_RUN")?;
-                    "bench_xdp"
+                    ("integration-tests", "bench_xdp")
                 }
-                "wot" => "bench_wot",
-                "plan" => "bench_plan",
+                "wot" => ("gate-userspace", "bench_wot"),
+                "plan" => ("gate-userspace", "bench_plan"),
                 other => bail!("unknown benchmark {other:?}: xdp, wot or plan"),
             };
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "gate-userspace",
-                "--example",
-                example,
-            ];
+            let mut args = vec!["run", "--release", "-p", package, "--example", example];
             if record {
                 args.extend(["--", "--record"]);
             }

@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 
 use super::{
     attach::Attachment,
-    replay::{Outcome, XDP_DROP},
+    replay::{syn_frame, Outcome, XDP_DROP},
     Gate, Result, Settings,
 };
 use crate::model::prefixes::{PrefixEntry, Verdict};
@@ -175,8 +175,7 @@ impl Gate {
         let mut runner = self.runner()?;
         let mut ports = Vec::new();
         for &port in &settings.ports {
-            let pkt = crate::packet::Builder::ipv6_tcp(addr, dst, 40000, port, crate::packet::SYN)
-                .build();
+            let pkt = syn_frame(addr, dst, 40000, port);
             ports.push(PortVerdict {
                 port,
                 destination: dst,

@@ -260,23 +260,6 @@ impl Gate {
         Ok(Xdp::from_pin(&path, XdpAttachType::Interface)?)
     }
 
-    /// Loads the object's pass-only program (sharing this gate's pinned
-    /// maps): the baseline the benchmark compares against.
-    pub fn load_baseline(&self) -> Result<aya::Ebpf> {
-        if crate::EBPF_OBJECT.is_empty() {
-            return Err(GateError::NoObject);
-        }
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&self.pin_dir)
-            .load(crate::EBPF_OBJECT)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut("pass_only")
-            .ok_or(GateError::MissingProgram("pass_only"))?
-            .try_into()?;
-        prog.load()?;
-        Ok(ebpf)
-    }
-
     fn raw_config(&self) -> Result<GateConfig> {
         self.config.get(&0, 0).map_err(read_err(maps::CONFIG))
     }

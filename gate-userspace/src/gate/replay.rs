@@ -1,7 +1,7 @@
 //! Running packets through the real loaded program with `BPF_PROG_TEST_RUN`:
 //! per-packet verdicts for `check` and `replay`, and pcap reading.
 
-use std::path::Path;
+use std::{net::Ipv6Addr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use gate_common::{maps, Reason, REASON_COUNT};
@@ -99,6 +99,42 @@ impl Runner<'_> {
         })
     }
 }
+
+/// An Ethernet frame carrying a bare TCP SYN from `[src]:sport` to
+/// `[dst]:dport`: the probe `check` runs through the program.
+pub fn syn_frame(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 40 + 20);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x25, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xDD]);
+    // IPv6: version 6, 20 bytes of payload, next header TCP, hop limit 64.
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, IPPROTO_TCP, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    // TCP: ports, sequence 1, no ack, 5-word header, SYN, window 65535.
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        5 << 4,
+        TCP_SYN,
+        0xff,
+        0xff,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    f
+}
+
+const IPPROTO_TCP: u8 = 6;
+const TCP_SYN: u8 = 0x02;
 
 /// Frames of a capture, as Ethernet frames. Captures taken on `any`
 /// (Linux cooked) or raw IP get a synthetic Ethernet header.

@@ -206,32 +206,10 @@ impl Gate {
         Ok(set)
     }
 
-    /// The longest-prefix match for `addr` in one trie, as the datapath
-    /// would find it (for probes and tests; `None` = no match).
-    pub fn lookup_in(
-        &self,
-        trie: usize,
-        addr: std::net::Ipv6Addr,
-    ) -> Result<Option<(Verdict, u32)>> {
-        match self.trust[trie].get(&Key::new(128, addr.octets()), 0) {
-            Ok(e) => Ok(Some((
-                Verdict::from_raw(e.verdict).unwrap_or(Verdict::Deny),
-                e.source,
-            ))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(rd(maps::TRUST[trie])(e)),
-        }
-    }
-
     /// The set the datapath reads now.
     pub fn active_set(&self) -> Result<PrefixSet> {
         self.read_set(self.active_trie()?)
     }
-}
-
-/// Convenience for callers that hold only a pin directory (e.g. `plan --load`).
-pub fn load_prefix_set(pin_dir: &std::path::Path, set: &PrefixSet) -> Result<LoadReport> {
-    Gate::open(pin_dir)?.load_set(set)
 }
 
 #[cfg(test)]
