@@ -1,7 +1,7 @@
 //! Everything an operator needs to see about the gate, read from the pins
 //! alone: attachments, settings, the active set with labels, counters.
 
-use std::net::Ipv6Addr;
+use std::{fmt::Write, net::Ipv6Addr};
 
 use super::{
     attach::Attachment,
@@ -63,9 +63,21 @@ impl Gate {
 }
 
 impl Status {
+    /// The human-readable report `inspect` prints.
     pub fn to_text(&self) -> String {
-        use std::fmt::Write;
         let mut s = String::new();
+        self.write_program(&mut s);
+        self.write_settings(&mut s);
+        self.write_attachments(&mut s);
+        self.write_set(&mut s);
+        let _ = writeln!(s, "counters");
+        for (name, n) in &self.counters {
+            let _ = writeln!(s, "  {name:20} {n}");
+        }
+        s
+    }
+
+    fn write_program(&self, s: &mut String) {
         let yn = |b: Option<bool>| match b {
             Some(true) => "yes",
             Some(false) => "no",
@@ -82,6 +94,9 @@ impl Status {
                 None => String::new(),
             }
         );
+    }
+
+    fn write_settings(&self, s: &mut String) {
         let _ = writeln!(s, "mode         {}", self.mode);
         let ports: Vec<String> = self.settings.ports.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(s, "ports        {}", ports.join(", "));
@@ -99,6 +114,9 @@ impl Status {
                 .collect();
             let _ = writeln!(s, "protects     {} (IPv4 passes)", p.join(", "));
         }
+    }
+
+    fn write_attachments(&self, s: &mut String) {
         if self.attachments.is_empty() {
             let _ = writeln!(s, "attached     nowhere");
         }
@@ -117,6 +135,9 @@ impl Status {
                 }
             );
         }
+    }
+
+    fn write_set(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "trusted set  generation {} in trie {} ({} entries; other trie {})",
@@ -134,11 +155,6 @@ impl Status {
                 e.label
             );
         }
-        let _ = writeln!(s, "counters");
-        for (name, n) in &self.counters {
-            let _ = writeln!(s, "  {name:20} {n}");
-        }
-        s
     }
 }
 

@@ -76,13 +76,39 @@ impl Gate {
     /// written; on any error the datapath keeps the set it had.
     pub fn load_set(&mut self, set: &PrefixSet) -> Result<LoadReport> {
         let _guard = self.lock()?;
-        let active = self.active_trie()?;
-        let target = 1 - active;
+        let target = 1 - self.active_trie()?;
         let mut meta = self.meta()?;
 
-        // 1. Empty the inactive trie and its labels (removing entry by entry
-        //    from user space: the kernel never frees a big trie at once).
         let t = Instant::now();
+        let cleared = self.clear_trie(target, &mut meta)?;
+        let clear_time = t.elapsed();
+
+        let t = Instant::now();
+        let labels = self.fill_trie(target, set)?;
+        let fill_time = t.elapsed();
+
+        let t = Instant::now();
+        self.check_trie(target, set)?;
+        let check_time = t.elapsed();
+
+        let generation = self.flip_to(target, set.len(), &mut meta)?;
+        Ok(LoadReport {
+            generation,
+            trie: target,
+            entries: set.len(),
+            labels,
+            cleared,
+            clear_time,
+            fill_time,
+            check_time,
+        })
+    }
+
+    /// Step 1 of a load: empties the inactive trie `target` and its labels,
+    /// entry by entry from user space (the kernel never frees a big trie
+    /// at once), and marks it empty in the metadata. Returns how many
+    /// entries it removed.
+    fn clear_trie(&mut self, target: usize, meta: &mut Meta) -> Result<usize> {
         let old: Vec<_> = self.trust[target]
             .keys()
             .collect::<Result<_, _>>()
@@ -103,11 +129,13 @@ impl Gate {
         }
         meta.entries[target] = 0;
         meta.generation[target] = 0;
-        self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
-        let clear_time = t.elapsed();
+        self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
+        Ok(old.len())
+    }
 
-        // 2. Fill it.
-        let t = Instant::now();
+    /// Step 2: writes every entry of `set` and its label into the emptied
+    /// trie `target`. Returns the number of distinct labels.
+    fn fill_trie(&mut self, target: usize, set: &PrefixSet) -> Result<usize> {
         let mut label_ids: BTreeMap<&str, u32> = BTreeMap::new();
         for e in set.iter() {
             let next = label_ids.len() as u32;
@@ -130,12 +158,13 @@ impl Gate {
                 .insert(&key_of(&e.prefix), value, 0)
                 .map_err(upd(maps::TRUST[target]))?;
         }
-        let fill_time = t.elapsed();
+        Ok(label_ids.len())
+    }
 
-        // 3. Check it: exactly the wanted prefixes are in the trie (keys
-        //    only: the values were written by the inserts above, under the
-        //    lock, into a trie nobody else writes).
-        let t = Instant::now();
+    /// Step 3: exactly the wanted prefixes are in trie `target` (keys only:
+    /// the values were written by the inserts of step 2, under the lock,
+    /// into a trie nobody else writes).
+    fn check_trie(&self, target: usize, set: &PrefixSet) -> Result<()> {
         let mut seen = 0usize;
         for k in self.trust[target].keys() {
             let k = k.map_err(rd(maps::TRUST[target]))?;
@@ -157,30 +186,25 @@ impl Gate {
                 problem: format!("{seen} entries in the trie, {} wanted", set.len()),
             });
         }
-        let check_time = t.elapsed();
+        Ok(())
+    }
 
-        // 4. Record and flip. From here on the datapath reads the new set.
+    /// Step 4: records the new generation of trie `target`, then flips the
+    /// selector. From here on the datapath reads the new set. Returns the
+    /// generation.
+    fn flip_to(&mut self, target: usize, entries: usize, meta: &mut Meta) -> Result<u64> {
         let generation = meta.generation[0].max(meta.generation[1]) + 1;
         meta.generation[target] = generation;
-        meta.entries[target] = set.len() as u64;
+        meta.entries[target] = entries as u64;
         meta.loaded_at[target] = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
+        self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
         self.active
             .set(0, target as u32, 0)
             .map_err(upd(maps::ACTIVE))?;
-        Ok(LoadReport {
-            generation,
-            trie: target,
-            entries: set.len(),
-            labels: label_ids.len(),
-            cleared: old.len(),
-            clear_time,
-            fill_time,
-            check_time,
-        })
+        Ok(generation)
     }
 
     /// Reads one trie back as a prefix set with its labels.
