@@ -10,7 +10,7 @@ pub mod world;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{lpm_trie::Key, lpm_trie::LpmTrie, Map, MapData};
-use gate_common::{maps, Entry, Ipv6Addr};
+use gate_common::{maps, Entry, Ipv6Bytes};
 use wotgate::{
     gate::{self, Gate},
     model::prefixes::Verdict,
@@ -90,7 +90,7 @@ pub fn lookup_in(
     addr: std::net::Ipv6Addr,
 ) -> anyhow::Result<Option<(Verdict, u32)>> {
     let data = MapData::from_pin(pin_dir.join(maps::TRUST[trie]))?;
-    let map: LpmTrie<MapData, Ipv6Addr, Entry> = Map::from_map_data(data)?.try_into()?;
+    let map: LpmTrie<MapData, Ipv6Bytes, Entry> = Map::from_map_data(data)?.try_into()?;
     match map.get(&Key::new(128, addr.octets()), 0) {
         Ok(e) => Ok(Some((
             Verdict::from_raw(e.verdict).unwrap_or(Verdict::Deny),

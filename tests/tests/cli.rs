@@ -260,7 +260,7 @@ fn a_new_process_reuses_the_pinned_program_and_link() {
             "attach",
             "--iface",
             &ifname,
-            "--mode",
+            "--xdp-mode",
             "skb",
         ])
         .output()

@@ -83,7 +83,7 @@ fn rig(tag: &str, mode: &str) -> Rig {
     run(
         &pair.server,
         pg.path(),
-        &["attach", "--iface", &pair.server_if, "--mode", mode],
+        &["attach", "--iface", &pair.server_if, "--xdp-mode", mode],
     );
     let file = tempfile_path::TempFile(
         std::env::temp_dir().join(format!("{}.prefixes", pair.server.name)),

@@ -37,8 +37,9 @@ enum Cmd {
     BuildAndAttach {
         #[arg(long)]
         iface: String,
+        /// native (in the driver) or skb (generic XDP, slow).
         #[arg(long, default_value = "native")]
-        mode: String,
+        xdp_mode: String,
         /// Further `wotgate attach` options (e.g. --observe, --port 25).
         #[arg(last = true)]
         args: Vec<String>,
@@ -171,12 +172,16 @@ fn main() -> Result<()> {
             c.env("WOTGATE_BIN", wotgate);
             run(c)
         }
-        Cmd::BuildAndAttach { iface, mode, args } => {
+        Cmd::BuildAndAttach {
+            iface,
+            xdp_mode,
+            args,
+        } => {
             setup::setup()?;
             setup::require_root("attaching XDP")?;
             let wotgate = build_release()?;
             let mut c = Command::new(wotgate);
-            c.args(["attach", "--iface", &iface, "--mode", &mode])
+            c.args(["attach", "--iface", &iface, "--xdp-mode", &xdp_mode])
                 .args(&args);
             run(c)
         }

@@ -19,7 +19,7 @@ use aya::{
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
-use gate_common::{maps, Entry, GateConfig, Ipv6Addr, Label, Meta, DEFAULT_PORT, MAX_PORTS};
+use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta, DEFAULT_PORT, MAX_PORTS};
 use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
@@ -82,11 +82,14 @@ pub enum GateError {
     #[error("the gate does not attach to loopback ({0}): test runs are recognised by its index")]
     Loopback(String),
     #[error("{iface} is already gated in {mode} mode; detach it first")]
-    AlreadyAttached { iface: String, mode: attach::Mode },
-    #[error("attaching to {iface} in {mode} mode failed: {source} (another XDP program on it? driver without native XDP? try --mode skb)")]
+    AlreadyAttached {
+        iface: String,
+        mode: attach::XdpMode,
+    },
+    #[error("attaching to {iface} in {mode} mode failed: {source} (another XDP program on it? driver without native XDP? try --xdp-mode skb)")]
     AttachFailed {
         iface: String,
-        mode: attach::Mode,
+        mode: attach::XdpMode,
         source: aya::programs::ProgramError,
     },
     #[error("XDP link on {iface}: {source}")]
@@ -182,10 +185,10 @@ pub struct Gate {
     pin_dir: PathBuf,
     config: Array<MapData, GateConfig>,
     active: Array<MapData, u32>,
-    trust: [LpmTrie<MapData, Ipv6Addr, Entry>; 2],
+    trust: [LpmTrie<MapData, Ipv6Bytes, Entry>; 2],
     labels: [HashMap<MapData, u32, Label>; 2],
     meta: Array<MapData, Meta>,
-    protect: LpmTrie<MapData, Ipv6Addr, u32>,
+    protect: LpmTrie<MapData, Ipv6Bytes, u32>,
     counters: PerCpuArray<MapData, u64>,
 }
 

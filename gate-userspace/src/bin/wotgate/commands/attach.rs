@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use ipnet::Ipv6Net;
 use wotgate::gate::{
-    attach::{Mode, SKB_WARNING},
+    attach::{XdpMode, SKB_WARNING},
     Gate, Settings,
 };
 use wotgate::model::prefixes::parse_prefix;
@@ -18,9 +18,10 @@ pub struct Attach {
     /// Interface to gate.
     #[arg(long)]
     iface: String,
-    /// native (driver) XDP, or generic skb mode (slow; explicit choice only).
-    #[arg(long, value_enum, default_value = "native")]
-    mode: Mode,
+    /// How the program hooks into the interface: native (in the driver) or
+    /// skb (generic XDP: slow, for drivers without native XDP).
+    #[arg(long, default_value = "native", value_parser = xdp_mode_parser())]
+    xdp_mode: XdpMode,
     /// Count what would be dropped, drop nothing (safe roll-out).
     #[arg(long)]
     observe: bool,
@@ -33,13 +34,20 @@ pub struct Attach {
     protect: Vec<Ipv6Net>,
 }
 
+/// `--xdp-mode`: the library's modes, listed in the help.
+fn xdp_mode_parser() -> impl clap::builder::TypedValueParser<Value = XdpMode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(XdpMode::ALL.map(XdpMode::as_str))
+        .map(|s| s.parse::<XdpMode>().expect("a listed mode parses"))
+}
+
 fn parse_prefix_arg(s: &str) -> Result<Ipv6Net, String> {
     parse_prefix(s)
 }
 
 impl Attach {
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
-        if self.mode == Mode::Skb {
+        if self.xdp_mode == XdpMode::Skb {
             eprintln!("warning: {SKB_WARNING}");
         }
         // Refuse a wrong interface before pinning anything.
@@ -68,7 +76,7 @@ impl Attach {
             );
         }
         gate.set_settings(&settings)?;
-        let a = gate.attach(&self.iface, self.mode)?;
+        let a = gate.attach(&self.iface, self.xdp_mode)?;
         println!(
             "gate attached to {} ({} mode, link {}, program {}), {} mode, ports {:?}",
             a.iface,
