@@ -41,11 +41,7 @@ impl Gate {
             program_id,
             jited,
             jit_enabled: super::sys::jit_enabled(),
-            mode: if settings.observe {
-                "observe"
-            } else {
-                "enforce"
-            },
+            mode: settings.mode_str(),
             settings,
             attachments: self.attachments()?,
             active_trie: active,

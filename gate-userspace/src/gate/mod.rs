@@ -4,8 +4,11 @@
 pub mod attach;
 pub mod inspect;
 pub mod replay;
+mod settings;
 pub mod swap;
 pub mod sys;
+
+pub use settings::{Settings, SettingsUpdate};
 
 use std::{
     fs::File,
@@ -19,7 +22,7 @@ use aya::{
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
-use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta, DEFAULT_PORT, MAX_PORTS};
+use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta, MAX_PORTS};
 use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
@@ -136,46 +139,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError + '_ {
     move |source| GateError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// Gate-wide settings shared by every attached interface.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Settings {
-    pub ports: Vec<u16>,
-    pub observe: bool,
-    /// Empty: every destination on the interface is protected.
-    pub protect: Vec<Ipv6Net>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            ports: vec![DEFAULT_PORT],
-            observe: false,
-            protect: Vec::new(),
-        }
-    }
-}
-
-impl Settings {
-    pub fn validate(&self) -> Result<()> {
-        if self.ports.is_empty() || self.ports.len() > MAX_PORTS {
-            return Err(GateError::PortCount {
-                got: self.ports.len(),
-            });
-        }
-        if self.ports.contains(&0) {
-            return Err(GateError::PortZero);
-        }
-        let max = gate_common::PROTECT_MAX_ENTRIES as usize;
-        if self.protect.len() > max {
-            return Err(GateError::TooManyProtected {
-                got: self.protect.len(),
-                max,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -390,36 +353,4 @@ pub fn purge(pin_dir: &Path) -> Result<()> {
         std::fs::remove_file(&p).map_err(io_err(&p))?;
     }
     std::fs::remove_dir(pin_dir).map_err(io_err(pin_dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_problems_are_told_apart() {
-        let with = |ports: Vec<u16>, protect: usize| Settings {
-            ports,
-            observe: false,
-            protect: vec!["2001:db8::/64".parse().unwrap(); protect],
-        };
-        assert!(with(vec![25], 0).validate().is_ok());
-        assert!(matches!(
-            with(vec![], 0).validate(),
-            Err(GateError::PortCount { got: 0 })
-        ));
-        assert!(matches!(
-            with(vec![25; MAX_PORTS + 1], 0).validate(),
-            Err(GateError::PortCount { .. })
-        ));
-        assert!(matches!(
-            with(vec![25, 0], 0).validate(),
-            Err(GateError::PortZero)
-        ));
-        let e = with(vec![25], gate_common::PROTECT_MAX_ENTRIES as usize + 1)
-            .validate()
-            .unwrap_err();
-        assert!(matches!(e, GateError::TooManyProtected { .. }), "{e}");
-        assert!(e.to_string().starts_with("at most "), "{e}");
-    }
 }
