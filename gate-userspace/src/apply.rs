@@ -33,7 +33,6 @@ pub enum ApplyError {
     /// The set IS in the kernel; only the rollback state is behind.
     #[error("the plan was loaded ({} entries, generation {}), but the accepted serials could not be recorded, so rollback protection still holds the previous serials: {source}", load.entries, load.generation)]
     RecordAfterLoad {
-        /// Boxed: the report is large and this error is rare.
         load: Box<LoadReport>,
         source: StateError,
     },
