@@ -75,9 +75,10 @@ impl GateConfig {
     }
 }
 
-/// Key of the IPv6 LPM tries: prefix length in bits, then the address in
-/// network byte order (the kernel's `struct bpf_lpm_trie_key` layout).
-pub type Ipv6Addr = [u8; 16];
+/// An IPv6 address in network byte order: the data of the IPv6 LPM tries'
+/// keys (the kernel's `struct bpf_lpm_trie_key` puts the prefix length in
+/// bits before it). Named apart from `std::net::Ipv6Addr` on purpose.
+pub type Ipv6Bytes = [u8; 16];
 
 /// Verdict of a trusted-set entry.
 pub const VERDICT_ALLOW: u32 = 1;

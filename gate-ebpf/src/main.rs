@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use gate_common::{
-    Entry, GateConfig, Ipv6Addr, Label, Meta, Reason, COUNTER_SLOTS, FLAG_OBSERVE,
+    Entry, GateConfig, Ipv6Bytes, Label, Meta, Reason, COUNTER_SLOTS, FLAG_OBSERVE,
     FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS, MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES,
     REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES, VERDICT_ALLOW,
 };
@@ -27,9 +27,9 @@ static WG_CONFIG: Array<GateConfig> = Array::pinned(1, 0);
 #[map(name = "WG_ACTIVE")]
 static WG_ACTIVE: Array<u32> = Array::pinned(1, 0);
 #[map(name = "WG_TRUST_0")]
-static WG_TRUST_0: LpmTrie<Ipv6Addr, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
+static WG_TRUST_0: LpmTrie<Ipv6Bytes, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
 #[map(name = "WG_TRUST_1")]
-static WG_TRUST_1: LpmTrie<Ipv6Addr, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
+static WG_TRUST_1: LpmTrie<Ipv6Bytes, Entry> = LpmTrie::pinned(TRUST_MAX_ENTRIES, 0);
 /// Label tables, one per trie; only user space reads them.
 #[map(name = "WG_LABELS_0")]
 static WG_LABELS_0: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
@@ -38,7 +38,7 @@ static WG_LABELS_1: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BP
 #[map(name = "WG_META")]
 static WG_META: Array<Meta> = Array::pinned(1, 0);
 #[map(name = "WG_PROTECT")]
-static WG_PROTECT: LpmTrie<Ipv6Addr, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
+static WG_PROTECT: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
 #[map(name = "WG_COUNTERS")]
 static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 
@@ -140,9 +140,9 @@ impl Hdr {
         u16::from_be_bytes([self.u8(i), self.u8(i + 1)])
     }
     #[inline(always)]
-    fn addr(self, i: usize) -> Ipv6Addr {
+    fn addr(self, i: usize) -> Ipv6Bytes {
         // SAFETY: as above, 16 bytes inside the checked header.
-        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const Ipv6Addr) }
+        unsafe { core::ptr::read_unaligned(self.0.add(i) as *const Ipv6Bytes) }
     }
 }
 
@@ -282,12 +282,6 @@ pub fn wotgate_maps(_ctx: XdpContext) -> u32 {
     let _ = WG_LABELS_0.get_ptr(&0);
     let _ = WG_LABELS_1.get_ptr(&0);
     let _ = WG_META.get_ptr(0);
-    XDP_PASS
-}
-
-/// The benchmark's baseline: passes every packet, touches nothing.
-#[xdp]
-pub fn pass_only(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 

@@ -11,9 +11,7 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub mod apply;
 pub mod gate;
 pub mod model;
-pub mod packet;
 pub mod plan;
-pub mod reference;
 pub mod source;
 pub mod statement;
 pub mod wot;

@@ -131,7 +131,11 @@ fn main() {
     must(Some(s), &pin, &["inspect"]);
 
     println!("\n== 3. enforce: only peers the web of trust vouches for reach port 25");
-    must(Some(s), &pin, &["attach", "--iface", &pair.server_if]);
+    must(
+        Some(s),
+        &pin,
+        &["attach", "--iface", &pair.server_if, "--enforce"],
+    );
     for p in &world.parties {
         assert_eq!(
             try_connect(c, p.domain, p.client, server),

@@ -1,12 +1,20 @@
 //! Support for the root-only kernel tests: guards that own a pin directory
-//! or a network namespace and remove it on drop, also when a test fails.
+//! or a network namespace and remove it on drop, also when a test fails;
+//! the packet builder and the reference classifier the tests check against.
 
 pub mod netns;
+pub mod packet;
+pub mod reference;
 pub mod world;
 
 use std::path::{Path, PathBuf};
 
-use wotgate::gate::{self, Gate};
+use aya::maps::{lpm_trie::Key, lpm_trie::LpmTrie, Map, MapData};
+use gate_common::{maps, Entry, Ipv6Bytes};
+use wotgate::{
+    gate::{self, Gate},
+    model::prefixes::Verdict,
+};
 
 /// Fails loudly (never skips) when the kernel tests cannot run here.
 pub fn require_kernel() {
@@ -70,6 +78,26 @@ impl Drop for PinnedGate {
         if let Err(e) = gate::purge(&self.dir) {
             eprintln!("cleanup of {} failed: {e}", self.dir.display());
         }
+    }
+}
+
+/// The longest-prefix match for `addr` in trie `trie` (0 or 1) of the gate
+/// pinned at `pin_dir`, read straight from the pinned map as the datapath
+/// would find it: the verdict and label index, `None` when nothing matches.
+pub fn lookup_in(
+    pin_dir: &Path,
+    trie: usize,
+    addr: std::net::Ipv6Addr,
+) -> anyhow::Result<Option<(Verdict, u32)>> {
+    let data = MapData::from_pin(pin_dir.join(maps::TRUST[trie]))?;
+    let map: LpmTrie<MapData, Ipv6Bytes, Entry> = Map::from_map_data(data)?.try_into()?;
+    match map.get(&Key::new(128, addr.octets()), 0) {
+        Ok(e) => Ok(Some((
+            Verdict::from_raw(e.verdict).unwrap_or(Verdict::Deny),
+            e.source,
+        ))),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

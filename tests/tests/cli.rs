@@ -7,8 +7,8 @@ use std::{
     process::Output,
 };
 
+use integration_tests::packet::{Builder, ACK, SYN};
 use integration_tests::{netns::NetNs, unique, wotgate_bin, wotgate_cmd, PinnedGate};
-use wotgate::packet::{Builder, ACK, SYN};
 
 fn wotgate(pin: &Path, args: &[&str]) -> Output {
     wotgate_cmd(None, pin, args).output().expect("run wotgate")
@@ -232,7 +232,15 @@ fn a_new_process_reuses_the_pinned_program_and_link() {
         serde_json::from_slice(&ns.exec(&[b, "--pin-dir", &pin, "inspect", "--json"]).stdout)
             .unwrap()
     };
-    ns.exec(&[b, "--pin-dir", &pin, "attach", "--iface", &ifname]);
+    ns.exec(&[
+        b,
+        "--pin-dir",
+        &pin,
+        "attach",
+        "--iface",
+        &ifname,
+        "--allow-empty-set",
+    ]);
     let first = inspect(&ns);
     // A second attach (a new loader) keeps program and link; changing the
     // mode on a gated interface is refused rather than bouncing traffic.
@@ -260,7 +268,7 @@ fn a_new_process_reuses_the_pinned_program_and_link() {
             "attach",
             "--iface",
             &ifname,
-            "--mode",
+            "--xdp-mode",
             "skb",
         ])
         .output()
@@ -283,4 +291,207 @@ fn a_new_process_reuses_the_pinned_program_and_link() {
         !out.status.success(),
         "detaching twice must say it was not attached"
     );
+}
+
+/// A namespace of its own with a veth pair in it: two interfaces to gate.
+fn veth_ns(tag: &str) -> (NetNs, String, String) {
+    let ns = NetNs::new(&format!("wg{tag}{}", unique("")));
+    let a = format!("{tag}{}", unique(""));
+    let b = format!("{a}p");
+    ns.exec(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+    (ns, a, b)
+}
+
+/// `wotgate` inside `ns`, success or not.
+fn in_ns(ns: &NetNs, pin: &Path, args: &[&str]) -> Output {
+    wotgate_cmd(Some(ns), pin, args)
+        .output()
+        .expect("run wotgate")
+}
+
+fn ok_in(ns: &NetNs, pin: &Path, args: &[&str]) -> Output {
+    let out = in_ns(ns, pin, args);
+    assert!(
+        out.status.success(),
+        "wotgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn status_in(ns: &NetNs, pin: &Path) -> serde_json::Value {
+    serde_json::from_slice(&ok_in(ns, pin, &["inspect", "--json"]).stdout).expect("json")
+}
+
+/// A pin directory nobody has created yet, purged on drop.
+struct FreshPin(PathBuf);
+impl Drop for FreshPin {
+    fn drop(&mut self) {
+        let _ = wotgate::gate::purge(&self.0);
+    }
+}
+
+#[test]
+fn an_enforce_attach_with_an_empty_set_is_refused_and_changes_nothing() {
+    integration_tests::require_kernel();
+    let (ns, if_a, if_b) = veth_ns("em");
+
+    // No gate yet: refused before anything is pinned, saying what to do.
+    let fresh = FreshPin(PathBuf::from(format!(
+        "/sys/fs/bpf/wotgate-test-{}",
+        unique("fresh")
+    )));
+    let out = in_ns(&ns, &fresh.0, &["attach", "--iface", &if_a]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for hint in [
+        "trusts nobody",
+        "port 25",
+        "--prefixes FILE",
+        "wotgate prefixes load FILE",
+        "plan --config FILE --load",
+        "--observe",
+        "--allow-empty-set",
+    ] {
+        assert!(err.contains(hint), "{hint:?} missing from: {err}");
+    }
+    assert!(!fresh.0.exists(), "a refused attach must not pin anything");
+
+    // --prefixes loads the first set, so a new gate enforces at once.
+    let t = tmpdir();
+    let f = t.0.join("s.prefixes");
+    std::fs::write(&f, "allow 2001:db8:1::/48 peer\n").unwrap();
+    let f = f.to_str().unwrap();
+    ok_in(
+        &ns,
+        &fresh.0,
+        &["attach", "--iface", &if_a, "--prefixes", f],
+    );
+    let s = status_in(&ns, &fresh.0);
+    assert_eq!(s["mode"], "enforce");
+    assert_eq!(s["attachments"][0]["iface"], if_a.as_str());
+    assert_eq!(s["entries"][0]["prefix"], "2001:db8:1::/48");
+
+    // A pinned gate with an empty set: refused, nothing attached, the
+    // settings asked for not applied.
+    let mut pg = PinnedGate::new("em");
+    pg.release();
+    let before = status_in(&ns, pg.path());
+    let out = in_ns(
+        &ns,
+        pg.path(),
+        &["attach", "--iface", &if_b, "--port", "587"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port 587"));
+    let after = status_in(&ns, pg.path());
+    assert_eq!(before["settings"], after["settings"]);
+    assert!(after["attachments"].as_array().unwrap().is_empty());
+
+    // Observe needs no flag; enforcing later is refused the same way and
+    // leaves the gate observing, still attached.
+    ok_in(&ns, pg.path(), &["attach", "--iface", &if_b, "--observe"]);
+    let observing = status_in(&ns, pg.path());
+    let out = in_ns(&ns, pg.path(), &["attach", "--iface", &if_b, "--enforce"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trusts nobody"));
+    let s = status_in(&ns, pg.path());
+    assert_eq!(s["mode"], "observe");
+    assert_eq!(s["attachments"], observing["attachments"]);
+
+    // Said explicitly, it is allowed (and warned about).
+    let out = ok_in(
+        &ns,
+        pg.path(),
+        &["attach", "--iface", &if_b, "--enforce", "--allow-empty-set"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trusts nobody"));
+    assert_eq!(status_in(&ns, pg.path())["mode"], "enforce");
+}
+
+/// A pinned gate with a one-entry set, attached to `iface` in observe mode
+/// on ports 25 and 587 for one destination prefix; the attach's output.
+fn attach_with_settings(ns: &NetNs, pg: &PinnedGate, iface: &str) -> Output {
+    let t = tmpdir();
+    let f = t.0.join("s.prefixes");
+    std::fs::write(&f, "allow 2001:db8:1::/48 peer\n").unwrap();
+    ok(pg.path(), &["prefixes", "load", f.to_str().unwrap()]);
+    let args = [
+        "attach",
+        "--iface",
+        iface,
+        "--observe",
+        "--port",
+        "25",
+        "--port",
+        "587",
+        "--protect",
+        "2001:db8:ffff::/48",
+    ];
+    ok_in(ns, pg.path(), &args)
+}
+
+#[test]
+fn reattaching_without_flags_keeps_the_settings() {
+    integration_tests::require_kernel();
+    let (ns, if_a, if_b) = veth_ns("ke");
+    let mut pg = PinnedGate::new("ke");
+    pg.release();
+    attach_with_settings(&ns, &pg, &if_a);
+    let settings = status_in(&ns, pg.path())["settings"].clone();
+    assert_eq!(
+        settings,
+        serde_json::json!({"ports": [25, 587], "observe": true, "protect": ["2001:db8:ffff::/48"]})
+    );
+    // Again without flags, and on a second interface: nothing is reset.
+    for iface in [&if_a, &if_b] {
+        let out = ok_in(&ns, pg.path(), &["attach", "--iface", iface]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("settings changed"), "{text}");
+        assert_eq!(status_in(&ns, pg.path())["settings"], settings);
+    }
+}
+
+#[test]
+fn a_settings_change_is_reported_and_limited_to_the_flags_given() {
+    integration_tests::require_kernel();
+    let (ns, if_a, if_b) = veth_ns("ch");
+    let mut pg = PinnedGate::new("ch");
+    pg.release();
+    let pin = pg.path();
+    let out = attach_with_settings(&ns, &pg, &if_a);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("settings changed: mode enforce -> observe; ports 25 -> 25,587; protect every destination -> 2001:db8:ffff::/48")
+    );
+    ok_in(&ns, pin, &["attach", "--iface", &if_b, "--observe"]);
+
+    // Named settings change, and only those; the other interface is told.
+    let out = ok_in(
+        &ns,
+        pin,
+        &["attach", "--iface", &if_a, "--enforce", "--port", "25"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("settings changed: mode observe -> enforce; ports 25,587 -> 25\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("also changes them on {if_b}")));
+    let s = status_in(&ns, pin);
+    assert_eq!(
+        s["settings"]["protect"],
+        serde_json::json!(["2001:db8:ffff::/48"])
+    );
+
+    let out = ok_in(&ns, pin, &["attach", "--iface", &if_a, "--protect-all"]);
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("settings changed: protect 2001:db8:ffff::/48 -> every destination\n"));
+    let s = status_in(&ns, pin);
+    assert_eq!(
+        s["settings"],
+        serde_json::json!({"ports": [25], "observe": false, "protect": []})
+    );
+    assert_eq!(s["attachments"].as_array().unwrap().len(), 2);
 }

@@ -9,7 +9,10 @@ use std::{
 
 use aya::maps::{Map, MapData, PerCpuArray};
 use gate_common::{maps, Reason, REASON_COUNT};
-use integration_tests::PinnedGate;
+use integration_tests::{
+    packet::{Builder, Ext, ACK, SYN},
+    reference, PinnedGate,
+};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use wotgate::{
@@ -18,8 +21,6 @@ use wotgate::{
         Settings,
     },
     model::prefixes::{PrefixEntry, PrefixSet, Verdict},
-    packet::{Builder, Ext, ACK, SYN},
-    reference,
 };
 
 /// Packets run by default (override with `WOTGATE_DIFF_PACKETS`).

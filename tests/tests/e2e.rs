@@ -24,9 +24,9 @@ fn statements_from_the_web_of_trust_decide_who_reaches_port_25() {
     let pin = pg.path().to_str().unwrap().to_string();
     let b = bin.to_str().unwrap();
     let _smtp = Listener::start(&pair.server.name, 25);
-    pair.server
-        .exec(&[b, "--pin-dir", &pin, "attach", "--iface", &pair.server_if]);
 
+    // The plan into the pinned gate first: attach refuses to enforce with
+    // an empty set.
     let out = pair.server.exec(&[
         b,
         "--pin-dir",
@@ -43,6 +43,8 @@ fn statements_from_the_web_of_trust_decide_who_reaches_port_25() {
         world.dir.join("state").exists(),
         "serials recorded after the load"
     );
+    pair.server
+        .exec(&[b, "--pin-dir", &pin, "attach", "--iface", &pair.server_if]);
 
     let inspect: serde_json::Value = serde_json::from_slice(
         &pair

@@ -80,11 +80,6 @@ fn rig(tag: &str, mode: &str) -> Rig {
     let l25 = Listener::start(&pair.server.name, 25);
     let l2626 = Listener::start(&pair.server.name, 2626);
     let accepted25 = l25.accepted.clone();
-    run(
-        &pair.server,
-        pg.path(),
-        &["attach", "--iface", &pair.server_if, "--mode", mode],
-    );
     let file = tempfile_path::TempFile(
         std::env::temp_dir().join(format!("{}.prefixes", pair.server.name)),
     );
@@ -93,10 +88,16 @@ fn rig(tag: &str, mode: &str) -> Rig {
         "allow 2001:db8:1::/48 trusted peer\ndeny 2001:db8:1:bad::/64 refused key\n",
     )
     .unwrap();
+    // The set first: attach refuses to enforce with an empty one.
     run(
         &pair.server,
         pg.path(),
         &["prefixes", "load", file.0.to_str().unwrap()],
+    );
+    run(
+        &pair.server,
+        pg.path(),
+        &["attach", "--iface", &pair.server_if, "--xdp-mode", mode],
     );
     Rig {
         pair,
@@ -289,7 +290,10 @@ fn enforcing_survives_a_killed_loader() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // Entries go in in prefix order; the 1000th is 2001:db8:8000:3e7::/64.
     let probe = "2001:db8:8000:3e7::1".parse().unwrap();
-    while observer.lookup_in(inactive, probe).unwrap().is_none() {
+    while integration_tests::lookup_in(r.pg.path(), inactive, probe)
+        .unwrap()
+        .is_none()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the load never started filling"

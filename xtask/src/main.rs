@@ -37,8 +37,9 @@ enum Cmd {
     BuildAndAttach {
         #[arg(long)]
         iface: String,
+        /// native (in the driver) or skb (generic XDP, slow).
         #[arg(long, default_value = "native")]
-        mode: String,
+        xdp_mode: String,
         /// Further `wotgate attach` options (e.g. --observe, --port 25).
         #[arg(last = true)]
         args: Vec<String>,
@@ -178,12 +179,16 @@ fn main() -> Result<()> {
             c.env("WOTGATE_BIN", wotgate);
             run(c)
         }
-        Cmd::BuildAndAttach { iface, mode, args } => {
+        Cmd::BuildAndAttach {
+            iface,
+            xdp_mode,
+            args,
+        } => {
             setup::setup()?;
             setup::require_root("attaching XDP")?;
             let wotgate = build_release()?;
             let mut c = Command::new(wotgate);
-            c.args(["attach", "--iface", &iface, "--mode", &mode])
+            c.args(["attach", "--iface", &iface, "--xdp-mode", &xdp_mode])
                 .args(&args);
             run(c)
         }
@@ -193,23 +198,18 @@ fn main() -> Result<()> {
             } else {
                 &[]
             })?;
-            let example = match which.as_str() {
+            // The XDP benchmark needs the kernel and test support: it
+            // lives with the integration tests.
+            let (package, example) = match which.as_str() {
                 "xdp" => {
                     setup::require_root("BPF_PROG_TEST_RUN")?;
-                    "bench_xdp"
+                    ("integration-tests", "bench_xdp")
                 }
-                "wot" => "bench_wot",
-                "plan" => "bench_plan",
+                "wot" => ("gate-userspace", "bench_wot"),
+                "plan" => ("gate-userspace", "bench_plan"),
                 other => bail!("unknown benchmark {other:?}: xdp, wot or plan"),
             };
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "gate-userspace",
-                "--example",
-                example,
-            ];
+            let mut args = vec!["run", "--release", "-p", package, "--example", example];
             if record {
                 args.extend(["--", "--record"]);
             }

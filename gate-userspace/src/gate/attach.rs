@@ -3,39 +3,55 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::programs::{links::FdLink, XdpMode};
+use aya::programs::links::FdLink;
 
 use super::{sys, Gate, GateError, Result};
 
 /// How the program is hooked into the interface's receive path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum XdpMode {
     /// In the driver, before an skb is allocated (the default).
+    #[default]
     Native,
     /// Generic XDP after skb allocation: works everywhere, costs much more.
     Skb,
 }
 
-impl Mode {
+impl XdpMode {
+    /// Every mode, in the order help texts list them.
+    pub const ALL: [XdpMode; 2] = [XdpMode::Native, XdpMode::Skb];
+
+    /// The name used on the command line, in pin names and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Native => "native",
-            Mode::Skb => "skb",
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
         }
     }
-    fn xdp_mode(self) -> XdpMode {
+
+    fn aya(self) -> aya::programs::XdpMode {
         match self {
-            Mode::Native => XdpMode::Driver,
-            Mode::Skb => XdpMode::Skb,
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Skb => aya::programs::XdpMode::Skb,
         }
     }
-    fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "native" => Some(Mode::Native),
-            "skb" => Some(Mode::Skb),
-            _ => None,
-        }
+}
+
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<XdpMode, String> {
+        XdpMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown XDP mode {s:?}: native or skb"))
     }
 }
 
@@ -46,7 +62,7 @@ const LINK_PREFIX: &str = "link_";
 
 /// Pin name of an interface's link: `link_<mode>_<ifname>`. bpffs refuses
 /// dots in names, which interface names may have (`eth0.100`): escaped.
-fn link_pin(pin_dir: &Path, mode: Mode, iface: &str) -> PathBuf {
+fn link_pin(pin_dir: &Path, mode: XdpMode, iface: &str) -> PathBuf {
     let escaped = iface.replace('%', "%25").replace('.', "%2e");
     pin_dir.join(format!("{LINK_PREFIX}{}_{escaped}", mode.as_str()))
 }
@@ -65,12 +81,8 @@ pub(super) fn is_link_pin(p: &Path) -> bool {
 /// namespace and is not loopback (test runs are recognised by loopback's index).
 pub fn check_iface(iface: &str) -> Result<()> {
     match sys::ifindex(iface) {
-        None => Err(GateError::Invalid(format!(
-            "no interface {iface:?} in this network namespace"
-        ))),
-        Some(gate_common::TEST_RUN_IFINDEX) => Err(GateError::Invalid(
-            "the gate does not attach to loopback".into(),
-        )),
+        None => Err(GateError::NoSuchInterface(iface.to_string())),
+        Some(gate_common::TEST_RUN_IFINDEX) => Err(GateError::Loopback(iface.to_string())),
         Some(_) => Ok(()),
     }
 }
@@ -80,7 +92,7 @@ pub fn check_iface(iface: &str) -> Result<()> {
 pub struct Attachment {
     /// Interface name recorded at attach time.
     pub iface: String,
-    pub mode: Mode,
+    pub mode: XdpMode,
     pub link_id: Option<u64>,
     pub program_id: Option<u64>,
     /// Interface index the link is on (0 when the interface is gone and the
@@ -93,30 +105,34 @@ pub struct Attachment {
 impl Gate {
     /// Attaches the gate's program to `iface`. Attaching again in the same
     /// mode is a no-op; the interface must not carry another XDP program.
-    pub fn attach(&self, iface: &str, mode: Mode) -> Result<Attachment> {
+    pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<Attachment> {
         check_iface(iface)?;
         for a in self.attachments()? {
             if a.iface == iface && a.live {
                 if a.mode == mode {
                     return Ok(a);
                 }
-                return Err(GateError::Invalid(format!(
-                    "{iface} is already gated in {} mode; detach it first",
-                    a.mode.as_str()
-                )));
+                return Err(GateError::AlreadyAttached {
+                    iface: iface.to_string(),
+                    mode: a.mode,
+                });
             }
         }
         let mut prog = self.program()?;
-        let id = prog.attach(iface, mode.xdp_mode()).map_err(|e| {
-            GateError::Invalid(format!(
-                "attaching to {iface} in {} mode failed: {e} (another XDP program on it? driver without native XDP? try --mode skb)",
-                mode.as_str()
-            ))
-        })?;
+        let id = prog
+            .attach(iface, mode.aya())
+            .map_err(|source| GateError::AttachFailed {
+                iface: iface.to_string(),
+                mode,
+                source,
+            })?;
         let link: FdLink = prog
             .take_link(id)?
             .try_into()
-            .map_err(|e| GateError::Invalid(format!("XDP link on {iface}: {e}")))?;
+            .map_err(|source| GateError::XdpLink {
+                iface: iface.to_string(),
+                source,
+            })?;
         let path = link_pin(&self.pin_dir, mode, iface);
         link.pin(&path).map_err(|source| GateError::Pin {
             path: path.clone(),
@@ -125,14 +141,14 @@ impl Gate {
         self.attachments()?
             .into_iter()
             .find(|a| a.iface == iface)
-            .ok_or_else(|| GateError::Invalid(format!("link on {iface} vanished after pinning")))
+            .ok_or_else(|| GateError::LinkVanished(iface.to_string()))
     }
 
     /// Detaches from `iface` by removing its link pin. Returns false when
     /// the gate was not attached there.
     pub fn detach(&self, iface: &str) -> Result<bool> {
         let mut found = false;
-        for mode in [Mode::Native, Mode::Skb] {
+        for mode in XdpMode::ALL {
             let p = link_pin(&self.pin_dir, mode, iface);
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|source| GateError::Io { path: p, source })?;
@@ -159,7 +175,7 @@ impl Gate {
                 continue;
             };
             let iface = unescape(iface);
-            let Some(mode) = Mode::parse(mode) else {
+            let Ok(mode) = mode.parse::<XdpMode>() else {
                 continue;
             };
             let info = sys::obj_get(&e.path())
@@ -199,15 +215,15 @@ mod tests {
 
     #[test]
     fn link_pins_escape_dots_and_roundtrip() {
-        let p = link_pin(Path::new("/x"), Mode::Skb, "eth0.100%");
+        let p = link_pin(Path::new("/x"), XdpMode::Skb, "eth0.100%");
         let name = p.file_name().unwrap().to_str().unwrap();
         assert!(!name.contains('.'), "{name}");
         assert!(is_link_pin(&p));
         let rest = name.strip_prefix(LINK_PREFIX).unwrap();
         let (mode, iface) = rest.split_once('_').unwrap();
         assert_eq!(
-            (Mode::parse(mode), unescape(iface).as_str()),
-            (Some(Mode::Skb), "eth0.100%")
+            (mode.parse::<XdpMode>(), unescape(iface).as_str()),
+            (Ok(XdpMode::Skb), "eth0.100%")
         );
     }
 }

@@ -1,11 +1,11 @@
 //! Everything an operator needs to see about the gate, read from the pins
 //! alone: attachments, settings, the active set with labels, counters.
 
-use std::net::Ipv6Addr;
+use std::{fmt::Write, net::Ipv6Addr};
 
 use super::{
     attach::Attachment,
-    replay::{Outcome, XDP_DROP},
+    replay::{syn_frame, Outcome, XDP_DROP},
     Gate, Result, Settings,
 };
 use crate::model::prefixes::{PrefixEntry, Verdict};
@@ -41,11 +41,7 @@ impl Gate {
             program_id,
             jited,
             jit_enabled: super::sys::jit_enabled(),
-            mode: if settings.observe {
-                "observe"
-            } else {
-                "enforce"
-            },
+            mode: settings.mode_str(),
             settings,
             attachments: self.attachments()?,
             active_trie: active,
@@ -63,9 +59,21 @@ impl Gate {
 }
 
 impl Status {
+    /// The human-readable report `inspect` prints.
     pub fn to_text(&self) -> String {
-        use std::fmt::Write;
         let mut s = String::new();
+        self.write_program(&mut s);
+        self.write_settings(&mut s);
+        self.write_attachments(&mut s);
+        self.write_set(&mut s);
+        let _ = writeln!(s, "counters");
+        for (name, n) in &self.counters {
+            let _ = writeln!(s, "  {name:20} {n}");
+        }
+        s
+    }
+
+    fn write_program(&self, s: &mut String) {
         let yn = |b: Option<bool>| match b {
             Some(true) => "yes",
             Some(false) => "no",
@@ -82,6 +90,9 @@ impl Status {
                 None => String::new(),
             }
         );
+    }
+
+    fn write_settings(&self, s: &mut String) {
         let _ = writeln!(s, "mode         {}", self.mode);
         let ports: Vec<String> = self.settings.ports.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(s, "ports        {}", ports.join(", "));
@@ -99,6 +110,9 @@ impl Status {
                 .collect();
             let _ = writeln!(s, "protects     {} (IPv4 passes)", p.join(", "));
         }
+    }
+
+    fn write_attachments(&self, s: &mut String) {
         if self.attachments.is_empty() {
             let _ = writeln!(s, "attached     nowhere");
         }
@@ -117,6 +131,9 @@ impl Status {
                 }
             );
         }
+    }
+
+    fn write_set(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "trusted set  generation {} in trie {} ({} entries; other trie {})",
@@ -134,11 +151,6 @@ impl Status {
                 e.label
             );
         }
-        let _ = writeln!(s, "counters");
-        for (name, n) in &self.counters {
-            let _ = writeln!(s, "  {name:20} {n}");
-        }
-        s
     }
 }
 
@@ -175,8 +187,7 @@ impl Gate {
         let mut runner = self.runner()?;
         let mut ports = Vec::new();
         for &port in &settings.ports {
-            let pkt = crate::packet::Builder::ipv6_tcp(addr, dst, 40000, port, crate::packet::SYN)
-                .build();
+            let pkt = syn_frame(addr, dst, 40000, port);
             ports.push(PortVerdict {
                 port,
                 destination: dst,

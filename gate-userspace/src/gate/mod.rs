@@ -4,8 +4,11 @@
 pub mod attach;
 pub mod inspect;
 pub mod replay;
+mod settings;
 pub mod swap;
 pub mod sys;
+
+pub use settings::{Settings, SettingsUpdate};
 
 use std::{
     fs::File,
@@ -19,7 +22,7 @@ use aya::{
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
-use gate_common::{maps, Entry, GateConfig, Ipv6Addr, Label, Meta, DEFAULT_PORT, MAX_PORTS};
+use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta, MAX_PORTS};
 use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
@@ -27,11 +30,14 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wotgate";
 /// Name of the program pin inside the pin directory.
 const PROG_PIN: &str = "prog";
 
-/// Everything that can go wrong talking to the gate in the kernel.
+/// Everything that can go wrong talking to the gate in the kernel. One
+/// variant per problem, so a daemon can count them and act on each.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("this wotgate was built without the XDP program; build with `cargo xtask build` (WOTGATE_BUILD_EBPF=1)")]
     NoObject,
+    #[error("the XDP object has no program {0:?}; it does not match this wotgate (rebuild both with `cargo xtask build`)")]
+    MissingProgram(&'static str),
     #[error("no gate pinned at {0}: attach one first (wotgate attach --iface IF)")]
     NotPinned(PathBuf),
     #[error("{path}: {source}")]
@@ -54,63 +60,85 @@ pub enum GateError {
         path: PathBuf,
         source: aya::pin::PinError,
     },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the new set did not verify after filling trie {trie}: {problem}; the active set is unchanged")]
-    Verify { trie: usize, problem: String },
+    #[error("map read on {name}: {source}")]
+    Read {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("map update on {name}: {source}")]
     Update {
         name: &'static str,
         source: aya::maps::MapError,
     },
+
+    // Settings.
+    #[error("between 1 and {max} protected ports, got {got}", max = MAX_PORTS)]
+    PortCount { got: usize },
+    #[error("port 0 cannot be protected")]
+    PortZero,
+    #[error("at most {max} protected destinations, got {got}")]
+    TooManyProtected { got: usize, max: usize },
+
+    // Interfaces and links.
+    #[error("no interface {0:?} in this network namespace")]
+    NoSuchInterface(String),
+    #[error("the gate does not attach to loopback ({0}): test runs are recognised by its index")]
+    Loopback(String),
+    #[error("{iface} is already gated in {mode} mode; detach it first")]
+    AlreadyAttached {
+        iface: String,
+        mode: attach::XdpMode,
+    },
+    #[error("attaching to {iface} in {mode} mode failed: {source} (another XDP program on it? driver without native XDP? try --xdp-mode skb)")]
+    AttachFailed {
+        iface: String,
+        mode: attach::XdpMode,
+        source: aya::programs::ProgramError,
+    },
+    #[error("XDP link on {iface}: {source}")]
+    XdpLink {
+        iface: String,
+        source: aya::programs::links::LinkError,
+    },
+    #[error("link on {0} vanished after pinning")]
+    LinkVanished(String),
+
+    // The trusted set.
+    #[error("more than {max} distinct labels; the gate's label table is full")]
+    LabelsFull { max: u32 },
+    #[error("the new set did not verify after filling trie {trie}: {problem}; the active set is unchanged")]
+    Verify { trie: usize, problem: String },
+    #[error("trie {trie} holds entries that do not form a set: {problem}")]
+    Inconsistent { trie: usize, problem: String },
+
+    // Test runs and captures.
+    #[error("the program counted no reason for a test packet")]
+    NoReason,
+    #[error("{path}: {source}")]
+    Pcap {
+        path: PathBuf,
+        source: pcap_file::PcapError,
+    },
+    #[error("{path}: link type {link} is not supported (Ethernet, Linux cooked or raw IP)")]
+    PcapLinkType { path: PathBuf, link: String },
 }
 
 pub type Result<T, E = GateError> = std::result::Result<T, E>;
+
+/// Maps a failed map read to [`GateError::Read`].
+pub(crate) fn read_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
+    move |source| GateError::Read { name, source }
+}
+
+/// Maps a failed map write or delete to [`GateError::Update`].
+pub(crate) fn update_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
+    move |source| GateError::Update { name, source }
+}
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError + '_ {
     move |source| GateError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// Gate-wide settings shared by every attached interface.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Settings {
-    pub ports: Vec<u16>,
-    pub observe: bool,
-    /// Empty: every destination on the interface is protected.
-    pub protect: Vec<Ipv6Net>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            ports: vec![DEFAULT_PORT],
-            observe: false,
-            protect: Vec::new(),
-        }
-    }
-}
-
-impl Settings {
-    pub fn validate(&self) -> Result<()> {
-        if self.ports.is_empty() || self.ports.len() > MAX_PORTS {
-            return Err(GateError::Invalid(format!(
-                "between 1 and {MAX_PORTS} protected ports, got {}",
-                self.ports.len()
-            )));
-        }
-        if self.ports.contains(&0) {
-            return Err(GateError::Invalid("port 0 cannot be protected".into()));
-        }
-        if self.protect.len() > gate_common::PROTECT_MAX_ENTRIES as usize {
-            return Err(GateError::Invalid(format!(
-                "at most {} protected destinations",
-                gate_common::PROTECT_MAX_ENTRIES
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -120,10 +148,10 @@ pub struct Gate {
     pin_dir: PathBuf,
     config: Array<MapData, GateConfig>,
     active: Array<MapData, u32>,
-    trust: [LpmTrie<MapData, Ipv6Addr, Entry>; 2],
+    trust: [LpmTrie<MapData, Ipv6Bytes, Entry>; 2],
     labels: [HashMap<MapData, u32, Label>; 2],
     meta: Array<MapData, Meta>,
-    protect: LpmTrie<MapData, Ipv6Addr, u32>,
+    protect: LpmTrie<MapData, Ipv6Bytes, u32>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -145,7 +173,7 @@ impl Gate {
                 .load(crate::EBPF_OBJECT)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(gate_common::PROGRAM_NAME)
-                .ok_or_else(|| GateError::Invalid("object has no wotgate program".into()))?
+                .ok_or(GateError::MissingProgram(gate_common::PROGRAM_NAME))?
                 .try_into()?;
             prog.load()?;
             prog.pin(&prog_pin).map_err(|source| GateError::Pin {
@@ -198,28 +226,8 @@ impl Gate {
         Ok(Xdp::from_pin(&path, XdpAttachType::Interface)?)
     }
 
-    /// Loads the object's pass-only program (sharing this gate's pinned
-    /// maps): the baseline the benchmark compares against.
-    pub fn load_baseline(&self) -> Result<aya::Ebpf> {
-        if crate::EBPF_OBJECT.is_empty() {
-            return Err(GateError::NoObject);
-        }
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&self.pin_dir)
-            .load(crate::EBPF_OBJECT)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut("pass_only")
-            .ok_or_else(|| GateError::Invalid("object has no pass_only program".into()))?
-            .try_into()?;
-        prog.load()?;
-        Ok(ebpf)
-    }
-
     fn raw_config(&self) -> Result<GateConfig> {
-        self.config.get(&0, 0).map_err(|source| GateError::Update {
-            name: maps::CONFIG,
-            source,
-        })
+        self.config.get(&0, 0).map_err(read_err(maps::CONFIG))
     }
 
     /// The gate-wide settings currently in force.
@@ -245,10 +253,7 @@ impl Gate {
     pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
         s.validate()?;
         let _guard = self.lock()?;
-        let upd = |source| GateError::Update {
-            name: maps::PROTECT,
-            source,
-        };
+        let upd = update_err(maps::PROTECT);
         let old: Vec<_> = self.protect.keys().filter_map(|k| k.ok()).collect();
         let wanted: Vec<_> = s
             .protect
@@ -271,10 +276,7 @@ impl Gate {
         }
         self.config
             .set(0, cfg, 0)
-            .map_err(|source| GateError::Update {
-                name: maps::CONFIG,
-                source,
-            })?;
+            .map_err(update_err(maps::CONFIG))?;
         for k in old {
             let keep = wanted
                 .iter()
@@ -294,10 +296,7 @@ impl Gate {
                 let v = self
                     .counters
                     .get(&(*r as u32), 0)
-                    .map_err(|source| GateError::Update {
-                        name: maps::COUNTERS,
-                        source,
-                    })?;
+                    .map_err(read_err(maps::COUNTERS))?;
                 Ok((*r, v.iter().sum()))
             })
             .collect()

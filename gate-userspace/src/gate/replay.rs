@@ -1,12 +1,12 @@
 //! Running packets through the real loaded program with `BPF_PROG_TEST_RUN`:
 //! per-packet verdicts for `check` and `replay`, and pcap reading.
 
-use std::path::Path;
+use std::{net::Ipv6Addr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use gate_common::{maps, Reason, REASON_COUNT};
 
-use super::{Gate, GateError, Result};
+use super::{read_err, Gate, GateError, Result};
 
 /// XDP_DROP and XDP_PASS as the kernel returns them.
 pub const XDP_DROP: u32 = 1;
@@ -67,10 +67,7 @@ impl Gate {
                 self.counters
                     .get(&(REASON_COUNT + i), 0)
                     .map(|v| v.iter().sum())
-                    .map_err(|source| GateError::Update {
-                        name: maps::COUNTERS,
-                        source,
-                    })
+                    .map_err(read_err(maps::COUNTERS))
             })
             .collect()
     }
@@ -95,9 +92,7 @@ impl Runner<'_> {
             }
         }
         self.last = now;
-        let reason = reason.ok_or_else(|| {
-            GateError::Invalid("the program counted no reason for a test packet".into())
-        })?;
+        let reason = reason.ok_or(GateError::NoReason)?;
         Ok(Outcome {
             action: res.return_value,
             reason,
@@ -105,11 +100,50 @@ impl Runner<'_> {
     }
 }
 
+/// An Ethernet frame carrying a bare TCP SYN from `[src]:sport` to
+/// `[dst]:dport`: the probe `check` runs through the program.
+pub fn syn_frame(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 40 + 20);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x25, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xDD]);
+    // IPv6: version 6, 20 bytes of payload, next header TCP, hop limit 64.
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, IPPROTO_TCP, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    // TCP: ports, sequence 1, no ack, 5-word header, SYN, window 65535.
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        5 << 4,
+        TCP_SYN,
+        0xff,
+        0xff,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    f
+}
+
+const IPPROTO_TCP: u8 = 6;
+const TCP_SYN: u8 = 0x02;
+
 /// Frames of a capture, as Ethernet frames. Captures taken on `any`
 /// (Linux cooked) or raw IP get a synthetic Ethernet header.
 pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
     use pcap_file::{pcap::PcapReader, DataLink};
-    let err = |e: pcap_file::PcapError| GateError::Invalid(format!("{}: {e}", path.display()));
+    let err = |source| GateError::Pcap {
+        path: path.to_path_buf(),
+        source,
+    };
     let f = std::fs::File::open(path).map_err(|source| GateError::Io {
         path: path.to_path_buf(),
         source,
@@ -131,10 +165,10 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
             }
             DataLink::LINUX_SLL | DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Vec::new(),
             other => {
-                return Err(GateError::Invalid(format!(
-                    "{}: link type {other:?} is not supported (Ethernet, Linux cooked or raw IP)",
-                    path.display()
-                )))
+                return Err(GateError::PcapLinkType {
+                    path: path.to_path_buf(),
+                    link: format!("{other:?}"),
+                })
             }
         };
         out.push(frame);

@@ -10,7 +10,7 @@ use aya::maps::lpm_trie::Key;
 use gate_common::{maps, Entry, Label, Meta};
 use ipnet::Ipv6Net;
 
-use super::{Gate, GateError, Result};
+use super::{read_err as rd, update_err as upd, Gate, GateError, Result};
 use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
 
 /// What a swap did and how long each step took.
@@ -33,10 +33,6 @@ pub struct LoadReport {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
-}
-
-fn upd(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError {
-    move |source| GateError::Update { name, source }
 }
 
 fn key_of(net: &Ipv6Net) -> Key<[u8; 16]> {
@@ -69,28 +65,54 @@ fn text_of(l: &Label) -> String {
 impl Gate {
     /// Index (0 or 1) of the trie the datapath reads now.
     pub fn active_trie(&self) -> Result<usize> {
-        Ok((self.active.get(&0, 0).map_err(upd(maps::ACTIVE))? & 1) as usize)
+        Ok((self.active.get(&0, 0).map_err(rd(maps::ACTIVE))? & 1) as usize)
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        self.meta.get(&0, 0).map_err(upd(maps::META))
+        self.meta.get(&0, 0).map_err(rd(maps::META))
     }
 
     /// Replaces the trusted set atomically. The active trie is never
     /// written; on any error the datapath keeps the set it had.
     pub fn load_set(&mut self, set: &PrefixSet) -> Result<LoadReport> {
         let _guard = self.lock()?;
-        let active = self.active_trie()?;
-        let target = 1 - active;
+        let target = 1 - self.active_trie()?;
         let mut meta = self.meta()?;
 
-        // 1. Empty the inactive trie and its labels (removing entry by entry
-        //    from user space: the kernel never frees a big trie at once).
         let t = Instant::now();
+        let cleared = self.clear_trie(target, &mut meta)?;
+        let clear_time = t.elapsed();
+
+        let t = Instant::now();
+        let labels = self.fill_trie(target, set)?;
+        let fill_time = t.elapsed();
+
+        let t = Instant::now();
+        self.check_trie(target, set)?;
+        let check_time = t.elapsed();
+
+        let generation = self.flip_to(target, set.len(), &mut meta)?;
+        Ok(LoadReport {
+            generation,
+            trie: target,
+            entries: set.len(),
+            labels,
+            cleared,
+            clear_time,
+            fill_time,
+            check_time,
+        })
+    }
+
+    /// Step 1 of a load: empties the inactive trie `target` and its labels,
+    /// entry by entry from user space (the kernel never frees a big trie
+    /// at once), and marks it empty in the metadata. Returns how many
+    /// entries it removed.
+    fn clear_trie(&mut self, target: usize, meta: &mut Meta) -> Result<usize> {
         let old: Vec<_> = self.trust[target]
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(upd(maps::TRUST[target]))?;
+            .map_err(rd(maps::TRUST[target]))?;
         for k in &old {
             self.trust[target]
                 .remove(k)
@@ -99,7 +121,7 @@ impl Gate {
         let old_labels: Vec<u32> = self.labels[target]
             .keys()
             .collect::<Result<_, _>>()
-            .map_err(upd(maps::LABELS[target]))?;
+            .map_err(rd(maps::LABELS[target]))?;
         for k in &old_labels {
             self.labels[target]
                 .remove(k)
@@ -107,21 +129,22 @@ impl Gate {
         }
         meta.entries[target] = 0;
         meta.generation[target] = 0;
-        self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
-        let clear_time = t.elapsed();
+        self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
+        Ok(old.len())
+    }
 
-        // 2. Fill it.
-        let t = Instant::now();
+    /// Step 2: writes every entry of `set` and its label into the emptied
+    /// trie `target`. Returns the number of distinct labels.
+    fn fill_trie(&mut self, target: usize, set: &PrefixSet) -> Result<usize> {
         let mut label_ids: BTreeMap<&str, u32> = BTreeMap::new();
         for e in set.iter() {
             let next = label_ids.len() as u32;
             let id = *label_ids.entry(e.label.as_str()).or_insert(next);
             if id == next {
                 if next >= gate_common::LABELS_MAX_ENTRIES {
-                    return Err(GateError::Invalid(format!(
-                        "more than {} distinct labels; the gate's label table is full",
-                        gate_common::LABELS_MAX_ENTRIES
-                    )));
+                    return Err(GateError::LabelsFull {
+                        max: gate_common::LABELS_MAX_ENTRIES,
+                    });
                 }
                 self.labels[target]
                     .insert(id, label_of(&e.label), 0)
@@ -135,15 +158,16 @@ impl Gate {
                 .insert(&key_of(&e.prefix), value, 0)
                 .map_err(upd(maps::TRUST[target]))?;
         }
-        let fill_time = t.elapsed();
+        Ok(label_ids.len())
+    }
 
-        // 3. Check it: exactly the wanted prefixes are in the trie (keys
-        //    only: the values were written by the inserts above, under the
-        //    lock, into a trie nobody else writes).
-        let t = Instant::now();
+    /// Step 3: exactly the wanted prefixes are in trie `target` (keys only:
+    /// the values were written by the inserts of step 2, under the lock,
+    /// into a trie nobody else writes).
+    fn check_trie(&self, target: usize, set: &PrefixSet) -> Result<()> {
         let mut seen = 0usize;
         for k in self.trust[target].keys() {
-            let k = k.map_err(upd(maps::TRUST[target]))?;
+            let k = k.map_err(rd(maps::TRUST[target]))?;
             seen += 1;
             let net = net_of(&k).ok_or_else(|| GateError::Verify {
                 trie: target,
@@ -162,42 +186,37 @@ impl Gate {
                 problem: format!("{seen} entries in the trie, {} wanted", set.len()),
             });
         }
-        let check_time = t.elapsed();
+        Ok(())
+    }
 
-        // 4. Record and flip. From here on the datapath reads the new set.
+    /// Step 4: records the new generation of trie `target`, then flips the
+    /// selector. From here on the datapath reads the new set. Returns the
+    /// generation.
+    fn flip_to(&mut self, target: usize, entries: usize, meta: &mut Meta) -> Result<u64> {
         let generation = meta.generation[0].max(meta.generation[1]) + 1;
         meta.generation[target] = generation;
-        meta.entries[target] = set.len() as u64;
+        meta.entries[target] = entries as u64;
         meta.loaded_at[target] = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
+        self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
         self.active
             .set(0, target as u32, 0)
             .map_err(upd(maps::ACTIVE))?;
-        Ok(LoadReport {
-            generation,
-            trie: target,
-            entries: set.len(),
-            labels: label_ids.len(),
-            cleared: old.len(),
-            clear_time,
-            fill_time,
-            check_time,
-        })
+        Ok(generation)
     }
 
     /// Reads one trie back as a prefix set with its labels.
     pub fn read_set(&self, trie: usize) -> Result<PrefixSet> {
         let mut labels = BTreeMap::new();
         for item in self.labels[trie].iter() {
-            let (k, v) = item.map_err(upd(maps::LABELS[trie]))?;
+            let (k, v) = item.map_err(rd(maps::LABELS[trie]))?;
             labels.insert(k, text_of(&v));
         }
         let mut set = PrefixSet::new();
         for item in self.trust[trie].iter() {
-            let (k, v) = item.map_err(upd(maps::TRUST[trie]))?;
+            let (k, v) = item.map_err(rd(maps::TRUST[trie]))?;
             let Some(prefix) = net_of(&k) else { continue };
             let verdict = Verdict::from_raw(v.verdict).unwrap_or(Verdict::Deny);
             let label = labels.get(&v.source).cloned().unwrap_or_default();
@@ -206,37 +225,15 @@ impl Gate {
                 prefix,
                 label,
             })
-            .map_err(GateError::Invalid)?;
+            .map_err(|problem| GateError::Inconsistent { trie, problem })?;
         }
         Ok(set)
-    }
-
-    /// The longest-prefix match for `addr` in one trie, as the datapath
-    /// would find it (for probes and tests; `None` = no match).
-    pub fn lookup_in(
-        &self,
-        trie: usize,
-        addr: std::net::Ipv6Addr,
-    ) -> Result<Option<(Verdict, u32)>> {
-        match self.trust[trie].get(&Key::new(128, addr.octets()), 0) {
-            Ok(e) => Ok(Some((
-                Verdict::from_raw(e.verdict).unwrap_or(Verdict::Deny),
-                e.source,
-            ))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(upd(maps::TRUST[trie])(e)),
-        }
     }
 
     /// The set the datapath reads now.
     pub fn active_set(&self) -> Result<PrefixSet> {
         self.read_set(self.active_trie()?)
     }
-}
-
-/// Convenience for callers that hold only a pin directory (e.g. `plan --load`).
-pub fn load_prefix_set(pin_dir: &std::path::Path, set: &PrefixSet) -> Result<LoadReport> {
-    Gate::open(pin_dir)?.load_set(set)
 }
 
 #[cfg(test)]

@@ -6,15 +6,16 @@ pub use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use aya::maps::{Map, MapData, PerCpuArray};
 pub use gate_common::{maps, Reason, MAX_EXT_HEADERS, REASON_COUNT};
-pub use integration_tests::PinnedGate;
+pub use integration_tests::{
+    packet::{Builder, Ext, ACK, RST, SYN},
+    reference, PinnedGate,
+};
 pub use wotgate::{
     gate::{
         replay::{Outcome, XDP_DROP, XDP_PASS},
         Settings,
     },
     model::prefixes::PrefixSet,
-    packet::{Builder, Ext, ACK, RST, SYN},
-    reference,
 };
 
 /// Allow a /48, deny a /64 inside it, allow an /80 inside the deny.

@@ -1,36 +1,76 @@
-//! `wotgate attach`: load and pin the gate on first use, attach it to an
-//! interface, set the gate-wide settings.
+//! `wotgate attach`: load and pin the gate on first use, optionally load its
+//! first trusted set, change the gate-wide settings named, attach.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use ipnet::Ipv6Net;
 use wotgate::gate::{
-    attach::{Mode, SKB_WARNING},
-    Gate, Settings,
+    attach::{check_iface, XdpMode, SKB_WARNING},
+    Gate, GateError, Settings, SettingsUpdate,
 };
-use wotgate::model::prefixes::parse_prefix;
+use wotgate::model::prefixes::{parse_prefix, PrefixSet};
 
 /// Attach the gate to an interface (loads and pins it on first use).
+///
+/// Settings are shared by every gated interface and kept across attaches:
+/// only the flags given change them (a new gate starts with port 25, every
+/// destination, enforce). Enforcing with a trusted set that trusts nobody
+/// drops every SYN to the protected ports, so attach refuses it unless
+/// --allow-empty-set is given: start a new gate with --prefixes FILE, or
+/// roll out with --observe, load the plan (wotgate plan --load), then
+/// attach again with --enforce.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  wotgate attach --iface eth0 --observe                     # roll out: count, drop nothing
+  wotgate plan --config /etc/wotgate/wotgate.toml --load    # load the trusted set
+  wotgate attach --iface eth0 --enforce                     # then enforce
+  wotgate attach --iface eth0 --prefixes trusted.prefixes   # a new gate, enforcing at once
+  wotgate attach --iface eth0 --port 25 --port 587 --protect 2001:db8:25::/64
+  wotgate attach --iface eth1                               # one more interface, same settings")]
 pub struct Attach {
-    /// Interface to gate.
+    /// Interface to gate (in this network namespace; not loopback).
     #[arg(long)]
     iface: String,
-    /// native (driver) XDP, or generic skb mode (slow; explicit choice only).
-    #[arg(long, value_enum, default_value = "native")]
-    mode: Mode,
-    /// Count what would be dropped, drop nothing (safe roll-out).
-    #[arg(long)]
+    /// How the program hooks into the interface: native (in the driver) or
+    /// skb (generic XDP: slow, for drivers without native XDP).
+    #[arg(long, default_value = "native", value_parser = xdp_mode_parser())]
+    xdp_mode: XdpMode,
+    /// Count what would be dropped, drop nothing (safe roll-out). Kept until --enforce.
+    #[arg(long, conflicts_with = "enforce")]
     observe: bool,
-    /// Protected TCP port (repeatable, at most 8; default 25).
-    #[arg(long = "port")]
+    /// Drop what the trusted set does not admit (undoes --observe).
+    #[arg(long)]
+    enforce: bool,
+    /// Protected TCP port (repeatable, at most 8); replaces the current
+    /// ports [default on a new gate: 25].
+    #[arg(long = "port", value_name = "PORT")]
     ports: Vec<u16>,
     /// Only gate SYNs to these IPv6 destination prefixes (repeatable);
-    /// IPv4 SYNs then pass. Default: every destination on the interface.
-    #[arg(long = "protect", value_parser = parse_prefix_arg)]
+    /// IPv4 SYNs then pass. Replaces the current list [default on a new
+    /// gate: every destination on the interface].
+    #[arg(long = "protect", value_name = "PREFIX", value_parser = parse_prefix_arg, conflicts_with = "protect_all")]
     protect: Vec<Ipv6Net>,
+    /// Gate SYNs to every destination on the interface again (undoes --protect).
+    #[arg(long)]
+    protect_all: bool,
+    /// Load this prefix file (`allow|deny PREFIX [label]` lines, as for
+    /// `prefixes load`) as the trusted set before attaching: how a new gate
+    /// enforces from its first packet.
+    #[arg(long, value_name = "FILE")]
+    prefixes: Option<PathBuf>,
+    /// Enforce even when the trusted set trusts nobody (empty, or deny
+    /// entries only): every SYN to a protected port is then dropped.
+    #[arg(long)]
+    allow_empty_set: bool,
+}
+
+/// `--xdp-mode`: the library's modes, listed in the help.
+fn xdp_mode_parser() -> impl clap::builder::TypedValueParser<Value = XdpMode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(XdpMode::ALL.map(XdpMode::as_str))
+        .map(|s| s.parse::<XdpMode>().expect("a listed mode parses"))
 }
 
 fn parse_prefix_arg(s: &str) -> Result<Ipv6Net, String> {
@@ -38,53 +78,122 @@ fn parse_prefix_arg(s: &str) -> Result<Ipv6Net, String> {
 }
 
 impl Attach {
+    /// The settings the flags name; the rest keep their current values.
+    fn update(&self) -> SettingsUpdate {
+        SettingsUpdate {
+            ports: (!self.ports.is_empty()).then(|| self.ports.clone()),
+            observe: match (self.observe, self.enforce) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            protect: if self.protect_all {
+                Some(Vec::new())
+            } else {
+                (!self.protect.is_empty()).then(|| self.protect.clone())
+            },
+        }
+    }
+
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
-        if self.mode == Mode::Skb {
+        if self.xdp_mode == XdpMode::Skb {
             eprintln!("warning: {SKB_WARNING}");
         }
-        // Refuse a wrong interface before pinning anything.
-        wotgate::gate::attach::check_iface(&self.iface)?;
-        let mut gate = Gate::create(pin_dir)?;
-        let settings = Settings {
-            ports: if self.ports.is_empty() {
-                vec![gate_common::DEFAULT_PORT]
-            } else {
-                self.ports
-            },
-            observe: self.observe,
-            protect: self.protect,
+        // Everything that can refuse does so before anything is pinned or changed.
+        check_iface(&self.iface)?;
+        let new_set = match &self.prefixes {
+            Some(f) => Some(PrefixSet::load(f)?),
+            None => None,
         };
+        let existing = match Gate::open(pin_dir) {
+            Ok(gate) => Some(gate),
+            Err(GateError::NotPinned(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let current = match &existing {
+            Some(gate) => gate.settings()?,
+            None => Settings::default(),
+        };
+        let settings = self.update().apply_to(&current);
+        settings.validate()?;
+        let cut_off = match (&new_set, &existing) {
+            (Some(set), _) => settings.cuts_off_everyone(set),
+            (None, Some(gate)) => settings.cuts_off_everyone(&gate.active_set()?),
+            (None, None) => settings.cuts_off_everyone(&PrefixSet::new()),
+        };
+        if cut_off && !self.allow_empty_set {
+            bail!(
+                "refusing to enforce with a trusted set that trusts nobody: every SYN to port {} would be dropped. \
+                 Load a set first: `wotgate attach --iface {} --prefixes FILE`, or on a pinned gate \
+                 `wotgate prefixes load FILE` or `wotgate plan --config FILE --load`; or attach with --observe; \
+                 or pass --allow-empty-set to cut that mail off on purpose. Nothing was changed.",
+                ports_text(&settings.ports),
+                self.iface
+            );
+        }
+
+        let mut gate = match existing {
+            Some(gate) => gate,
+            None => Gate::create(pin_dir)?,
+        };
+        if let (Some(set), Some(file)) = (&new_set, &self.prefixes) {
+            let r = gate
+                .load_set(set)
+                .with_context(|| format!("loading {}", file.display()))?;
+            println!(
+                "loaded {} entries ({} labels) from {} as generation {}",
+                r.entries,
+                r.labels,
+                file.display(),
+                r.generation
+            );
+        }
+        self.apply_settings(&mut gate, &current, &settings)?;
+        let a = gate.attach(&self.iface, self.xdp_mode)?;
+        println!(
+            "gate attached to {} ({} mode, link {}, program {}), {} mode, ports {:?}",
+            a.iface,
+            a.mode,
+            a.link_id.map_or("?".into(), |i| i.to_string()),
+            a.program_id.map_or("?".into(), |i| i.to_string()),
+            settings.mode_str(),
+            settings.ports
+        );
+        if cut_off {
+            eprintln!(
+                "warning: the trusted set trusts nobody: every SYN to port {} is dropped until you load one (wotgate prefixes load FILE)",
+                ports_text(&settings.ports)
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Writes the settings when they change, saying what changed and on
+    /// which other interfaces.
+    fn apply_settings(&self, gate: &mut Gate, current: &Settings, new: &Settings) -> Result<()> {
+        let changes = current.changes_to(new);
+        if changes.is_empty() {
+            return Ok(());
+        }
         let others: Vec<String> = gate
             .attachments()?
             .into_iter()
             .filter(|a| a.iface != self.iface && a.live)
             .map(|a| a.iface)
             .collect();
-        let old = gate.settings()?;
-        if !others.is_empty() && old != settings {
+        if !others.is_empty() {
             eprintln!(
                 "warning: settings are shared by every gated interface; this also changes them on {}",
                 others.join(", ")
             );
         }
-        gate.set_settings(&settings)?;
-        let a = gate.attach(&self.iface, self.mode)?;
-        println!(
-            "gate attached to {} ({} mode, link {}, program {}), {} mode, ports {:?}",
-            a.iface,
-            a.mode.as_str(),
-            a.link_id.map_or("?".into(), |i| i.to_string()),
-            a.program_id.map_or("?".into(), |i| i.to_string()),
-            if settings.observe {
-                "observe"
-            } else {
-                "enforce"
-            },
-            settings.ports
-        );
-        if gate.active_set()?.is_empty() && !settings.observe {
-            eprintln!("note: the trusted set is empty: every SYN to a protected port is dropped until you load one (wotgate prefixes load FILE)");
-        }
-        Ok(ExitCode::SUCCESS)
+        gate.set_settings(new)?;
+        println!("settings changed: {}", changes.join("; "));
+        Ok(())
     }
+}
+
+fn ports_text(ports: &[u16]) -> String {
+    let p: Vec<String> = ports.iter().map(u16::to_string).collect();
+    p.join(", ")
 }

@@ -10,8 +10,13 @@ use wotgate::gate::{replay::action_str, Gate};
 
 /// Which entry matches an address and what a SYN from it would get.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  wotgate check 2001:db8:1::25
+  wotgate check 2001:db8:1::25 --json")]
 pub struct Check {
+    /// IPv6 source address to look up and probe with a SYN to each protected port.
     addr: Ipv6Addr,
+    /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }

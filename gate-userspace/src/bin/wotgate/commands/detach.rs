@@ -9,10 +9,14 @@ use wotgate::gate::Gate;
 
 /// Detach the gate from an interface (the pinned set stays).
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  wotgate detach --iface eth0
+  wotgate detach --iface eth0 --purge   # and remove the gate when no interface is left")]
 pub struct Detach {
+    /// Interface to take the gate off.
     #[arg(long)]
     iface: String,
-    /// Also remove the program and maps when no interface is left.
+    /// Also remove the program, maps and trusted set when no interface is left.
     #[arg(long)]
     purge: bool,
 }

@@ -9,7 +9,12 @@ use wotgate::gate::Gate;
 
 /// Show what is loaded and what the gate has done.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  wotgate inspect
+  wotgate inspect --json
+  wotgate --pin-dir /sys/fs/bpf/other inspect")]
 pub struct Inspect {
+    /// Print the status as JSON (settings, attachments, set, counters).
     #[arg(long)]
     json: bool,
 }

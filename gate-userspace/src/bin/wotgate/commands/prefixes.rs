@@ -12,13 +12,26 @@ use wotgate::model::prefixes::PrefixSet;
 #[derive(clap::Subcommand)]
 pub enum Prefixes {
     /// Replace the trusted set from a file of `allow|deny PREFIX [label]`
-    /// lines. An invalid file changes nothing.
+    /// lines. An invalid file changes nothing. Needs a pinned gate (before
+    /// the first attach: `wotgate attach --prefixes FILE`).
+    #[command(after_help = "Examples:
+  wotgate prefixes load /etc/wotgate/trusted.prefixes
+  wotgate prefixes load trusted.prefixes --json   # the swap report as JSON
+
+File format, one entry per line (# comments):
+  allow 2001:db8:1::/48 example.org
+  deny  2001:db8:1:bad::/64 refused")]
     Load {
+        /// Prefix file: `allow|deny PREFIX [label]` lines.
         file: PathBuf,
+        /// Print the swap report (generation, trie, timings) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print the active set in prefix-file format.
+    #[command(after_help = "Examples:
+  wotgate prefixes show
+  wotgate prefixes show > backup.prefixes   # reload later with prefixes load")]
     Show,
 }
 

@@ -12,8 +12,14 @@ use wotgate::gate::{
 
 /// Run a capture through the loaded program and show each verdict.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  tcpdump -i eth0 -w mx.pcap 'tcp port 25'
+  wotgate replay mx.pcap
+  wotgate replay mx.pcap --json")]
 pub struct Replay {
+    /// Capture in pcap format (Ethernet, Linux cooked or raw IP).
     file: PathBuf,
+    /// Print every packet's verdict and the totals as JSON.
     #[arg(long)]
     json: bool,
 }

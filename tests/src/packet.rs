@@ -1,5 +1,5 @@
 //! Building test packets (Ethernet, VLAN tags, IPv4/IPv6, extension headers,
-//! TCP, ICMPv6) for `check`, the packet tests and the benchmarks.
+//! TCP, ICMPv6) for the packet tests and the benchmarks.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -256,6 +256,18 @@ mod tests {
         assert_eq!(p[14 + 6], 6);
         assert_eq!(&p[54 + 2..54 + 4], &25u16.to_be_bytes());
         assert_eq!(p[54 + 13], SYN);
+    }
+
+    #[test]
+    fn the_check_commands_probe_is_an_ipv6_syn() {
+        let (a, b) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        assert_eq!(
+            wotgate::gate::replay::syn_frame(a, b, 40000, 2525),
+            Builder::ipv6_tcp(a, b, 40000, 2525, SYN).build()
+        );
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::net::Ipv6Addr;
 use gate_common::{Reason, MAX_EXT_HEADERS, MAX_VLAN_TAGS};
 use ipnet::Ipv6Net;
 
-use crate::gate::{
+use wotgate::gate::{
     replay::{Outcome, XDP_DROP, XDP_PASS},
     Settings,
 };
-use crate::model::prefixes::{PrefixSet, Verdict};
+use wotgate::model::prefixes::{PrefixSet, Verdict};
 
 /// The configuration the classifier needs: the gate-wide settings
 /// (`ports`, `observe`, `protect`), exactly as `Gate::set_settings` takes them.
