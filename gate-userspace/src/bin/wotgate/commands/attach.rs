@@ -97,7 +97,7 @@ impl Attach {
 
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
         if self.xdp_mode == XdpMode::Skb {
-            eprintln!("warning: {SKB_WARNING}");
+            errln!("warning: {SKB_WARNING}");
         }
         // Everything that can refuse does so before anything is pinned or changed.
         check_iface(&self.iface)?;
@@ -140,7 +140,7 @@ impl Attach {
             let r = gate
                 .load_set(set)
                 .with_context(|| format!("loading {}", file.display()))?;
-            println!(
+            outln!(
                 "loaded {} entries ({} labels) from {} as generation {}",
                 r.entries,
                 r.labels,
@@ -150,7 +150,7 @@ impl Attach {
         }
         self.apply_settings(&mut gate, &current, &settings)?;
         let a = gate.attach(&self.iface, self.xdp_mode)?;
-        println!(
+        outln!(
             "gate attached to {} ({} mode, link {}, program {}), {} mode, ports {:?}",
             a.iface,
             a.mode,
@@ -160,7 +160,7 @@ impl Attach {
             settings.ports
         );
         if cut_off {
-            eprintln!(
+            errln!(
                 "warning: the trusted set trusts nobody: every SYN to port {} is dropped until you load one (wotgate prefixes load FILE)",
                 ports_text(&settings.ports)
             );
@@ -182,13 +182,13 @@ impl Attach {
             .map(|a| a.iface)
             .collect();
         if !others.is_empty() {
-            eprintln!(
+            errln!(
                 "warning: settings are shared by every gated interface; this also changes them on {}",
                 others.join(", ")
             );
         }
         gate.set_settings(new)?;
-        println!("settings changed: {}", changes.join("; "));
+        outln!("settings changed: {}", changes.join("; "));
         Ok(())
     }
 }

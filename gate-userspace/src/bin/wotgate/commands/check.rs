@@ -25,18 +25,21 @@ impl Check {
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
         let r = Gate::open(pin_dir)?.check(self.addr)?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            outln!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(ExitCode::SUCCESS);
         }
         match &r.entry {
-            Some(e) => println!(
+            Some(e) => outln!(
                 "{}: matches {} {} {}",
-                r.address, e.verdict, e.prefix, e.label
+                r.address,
+                e.verdict,
+                e.prefix,
+                e.label
             ),
-            None => println!("{}: no entry matches (untrusted)", r.address),
+            None => outln!("{}: no entry matches (untrusted)", r.address),
         }
         for p in &r.ports {
-            println!(
+            outln!(
                 "  SYN to [{}]:{} -> {} ({})",
                 p.destination,
                 p.port,
@@ -44,7 +47,7 @@ impl Check {
                 p.outcome.reason.name()
             );
         }
-        println!("verdict: {}", r.verdict);
+        outln!("verdict: {}", r.verdict);
         Ok(ExitCode::SUCCESS)
     }
 }

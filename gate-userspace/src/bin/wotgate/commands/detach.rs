@@ -33,10 +33,10 @@ impl Detach {
                 self.iface
             );
         }
-        println!("detached from {}", self.iface);
+        outln!("detached from {}", self.iface);
         if self.purge && left.is_empty() {
             wotgate::gate::purge(pin_dir)?;
-            println!("removed {}", pin_dir.display());
+            outln!("removed {}", pin_dir.display());
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -23,9 +23,9 @@ impl Inspect {
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
         let st = Gate::open(pin_dir)?.status()?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&st)?);
+            outln!("{}", serde_json::to_string_pretty(&st)?);
         } else {
-            print!("{}", st.to_text());
+            out!("{}", st.to_text());
         }
         Ok(ExitCode::SUCCESS)
     }

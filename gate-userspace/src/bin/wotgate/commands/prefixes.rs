@@ -45,16 +45,16 @@ impl Prefixes {
                     .load_set(&set)
                     .with_context(|| format!("loading {}", file.display()))?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    outln!("{}", serde_json::to_string_pretty(&r)?);
                 } else {
-                    println!(
+                    outln!(
                         "loaded {} entries ({} labels) as generation {} in trie {}: cleared {} old entries in {:.3}s, filled in {:.3}s, checked in {:.3}s",
                         r.entries, r.labels, r.generation, r.trie, r.cleared,
                         r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
                     );
                 }
             }
-            Prefixes::Show => print!("{}", Gate::open(pin_dir)?.active_set()?.to_file_text()),
+            Prefixes::Show => out!("{}", Gate::open(pin_dir)?.active_set()?.to_file_text()),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -38,7 +38,7 @@ impl Replay {
             if self.json {
                 rows.push(serde_json::json!({"packet": i + 1, "len": f.len(), "action": action_str(o.action), "reason": o.reason.name()}));
             } else {
-                println!(
+                outln!(
                     "{:6} {:4} {:5} {}",
                     i + 1,
                     f.len(),
@@ -48,16 +48,16 @@ impl Replay {
             }
         }
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &serde_json::json!({"packets": rows, "totals": totals})
                 )?
             );
         } else {
-            println!("total {} packets", frames.len());
+            outln!("total {} packets", frames.len());
             for (k, v) in &totals {
-                println!("  {k:20} {v}");
+                outln!("  {k:20} {v}");
             }
         }
         Ok(ExitCode::SUCCESS)
