@@ -114,3 +114,61 @@ fn incomplete_inputs_and_shrinks_are_refused_and_change_nothing() {
     );
     assert_eq!(loaded(&pin), good);
 }
+
+#[test]
+fn prefix_files_that_trust_nobody_or_everybody_need_force() {
+    let mut pg = PinnedGate::new("pguard");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    let dir = std::env::temp_dir().join(format!("wotgate-pguard-{}", unique("d")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = file(
+        "good",
+        "allow 2001:db8:1::/48 one\nallow 2001:db8:2::/48 two\n",
+    );
+    let out = run(&pin, &["prefixes", "load", &good]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = loaded(&pin);
+    let cases = [
+        (file("empty", ""), "leaving nothing trusted"),
+        (
+            file("comments", "# nothing here\n\n"),
+            "leaving nothing trusted",
+        ),
+        (
+            file("deny", "deny 2001:db8:1::/48\n"),
+            "leaving nothing trusted",
+        ),
+        (
+            file(
+                "world",
+                "allow ::/0 everyone\nallow 2001:db8:1::/48 one\nallow 2001:db8:2::/48 two\n",
+            ),
+            "broader than /16",
+        ),
+    ];
+    for (f, why) in &cases {
+        let out = run(&pin, &["prefixes", "load", f]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{f}: {err}");
+        assert!(err.contains(why) && err.contains(f.as_str()), "{f}: {err}");
+        assert_eq!(loaded(&pin), before, "{f} changed the set");
+    }
+    let out = run(&pin, &["prefixes", "load", "--force", &cases[0].0]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(loaded(&pin).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,11 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use ipnet::Ipv6Net;
+use wotgate::apply::LoadGuard;
 use wotgate::gate::{
     attach::{check_iface, XdpMode, SKB_WARNING},
     Gate, GateError, Settings, SettingsUpdate,
 };
-use wotgate::model::prefixes::{parse_prefix, PrefixSet};
+use wotgate::model::{
+    config::DEFAULT_MAX_SHRINK_PERCENT,
+    prefixes::{parse_prefix, PrefixSet},
+};
 
 /// Attach the gate to an interface (loads and pins it on first use).
 ///
@@ -116,6 +120,22 @@ impl Attach {
         };
         let settings = self.update().apply_to(&current);
         settings.validate()?;
+        if let Some(set) = &new_set {
+            let before = match &existing {
+                Some(gate) => gate.active_set()?,
+                None => PrefixSet::new(),
+            };
+            let guard = LoadGuard {
+                max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+                force: false,
+            };
+            guard.check(&before, set).with_context(|| {
+                format!(
+                    "--prefixes {} (to load it anyway: `wotgate prefixes load --force FILE`)",
+                    self.prefixes.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?;
+        }
         let cut_off = match (&new_set, &existing) {
             (Some(set), _) => settings.cuts_off_everyone(set),
             (None, Some(gate)) => settings.cuts_off_everyone(&gate.active_set()?),

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use wotgate::apply::LoadGuard;
 use wotgate::gate::Gate;
-use wotgate::model::prefixes::PrefixSet;
+use wotgate::model::{config::DEFAULT_MAX_SHRINK_PERCENT, prefixes::PrefixSet};
 
 /// Manage the trusted set.
 #[derive(clap::Subcommand)]
@@ -17,6 +18,7 @@ pub enum Prefixes {
     #[command(after_help = "Examples:
   wotgate prefixes load /etc/wotgate/trusted.prefixes
   wotgate prefixes load trusted.prefixes --json   # the swap report as JSON
+  wotgate prefixes load --force empty.prefixes    # really trust nobody
 
 File format, one entry per line (# comments):
   allow 2001:db8:1::/48 example.org
@@ -27,6 +29,10 @@ File format, one entry per line (# comments):
         /// Print the swap report (generation, trie, timings) as JSON.
         #[arg(long)]
         json: bool,
+        /// Load even a set that trusts nobody, loses more than half of the
+        /// loaded allow entries, or allows a prefix broader than /16.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the active set in prefix-file format.
     #[command(after_help = "Examples:
@@ -38,9 +44,16 @@ File format, one entry per line (# comments):
 impl Prefixes {
     pub fn run(self, pin_dir: &Path) -> Result<ExitCode> {
         match self {
-            Prefixes::Load { file, json } => {
+            Prefixes::Load { file, json, force } => {
                 let set = PrefixSet::load(&file)?;
                 let mut gate = Gate::open(pin_dir)?;
+                let guard = LoadGuard {
+                    max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+                    force,
+                };
+                guard
+                    .check(&gate.active_set()?, &set)
+                    .with_context(|| format!("{}", file.display()))?;
                 let r = gate
                     .load_set(&set)
                     .with_context(|| format!("loading {}", file.display()))?;
