@@ -172,3 +172,46 @@ fn prefix_files_that_trust_nobody_or_everybody_need_force() {
     assert!(loaded(&pin).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A directory bind-mounted read-only onto itself; unmounted on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        std::fs::create_dir_all(dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let ro = ReadOnly(dir.to_path_buf());
+        integration_tests::netns::sh(&["mount", "--bind", d, d]);
+        integration_tests::netns::sh(&["mount", "-o", "remount,ro,bind", d]);
+        ro
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_load_whose_serials_cannot_be_recorded_says_what_state_everything_is_in() {
+    let bin = wotgate_bin();
+    let world = World::create(
+        &std::env::temp_dir().join(format!("wotgate-ro-{}", unique("w"))),
+        &bin,
+    );
+    let mut pg = PinnedGate::new("ro");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    let _ro = ReadOnly::new(&world.dir.join("state"));
+    let out = run(
+        &pin,
+        &["plan", "--config", world.config.to_str().unwrap(), "--load"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the plan IS loaded"), "{err}");
+    assert!(err.contains("gate enforces it"), "{err}");
+    assert!(err.contains("still holds the previous serials"), "{err}");
+    assert_eq!(loaded(&pin).len(), 3, "the set is in the kernel");
+}
