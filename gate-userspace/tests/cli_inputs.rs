@@ -24,6 +24,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `wotgate trust SUB --keyring RING --root ROOT EXTRA...`.
+fn trust(sub: &str, ring: &str, root: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["trust", sub, "--keyring", ring, "--root", root];
+    args.extend_from_slice(extra);
+    wotgate(&args)
+}
+
 /// A keyring with one root key; its path and the root's fingerprint.
 fn one_key_ring(name: &str) -> (std::path::PathBuf, Key) {
     let dir = temp_dir(name);
@@ -101,16 +108,7 @@ fn times_at_their_limits_are_errors_not_panics() {
         assert!(err.contains("--valid-for"), "{d}: {err}");
     }
     // The latest time accepted still works end to end.
-    let o = wotgate(&[
-        "trust",
-        "list",
-        "--keyring",
-        ring,
-        "--root",
-        &root,
-        "--at",
-        "@253402300799",
-    ]);
+    let o = trust("list", ring, &root, &["--at", "@253402300799"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("9999-12-31T23:59:59Z"),
@@ -125,28 +123,21 @@ fn options_before_the_query_and_one_value_per_flag() {
     let (dir, alpha) = one_key_ring("cli-order");
     let ring = dir.join("ring.pgp");
     // The README's order: `trust explain --keyring K --root FPR QUERY`.
-    let o = wotgate(&[
-        "trust",
+    let o = trust(
         "explain",
-        "--keyring",
         ring.to_str().unwrap(),
-        "--root",
         &alpha.fpr().to_hex(),
-        "alpha.example",
-    ]);
+        &["alpha.example"],
+    );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("root"), "{}", stdout(&o));
     // A refused root, in the command line's own words.
-    let o = wotgate(&[
-        "trust",
+    let o = trust(
         "list",
-        "--keyring",
         ring.to_str().unwrap(),
-        "--root",
         &alpha.fpr().to_hex(),
-        "--refuse",
-        &alpha.fpr().to_hex(),
-    ]);
+        &["--refuse", &alpha.fpr().to_hex()],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("--refuse") && stderr(&o).contains("a root cannot also be refused"),
@@ -154,16 +145,12 @@ fn options_before_the_query_and_one_value_per_flag() {
         stderr(&o)
     );
     // Depth is capped the same way as in the configuration file.
-    let o = wotgate(&[
-        "trust",
+    let o = trust(
         "list",
-        "--keyring",
         ring.to_str().unwrap(),
-        "--root",
         &alpha.fpr().to_hex(),
-        "--depth",
-        "17",
-    ]);
+        &["--depth", "17"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("--depth 17: at most 16"),
@@ -232,26 +219,20 @@ fn usage_errors_and_negative_verdicts_exit_differently() {
     // A key that is not trusted: a negative verdict, not an error.
     let other = Key::new("Other <x@other.example>");
     write_keyring(&dir.join("ring.pgp"), &[alpha.public(), other.public()]);
-    let o = wotgate(&[
-        "trust",
+    let o = trust(
         "explain",
-        "--keyring",
         dir.join("ring.pgp").to_str().unwrap(),
-        "--root",
         &alpha.fpr().to_hex(),
-        "other.example",
-    ]);
+        &["other.example"],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     // A missing keyring: an error.
-    let o = wotgate(&[
-        "trust",
+    let o = trust(
         "explain",
-        "--keyring",
         dir.join("nope.pgp").to_str().unwrap(),
-        "--root",
         &alpha.fpr().to_hex(),
-        "other.example",
-    ]);
+        &["other.example"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -263,14 +244,7 @@ fn roots_are_checked_like_the_configuration_checks_them() {
     let keyid = alpha.fpr().to_hex()[24..].to_string();
     let long = format!("{}AB", alpha.fpr().to_hex());
     for bad in ["", keyid.as_str(), long.as_str()] {
-        let o = wotgate(&[
-            "trust",
-            "list",
-            "--keyring",
-            ring.to_str().unwrap(),
-            "--root",
-            bad,
-        ]);
+        let o = trust("list", ring.to_str().unwrap(), bad, &[]);
         assert_eq!(o.status.code(), Some(1), "{bad:?}");
         assert!(
             stderr(&o).contains(&format!("--root {bad:?}: not a v4 (40 hex digits) or v6")),
