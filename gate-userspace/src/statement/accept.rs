@@ -191,6 +191,7 @@ fn envelope_rule(e: &EnvelopeError) -> Rule {
         | EnvelopeError::BadKey { .. }
         | EnvelopeError::UnboundKey { .. } => Rule::BadSignature,
         EnvelopeError::Malformed(_)
+        | EnvelopeError::Framing(_)
         | EnvelopeError::Compressed
         | EnvelopeError::Encrypted
         | EnvelopeError::SignatureCount(_)

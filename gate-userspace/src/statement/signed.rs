@@ -9,12 +9,13 @@ use openpgp::{
     armor,
     cert::Cert,
     crypto::Password,
+    packet::Tag,
     packet::{key, Key},
     parse::{
         stream::{
             MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
         },
-        Parse,
+        PacketParser, Parse,
     },
     policy::Policy,
     serialize::stream::{Armorer, LiteralWriter, Message, Signer},
@@ -29,6 +30,10 @@ use super::body::MAX_BODY_BYTES;
 pub enum EnvelopeError {
     #[error("not an armoured OpenPGP signed message, or truncated: {0}")]
     Malformed(String),
+    /// Bytes outside the armour, or a packet besides the one-pass signature,
+    /// the literal data and the signature.
+    #[error("{0}")]
+    Framing(String),
     /// No certificate in the keyrings has the key the signature names
     /// (`None`: the signature names no key).
     #[error("signed by an unknown key: {}", unknown_key(.0.as_ref()))]
@@ -149,10 +154,24 @@ struct Helper<'a> {
     certs: &'a dyn CertLookup,
     policy: &'a dyn Policy,
     at: SystemTime,
+    /// Packets seen so far.
+    packets: usize,
     outcome: &'a mut Option<Result<(Fingerprint, SystemTime), EnvelopeError>>,
 }
 
 impl VerificationHelper for Helper<'_> {
+    /// Every packet, in order, before the verifier acts on it: anything but
+    /// the three packets of a statement stops the verifier there (so an
+    /// encrypted or compressed container is never opened).
+    fn inspect(&mut self, pp: &PacketParser) -> openpgp::Result<()> {
+        if let Err(e) = check_packet(self.packets, pp.packet.tag()) {
+            *self.outcome = Some(Err(e));
+            return Err(anyhow::anyhow!("statement structure rejected"));
+        }
+        self.packets += 1;
+        Ok(())
+    }
+
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         let mut out: Vec<Cert> = Vec::new();
         for id in ids {
@@ -174,6 +193,125 @@ impl VerificationHelper for Helper<'_> {
         }
         Ok(())
     }
+}
+
+/// The packets of a statement, in order.
+const SHAPE: [Tag; 3] = [Tag::OnePassSig, Tag::Literal, Tag::Signature];
+const SHAPE_TEXT: &str =
+    "a statement is exactly a one-pass signature, a literal data packet and a signature";
+
+/// Checks that packet number `index` (from 0) of a statement is a `tag`
+/// the statement may have there.
+fn check_packet(index: usize, tag: Tag) -> Result<(), EnvelopeError> {
+    match tag {
+        Tag::PKESK | Tag::SKESK | Tag::SEIP | Tag::SED | Tag::AED | Tag::MDC => {
+            Err(EnvelopeError::Encrypted)
+        }
+        Tag::CompressedData => Err(EnvelopeError::Compressed),
+        _ if SHAPE.get(index) == Some(&tag) => Ok(()),
+        Tag::OnePassSig | Tag::Signature if index < SHAPE.len() => Err(EnvelopeError::Framing(
+            format!("more than one signature, or a signature before the data; {SHAPE_TEXT}"),
+        )),
+        _ if index >= SHAPE.len() => Err(EnvelopeError::Framing(format!(
+            "trailing data inside the armour: a {tag} after the signature; {SHAPE_TEXT}"
+        ))),
+        _ => Err(EnvelopeError::Framing(format!(
+            "packet {} is a {tag} where a {} belongs; {SHAPE_TEXT}",
+            index + 1,
+            SHAPE[index]
+        ))),
+    }
+}
+
+const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const END: &[u8] = b"-----END PGP MESSAGE-----";
+
+/// Checks the armour strictly, since the armour reader skips what it does
+/// not understand (text before the header line, junk header lines, anything
+/// after the footer, a second armoured block): the `BEGIN` line first, an
+/// empty line (no armour headers: they are not signed), base64 lines, an
+/// optional `=XXXX` checksum line, the `END` line, then only spaces, tabs,
+/// CR and LF. Lines end with LF or CRLF; spaces and tabs before the line end
+/// are ignored.
+fn check_armour(armoured: &[u8]) -> Result<(), EnvelopeError> {
+    let framing = |m: String| Err(EnvelopeError::Framing(m));
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut lines = armoured
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| {
+            let end = l.iter().rposition(|b| !is_space(b)).map_or(0, |i| i + 1);
+            (&l[..end], l.len())
+        })
+        .enumerate()
+        .map(|(i, (l, len))| (i + 1, l, len));
+    let mut offset = 0;
+    let mut next = || {
+        let line = lines.next();
+        if let Some((_, _, len)) = line {
+            offset += len;
+        }
+        line.map(|(n, l, _)| (n, l))
+    };
+    if next().map(|(_, l)| l) != Some(BEGIN) {
+        return framing(
+            "does not start with a -----BEGIN PGP MESSAGE----- line (statements are armoured inline-signed messages, with nothing before the armour)".into(),
+        );
+    }
+    match next() {
+        Some((_, [])) => {}
+        Some((n, l)) if l.windows(2).any(|w| w == b": ") => {
+            return framing(format!(
+                "armour line {n} is an armour header ({:?}); statements carry none (they are not signed)",
+                String::from_utf8_lossy(l)
+            ))
+        }
+        _ => return framing("the line after -----BEGIN PGP MESSAGE----- must be empty".into()),
+    }
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+    // After padding only the checksum or END may follow; after the checksum
+    // only END.
+    let (mut padded, mut summed) = (false, false);
+    loop {
+        let Some((n, line)) = next() else {
+            return framing("truncated: no -----END PGP MESSAGE----- line".into());
+        };
+        if line == END {
+            break;
+        }
+        if line.starts_with(b"-----END") {
+            return framing(format!(
+                "armour line {n} is not exactly -----END PGP MESSAGE----- (nothing may follow it on its line)"
+            ));
+        }
+        let data = line
+            .strip_prefix(b"=")
+            .filter(|c| c.len() == 4)
+            .unwrap_or(line);
+        let checksum = data.len() != line.len();
+        let unpadded = data.len() - data.iter().rev().take_while(|&&b| b == b'=').count();
+        if summed
+            || (padded && !checksum)
+            || data.is_empty()
+            || !data[..unpadded].iter().all(base64)
+            || data.len() - unpadded > 2
+        {
+            return framing(format!(
+                "armour line {n} is not base64 data, a checksum or the -----END PGP MESSAGE----- line"
+            ));
+        }
+        padded |= unpadded < data.len();
+        summed |= checksum;
+    }
+    let rest = &armoured[offset..];
+    if let Some(i) = rest.iter().position(|b| !is_space(b)) {
+        let junk = &rest[i..];
+        return framing(format!(
+            "{} bytes of trailing data after the -----END PGP MESSAGE----- line, starting \"{}\"; only whitespace may follow the armour",
+            junk.len(),
+            junk[..junk.len().min(24)].escape_ascii()
+        ));
+    }
+    Ok(())
 }
 
 /// Exactly one signature layer holding exactly one good signature; no
@@ -253,15 +391,10 @@ pub fn open(
     policy: &dyn Policy,
     at: SystemTime,
 ) -> Result<Opened, EnvelopeError> {
-    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
-        return Err(EnvelopeError::Malformed(
-            "does not start with -----BEGIN PGP MESSAGE----- (statements are armoured inline-signed messages)".into(),
-        ));
-    }
+    check_armour(armoured)?;
     let mut outcome = None;
     // The verifier holds the whole message (so the signature is checked
-    // before any byte is handed out) up to this bound; a decompression bomb
-    // stops there.
+    // before any byte is handed out) up to this bound.
     let built = VerifierBuilder::from_bytes(armoured).and_then(|b| {
         b.buffer_size(2 * MAX_BODY_BYTES).with_policy(
             policy,
@@ -270,6 +403,7 @@ pub fn open(
                 certs,
                 policy,
                 at,
+                packets: 0,
                 outcome: &mut outcome,
             },
         )
@@ -297,32 +431,29 @@ pub fn open(
 }
 
 /// Reads the body and the issuers of an armoured statement without checking
-/// the signature (for `statement show`).
+/// the signature (for `statement show`); the armour and the packets must
+/// have a statement's shape.
 pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
-    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
-        return Err(EnvelopeError::Malformed(
-            "does not start with -----BEGIN PGP MESSAGE-----".into(),
-        ));
-    }
+    check_armour(armoured)?;
+    let malformed = |e: anyhow::Error| EnvelopeError::Malformed(e.to_string());
     let mut issuers = Vec::new();
     let mut body = Vec::new();
-    let mut ppr = openpgp::parse::PacketParser::from_bytes(armoured)
-        .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let mut ppr = PacketParser::from_bytes(armoured).map_err(malformed)?;
+    let mut index = 0;
     while let openpgp::parse::PacketParserResult::Some(mut pp) = ppr {
+        check_packet(index, pp.packet.tag())?;
+        index += 1;
         match &pp.packet {
             openpgp::Packet::Literal(_) => {
                 (&mut pp)
                     .take(MAX_BODY_BYTES as u64 + 1)
                     .read_to_end(&mut body)
-                    .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+                    .map_err(|e| malformed(e.into()))?;
             }
             openpgp::Packet::OnePassSig(ops) => issuers.push(ops.issuer().to_hex()),
             _ => {}
         }
-        ppr = pp
-            .recurse()
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?
-            .1;
+        ppr = pp.recurse().map_err(malformed)?.1;
     }
     Ok((body, issuers))
 }
@@ -402,4 +533,55 @@ pub fn sign(
         Ok(out)
     };
     run().map_err(|e| SignError::Sign(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A well-formed armour around `data` lines, with `tail` after the END line.
+    fn armour(lines: &[&str], tail: &str) -> Vec<u8> {
+        let mut s = String::from("-----BEGIN PGP MESSAGE-----\n\n");
+        for l in lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("-----END PGP MESSAGE-----\n");
+        s.push_str(tail);
+        s.into_bytes()
+    }
+
+    #[test]
+    fn armour_framing_is_strict() {
+        let ok = |b: &[u8]| check_armour(b).is_ok();
+        assert!(ok(&armour(&["owGbwMvMwCF2", "AB=="], "")));
+        assert!(ok(&armour(&["owGbwMvMwCF2", "AB==", "=Fkix"], "\n \t\r\n")));
+        assert!(ok(&armour(&["owGbwMvMwCF2", "=Fkix"], "")));
+        assert!(ok(&armour(&["owGbwMvMwCF2  \r"], "")));
+        // Data after padding or the checksum, a blank line, junk, a bad checksum.
+        assert!(!ok(&armour(&["AB==", "owGbwMvMwCF2"], "")));
+        assert!(!ok(&armour(&["owGb", "=Fkix", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb", "", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb-", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb", "=Fki"], "")));
+        assert!(!ok(&armour(&["AB==="], "")));
+        // Anything but whitespace after the END line.
+        assert!(!ok(&armour(&["owGb"], "x")));
+        assert!(!ok(&armour(&["owGb"], "\n\0")));
+        let e = check_armour(&armour(&["owGb"], "\nserial: 9\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "10 bytes of trailing data after the -----END PGP MESSAGE----- line, starting \"serial: 9\\n\"; only whitespace may follow the armour"
+        );
+        // Nothing before the BEGIN line, no headers, no missing END line.
+        assert!(!ok(&[b" ".as_slice(), &armour(&["owGb"], "")].concat()));
+        assert!(!ok(
+            b"-----BEGIN PGP MESSAGE-----\nComment: x\n\nowGb\n-----END PGP MESSAGE-----\n"
+        ));
+        assert!(!ok(
+            b"-----BEGIN PGP MESSAGE-----\nowGb\n-----END PGP MESSAGE-----\n"
+        ));
+        assert!(!ok(b"-----BEGIN PGP MESSAGE-----\n\nowGb\n"));
+        assert!(!ok(b""));
+    }
 }

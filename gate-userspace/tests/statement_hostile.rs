@@ -1,0 +1,197 @@
+//! Hostile inputs and faults (issue "Hostile input and faults"): trailing
+//! data around the armour, two spellings of one statement, error messages
+//! that name what really happened, and the rollback state file.
+
+mod statement_fixtures;
+
+use std::io::{Read, Write};
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::{
+    armor,
+    policy::StandardPolicy,
+    serialize::{
+        stream::{Armorer, Encryptor, LiteralWriter, Message, Signer},
+        Marshal,
+    },
+    types::HashAlgorithm,
+};
+use statement_fixtures::*;
+use wotgate::statement::{signed, Judgement, Rule, Statement};
+
+fn rule_of(j: &Judgement) -> Rule {
+    match &j.result {
+        Ok(a) => panic!("{} was accepted as {:?}", j.file, a.role),
+        Err(r) => r.rule,
+    }
+}
+
+/// The rejection text of `j`, asserting its rule.
+fn rejection(j: &Judgement, rule: Rule) -> String {
+    assert_eq!(rule_of(j), rule, "{:?}", j.result);
+    j.result.as_ref().unwrap_err().to_string()
+}
+
+fn alpha_statement() -> Statement {
+    statement("alpha.example", 7, &["2001:db8:a::/48"])
+}
+
+/// The binary packets inside an armoured message.
+fn dearmor(armoured: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    armor::Reader::from_bytes(
+        armoured,
+        armor::ReaderMode::Tolerant(Some(armor::Kind::Message)),
+    )
+    .read_to_end(&mut raw)
+    .unwrap();
+    raw
+}
+
+/// `raw` packets armoured as a message.
+fn armour(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = armor::Writer::new(&mut out, armor::Kind::Message).unwrap();
+    w.write_all(raw).unwrap();
+    w.finalize().unwrap();
+    out
+}
+
+fn marker() -> Vec<u8> {
+    let mut m = Vec::new();
+    openpgp::Packet::Marker(Default::default())
+        .serialize(&mut m)
+        .unwrap();
+    m
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Signs `body` as alpha at `t` with `hash`, optionally encrypting to a password.
+fn sign_with(w: &World, body: &[u8], t: u64, hash: HashAlgorithm, password: bool) -> Vec<u8> {
+    let kp = signed::signing_keypair(&w.alpha.tsk, &StandardPolicy::new(), at(t), None).unwrap();
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Armorer::new(m).build().unwrap();
+        let m = if password {
+            Encryptor::with_passwords(m, Some("pw")).build().unwrap()
+        } else {
+            m
+        };
+        let m = Signer::new(m, kp)
+            .unwrap()
+            .hash_algo(hash)
+            .unwrap()
+            .creation_time(at(t))
+            .build()
+            .unwrap();
+        let mut l = LiteralWriter::new(m).build().unwrap();
+        l.write_all(body).unwrap();
+        l.finalize().unwrap();
+    }
+    out
+}
+
+/// Everything after the armour's end line except whitespace, anything
+/// before its first line, and any packet besides the one-pass signature,
+/// the literal data and the signature, is `malformed`.
+#[test]
+fn trailing_data_and_extra_packets_are_malformed() {
+    let w = World::new();
+    let signed = w.alpha.sign(&alpha_statement());
+    let other = w
+        .alpha
+        .sign(&statement("alpha.example", 8, &["2001:db8:b::/48"]));
+    let raw = dearmor(&signed);
+    let text = |edit: &dyn Fn(String) -> String| edit(String::from_utf8(signed.clone()).unwrap());
+    let trailing = "trailing data after the -----END PGP MESSAGE----- line";
+    let shape =
+        "a statement is exactly a one-pass signature, a literal data packet and a signature";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("text after", cat(&[&signed, b"serial: 9\n"]), trailing),
+        (
+            "text on the end line",
+            text(&|s| s.replace("END PGP MESSAGE-----", "END PGP MESSAGE----- x")).into_bytes(),
+            "is not exactly -----END PGP MESSAGE-----",
+        ),
+        (
+            "binary after",
+            cat(&[&signed, &[0xff, 0x00, 0x90, 0x0d]]),
+            trailing,
+        ),
+        ("a second message after", cat(&[&signed, &other]), trailing),
+        (
+            "a marker packet after",
+            cat(&[&signed, &marker()]),
+            trailing,
+        ),
+        (
+            "an armoured marker after",
+            cat(&[&signed, &armour(&marker())]),
+            trailing,
+        ),
+        (
+            "text before",
+            cat(&[b"Hello\n", &signed]),
+            "with nothing before the armour",
+        ),
+        (
+            "a marker packet first",
+            armour(&cat(&[&marker(), &raw])),
+            "packet 1 is a Marker Packet",
+        ),
+        (
+            "a marker packet last",
+            armour(&cat(&[&raw, &marker()])),
+            "a Marker Packet after the signature",
+        ),
+        (
+            "a second message inside",
+            armour(&cat(&[&raw, &raw])),
+            shape,
+        ),
+        (
+            "an armour header",
+            text(&|s| s.replacen("MESSAGE-----\n", "MESSAGE-----\nComment: unsigned\n", 1))
+                .into_bytes(),
+            "statements carry none",
+        ),
+        (
+            "a junk line in the header",
+            text(&|s| s.replacen("MESSAGE-----\n\n", "MESSAGE-----\njunk\n\n", 1)).into_bytes(),
+            "must be empty",
+        ),
+    ];
+    for (what, bytes, needle) in &cases {
+        let j = w.judge("t.asc", bytes);
+        let text = rejection(&j, Rule::Malformed);
+        assert!(text.contains(needle), "{what}: {text}");
+    }
+    // Trailing whitespace (spaces, tabs, blank lines, CRLF) is fine, as are
+    // CRLF line ends throughout.
+    let spaced = cat(&[&signed, b"\n \t\r\n\n"]);
+    assert!(w.judge("s.asc", &spaced).result.is_ok());
+    let crlf = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace('\n', "\r\n");
+    assert!(w.judge("c.asc", crlf.as_bytes()).result.is_ok());
+    // `show` reads the same envelope.
+    assert!(signed::peek(&cat(&[&signed, &other])).is_err());
+    assert!(signed::peek(&signed).is_ok());
+}
+
+/// An encrypted statement is named as such (the packet check meets the
+/// encryption packet first).
+#[test]
+fn encrypted_statement_is_called_encrypted() {
+    let w = World::new();
+    let body = alpha_statement().to_body();
+    let encrypted = sign_with(&w, body.as_bytes(), T0 - 3600, HashAlgorithm::SHA256, true);
+    let text = rejection(&w.judge("x.asc", &encrypted), Rule::Malformed);
+    assert!(text.contains("statement is encrypted"), "{text}");
+    assert!(!text.contains("Malformed OpenPGP message"), "{text}");
+}
