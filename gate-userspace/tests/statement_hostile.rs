@@ -5,6 +5,7 @@
 mod statement_fixtures;
 
 use std::io::{Read, Write};
+use std::process::{Command, Output};
 
 use sequoia_openpgp as openpgp;
 
@@ -194,4 +195,104 @@ fn encrypted_statement_is_called_encrypted() {
     let text = rejection(&w.judge("x.asc", &encrypted), Rule::Malformed);
     assert!(text.contains("statement is encrypted"), "{text}");
     assert!(!text.contains("Malformed OpenPGP message"), "{text}");
+}
+
+/// `body` signed by `w.alpha`, judged at T0.
+fn judge_body(w: &World, body: &str) -> Judgement {
+    w.judge("b.asc", &w.alpha.sign_raw(body.as_bytes()))
+}
+
+#[test]
+fn one_spelling_per_statement() {
+    let w = World::new();
+    let fa = "AA:".repeat(31) + "AA";
+    let fb = "BB:".repeat(31) + "BB";
+    let mut st = statement("alpha.example", 7, &["2001:db8:a::/48", "2001:db8:b::/48"]);
+    st.tls_key_sha256 = vec![fa.clone(), fb.clone()];
+    let body = st.to_body();
+    assert!(judge_body(&w, &body).result.is_ok());
+    let swapped_prefixes = body
+        .replace("db8:a::", "db8:X::")
+        .replace("db8:b::", "db8:a::")
+        .replace("db8:X::", "db8:b::");
+    assert!(rejection(&judge_body(&w, &swapped_prefixes), Rule::Body)
+        .contains("prefix 2001:db8:a::/48 must come before 2001:db8:b::/48"));
+    let swapped_keys = body.replace(&fa, "X").replace(&fb, &fa).replace('X', &fb);
+    assert!(rejection(&judge_body(&w, &swapped_keys), Rule::Body)
+        .contains(&format!("tls-key-sha256 {fa} must come before {fb}")));
+    // By address, then length: a covering prefix comes before what it covers.
+    let nested = statement("alpha.example", 7, &["2001:db8:a::/48", "2001:db8:a::/56"]).to_body();
+    assert!(judge_body(&w, &nested).result.is_ok());
+    let reversed = nested
+        .replace("/48", "/X")
+        .replace("/56", "/48")
+        .replace("/X", "/56");
+    assert!(rejection(&judge_body(&w, &reversed), Rule::Body).contains("must come before"));
+    // `to_body` writes the one spelling whatever order the lists are in.
+    let mut unsorted = st.clone();
+    unsorted.prefixes.reverse();
+    unsorted.tls_key_sha256.reverse();
+    unsorted.prefixes.push(unsorted.prefixes[0]);
+    assert_eq!(unsorted.to_body(), body);
+}
+
+#[test]
+fn statement_new_sorts_and_deduplicates() {
+    let fa = "aa".repeat(32);
+    let fb = "BB:".repeat(31) + "BB";
+    let out = ok(&[
+        "statement",
+        "new",
+        "--domain",
+        "alpha.example",
+        "--prefix",
+        "2a01:4f8:2::/48",
+        "--prefix",
+        "2a01:4f8:1::/56",
+        "--prefix",
+        "2a01:4f8:1::/48",
+        "--prefix",
+        "2a01:4f8:2::/48",
+        "--tls-key-fingerprint",
+        &fb,
+        "--tls-key-fingerprint",
+        &fa,
+        "--tls-key-fingerprint",
+        &fb,
+        "--not-before",
+        "2026-11-24T10:00:00Z",
+    ]);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("prefix") || l.starts_with("tls"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "prefix: 2a01:4f8:1::/48",
+            "prefix: 2a01:4f8:1::/56",
+            "prefix: 2a01:4f8:2::/48",
+            &format!("tls-key-sha256: {}", "AA:".repeat(31) + "AA"),
+            &format!("tls-key-sha256: {fb}"),
+        ]
+    );
+    assert!(Statement::parse(out.as_bytes()).is_ok());
+}
+
+fn wotgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wotgate"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .expect("run wotgate")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = wotgate(args);
+    assert!(
+        out.status.success(),
+        "wotgate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
