@@ -19,7 +19,7 @@ use openpgp::{
     types::HashAlgorithm,
 };
 use statement_fixtures::*;
-use wotgate::statement::{signed, Judgement, Rule, Statement};
+use wotgate::statement::{signed, AcceptRules, Judgement, Rule, SerialState, Statement};
 
 fn rule_of(j: &Judgement) -> Rule {
     match &j.result {
@@ -295,4 +295,160 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bad_signatures_are_named_for_what_they_are() {
+    let w = World::new();
+    let body = alpha_statement().to_body();
+    let good = sign_with(&w, body.as_bytes(), T0 - 3600, HashAlgorithm::SHA256, false);
+    assert!(w.judge("g.asc", &good).result.is_ok());
+
+    let sha1 = sign_with(&w, body.as_bytes(), T0 - 3600, HashAlgorithm::SHA1, false);
+    let text = rejection(&w.judge("s.asc", &sha1), Rule::BadSignature);
+    assert!(!text.contains("forged"), "{text}");
+    assert!(text.contains("SHA1"), "{text}");
+    assert!(text.contains("rejected by the standard policy"), "{text}");
+
+    let rules = test_rules();
+    let early = w.judge_with(
+        &rules,
+        &SerialState::default(),
+        T0 - 2 * 3600,
+        "e.asc",
+        &good,
+    );
+    let text = rejection(&early, Rule::BadSignature);
+    assert!(!text.contains("forged"), "{text}");
+    assert!(
+        text.contains(
+            "made at 2026-11-25T09:00:00Z, after the reference time 2026-11-25T08:00:00Z"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn whole_body_problems_have_no_line_number() {
+    let w = World::new();
+    let body = alpha_statement().to_body().replace("mode: enforce\n", "");
+    let text = rejection(&judge_body(&w, &body), Rule::Body);
+    assert!(text.contains("body: missing field \"mode\""), "{text}");
+    assert!(!text.contains("line 0"), "{text}");
+    let e = Statement::parse(b"").unwrap_err().to_string();
+    assert_eq!(e, "body: empty");
+    let e = Statement::parse(b"version: WOTGATEv1\nx\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("body line 2: "), "{e}");
+}
+
+#[test]
+fn prefixes_covering_special_ranges_are_named_as_such() {
+    use wotgate::statement::accept::check_prefix;
+    let rules = AcceptRules::default();
+    let msg = |p: &str| check_prefix(&p.parse().unwrap(), &rules).unwrap_err().1;
+    let m = msg("::/1");
+    assert!(!m.contains("is the unspecified address"), "{m}");
+    assert!(
+        m.contains("covers the unspecified address, loopback and IPv4-mapped"),
+        "{m}"
+    );
+    assert!(msg("::/128").contains("::/128 is the unspecified address"));
+    assert!(msg("fd12:3456::/48").contains("is unique-local (fc00::/7)"));
+    assert!(msg("c000::/2").contains("covers unique-local, link-local and multicast"));
+    assert!(msg("4000::/3").contains("is not global unicast"));
+    let m = msg("2000::/3");
+    assert!(
+        m.contains("covers the documentation prefix 2001:db8::/32"),
+        "{m}"
+    );
+    let m = msg("2001:db8:1::/48");
+    assert!(
+        m.contains("is inside the documentation prefix 2001:db8::/32"),
+        "{m}"
+    );
+}
+
+/// A key like the fixtures' whose signing subkey (or whole certificate)
+/// expires `days` after its creation a year before T0.
+fn expiring_key(whole: bool, days: u64) -> openpgp::Cert {
+    use openpgp::cert::CertBuilder;
+    use openpgp::types::KeyFlags;
+    let period = std::time::Duration::from_secs(days * DAY);
+    let b = CertBuilder::new()
+        .set_creation_time(at(T0 - 365 * DAY))
+        .add_userid("<postmaster@alpha.example>");
+    let b = if whole {
+        b.set_validity_period(period).add_signing_subkey()
+    } else {
+        b.add_subkey(KeyFlags::empty().set_signing(), period, None)
+    };
+    b.generate().unwrap().0
+}
+
+#[test]
+fn sign_says_why_a_key_cannot_sign() {
+    let p = StandardPolicy::new();
+    let why = |tsk: &openpgp::Cert| {
+        signed::signing_keypair(tsk, &p, at(T0), None)
+            .err()
+            .expect("cannot sign")
+            .to_string()
+    };
+    let sub = why(&expiring_key(false, 30));
+    assert!(sub.contains("expired at 2025-12-25T10:00:00Z"), "{sub}");
+    assert!(!sub.contains("no usable"), "{sub}");
+    let whole = why(&expiring_key(true, 30));
+    assert!(whole.contains("expired at 2025-12-25T10:00:00Z"), "{whole}");
+    let (bare, _) = openpgp::cert::CertBuilder::new()
+        .set_creation_time(at(T0 - 365 * DAY))
+        .add_userid("<postmaster@alpha.example>")
+        .generate()
+        .unwrap();
+    let none = why(&bare);
+    assert!(none.contains("no signing-capable key"), "{none}");
+    // A key created after the signing time.
+    let early = signed::signing_keypair(
+        &Key::new("<a@alpha.example>").tsk,
+        &p,
+        at(T0 - 400 * DAY),
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(!early.contains("tv_sec"), "{early}");
+    assert!(!early.contains(" now"), "{early}");
+}
+
+/// No error text says the same thing twice (`X: X`).
+fn assert_not_doubled(text: &str) {
+    let io = "No such file or directory (os error 2)";
+    assert!(text.matches(io).count() <= 1, "{text}");
+    let nd = "Not a directory (os error 20)";
+    assert!(text.matches(nd).count() <= 1, "{text}");
+}
+
+#[test]
+fn statement_commands_name_io_errors_once() {
+    let dir = temp_dir("stmt-doubled");
+    let missing = dir.join("missing");
+    let m = missing.to_str().unwrap();
+    let a_file = dir.join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let f = a_file.to_str().unwrap();
+    let body = dir.join("body");
+    std::fs::write(&body, alpha_statement().to_body()).unwrap();
+    for args in [
+        vec!["statement", "show", m],
+        vec!["statement", "sign", "--key", m, body.to_str().unwrap()],
+        vec!["statement", "sign", "--key", f, m],
+    ] {
+        let out = wotgate(&args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_not_doubled(&err);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

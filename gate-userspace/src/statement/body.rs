@@ -55,17 +55,26 @@ pub struct Statement {
     pub tls_key_sha256: Vec<String>,
 }
 
-/// Why a body is malformed; `line` counts from 1 (0: the body as a whole).
+/// Why a body is malformed; `line` counts from 1 (`None`: the body as a whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("body line {line}: {problem}")]
+#[error("body{}: {problem}", line.map_or_else(String::new, |n| format!(" line {n}")))]
 pub struct BodyError {
-    pub line: usize,
+    pub line: Option<usize>,
     pub problem: String,
 }
 
+/// A problem on line `line`.
 fn err(line: usize, problem: impl Into<String>) -> BodyError {
     BodyError {
-        line,
+        line: Some(line),
+        problem: problem.into(),
+    }
+}
+
+/// A problem of the body as a whole.
+fn whole(problem: impl Into<String>) -> BodyError {
+    BodyError {
+        line: None,
         problem: problem.into(),
     }
 }
@@ -165,17 +174,17 @@ fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
 /// control characters.
 fn checked_text(body: &[u8]) -> Result<&str, BodyError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(err(
-            0,
-            format!("{} bytes, more than {MAX_BODY_BYTES}", body.len()),
-        ));
+        return Err(whole(format!(
+            "{} bytes, more than {MAX_BODY_BYTES}",
+            body.len()
+        )));
     }
     let text = std::str::from_utf8(body)
         .ok()
         .filter(|t| t.is_ascii())
-        .ok_or_else(|| err(0, "not ASCII text"))?;
+        .ok_or_else(|| whole("not ASCII text"))?;
     if text.is_empty() {
-        return Err(err(0, "empty"));
+        return Err(whole("empty"));
     }
     let Some(text) = text.strip_suffix('\n') else {
         return Err(err(
@@ -291,7 +300,7 @@ impl Fields {
     /// The statement, once every required field is there and the window is
     /// not empty.
     fn finish(self) -> Result<Statement, BodyError> {
-        let missing = |k: &str| err(0, format!("missing field {k:?}"));
+        let missing = |k: &str| whole(format!("missing field {k:?}"));
         let st = Statement {
             domain: self.domain.ok_or_else(|| missing("domain"))?,
             serial: self.serial.ok_or_else(|| missing("serial"))?,
@@ -305,7 +314,7 @@ impl Fields {
             return Err(missing("prefix"));
         }
         if st.not_after <= st.not_before {
-            return Err(err(0, "not-after is not later than not-before"));
+            return Err(whole("not-after is not later than not-before"));
         }
         Ok(st)
     }
