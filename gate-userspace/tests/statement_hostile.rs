@@ -19,7 +19,9 @@ use openpgp::{
     types::HashAlgorithm,
 };
 use statement_fixtures::*;
-use wotgate::statement::{signed, AcceptRules, Judgement, Rule, SerialState, Statement};
+use wotgate::statement::{
+    signed, state::StateError, AcceptRules, Judgement, Rule, SerialState, Statement,
+};
 
 fn rule_of(j: &Judgement) -> Rule {
     match &j.result {
@@ -444,11 +446,72 @@ fn statement_commands_name_io_errors_once() {
         vec!["statement", "show", m],
         vec!["statement", "sign", "--key", m, body.to_str().unwrap()],
         vec!["statement", "sign", "--key", f, m],
+        vec![
+            "statement",
+            "verify",
+            f,
+            "--keyring",
+            f,
+            "--root",
+            &"AB".repeat(20),
+            "--state-dir",
+            f,
+        ],
     ] {
         let out = wotgate(&args);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_not_doubled(&err);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn state_file_is_read_with_a_size_bound() {
+    let dir = temp_dir("state-bound");
+    let f = std::fs::File::create(dir.join("serials")).unwrap();
+    f.set_len(64 << 20 | 1).unwrap();
+    let e = SerialState::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("larger than"), "{e}");
+    assert!(e.contains("serials"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failed_state_save_names_the_file_and_keeps_the_old_state() {
+    let dir = temp_dir("state-save");
+    let mut s = SerialState::default();
+    s.record("alpha.example", 7);
+    s.save(&dir).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(leftovers, ["serials"]);
+    // The temporary file cannot be written: the error names it, and the
+    // previous state stays.
+    std::fs::create_dir(dir.join(".serials.tmp")).unwrap();
+    let mut newer = s.clone();
+    newer.record("alpha.example", 9);
+    let e = newer.save(&dir).unwrap_err();
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert!(text.contains(".serials.tmp"), "{text}");
+    assert!(text.contains("previous state is unchanged"), "{text}");
+    assert_eq!(
+        SerialState::load(&dir).unwrap().last("alpha.example"),
+        Some(7)
+    );
+    // A state directory that is a file.
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "keep me").unwrap();
+    let e = newer.save(&file).unwrap_err();
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert!(text.contains("not-a-dir"), "{text}");
+    assert_not_doubled(&text);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    let e: StateError = SerialState::load(&file).unwrap_err();
+    let text = format!("{:#}", anyhow::Error::from(e));
+    assert!(text.contains("not-a-dir"), "{text}");
+    assert_not_doubled(&text);
     std::fs::remove_dir_all(&dir).unwrap();
 }
