@@ -113,6 +113,9 @@ pub struct Acceptor<'a> {
     pub state: &'a SerialState,
 }
 
+/// Global unicast: the only addresses a statement may name.
+const GLOBAL_UNICAST: &str = "2000::/3";
+/// The special ranges outside global unicast, by name.
 const SPECIAL: [(&str, &str); 6] = [
     ("::/128", "the unspecified address"),
     ("::1/128", "loopback"),
@@ -127,28 +130,68 @@ fn net(s: &str) -> Ipv6Net {
     s.parse().expect("constant prefix")
 }
 
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// What a prefix outside global unicast is: the special range it lies in,
+/// else the special ranges it covers (a prefix that covers loopback is not
+/// loopback).
+fn not_global(p: &Ipv6Net) -> String {
+    if let Some((range, name)) = SPECIAL.iter().find(|(n, _)| net(n).contains(p)) {
+        return if net(range) == *p {
+            format!("{p} is {name}")
+        } else {
+            format!("{p} is {name} ({range})")
+        };
+    }
+    let covered: Vec<&str> = SPECIAL
+        .iter()
+        .filter(|(n, _)| p.contains(&net(n)))
+        .map(|(_, name)| *name)
+        .collect();
+    if covered.is_empty() {
+        format!("{p} is not global unicast")
+    } else {
+        format!(
+            "{p} is not global unicast: it covers {}",
+            and_list(&covered)
+        )
+    }
+}
+
 /// Checks one prefix against the prefix rules.
 pub fn check_prefix(p: &Ipv6Net, rules: &AcceptRules) -> Result<(), (Rule, String)> {
-    if !net("2000::/3").contains(p) {
-        let what = SPECIAL
-            .iter()
-            .find(|(n, _)| net(n).contains(p) || p.contains(&net(n)))
-            .map(|(_, w)| *w)
-            .unwrap_or("not global unicast");
+    if !net(GLOBAL_UNICAST).contains(p) {
         return Err((
             Rule::PrefixNotGlobal,
-            format!("{p} is {what}: only global unicast (2000::/3) is accepted"),
+            format!(
+                "{}; only global unicast ({GLOBAL_UNICAST}) is accepted",
+                not_global(p)
+            ),
         ));
     }
-    if !rules.allow_documentation_prefixes
-        && DOCUMENTATION
-            .iter()
-            .any(|d| net(d).contains(p) || p.contains(&net(d)))
-    {
-        return Err((
-            Rule::DocumentationPrefix,
-            format!("{p} is a documentation prefix (allow_documentation_prefixes is off)"),
-        ));
+    if !rules.allow_documentation_prefixes {
+        for d in DOCUMENTATION {
+            let how = if net(d).contains(p) {
+                "is inside"
+            } else if p.contains(&net(d)) {
+                "covers"
+            } else {
+                continue;
+            };
+            return Err((
+                Rule::DocumentationPrefix,
+                format!(
+                    "{p} {how} the documentation prefix {d} (allow_documentation_prefixes is off)"
+                ),
+            ));
+        }
     }
     if p.prefix_len() < rules.min_prefix_len {
         return Err((
@@ -188,9 +231,13 @@ fn envelope_rule(e: &EnvelopeError) -> Rule {
     match e {
         EnvelopeError::UnknownSigner(_) => Rule::UnknownSigner,
         EnvelopeError::BadSignature { .. }
+        | EnvelopeError::PolicyRejected { .. }
+        | EnvelopeError::MadeAfter { .. }
+        | EnvelopeError::SignatureExpired { .. }
         | EnvelopeError::BadKey { .. }
         | EnvelopeError::UnboundKey { .. } => Rule::BadSignature,
         EnvelopeError::Malformed(_)
+        | EnvelopeError::Framing(_)
         | EnvelopeError::Compressed
         | EnvelopeError::Encrypted
         | EnvelopeError::SignatureCount(_)
@@ -469,7 +516,7 @@ fn parse_body(
     why: &mut Vec<String>,
 ) -> Result<Statement, Rejection> {
     let st = Statement::parse(body)
-        .map_err(|e| subject.reject(Rule::Body, format!("validly signed, but the {e}")))?;
+        .map_err(|e| subject.reject(Rule::Body, format!("validly signed, but {e}")))?;
     why.push(format!(
         "body is a well-formed statement for {} (serial {}, {})",
         st.domain,

@@ -55,17 +55,26 @@ pub struct Statement {
     pub tls_key_sha256: Vec<String>,
 }
 
-/// Why a body is malformed; `line` counts from 1 (0: the body as a whole).
+/// Why a body is malformed; `line` counts from 1 (`None`: the body as a whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("body line {line}: {problem}")]
+#[error("body{}: {problem}", line.map_or_else(String::new, |n| format!(" line {n}")))]
 pub struct BodyError {
-    pub line: usize,
+    pub line: Option<usize>,
     pub problem: String,
 }
 
+/// A problem on line `line`.
 fn err(line: usize, problem: impl Into<String>) -> BodyError {
     BodyError {
-        line,
+        line: Some(line),
+        problem: problem.into(),
+    }
+}
+
+/// A problem of the body as a whole.
+fn whole(problem: impl Into<String>) -> BodyError {
+    BodyError {
+        line: None,
         problem: problem.into(),
     }
 }
@@ -109,7 +118,9 @@ pub fn normalise_tls_fingerprint(s: &str) -> Result<String, String> {
 }
 
 impl Statement {
-    /// The canonical body text; `parse(to_body())` gives `self` back.
+    /// The canonical body text, with the prefixes and TLS key fingerprints
+    /// sorted and each written once; `parse(to_body())` gives `self` back
+    /// once it is [canonicalised](Statement::canonicalise).
     pub fn to_body(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{VERSION_LINE}");
@@ -118,18 +129,26 @@ impl Statement {
         let _ = writeln!(s, "not-before: {}", format_rfc3339(self.not_before));
         let _ = writeln!(s, "not-after: {}", format_rfc3339(self.not_after));
         let _ = writeln!(s, "mode: {}", self.mode.as_str());
-        for p in &self.prefixes {
+        for p in sorted(&self.prefixes) {
             let _ = writeln!(s, "prefix: {p}");
         }
-        for f in &self.tls_key_sha256 {
+        for f in sorted(&self.tls_key_sha256) {
             let _ = writeln!(s, "tls-key-sha256: {f}");
         }
         s
     }
 
+    /// Puts the prefixes and TLS key fingerprints in the body's order
+    /// (ascending, each once), as `parse` returns them.
+    pub fn canonicalise(&mut self) {
+        self.prefixes = sorted(&self.prefixes);
+        self.tls_key_sha256 = sorted(&self.tls_key_sha256);
+    }
+
     /// Parses a body strictly: ASCII, `\n`-terminated `key: value` lines, the
     /// version line first, each known key once (`prefix` and
-    /// `tls-key-sha256` may repeat), no unknown keys, no blank lines.
+    /// `tls-key-sha256` may repeat, in ascending order, each value once), no
+    /// unknown keys, no blank lines.
     pub fn parse(body: &[u8]) -> Result<Statement, BodyError> {
         let text = checked_text(body)?;
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
@@ -142,22 +161,30 @@ impl Statement {
     }
 }
 
+/// `v` sorted, each value once.
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The body as text without its final newline, once it is within
 /// [`MAX_BODY_BYTES`], ASCII, non-empty, newline-terminated and free of
 /// control characters.
 fn checked_text(body: &[u8]) -> Result<&str, BodyError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(err(
-            0,
-            format!("{} bytes, more than {MAX_BODY_BYTES}", body.len()),
-        ));
+        return Err(whole(format!(
+            "{} bytes, more than {MAX_BODY_BYTES}",
+            body.len()
+        )));
     }
     let text = std::str::from_utf8(body)
         .ok()
         .filter(|t| t.is_ascii())
-        .ok_or_else(|| err(0, "not ASCII text"))?;
+        .ok_or_else(|| whole("not ASCII text"))?;
     if text.is_empty() {
-        return Err(err(0, "empty"));
+        return Err(whole("empty"));
     }
     let Some(text) = text.strip_suffix('\n') else {
         return Err(err(
@@ -250,26 +277,22 @@ impl Fields {
         }
     }
 
-    /// A `prefix` line: canonical, and not given before.
+    /// A `prefix` line: canonical, and after the one before.
     fn add_prefix(&mut self, n: usize, value: &str) -> Result<(), BodyError> {
         let p = parse_canonical_prefix(value).map_err(|p| err(n, format!("prefix: {p}")))?;
-        if self.prefixes.contains(&p) {
-            return Err(err(n, format!("prefix {p} given twice")));
-        }
+        in_order(n, "prefix", self.prefixes.last(), &p, PREFIX_ORDER)?;
         self.prefixes.push(p);
         Ok(())
     }
 
-    /// A `tls-key-sha256` line: in Postfix's form, and not given before.
+    /// A `tls-key-sha256` line: in Postfix's form, and after the one before.
     fn add_tls_key(&mut self, n: usize, value: &str) -> Result<(), BodyError> {
         let f =
             normalise_tls_fingerprint(value).map_err(|p| err(n, format!("tls-key-sha256: {p}")))?;
         if f != value {
             return Err(err(n, format!("tls-key-sha256: write it as {f}")));
         }
-        if self.fprs.contains(&f) {
-            return Err(err(n, format!("tls-key-sha256 {f} given twice")));
-        }
+        in_order(n, "tls-key-sha256", self.fprs.last(), &f, TLS_ORDER)?;
         self.fprs.push(f);
         Ok(())
     }
@@ -277,7 +300,7 @@ impl Fields {
     /// The statement, once every required field is there and the window is
     /// not empty.
     fn finish(self) -> Result<Statement, BodyError> {
-        let missing = |k: &str| err(0, format!("missing field {k:?}"));
+        let missing = |k: &str| whole(format!("missing field {k:?}"));
         let st = Statement {
             domain: self.domain.ok_or_else(|| missing("domain"))?,
             serial: self.serial.ok_or_else(|| missing("serial"))?,
@@ -291,9 +314,32 @@ impl Fields {
             return Err(missing("prefix"));
         }
         if st.not_after <= st.not_before {
-            return Err(err(0, "not-after is not later than not-before"));
+            return Err(whole("not-after is not later than not-before"));
         }
         Ok(st)
+    }
+}
+
+const PREFIX_ORDER: &str =
+    "prefixes are listed in ascending order (by address, then length), each once";
+const TLS_ORDER: &str = "tls-key-sha256 values are listed in ascending order, each once";
+
+/// A repeated field's value `v` on line `n` must come after `last`, the one
+/// before it: one order, so one spelling.
+fn in_order<T: Ord + std::fmt::Display>(
+    n: usize,
+    key: &str,
+    last: Option<&T>,
+    v: &T,
+    rule: &str,
+) -> Result<(), BodyError> {
+    match last {
+        Some(last) if v == last => Err(err(n, format!("{key} {v} given twice ({rule})"))),
+        Some(last) if v < last => Err(err(
+            n,
+            format!("{key} {v} must come before {last} ({rule})"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -7,38 +7,66 @@ use std::time::SystemTime;
 
 use openpgp::{
     armor,
-    cert::Cert,
+    cert::{amalgamation::ValidAmalgamation, Cert},
     crypto::Password,
+    packet::Tag,
     packet::{key, Key},
     parse::{
         stream::{
             MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
         },
-        Parse,
+        PacketParser, Parse,
     },
     policy::Policy,
     serialize::stream::{Armorer, LiteralWriter, Message, Signer},
+    types::RevocationStatus,
     Fingerprint, KeyHandle, KeyID,
 };
 use sequoia_openpgp as openpgp;
 
 use super::body::MAX_BODY_BYTES;
+use crate::model::time::format_time;
 
 /// Why a signed statement could not be opened (before its body is read).
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("not an armoured OpenPGP signed message, or truncated: {0}")]
     Malformed(String),
+    /// Bytes outside the armour, or a packet besides the one-pass signature,
+    /// the literal data and the signature.
+    #[error("{0}")]
+    Framing(String),
     /// No certificate in the keyrings has the key the signature names
     /// (`None`: the signature names no key).
     #[error("signed by an unknown key: {}", unknown_key(.0.as_ref()))]
     UnknownSigner(Option<KeyHandle>),
-    /// The signature does not verify; `signer` is `None` when the signature
-    /// could not even be read.
-    #[error("bad signature by {}: {reason} (forged or altered)", signer_text(.signer.as_deref()))]
+    /// The signature does not verify (the body or the signature was
+    /// altered, or another key made it); `signer` is `None` when the
+    /// signature could not even be read.
+    #[error("bad signature by {}: it does not verify (forged or altered): {reason}", signer_text(.signer.as_deref()))]
     BadSignature {
         signer: Option<Box<KeyOwner>>,
         reason: String,
+    },
+    /// The signature verifies, but the policy rejects what it is made with
+    /// (a weak hash such as SHA-1, a weak algorithm).
+    #[error("signature by {signer} is rejected by the standard policy (not a forgery, but not accepted): {reason}")]
+    PolicyRejected {
+        signer: Box<KeyOwner>,
+        reason: String,
+    },
+    /// The signature was made after the reference time.
+    #[error("signature by {signer} was made at {}, after the reference time {}", format_time(*.signed_at), format_time(*.at))]
+    MadeAfter {
+        signer: Box<KeyOwner>,
+        signed_at: SystemTime,
+        at: SystemTime,
+    },
+    /// The signature carries an expiration time before the reference time.
+    #[error("signature by {signer} expired at {}", format_time(*.expired))]
+    SignatureExpired {
+        signer: Box<KeyOwner>,
+        expired: SystemTime,
     },
     /// The signing key was revoked, expired or not signing-capable then.
     #[error("signing key {} of {owner} was not valid when it signed: {reason}", owner.key_id())]
@@ -149,10 +177,24 @@ struct Helper<'a> {
     certs: &'a dyn CertLookup,
     policy: &'a dyn Policy,
     at: SystemTime,
+    /// Packets seen so far.
+    packets: usize,
     outcome: &'a mut Option<Result<(Fingerprint, SystemTime), EnvelopeError>>,
 }
 
 impl VerificationHelper for Helper<'_> {
+    /// Every packet, in order, before the verifier acts on it: anything but
+    /// the three packets of a statement stops the verifier there (so an
+    /// encrypted or compressed container is never opened).
+    fn inspect(&mut self, pp: &PacketParser) -> openpgp::Result<()> {
+        if let Err(e) = check_packet(self.packets, pp.packet.tag()) {
+            *self.outcome = Some(Err(e));
+            return Err(anyhow::anyhow!("statement structure rejected"));
+        }
+        self.packets += 1;
+        Ok(())
+    }
+
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         let mut out: Vec<Cert> = Vec::new();
         for id in ids {
@@ -174,6 +216,125 @@ impl VerificationHelper for Helper<'_> {
         }
         Ok(())
     }
+}
+
+/// The packets of a statement, in order.
+const SHAPE: [Tag; 3] = [Tag::OnePassSig, Tag::Literal, Tag::Signature];
+const SHAPE_TEXT: &str =
+    "a statement is exactly a one-pass signature, a literal data packet and a signature";
+
+/// Checks that packet number `index` (from 0) of a statement is a `tag`
+/// the statement may have there.
+fn check_packet(index: usize, tag: Tag) -> Result<(), EnvelopeError> {
+    match tag {
+        Tag::PKESK | Tag::SKESK | Tag::SEIP | Tag::SED | Tag::AED | Tag::MDC => {
+            Err(EnvelopeError::Encrypted)
+        }
+        Tag::CompressedData => Err(EnvelopeError::Compressed),
+        _ if SHAPE.get(index) == Some(&tag) => Ok(()),
+        Tag::OnePassSig | Tag::Signature if index < SHAPE.len() => Err(EnvelopeError::Framing(
+            format!("more than one signature, or a signature before the data; {SHAPE_TEXT}"),
+        )),
+        _ if index >= SHAPE.len() => Err(EnvelopeError::Framing(format!(
+            "trailing data inside the armour: a {tag} after the signature; {SHAPE_TEXT}"
+        ))),
+        _ => Err(EnvelopeError::Framing(format!(
+            "packet {} is a {tag} where a {} belongs; {SHAPE_TEXT}",
+            index + 1,
+            SHAPE[index]
+        ))),
+    }
+}
+
+const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const END: &[u8] = b"-----END PGP MESSAGE-----";
+
+/// Checks the armour strictly, since the armour reader skips what it does
+/// not understand (text before the header line, junk header lines, anything
+/// after the footer, a second armoured block): the `BEGIN` line first, an
+/// empty line (no armour headers: they are not signed), base64 lines, an
+/// optional `=XXXX` checksum line, the `END` line, then only spaces, tabs,
+/// CR and LF. Lines end with LF or CRLF; spaces and tabs before the line end
+/// are ignored.
+fn check_armour(armoured: &[u8]) -> Result<(), EnvelopeError> {
+    let framing = |m: String| Err(EnvelopeError::Framing(m));
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut lines = armoured
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| {
+            let end = l.iter().rposition(|b| !is_space(b)).map_or(0, |i| i + 1);
+            (&l[..end], l.len())
+        })
+        .enumerate()
+        .map(|(i, (l, len))| (i + 1, l, len));
+    let mut offset = 0;
+    let mut next = || {
+        let line = lines.next();
+        if let Some((_, _, len)) = line {
+            offset += len;
+        }
+        line.map(|(n, l, _)| (n, l))
+    };
+    if next().map(|(_, l)| l) != Some(BEGIN) {
+        return framing(
+            "does not start with a -----BEGIN PGP MESSAGE----- line (statements are armoured inline-signed messages, with nothing before the armour)".into(),
+        );
+    }
+    match next() {
+        Some((_, [])) => {}
+        Some((n, l)) if l.windows(2).any(|w| w == b": ") => {
+            return framing(format!(
+                "armour line {n} is an armour header ({:?}); statements carry none (they are not signed)",
+                String::from_utf8_lossy(l)
+            ))
+        }
+        _ => return framing("the line after -----BEGIN PGP MESSAGE----- must be empty".into()),
+    }
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+    // After padding only the checksum or END may follow; after the checksum
+    // only END.
+    let (mut padded, mut summed) = (false, false);
+    loop {
+        let Some((n, line)) = next() else {
+            return framing("truncated: no -----END PGP MESSAGE----- line".into());
+        };
+        if line == END {
+            break;
+        }
+        if line.starts_with(b"-----END") {
+            return framing(format!(
+                "armour line {n} is not exactly -----END PGP MESSAGE----- (nothing may follow it on its line)"
+            ));
+        }
+        let data = line
+            .strip_prefix(b"=")
+            .filter(|c| c.len() == 4)
+            .unwrap_or(line);
+        let checksum = data.len() != line.len();
+        let unpadded = data.len() - data.iter().rev().take_while(|&&b| b == b'=').count();
+        if summed
+            || (padded && !checksum)
+            || data.is_empty()
+            || !data[..unpadded].iter().all(base64)
+            || data.len() - unpadded > 2
+        {
+            return framing(format!(
+                "armour line {n} is not base64 data, a checksum or the -----END PGP MESSAGE----- line"
+            ));
+        }
+        padded |= unpadded < data.len();
+        summed |= checksum;
+    }
+    let rest = &armoured[offset..];
+    if let Some(i) = rest.iter().position(|b| !is_space(b)) {
+        let junk = &rest[i..];
+        return framing(format!(
+            "{} bytes of trailing data after the -----END PGP MESSAGE----- line, starting \"{}\"; only whitespace may follow the armour",
+            junk.len(),
+            junk[..junk.len().min(24)].escape_ascii()
+        ));
+    }
+    Ok(())
 }
 
 /// Exactly one signature layer holding exactly one good signature; no
@@ -218,13 +379,38 @@ fn verification_error(e: VerificationError, policy: &dyn Policy, at: SystemTime)
         VerificationError::MissingKey { sig } => {
             EnvelopeError::UnknownSigner(sig.get_issuers().into_iter().next())
         }
-        VerificationError::BadSignature { ka, error, .. } => EnvelopeError::BadSignature {
-            signer: Some(owner(ka.cert(), ka.key().fingerprint())),
-            reason: error.to_string(),
-        },
+        VerificationError::BadSignature { sig, ka, error } => {
+            let signer = owner(ka.cert(), ka.key().fingerprint());
+            let cause = error
+                .chain()
+                .find_map(|c| c.downcast_ref::<openpgp::Error>());
+            match cause {
+                Some(violation @ openpgp::Error::PolicyViolation(..)) => {
+                    EnvelopeError::PolicyRejected {
+                        signer,
+                        reason: violation.to_string(),
+                    }
+                }
+                Some(openpgp::Error::NotYetLive(_)) => EnvelopeError::MadeAfter {
+                    signer,
+                    signed_at: sig
+                        .signature_creation_time()
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
+                    at,
+                },
+                Some(openpgp::Error::Expired(t)) => EnvelopeError::SignatureExpired {
+                    signer,
+                    expired: *t,
+                },
+                _ => EnvelopeError::BadSignature {
+                    signer: Some(signer),
+                    reason: reason(&error),
+                },
+            }
+        }
         VerificationError::BadKey { ka, error, .. } => EnvelopeError::BadKey {
             owner: owner(ka.cert(), ka.key().fingerprint()),
-            reason: error.to_string(),
+            reason: reason(&error),
         },
         VerificationError::UnboundKey { sig, cert, error } => {
             // The key of `cert` the verifier matched against the issuers.
@@ -235,13 +421,67 @@ fn verification_error(e: VerificationError, policy: &dyn Policy, at: SystemTime)
                 .map_or_else(|| cert.fingerprint(), |k| k.key().fingerprint());
             EnvelopeError::UnboundKey {
                 owner: owner(cert, key),
-                reason: error.to_string(),
+                reason: reason(&error),
             }
         }
         other => EnvelopeError::BadSignature {
             signer: None,
-            reason: other.to_string(),
+            reason: readable(other.to_string()),
         },
+    }
+}
+
+/// An error and its causes on one line, each said once (a cause the text
+/// before already contains is left out), times in RFC 3339.
+fn reason(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    readable(text)
+}
+
+/// `text` with any `SystemTime { tv_sec: S, tv_nsec: N }` (Debug output
+/// in some sequoia errors) written as RFC 3339.
+fn readable(text: String) -> String {
+    const OPEN: &str = "SystemTime { tv_sec: ";
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let secs_len = after
+            .find(|c: char| c != '-' && !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let close = after.find('}');
+        match (after[..secs_len].parse::<i64>(), close) {
+            (Ok(secs), Some(j)) => {
+                out.push_str(&rest[..i]);
+                out.push_str(&rfc3339_signed(secs));
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..i + OPEN.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Seconds since 1970 (possibly negative) as `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339_signed(secs: i64) -> String {
+    match u64::try_from(secs) {
+        Ok(t) => crate::model::time::format_rfc3339(t),
+        Err(_) => chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+            || format!("{secs} s since 1970"),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        ),
     }
 }
 
@@ -253,15 +493,10 @@ pub fn open(
     policy: &dyn Policy,
     at: SystemTime,
 ) -> Result<Opened, EnvelopeError> {
-    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
-        return Err(EnvelopeError::Malformed(
-            "does not start with -----BEGIN PGP MESSAGE----- (statements are armoured inline-signed messages)".into(),
-        ));
-    }
+    check_armour(armoured)?;
     let mut outcome = None;
     // The verifier holds the whole message (so the signature is checked
-    // before any byte is handed out) up to this bound; a decompression bomb
-    // stops there.
+    // before any byte is handed out) up to this bound.
     let built = VerifierBuilder::from_bytes(armoured).and_then(|b| {
         b.buffer_size(2 * MAX_BODY_BYTES).with_policy(
             policy,
@@ -270,6 +505,7 @@ pub fn open(
                 certs,
                 policy,
                 at,
+                packets: 0,
                 outcome: &mut outcome,
             },
         )
@@ -286,7 +522,7 @@ pub fn open(
     });
     match (read, outcome) {
         (_, Some(Err(e))) => Err(e),
-        (Err(e), _) => Err(EnvelopeError::Malformed(format!("{e:#}"))),
+        (Err(e), _) => Err(EnvelopeError::Malformed(reason(&e))),
         (Ok(()), Some(Ok((signer, signed_at)))) => Ok(Opened {
             body,
             signer,
@@ -297,32 +533,29 @@ pub fn open(
 }
 
 /// Reads the body and the issuers of an armoured statement without checking
-/// the signature (for `statement show`).
+/// the signature (for `statement show`); the armour and the packets must
+/// have a statement's shape.
 pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
-    if !armoured.starts_with(b"-----BEGIN PGP MESSAGE-----") {
-        return Err(EnvelopeError::Malformed(
-            "does not start with -----BEGIN PGP MESSAGE-----".into(),
-        ));
-    }
+    check_armour(armoured)?;
+    let malformed = |e: anyhow::Error| EnvelopeError::Malformed(reason(&e));
     let mut issuers = Vec::new();
     let mut body = Vec::new();
-    let mut ppr = openpgp::parse::PacketParser::from_bytes(armoured)
-        .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let mut ppr = PacketParser::from_bytes(armoured).map_err(malformed)?;
+    let mut index = 0;
     while let openpgp::parse::PacketParserResult::Some(mut pp) = ppr {
+        check_packet(index, pp.packet.tag())?;
+        index += 1;
         match &pp.packet {
             openpgp::Packet::Literal(_) => {
                 (&mut pp)
                     .take(MAX_BODY_BYTES as u64 + 1)
                     .read_to_end(&mut body)
-                    .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+                    .map_err(|e| malformed(e.into()))?;
             }
             openpgp::Packet::OnePassSig(ops) => issuers.push(ops.issuer().to_hex()),
             _ => {}
         }
-        ppr = pp
-            .recurse()
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?
-            .1;
+        ppr = pp.recurse().map_err(malformed)?.1;
     }
     Ok((body, issuers))
 }
@@ -330,10 +563,21 @@ pub fn peek(armoured: &[u8]) -> Result<(Vec<u8>, Vec<String>), EnvelopeError> {
 /// Errors of `sign`, the one path that handles secret key material.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    #[error("key {key} is not valid now: {reason}")]
-    NotValid { key: Fingerprint, reason: String },
-    #[error("key file for {0} holds no usable secret signing key")]
-    NoSigningKey(Fingerprint),
+    /// The certificate has no valid binding at the signing time (it did not
+    /// exist yet, or the policy rejects its self-signatures).
+    #[error("certificate {cert} is not valid at {}: {reason}", format_time(*.at))]
+    NotValid {
+        cert: Fingerprint,
+        at: SystemTime,
+        reason: String,
+    },
+    /// The certificate holds no secret key that may sign at `at`, and why.
+    #[error("certificate {cert} cannot sign at {}: {why}", format_time(*.at))]
+    CannotSign {
+        cert: Fingerprint,
+        at: SystemTime,
+        why: Unusable,
+    },
     /// The signing key is encrypted and no password was given.
     #[error("secret key {0} is password-protected")]
     PasswordNeeded(Fingerprint),
@@ -344,6 +588,69 @@ pub enum SignError {
     Key(String),
     #[error("signing failed: {0}")]
     Sign(String),
+}
+
+/// Why a certificate cannot sign, as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("the certificate is revoked")]
+    CertRevoked,
+    #[error("the certificate expired at {}", format_time(*.0))]
+    CertExpired(SystemTime),
+    #[error("the certificate is not alive: {0}")]
+    CertNotAlive(String),
+    #[error("it has no signing-capable key (add a signing subkey)")]
+    NoSigningKey,
+    /// The Key IDs of the signing keys whose secret the file lacks.
+    #[error("the key file holds no secret key material for its signing key(s) {}", .0.join(", "))]
+    NoSecret(Vec<String>),
+    /// Why each signing key with secret material cannot sign.
+    #[error("{}", .0.join("; "))]
+    Keys(Vec<String>),
+}
+
+/// Why `vc` has no secret signing key that is alive and not revoked.
+fn why_unusable(vc: &openpgp::cert::ValidCert, at: SystemTime) -> Unusable {
+    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Unusable::CertRevoked;
+    }
+    if let Err(e) = vc.alive() {
+        return match vc.primary_key().key_expiration_time() {
+            Some(t) if t <= at => Unusable::CertExpired(t),
+            _ => Unusable::CertNotAlive(reason(&e)),
+        };
+    }
+    let signing: Vec<_> = vc.keys().for_signing().collect();
+    if signing.is_empty() {
+        return Unusable::NoSigningKey;
+    }
+    let with_secret: Vec<_> = signing.iter().filter(|k| k.key().has_secret()).collect();
+    if with_secret.is_empty() {
+        return Unusable::NoSecret(
+            signing
+                .iter()
+                .map(|k| format!("0x{}", k.key().keyid().to_hex()))
+                .collect(),
+        );
+    }
+    Unusable::Keys(
+        with_secret
+            .iter()
+            .map(|k| {
+                let id = format!("0x{}", k.key().keyid().to_hex());
+                if let RevocationStatus::Revoked(_) = k.revocation_status() {
+                    return format!("signing key {id} is revoked");
+                }
+                match (k.alive(), k.key_expiration_time()) {
+                    (Err(_), Some(t)) if t <= at => {
+                        format!("signing key {id} expired at {}", format_time(t))
+                    }
+                    (Err(e), _) => format!("signing key {id} is not alive: {}", reason(&e)),
+                    (Ok(()), _) => format!("signing key {id} cannot sign"),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Picks the secret signing key of `tsk` valid under `policy` at `at`,
@@ -358,8 +665,9 @@ pub fn signing_keypair(
     let vc = tsk
         .with_policy(policy, at)
         .map_err(|e| SignError::NotValid {
-            key: fpr.clone(),
-            reason: e.to_string(),
+            cert: fpr.clone(),
+            at,
+            reason: reason(&e),
         })?;
     let ka = vc
         .keys()
@@ -368,7 +676,11 @@ pub fn signing_keypair(
         .revoked(false)
         .for_signing()
         .next()
-        .ok_or_else(|| SignError::NoSigningKey(fpr.clone()))?;
+        .ok_or_else(|| SignError::CannotSign {
+            cert: fpr.clone(),
+            at,
+            why: why_unusable(&vc, at),
+        })?;
     let key: Key<key::SecretParts, key::UnspecifiedRole> = ka.key().clone();
     let key = if key.has_unencrypted_secret() {
         key
@@ -378,8 +690,7 @@ pub fn signing_keypair(
         key.decrypt_secret(pw)
             .map_err(|_| SignError::WrongPassword(kf))?
     };
-    key.into_keypair()
-        .map_err(|e| SignError::Key(e.to_string()))
+    key.into_keypair().map_err(|e| SignError::Key(reason(&e)))
 }
 
 /// Signs `body` into an armoured inline-signed message (binary literal data),
@@ -401,5 +712,91 @@ pub fn sign(
         }
         Ok(out)
     };
-    run().map_err(|e| SignError::Sign(e.to_string()))
+    run().map_err(|e| SignError::Sign(reason(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A well-formed armour around `data` lines, with `tail` after the END line.
+    fn armour(lines: &[&str], tail: &str) -> Vec<u8> {
+        let mut s = String::from("-----BEGIN PGP MESSAGE-----\n\n");
+        for l in lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("-----END PGP MESSAGE-----\n");
+        s.push_str(tail);
+        s.into_bytes()
+    }
+
+    #[test]
+    fn armour_framing_is_strict() {
+        let ok = |b: &[u8]| check_armour(b).is_ok();
+        assert!(ok(&armour(&["owGbwMvMwCF2", "AB=="], "")));
+        assert!(ok(&armour(&["owGbwMvMwCF2", "AB==", "=Fkix"], "\n \t\r\n")));
+        assert!(ok(&armour(&["owGbwMvMwCF2", "=Fkix"], "")));
+        assert!(ok(&armour(&["owGbwMvMwCF2  \r"], "")));
+        // Data after padding or the checksum, a blank line, junk, a bad checksum.
+        assert!(!ok(&armour(&["AB==", "owGbwMvMwCF2"], "")));
+        assert!(!ok(&armour(&["owGb", "=Fkix", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb", "", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb-", "owGb"], "")));
+        assert!(!ok(&armour(&["owGb", "=Fki"], "")));
+        assert!(!ok(&armour(&["AB==="], "")));
+        // Anything but whitespace after the END line.
+        assert!(!ok(&armour(&["owGb"], "x")));
+        assert!(!ok(&armour(&["owGb"], "\n\0")));
+        let e = check_armour(&armour(&["owGb"], "\nserial: 9\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "10 bytes of trailing data after the -----END PGP MESSAGE----- line, starting \"serial: 9\\n\"; only whitespace may follow the armour"
+        );
+        // Nothing before the BEGIN line, no headers, no missing END line.
+        assert!(!ok(&[b" ".as_slice(), &armour(&["owGb"], "")].concat()));
+        assert!(!ok(
+            b"-----BEGIN PGP MESSAGE-----\nComment: x\n\nowGb\n-----END PGP MESSAGE-----\n"
+        ));
+        assert!(!ok(
+            b"-----BEGIN PGP MESSAGE-----\nowGb\n-----END PGP MESSAGE-----\n"
+        ));
+        assert!(!ok(b"-----BEGIN PGP MESSAGE-----\n\nowGb\n"));
+        assert!(!ok(b""));
+    }
+
+    #[test]
+    fn system_time_debug_output_becomes_rfc3339() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let text = format!(
+            "Signature (created {:?}) predates key ({:?})",
+            t(1_795_600_800),
+            t(1_795_600_801)
+        );
+        assert_eq!(
+            readable(text),
+            "Signature (created 2026-11-25T10:00:00Z) predates key (2026-11-25T10:00:01Z)"
+        );
+        let before = format!(
+            "{:?}",
+            SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1)
+        );
+        assert_eq!(readable(before), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            readable("SystemTime { tv_sec: x }".into()),
+            "SystemTime { tv_sec: x }"
+        );
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let e = anyhow::Error::from(std::io::Error::other("disk full")).context("disk full");
+        assert_eq!(reason(&e), "disk full");
+        let e = anyhow::Error::from(openpgp::Error::Expired(SystemTime::UNIX_EPOCH))
+            .context("signing key is not alive");
+        assert_eq!(
+            reason(&e),
+            "signing key is not alive: Expired on 1970-01-01T00:00:00Z"
+        );
+    }
 }

@@ -15,13 +15,3 @@ pub mod statement_verify;
 pub mod trust_explain;
 pub mod trust_list;
 mod trust_report;
-
-use std::path::Path;
-
-use anyhow::Context;
-use wotgate::source::{local, Named};
-
-/// Reads at most `max + 1` bytes of a file named on the command line.
-pub fn read_bounded(path: &Path, max: usize) -> anyhow::Result<Named> {
-    local::read_bounded(path, max).with_context(|| format!("reading {}", path.display()))
-}

@@ -1,5 +1,6 @@
 //! `wotgate statement new`: write an unsigned statement body from flags, in
-//! the one canonical spelling the parser accepts.
+//! the one canonical spelling the parser accepts (prefixes and fingerprints
+//! sorted, duplicates dropped).
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -73,9 +74,7 @@ impl New {
             ) {
                 bail!("--prefix {p}: {why}");
             }
-            if !prefixes.contains(&net) {
-                prefixes.push(net);
-            }
+            prefixes.push(net);
         }
         let tls = self
             .tls
@@ -84,7 +83,7 @@ impl New {
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)
             .context("--tls-key-fingerprint")?;
-        let st = Statement {
+        let mut st = Statement {
             domain,
             serial: self.serial.unwrap_or(nb),
             not_before: nb,
@@ -106,6 +105,8 @@ impl New {
             prefixes,
             tls_key_sha256: tls,
         };
+        // One spelling: prefixes and fingerprints sorted, each once.
+        st.canonicalise();
         print!("{}", st.to_body());
         Ok(ExitCode::SUCCESS)
     }

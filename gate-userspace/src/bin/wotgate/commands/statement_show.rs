@@ -4,12 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use wotgate::model::time::format_rfc3339;
+use wotgate::source::local;
 use wotgate::statement::{body::MAX_BODY_BYTES, signed, Statement};
 
-use super::read_bounded;
 use crate::exit;
 
 /// Print a statement's body and signer without judging trust.
@@ -23,9 +22,12 @@ pub struct Show {
 
 impl Show {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let bytes = read_bounded(&self.statement, MAX_BODY_BYTES)?.bytes;
-        let (body, issuers) =
-            signed::peek(&bytes).with_context(|| self.statement.display().to_string())?;
+        // The errors name the file and say what is wrong once.
+        let bytes = local::read_bounded(&self.statement, MAX_BODY_BYTES)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .bytes;
+        let (body, issuers) = signed::peek(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.statement.display()))?;
         println!(
             "# signed by issuer {} (signature NOT checked: use `wotgate statement verify`)",
             issuers.join(", ")
@@ -41,7 +43,7 @@ impl Show {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                println!("# malformed body: {e}");
+                println!("# malformed: {e}");
                 Ok(exit::code(false))
             }
         }

@@ -12,7 +12,6 @@ use sequoia_openpgp::{crypto::Password, parse::Parse, policy::StandardPolicy, Ce
 use wotgate::source::local;
 use wotgate::statement::{body::MAX_BODY_BYTES, signed, Statement};
 
-use super::read_bounded;
 use crate::args::parse_at;
 
 /// Sign a statement body with a secret key: the only command that touches
@@ -39,11 +38,22 @@ pub struct Sign {
 impl Sign {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let at = self.at;
-        let body = read_bounded(&self.body, MAX_BODY_BYTES)?.bytes;
+        // Read errors name the file and say what is wrong once (not again
+        // as their cause).
+        let flat = |e: wotgate::source::ReadError| anyhow::anyhow!("{e}");
+        let body = local::read_limited(
+            &self.body,
+            local::Limit {
+                what: "a statement body",
+                bytes: MAX_BODY_BYTES as u64,
+            },
+        )
+        .map_err(flat)?
+        .bytes;
         Statement::parse(&body).with_context(|| {
             format!("{}: refusing to sign a malformed body", self.body.display())
         })?;
-        let key = local::read_limited(&self.key, local::SECRET_KEY_FILE)?;
+        let key = local::read_limited(&self.key, local::SECRET_KEY_FILE).map_err(flat)?;
         let tsk = Cert::from_bytes(&key.bytes)
             .with_context(|| format!("{}: not an OpenPGP secret key", self.key.display()))?;
         if !tsk.is_tsk() {
@@ -57,7 +67,7 @@ impl Sign {
         let password: Option<Password> = match (&self.password_file, needs_password) {
             (_, false) => None,
             (Some(f), true) => {
-                let text = local::read_text(f, local::PASSWORD_FILE)?;
+                let text = local::read_text(f, local::PASSWORD_FILE).map_err(flat)?;
                 Some(text.lines().next().unwrap_or("").into())
             }
             (None, true) => Some(
