@@ -41,10 +41,10 @@ pub enum ApplyError {
     #[error(transparent)]
     Guard(Box<GuardError>),
     /// The set IS in the kernel; only the rollback state is behind.
-    #[error("the plan IS loaded ({} entries, generation {}) and the gate enforces it, but the accepted serials could not be recorded in the state directory, which still holds the previous serials (rollback protection lags until the next successful load): {source}", load.entries, load.generation)]
+    #[error("the plan IS loaded ({} entries, generation {}) and the gate enforces it, but the accepted serials could not be recorded in the state directory, which still holds the previous serials (rollback protection lags until the next successful load): {error}", load.entries, load.generation)]
     RecordAfterLoad {
         load: Box<LoadReport>,
-        source: StateError,
+        error: StateError,
     },
 }
 
@@ -182,10 +182,10 @@ impl Prepared {
         for (domain, serial) in &recorded {
             state.record(domain, *serial);
         }
-        if let Err(source) = state.save(state_dir) {
+        if let Err(error) = state.save(state_dir) {
             return Err(ApplyError::RecordAfterLoad {
                 load: Box::new(load),
-                source,
+                error,
             });
         }
         Ok(Applied {

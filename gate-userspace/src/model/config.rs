@@ -100,8 +100,8 @@ pub enum ConfigError {
     Read(ReadError),
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
-    #[error("{file}: {source}")]
-    Invalid { file: String, source: SettingsError },
+    #[error("{file}: {error}")]
+    Invalid { file: String, error: SettingsError },
 }
 
 impl Config {
@@ -119,9 +119,9 @@ impl Config {
             file: file.into(),
             message: e.to_string(),
         })?;
-        let invalid = |source| ConfigError::Invalid {
+        let invalid = |error| ConfigError::Invalid {
             file: file.into(),
-            source,
+            error,
         };
         let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let t = raw.trust.unwrap_or_default();

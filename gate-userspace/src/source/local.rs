@@ -50,9 +50,9 @@ pub const PASSWORD_FILE: Limit = Limit {
 };
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
-    move |source| ReadError::Io {
+    move |error| ReadError::Io {
         origin: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -88,7 +88,7 @@ pub fn read_text(path: &Path, limit: Limit) -> Result<String, ReadError> {
     let named = read_limited(path, limit)?;
     String::from_utf8(named.bytes).map_err(|_| ReadError::Io {
         origin: named.origin,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
     })
 }
 

@@ -13,10 +13,10 @@ pub struct Named {
 /// A source that could not be read; `origin` names it.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{origin}: cannot read: {source}")]
+    #[error("{origin}: cannot read: {error}")]
     Io {
         origin: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Larger than the limit for what it is; nothing of it was used.
     #[error("{origin}: larger than {limit} bytes, the limit for {what}")]
@@ -37,7 +37,7 @@ impl ReadError {
     /// What is wrong, without the origin.
     pub fn detail(&self) -> String {
         match self {
-            ReadError::Io { source, .. } => source.to_string(),
+            ReadError::Io { error, .. } => error.to_string(),
             ReadError::TooLarge { limit, what, .. } => {
                 format!("larger than {limit} bytes, the limit for {what}")
             }

@@ -62,7 +62,7 @@ impl SerialState {
         let file = dir.join(STATE_FILE);
         let text = match local::read_text(&file, local::STATE_FILE) {
             Ok(t) => t,
-            Err(ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(ReadError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(SerialState::default())
             }
             Err(e) => return Err(StateError::Read(e)),
