@@ -360,3 +360,22 @@ fn a_full_disk_or_a_closed_pipe_is_no_panic() {
     assert_eq!(stderr(&o), "", "a closed pipe is not worth a message");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_cause_is_named_once() {
+    let dir = temp_dir("cli-once");
+    for args in [
+        vec!["plan", "--config", "/nonexistent/wotgate.toml"],
+        vec!["plan", "--config", dir.to_str().unwrap()],
+        vec!["prefixes", "load", dir.to_str().unwrap()],
+    ] {
+        let o = wotgate(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        for cause in ["(os error 2)", "(os error 21)"] {
+            assert!(err.matches(cause).count() <= 1, "{args:?}: {err}");
+        }
+        assert!(err.contains("(os error"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
