@@ -19,7 +19,7 @@ use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::settings::{AcceptRules, TestingPolicy};
 use crate::model::time::{format_time, Timestamp};
 use crate::plan::{Plan, PlanDiff, PlanError};
-use crate::source::{local, Named, ReadError};
+use crate::source::{Gathered, Named, ReadError};
 use crate::statement::{state::StateError, Acceptor, Judgement, SerialState, TrustView, WotView};
 use crate::wot::Keyring;
 
@@ -124,20 +124,30 @@ pub fn prepare_from_config(
     policy: &dyn Policy,
     at: SystemTime,
 ) -> Result<Prepared, ApplyError> {
-    let (keyring, problems) = Keyring::load(&cfg.keyrings);
-    let mut problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let gathered = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
+        .map_err(ApplyError::Statements)?;
+    prepare_gathered(cfg, gathered, policy, at)
+}
+
+/// Judges what a refresh gathered (from any sources) with the
+/// configuration's trust settings, rules and rollback state.
+pub fn prepare_gathered(
+    cfg: &Config,
+    gathered: Gathered,
+    policy: &dyn Policy,
+    at: SystemTime,
+) -> Result<Prepared, ApplyError> {
+    let (keyring, parse_problems) = Keyring::parse(&gathered.keyrings);
+    let mut problems = gathered.problems;
+    problems.extend(parse_problems.iter().map(|p| p.to_string()));
     let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
     problems.extend(missing);
-    let (statements, unreadable) =
-        local::read_statements(&cfg.statements_directory, cfg.rules.max_size)
-            .map_err(ApplyError::Statements)?;
-    problems.extend(unreadable.iter().map(|e| e.to_string()));
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
     prepare(
         &cfg.rules,
         cfg.testing,
         &view,
-        &statements,
+        &gathered.statements,
         state,
         policy,
         at,

@@ -2,6 +2,7 @@
 //! where) for the parsers; reading local files is one source, fetching will be others.
 
 pub mod local;
+pub mod settings;
 
 /// Bytes and a name for where they came from (a file path, later a URL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,5 +53,38 @@ impl ReadError {
             | ReadError::TooLarge { origin, .. }
             | ReadError::Link { origin, .. } => origin,
         }
+    }
+}
+
+/// Everything one refresh gathered, before any of it is judged: certificates
+/// and statements as named bytes, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub keyrings: Vec<Named>,
+    pub statements: Vec<Named>,
+    /// Sources that could not be read completely, one line each.
+    pub problems: Vec<String>,
+}
+
+impl Gathered {
+    /// Reads the local sources: keyring files and directories, and the
+    /// `*.asc` statements of a directory (each bounded to `max_statement`).
+    pub fn local(
+        keyrings: &[std::path::PathBuf],
+        statements_dir: &std::path::Path,
+        max_statement: usize,
+    ) -> Result<Gathered, ReadError> {
+        let (keyrings, errors) = local::read_keyrings(keyrings);
+        let (statements, unreadable) = local::read_statements(statements_dir, max_statement)?;
+        let problems = errors
+            .iter()
+            .chain(unreadable.iter())
+            .map(|e| e.to_string())
+            .collect();
+        Ok(Gathered {
+            keyrings,
+            statements,
+            problems,
+        })
     }
 }
