@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod body;
+mod sign;
 pub mod signed;
 pub mod state;
 mod view;
