@@ -1,6 +1,7 @@
 //! Where inputs come from. Every source yields [`Named`] bytes (what, and from
 //! where) for the parsers; reading local files is one source, fetching will be others.
 
+pub mod https;
 pub mod local;
 pub mod settings;
 
