@@ -122,6 +122,7 @@ pub struct FetcherBuilder {
     extra_ca_file: Option<PathBuf>,
     extra_ca_pem: Vec<u8>,
     pins: Vec<(String, SocketAddr)>,
+    pinned_only: bool,
 }
 
 impl FetcherBuilder {
@@ -148,6 +149,13 @@ impl FetcherBuilder {
     /// they are (port 443) in origins and errors; only the wire differs.
     pub fn pin(mut self, host: &str, addr: SocketAddr) -> Self {
         self.pins.push((host.to_ascii_lowercase(), addr));
+        self
+    }
+
+    /// Refuses every host that is not pinned, without resolving it (tests:
+    /// guarantees that nothing leaves loopback).
+    pub fn pinned_only(mut self) -> Self {
+        self.pinned_only = true;
         self
     }
 
@@ -212,6 +220,7 @@ impl FetcherBuilder {
                     .map(|(h, a)| (h.clone(), a.port()))
                     .collect(),
             ),
+            pinned_only: self.pinned_only,
         })
     }
 }
@@ -247,6 +256,7 @@ pub struct Fetcher {
     limits: FetchLimits,
     /// Hosts pinned to a loopback port (tests); empty in production.
     ports: Arc<HashMap<String, u16>>,
+    pinned_only: bool,
 }
 
 impl Fetcher {
@@ -257,6 +267,7 @@ impl Fetcher {
             extra_ca_file: None,
             extra_ca_pem: Vec::new(),
             pins: Vec::new(),
+            pinned_only: false,
         }
     }
 
@@ -301,6 +312,16 @@ impl Fetcher {
         let mut current = parse_https(url)?;
         let mut redirects = 0;
         loop {
+            if self.pinned_only
+                && !current
+                    .host_str()
+                    .is_some_and(|h| self.ports.contains_key(h))
+            {
+                return Err(FetchErrorKind::Connect(format!(
+                    "{} is not pinned (this client reaches pinned hosts only)",
+                    current.host_str().unwrap_or("")
+                )));
+            }
             let response = self
                 .client
                 .get(self.wire(&current))

@@ -133,12 +133,13 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// A client that trusts only `ca_pem` and sends every host of this
-    /// server to its loopback port.
+    /// A client that trusts only `ca_pem`, sends every host of this server
+    /// to its loopback port and refuses every other host.
     pub fn fetcher(&self, limits: FetchLimits, ca_pem: &str) -> Fetcher {
         let mut b = Fetcher::builder(limits)
             .system_roots(false)
-            .extra_ca_pem(ca_pem.as_bytes());
+            .extra_ca_pem(ca_pem.as_bytes())
+            .pinned_only();
         for h in &self.hosts {
             b = b.pin(h, self.addr);
         }
