@@ -7,7 +7,7 @@ use fetch_support::{test_limits, Reply, Server, TestCa};
 use sequoia_openpgp::cert::CertBuilder;
 use sequoia_openpgp::serialize::Serialize;
 use sequoia_openpgp::Cert;
-use wotgate::source::https::{FetchErrorKind, Fetcher};
+use wotgate::source::https::{Budget, FetchErrorKind, Fetcher};
 use wotgate::source::wellknown::Domain;
 use wotgate::source::wkd;
 
@@ -51,9 +51,13 @@ async fn the_advanced_method_answers() {
         &adv,
         Reply::Body(bytes(&[&ours])),
     );
-    let got = wkd::fetch(&s.fetcher(test_limits(), &ca.pem()), &d, 1 << 20)
-        .await
-        .unwrap();
+    let got = wkd::fetch(
+        &s.fetcher(test_limits(), &ca.pem()),
+        &d,
+        &Budget::unlimited(),
+    )
+    .await
+    .unwrap();
     assert!(got
         .url
         .starts_with("https://openpgpkey.alpha.example/.well-known/openpgpkey/alpha.example/hu/"));
@@ -80,7 +84,7 @@ async fn falls_back_to_direct_when_the_advanced_host_fails_tls() {
         .pin("openpgpkey.alpha.example", s.addr)
         .build()
         .unwrap();
-    let got = wkd::fetch(&f, &d, 1 << 20).await.unwrap();
+    let got = wkd::fetch(&f, &d, &Budget::unlimited()).await.unwrap();
     assert!(
         got.url
             .starts_with("https://alpha.example/.well-known/openpgpkey/hu/"),
@@ -102,9 +106,13 @@ async fn falls_back_to_direct_when_the_advanced_host_is_unreachable() {
     );
     // openpgpkey.alpha.example is not pinned: the test client refuses it
     // like a name that does not resolve.
-    let got = wkd::fetch(&s.fetcher(test_limits(), &ca.pem()), &d, 1 << 20)
-        .await
-        .unwrap();
+    let got = wkd::fetch(
+        &s.fetcher(test_limits(), &ca.pem()),
+        &d,
+        &Budget::unlimited(),
+    )
+    .await
+    .unwrap();
     assert!(got.url.starts_with("https://alpha.example/"), "{}", got.url);
 }
 
@@ -119,9 +127,13 @@ async fn a_404_from_the_advanced_host_is_final() {
         &direct,
         Reply::Body(bytes(&[&cert("alpha.example")])),
     );
-    let e = wkd::fetch(&s.fetcher(test_limits(), &ca.pem()), &d, 1 << 20)
-        .await
-        .unwrap_err();
+    let e = wkd::fetch(
+        &s.fetcher(test_limits(), &ca.pem()),
+        &d,
+        &Budget::unlimited(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind, FetchErrorKind::Status(404));
     assert!(e.url.starts_with("https://openpgpkey.alpha.example/"));
     assert_eq!(s.requests().len(), 1, "{:?}", s.requests());
@@ -139,9 +151,13 @@ async fn a_wkd_answer_with_another_domains_key_is_dropped_and_reported() {
         &adv,
         Reply::Body(bytes(&[&theirs])),
     );
-    let got = wkd::fetch(&s.fetcher(test_limits(), &ca.pem()), &d, 1 << 20)
-        .await
-        .unwrap();
+    let got = wkd::fetch(
+        &s.fetcher(test_limits(), &ca.pem()),
+        &d,
+        &Budget::unlimited(),
+    )
+    .await
+    .unwrap();
     let e = wkd::filter(&got.url, &d, &got.bytes).unwrap_err();
     assert!(e.contains(&theirs.fingerprint().to_string()), "{e}");
     assert!(
@@ -162,9 +178,13 @@ async fn a_garbage_wkd_answer_is_reported() {
         &adv,
         Reply::Body(b"<html>not a key</html>".to_vec()),
     );
-    let got = wkd::fetch(&s.fetcher(test_limits(), &ca.pem()), &d, 1 << 20)
-        .await
-        .unwrap();
+    let got = wkd::fetch(
+        &s.fetcher(test_limits(), &ca.pem()),
+        &d,
+        &Budget::unlimited(),
+    )
+    .await
+    .unwrap();
     let e = wkd::filter(&got.url, &d, &got.bytes).unwrap_err();
     assert!(e.starts_with("https://openpgpkey.alpha.example/"), "{e}");
 }

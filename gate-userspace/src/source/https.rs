@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ pub enum FetchErrorKind {
     #[error("response body larger than {limit} bytes; cut there and not used")]
     TooLarge { limit: u64 },
     /// The refresh's byte budget (`max_total_bytes`) ran out during this fetch.
-    #[error("the refresh's byte budget ran out ({limit} bytes left for this fetch); not used")]
+    #[error("the refresh's byte budget of {limit} bytes (crawl.max_total_bytes) ran out while reading; not used")]
     BudgetExhausted { limit: u64 },
     #[error("TLS: {0}")]
     Tls(String),
@@ -112,6 +113,45 @@ pub struct Fetched {
     /// The URL that answered (after redirects).
     pub final_url: String,
     pub bytes: Vec<u8>,
+}
+
+/// Body bytes that the fetches of one refresh may read together
+/// (`CrawlBounds::max_total_bytes`). Bytes are taken as they arrive, so
+/// concurrent fetches share it without reserving their whole cap.
+#[derive(Debug)]
+pub struct Budget {
+    left: AtomicU64,
+    total: u64,
+}
+
+impl Budget {
+    pub fn new(total: u64) -> Budget {
+        Budget {
+            left: AtomicU64::new(total),
+            total,
+        }
+    }
+
+    pub fn unlimited() -> Budget {
+        Budget::new(u64::MAX)
+    }
+
+    /// Takes `n` bytes; false (taking nothing) when fewer are left.
+    pub fn take(&self, n: u64) -> bool {
+        self.left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    pub fn left(&self) -> u64 {
+        self.left.load(Ordering::SeqCst)
+    }
+
+    pub fn is_spent(&self) -> bool {
+        self.left() == 0
+    }
 }
 
 /// How to build a [`Fetcher`].
@@ -287,17 +327,29 @@ impl Fetcher {
         self.get_capped(url, self.limits.max_response_bytes).await
     }
 
+    /// Like [`Fetcher::get`], every body byte also taken from `budget`
+    /// (shared by the fetches of one refresh): when it runs out, the fetch
+    /// fails with [`FetchErrorKind::BudgetExhausted`].
+    pub async fn get_within(&self, url: &str, budget: &Budget) -> Result<Fetched, FetchError> {
+        self.fetch(url, self.limits.max_response_bytes, budget)
+            .await
+    }
+
     /// Fetches `url` (https only), following at most `max_redirects`
     /// redirects (never to http), within `timeout` for the whole exchange,
     /// reading at most `cap` bytes of body: a larger body is an error and is
     /// not read past the cap.
     pub async fn get_capped(&self, url: &str, cap: u64) -> Result<Fetched, FetchError> {
+        self.fetch(url, cap, &Budget::unlimited()).await
+    }
+
+    async fn fetch(&self, url: &str, cap: u64, budget: &Budget) -> Result<Fetched, FetchError> {
         let fail = |kind| FetchError {
             url: url.to_string(),
             kind,
         };
         let timeout = self.limits.timeout;
-        match tokio::time::timeout(timeout, self.exchange(url, cap)).await {
+        match tokio::time::timeout(timeout, self.exchange(url, cap, budget)).await {
             Ok(Ok((final_url, bytes))) => Ok(Fetched {
                 url: url.to_string(),
                 final_url,
@@ -308,7 +360,12 @@ impl Fetcher {
         }
     }
 
-    async fn exchange(&self, url: &str, cap: u64) -> Result<(String, Vec<u8>), FetchErrorKind> {
+    async fn exchange(
+        &self,
+        url: &str,
+        cap: u64,
+        budget: &Budget,
+    ) -> Result<(String, Vec<u8>), FetchErrorKind> {
         let mut current = parse_https(url)?;
         let mut redirects = 0;
         loop {
@@ -354,7 +411,7 @@ impl Fetcher {
             if !status.is_success() {
                 return Err(FetchErrorKind::Status(status.as_u16()));
             }
-            let bytes = read_capped(response, cap, |e| self.classify(e)).await?;
+            let bytes = read_capped(response, cap, budget, |e| self.classify(e)).await?;
             return Ok((current.to_string(), bytes));
         }
     }
@@ -397,6 +454,7 @@ fn parse_https(url: &str) -> Result<Url, FetchErrorKind> {
 async fn read_capped(
     mut response: reqwest::Response,
     cap: u64,
+    budget: &Budget,
     classify: impl Fn(&reqwest::Error) -> FetchErrorKind,
 ) -> Result<Vec<u8>, FetchErrorKind> {
     if response.content_length().is_some_and(|n| n > cap) {
@@ -406,6 +464,11 @@ async fn read_capped(
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
         if body.len() as u64 + chunk.len() as u64 > cap {
             return Err(FetchErrorKind::TooLarge { limit: cap });
+        }
+        if !budget.take(chunk.len() as u64) {
+            return Err(FetchErrorKind::BudgetExhausted {
+                limit: budget.total,
+            });
         }
         body.extend_from_slice(&chunk);
     }
@@ -463,6 +526,17 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_is_taken_never_overspent() {
+        let b = Budget::new(250);
+        assert!(b.take(100));
+        assert!(b.take(100));
+        assert!(!b.take(100));
+        assert_eq!(b.left(), 50);
+        assert!(b.take(50));
+        assert!(b.is_spent());
+    }
 
     #[test]
     fn only_https_urls() {

@@ -2,6 +2,7 @@
 //! where) for the parsers; reading local files is one source, fetching will be others.
 
 pub mod cache;
+pub mod crawl;
 pub mod https;
 pub mod local;
 pub mod settings;

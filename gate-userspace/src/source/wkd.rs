@@ -13,7 +13,7 @@ use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::Serialize;
 use sequoia_openpgp::Fingerprint;
 
-use super::https::{FetchError, FetchErrorKind, Fetched, Fetcher};
+use super::https::{Budget, FetchError, FetchErrorKind, Fetched, Fetcher};
 use super::wellknown::Domain;
 use crate::wot::userid_email_domain;
 
@@ -39,17 +39,22 @@ pub fn falls_back(kind: &FetchErrorKind) -> bool {
     matches!(kind, FetchErrorKind::Connect(_) | FetchErrorKind::Tls(_))
 }
 
-/// Fetches the WKD answer for `postmaster@DOMAIN`, body capped at `cap`.
-/// When both methods fail, the direct method's error is returned.
-pub async fn fetch(fetcher: &Fetcher, domain: &Domain, cap: u64) -> Result<Fetched, FetchError> {
+/// Fetches the WKD answer for `postmaster@DOMAIN` (body capped at
+/// `max_response_bytes` and taken from `budget`). When both methods fail,
+/// the direct method's error is returned.
+pub async fn fetch(
+    fetcher: &Fetcher,
+    domain: &Domain,
+    budget: &Budget,
+) -> Result<Fetched, FetchError> {
     let urls = urls(&domain.wkd_address()).map_err(|e| FetchError {
         url: domain.to_string(),
         kind: FetchErrorKind::BadUrl(e),
     })?;
-    match fetcher.get_capped(&urls.advanced, cap).await {
+    match fetcher.get_within(&urls.advanced, budget).await {
         Err(e) if falls_back(&e.kind) => {
             tracing::debug!("{e}; trying the direct WKD method");
-            fetcher.get_capped(&urls.direct, cap).await
+            fetcher.get_within(&urls.direct, budget).await
         }
         other => other,
     }
