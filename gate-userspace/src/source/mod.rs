@@ -1,5 +1,6 @@
 //! Where inputs come from. Every source yields [`Named`] bytes (what, and from
-//! where) for the parsers; reading local files is one source, fetching will be others.
+//! where) for the parsers: local files ([`local`]), or participants' published
+//! sources fetched over HTTPS ([`crawl`], docs/sources.md).
 
 pub mod cache;
 pub mod crawl;
