@@ -1,8 +1,14 @@
 //! Where inputs come from. Every source yields [`Named`] bytes (what, and from
-//! where) for the parsers; reading local files is one source, fetching will be others.
+//! where) for the parsers: local files ([`local`]), or participants' published
+//! sources fetched over HTTPS ([`crawl`], docs/sources.md).
 
+pub mod cache;
+pub mod crawl;
+pub mod https;
 pub mod local;
 pub mod settings;
+pub mod wellknown;
+pub mod wkd;
 
 /// Bytes and a name for where they came from (a file path, later a URL).
 #[derive(Clone, Debug, PartialEq, Eq)]
