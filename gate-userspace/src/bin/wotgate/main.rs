@@ -57,6 +57,14 @@ enum Command {
     #[command(subcommand)]
     Statement(Statement),
     Plan(plan::PlanCmd),
+    /// Check the controller's configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    Check(config_check::Check),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(c) => c.run(pin),
         Command::Replay(c) => c.run(pin),
         Command::Plan(c) => c.run(pin),
+        Command::Config(ConfigCmd::Check(c)) => c.run(),
         Command::Trust(Trust::List(c)) => c.run(),
         Command::Trust(Trust::Explain(c)) => c.run(),
         Command::Statement(Statement::New(c)) => c.run(),

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod check;
+pub mod config_check;
 pub mod detach;
 pub mod inspect;
 pub mod plan;
