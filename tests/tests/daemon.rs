@@ -81,19 +81,27 @@ impl Drop for PinsAndLock {
 }
 
 fn start(ns: &NetNs, config: &Path, log: &Path) -> DaemonProc {
+    start_with(ns, config, log, None)
+}
+
+/// Starts the daemon; `notify_socket` plays systemd's NOTIFY_SOCKET.
+fn start_with(ns: &NetNs, config: &Path, log: &Path, notify_socket: Option<&Path>) -> DaemonProc {
     let bin = wotgate_bin();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = ns
-        .cmd(&[
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ])
+    let mut cmd = ns.cmd(&[
+        bin.to_str().unwrap(),
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    if let Some(s) = notify_socket {
+        cmd.env("NOTIFY_SOCKET", s);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

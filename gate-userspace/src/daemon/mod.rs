@@ -385,6 +385,29 @@ impl Daemon {
     }
 }
 
+/// Tells systemd (when it started us with NOTIFY_SOCKET); a failure is logged.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "could not notify systemd");
+    }
+}
+
+impl Daemon {
+    /// One line for `systemctl status`: the last refresh and the loaded plan.
+    fn notify_status(&self) {
+        let r = self.status.last_refresh.as_ref();
+        let l = self.status.loaded.as_ref();
+        let text = format!(
+            "last refresh {}; generation {}, {} entries, {}",
+            r.map_or("none", |r| r.outcome.as_str()),
+            l.map_or(0, |l| l.generation),
+            l.map_or(0, |l| l.entries),
+            l.map_or("no plan", |l| l.digest.as_str())
+        );
+        notify(&[sd_notify::NotifyState::Status(&text)]);
+    }
+}
+
 fn trusts_somebody(set: &PrefixSet) -> bool {
     set.iter().any(|e| e.verdict == Verdict::Allow)
 }
@@ -445,7 +468,21 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
         d
     }))
     .await?;
+    // Readiness: the gate enforces a plan now (adopted, the last good one,
+    // or the first refresh's); whether that refresh worked is in STATUS=.
+    notify(&[sd_notify::NotifyState::Ready]);
+    d.notify_status();
     info!(pid = std::process::id(), "ready");
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        // Pings from their own task, so a long refresh is not taken for a hang.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
     loop {
         let wait = d
             .next
@@ -464,7 +501,9 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
             d
         }))
         .await?;
+        d.notify_status();
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     tokio::task::spawn_blocking(move || d.stop())
         .await
         .map_err(|e| StartError::Runtime(std::io::Error::other(e)))?;

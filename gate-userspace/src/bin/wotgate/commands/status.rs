@@ -60,8 +60,10 @@ struct PlanView {
 struct Report {
     pin_dir: String,
     daemon: Holder,
-    /// `None` when nothing is pinned.
+    /// `None` when nothing is pinned or the pins cannot be read.
     gate: Option<GateView>,
+    /// Why the pins could not be read (e.g. a gate being created right now).
+    gate_problem: Option<String>,
     /// The last good plan in the state directory.
     plan: Option<PlanView>,
     plan_problem: Option<String>,
@@ -104,7 +106,10 @@ impl Status {
         let cfg = Config::load(&self.config)?;
         let pin = &cfg.gate.pin_directory;
         let daemon = instance::holder(pin);
-        let gate = gate_view(pin)?;
+        let (gate, gate_problem) = match gate_view(pin) {
+            Ok(g) => (g, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
         let (plan, plan_problem) = match state::load_plan(&cfg.state_directory) {
             Ok(p) => (
                 p.map(|(set, digest)| PlanView {
@@ -123,6 +128,7 @@ impl Status {
             pin_dir: pin.display().to_string(),
             daemon,
             gate,
+            gate_problem,
             plan,
             plan_problem,
             kernel_equals_plan,
@@ -161,7 +167,10 @@ impl Status {
             _ => outln!("daemon: NOT running (none has run for this pin directory)"),
         }
         match &r.gate {
-            None => outln!("gate: nothing pinned at {}", r.pin_dir),
+            None => match &r.gate_problem {
+                Some(e) => outln!("gate: cannot read the pins at {}: {e}", r.pin_dir),
+                None => outln!("gate: nothing pinned at {}", r.pin_dir),
+            },
             Some(g) => {
                 outln!(
                     "gate: pinned at {}, {}, ports {:?}, generation {}, {} entries ({} allow, {} deny)",
