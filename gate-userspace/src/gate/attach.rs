@@ -7,51 +7,13 @@ use aya::programs::links::FdLink;
 
 use super::{sys, Gate, GateError, Result};
 
-/// How the program is hooked into the interface's receive path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// In the driver, before an skb is allocated (the default).
-    #[default]
-    Native,
-    /// Generic XDP after skb allocation: works everywhere, costs much more.
-    Skb,
-}
+pub use crate::model::settings::XdpMode;
 
-impl XdpMode {
-    /// Every mode, in the order help texts list them.
-    pub const ALL: [XdpMode; 2] = [XdpMode::Native, XdpMode::Skb];
-
-    /// The name used on the command line, in pin names and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XdpMode::Native => "native",
-            XdpMode::Skb => "skb",
-        }
-    }
-
-    fn aya(self) -> aya::programs::XdpMode {
-        match self {
-            XdpMode::Native => aya::programs::XdpMode::Driver,
-            XdpMode::Skb => aya::programs::XdpMode::Skb,
-        }
-    }
-}
-
-impl std::fmt::Display for XdpMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for XdpMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<XdpMode, String> {
-        XdpMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown XDP mode {s:?}: native or skb"))
+/// The aya attach flag for a mode.
+fn aya_mode(mode: XdpMode) -> aya::programs::XdpMode {
+    match mode {
+        XdpMode::Native => aya::programs::XdpMode::Driver,
+        XdpMode::Skb => aya::programs::XdpMode::Skb,
     }
 }
 
@@ -120,7 +82,7 @@ impl Gate {
         }
         let mut prog = self.program()?;
         let id = prog
-            .attach(iface, mode.aya())
+            .attach(iface, aya_mode(mode))
             .map_err(|source| GateError::AttachFailed {
                 iface: iface.to_string(),
                 mode,

@@ -56,6 +56,47 @@ impl FromStr for IntroducerMode {
     }
 }
 
+/// How the program is hooked into the interface's receive path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver, before an skb is allocated (the default).
+    #[default]
+    Native,
+    /// Generic XDP after skb allocation: works everywhere, costs much more.
+    Skb,
+}
+
+impl XdpMode {
+    /// Every mode, in the order help texts list them.
+    pub const ALL: [XdpMode; 2] = [XdpMode::Native, XdpMode::Skb];
+
+    /// The name used on the command line, in pin names and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
+        }
+    }
+}
+
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<XdpMode, String> {
+        XdpMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown XDP mode {s:?}: native or skb"))
+    }
+}
+
 /// Caps against certificate flooding, applied per certificate to the
 /// third-party certifications whose issuer IS in the keyring (certifications
 /// by unknown issuers are skipped unverified and do not count against them).

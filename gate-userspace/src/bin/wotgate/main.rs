@@ -33,7 +33,8 @@ use commands::*;
 #[command(name = "wotgate", version, about, after_help = exit::TABLE)]
 struct Cli {
     /// Directory in bpffs where the gate's maps, program and links are
-    /// pinned; used by attach, detach, prefixes, inspect, check, replay and plan.
+    /// pinned; used by attach, detach, prefixes, inspect, check, replay and
+    /// plan (run, reload and status use the configuration's gate.pin_directory).
     #[arg(long, env = "WOTGATE_PIN_DIR", default_value = wotgate::gate::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
     #[command(subcommand)]
@@ -57,6 +58,17 @@ enum Command {
     #[command(subcommand)]
     Statement(Statement),
     Plan(plan::PlanCmd),
+    Run(run::Run),
+    Reload(reload::Reload),
+    Status(status::Status),
+    /// Check the controller's configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    Check(config_check::Check),
 }
 
 #[derive(Subcommand)]
@@ -79,14 +91,20 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    let cli = Cli::parse();
+    // The daemon says what it does (one line per refresh, nothing per
+    // packet); the commands only warn.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WOTGATE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let pin = cli.pin_dir.as_path();
     let result = match cli.command {
         Command::Attach(c) => c.run(pin),
@@ -96,6 +114,10 @@ fn main() -> std::process::ExitCode {
         Command::Check(c) => c.run(pin),
         Command::Replay(c) => c.run(pin),
         Command::Plan(c) => c.run(pin),
+        Command::Run(c) => c.run(),
+        Command::Reload(c) => c.run(),
+        Command::Status(c) => c.run(),
+        Command::Config(ConfigCmd::Check(c)) => c.run(),
         Command::Trust(Trust::List(c)) => c.run(),
         Command::Trust(Trust::Explain(c)) => c.run(),
         Command::Statement(Statement::New(c)) => c.run(),

@@ -3,15 +3,19 @@
 
 pub mod attach;
 pub mod check;
+pub mod config_check;
 pub mod detach;
 pub mod inspect;
 pub mod plan;
 pub mod prefixes;
+pub mod reload;
 pub mod replay;
+pub mod run;
 pub mod statement_new;
 pub mod statement_show;
 pub mod statement_sign;
 pub mod statement_verify;
+pub mod status;
 pub mod trust_explain;
 pub mod trust_list;
 mod trust_report;

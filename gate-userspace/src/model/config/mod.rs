@@ -1,12 +1,21 @@
 //! The controller's TOML configuration: raw serde structs with documented
 //! defaults, validated by the same code as command-line flags (`settings`).
 
+mod daemon;
+
+pub use daemon::{
+    DaemonSection, GateSection, StartupPolicy, DEFAULT_MAX_PLAN_AGE, DEFAULT_METRICS_LISTEN,
+    DEFAULT_PIN_DIRECTORY, DEFAULT_REFRESH_INTERVAL,
+};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Deserialize;
 
 use crate::source::local::{read_text, CONFIG_FILE};
+use crate::source::settings::SourcesSettings;
 use crate::source::ReadError;
 
 use super::settings::{
@@ -22,6 +31,10 @@ struct RawConfig {
     trust: Option<RawTrust>,
     statements: Option<RawStatements>,
     load: Option<RawLoad>,
+    gate: Option<daemon::RawGate>,
+    daemon: Option<daemon::RawDaemon>,
+    sources: Option<daemon::RawSources>,
+    metrics: Option<daemon::RawMetrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -89,6 +102,14 @@ pub struct Config {
     pub testing: TestingPolicy,
     /// `[load] max_shrink_percent`.
     pub max_shrink_percent: u8,
+    /// `[gate]`: interfaces, settings, pins, static overrides.
+    pub gate: GateSection,
+    /// `[daemon]`: refresh interval, start-up policy, plan age bound.
+    pub daemon: DaemonSection,
+    /// `[sources]`: participants and the limits of fetching them.
+    pub sources: SourcesSettings,
+    /// `[metrics] listen`; `None` when turned off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Default `[load] max_shrink_percent`.
@@ -170,7 +191,27 @@ impl Config {
                 problem: "a percentage is 0..=100".into(),
             }));
         }
+        let gate = raw
+            .gate
+            .unwrap_or_default()
+            .validate(abs)
+            .map_err(invalid)?;
+        let daemon = raw.daemon.unwrap_or_default().validate().map_err(invalid)?;
+        let sources = raw
+            .sources
+            .unwrap_or_default()
+            .validate(abs)
+            .map_err(invalid)?;
+        let metrics_listen = raw
+            .metrics
+            .unwrap_or_default()
+            .validate()
+            .map_err(invalid)?;
         Ok(Config {
+            gate,
+            daemon,
+            sources,
+            metrics_listen,
             state_directory: abs(raw
                 .state_directory
                 .unwrap_or_else(|| "/var/lib/wotgate".into())),
@@ -245,5 +286,49 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("trust.keyrings"));
+    }
+
+    #[test]
+    fn the_example_is_complete_and_says_the_defaults() {
+        let text = include_str!("../../../../examples/wotgate.toml");
+        let c = parse(text).unwrap();
+        assert_eq!(c.gate.interfaces, ["eth0"]);
+        assert_eq!(c.gate.pin_directory, PathBuf::from(DEFAULT_PIN_DIRECTORY));
+        assert!(!c.gate.observe && !c.gate.detach_on_stop);
+        assert_eq!(c.daemon.refresh_interval, DEFAULT_REFRESH_INTERVAL);
+        assert_eq!(c.daemon.max_plan_age, DEFAULT_MAX_PLAN_AGE);
+        assert_eq!(c.daemon.startup, StartupPolicy::Observe);
+        assert_eq!(c.sources, SourcesSettings::default());
+        assert_eq!(
+            c.metrics_listen,
+            Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+        );
+        // Every section the parser knows is in the example.
+        for section in [
+            "[trust]",
+            "[statements]",
+            "[load]",
+            "[gate]",
+            "[daemon]",
+            "[sources]",
+            "[sources.fetch]",
+            "[sources.crawl]",
+            "[metrics]",
+        ] {
+            assert!(text.contains(section), "{section}");
+        }
+        // A misspelt key in a new section is refused, naming it.
+        let e = parse(&text.replace("detach_on_stop", "detach_on_exit")).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `detach_on_exit`"),
+            "{e}"
+        );
+        let e = parse(&text.replace("max_redirects", "redirects")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `redirects`"), "{e}");
+        let e = parse(&text.replace("startup = \"observe\"", "startup = \"later\"")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: daemon.startup = \"later\": expected \"observe\" or \"enforce\""
+        );
     }
 }

@@ -1,0 +1,137 @@
+//! One refresh, without the kernel: gather the local sources, judge them
+//! (`apply::prepare_gathered`), merge the operator's static overrides, and
+//! find when the result next changes by itself (a statement or key expiring).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use sequoia_openpgp::policy::Policy;
+
+use crate::apply::{prepare_gathered, ApplyError, Prepared};
+use crate::model::config::Config;
+use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
+use crate::model::time::{to_system_time, to_timestamp};
+use crate::source::{Gathered, Named};
+use crate::wot::Keyring;
+
+/// Why a plan could not be built; the current set stays.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("static overrides ([gate] static_prefixes): {0}")]
+    Static(PrefixError),
+}
+
+/// A plan ready to load, and when it next changes without any input changing.
+#[derive(Debug)]
+pub struct Built {
+    pub prepared: Prepared,
+    /// The earliest statement `not_after` or key expiry after `at`.
+    pub next_expiry: Option<SystemTime>,
+}
+
+/// Builds the complete plan for `at` from the configuration's local sources
+/// and its static overrides.
+pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built, BuildError> {
+    let gathered = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
+        .map_err(ApplyError::Statements)?;
+    let key_expiry = next_key_expiry(&gathered.keyrings, policy, at);
+    let mut prepared = prepare_gathered(cfg, gathered, policy, at)?;
+    if let Some(path) = &cfg.gate.static_prefixes {
+        let overrides = load_static(path)?;
+        prepared.set = merge_overrides(&prepared.set, &overrides);
+    }
+    let statement_expiry = prepared
+        .judgements
+        .iter()
+        .filter_map(|j| j.result.as_ref().ok())
+        // Valid through its `not_after` second; gone one second later.
+        .map(|a| to_system_time(a.statement.not_after.saturating_add(1)))
+        .filter(|t| *t > at)
+        .min();
+    Ok(Built {
+        prepared,
+        next_expiry: [statement_expiry, key_expiry].into_iter().flatten().min(),
+    })
+}
+
+fn load_static(path: &Path) -> Result<PrefixSet, BuildError> {
+    PrefixSet::load(path).map_err(BuildError::Static)
+}
+
+/// The plan's set with the operator's overrides merged in. At the same
+/// prefix deny wins (as in the gate); an override's deny also removes the
+/// plan's allows inside it, so a statement's narrower allow cannot undo it;
+/// otherwise the longest prefix decides, as in the kernel.
+pub fn merge_overrides(plan: &PrefixSet, overrides: &PrefixSet) -> PrefixSet {
+    let denied = |p: &ipnet::Ipv6Net| {
+        overrides
+            .iter()
+            .any(|o| o.verdict == Verdict::Deny && o.prefix.contains(p))
+    };
+    let mut out = PrefixSet::new();
+    for e in overrides.iter().filter(|e| e.verdict == Verdict::Deny) {
+        let _ = out.insert(e.clone());
+    }
+    for e in plan.iter() {
+        if e.verdict == Verdict::Allow && denied(&e.prefix) {
+            continue;
+        }
+        if e.verdict == Verdict::Deny || out.get(&e.prefix).is_none() {
+            // Same verdict twice keeps the first; a deny after an allow of
+            // the same prefix cannot happen (allows come last).
+            let _ = out.insert(e.clone());
+        }
+    }
+    for e in overrides.iter().filter(|e| e.verdict == Verdict::Allow) {
+        // Inserting an allow where a deny is refused: deny wins.
+        let _ = out.insert(e.clone());
+    }
+    out
+}
+
+/// The earliest expiry after `at` of any primary key or subkey valid at `at`
+/// under `policy` (a key's expiry can end a statement signer's or an
+/// introducer's trust). Parses the keyrings once more; problems were
+/// reported by the plan already.
+fn next_key_expiry(keyrings: &[Named], policy: &dyn Policy, at: SystemTime) -> Option<SystemTime> {
+    let (ring, _) = Keyring::parse(keyrings);
+    ring.certs()
+        .filter_map(|c| c.with_policy(policy, at).ok())
+        .flat_map(|vc| {
+            vc.keys()
+                .filter_map(|k| k.key_expiration_time())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| *t > at)
+        // Whole seconds, as every other time here.
+        .map(|t| to_system_time(to_timestamp(t)))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(t: &str) -> PrefixSet {
+        PrefixSet::parse(t, "t").unwrap()
+    }
+
+    #[test]
+    fn overrides_merge_and_deny_wins() {
+        let plan = set("allow 2001:db8:a::/48 alpha\nallow 2001:db8:b::/48 beta\ndeny 2001:db8:a:bad::/64 mallory\nallow 2001:db8:c:1::/64 gamma\n");
+        let overrides = set("allow 2001:db8:f::/48 relay\ndeny 2001:db8:b::/48 op\nallow 2001:db8:a:bad::/64 op\ndeny 2001:db8:c::/48 op\n");
+        let merged = merge_overrides(&plan, &overrides);
+        assert_eq!(
+            merged.to_file_text(),
+            "allow 2001:db8:a::/48 alpha\n\
+             deny 2001:db8:a:bad::/64 mallory\n\
+             deny 2001:db8:b::/48 op\n\
+             deny 2001:db8:c::/48 op\n\
+             allow 2001:db8:f::/48 relay\n"
+        );
+        // No overrides: the plan as it is.
+        assert_eq!(merge_overrides(&plan, &PrefixSet::new()), plan);
+    }
+}
