@@ -290,6 +290,9 @@ impl Daemon {
         for w in &p.problems {
             warn!(problem = %w, "input problem");
         }
+        for n in &built.fetch_notes {
+            warn!(source = %n, "fetched source");
+        }
         for r in p.judgements.iter().filter_map(|j| j.result.as_ref().err()) {
             info!(file = %r.file, rule = r.rule.as_str(), detail = %r.detail, "statement rejected");
         }

@@ -1,6 +1,6 @@
-//! One refresh, without the kernel: gather the local sources, judge them
-//! (`apply::prepare_gathered`), merge the operator's static overrides, and
-//! find when the result next changes by itself (a statement or key expiring).
+//! One refresh, without the kernel: gather the local sources and crawl the
+//! participants' published ones, judge them (`apply::prepare_gathered`), merge
+//! the static overrides, and find when the result next changes by itself.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -11,6 +11,7 @@ use crate::apply::{prepare_gathered, ApplyError, Prepared};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
 use crate::model::time::{to_system_time, to_timestamp};
+use crate::source::crawl::Crawler;
 use crate::source::{Gathered, Named};
 use crate::wot::Keyring;
 
@@ -21,6 +22,8 @@ pub enum BuildError {
     Apply(#[from] ApplyError),
     #[error("static overrides ([gate] static_prefixes): {0}")]
     Static(PrefixError),
+    #[error("fetched sources: {0}")]
+    Client(#[from] crate::source::https::ClientError),
 }
 
 /// A plan ready to load, and when it next changes without any input changing.
@@ -29,13 +32,21 @@ pub struct Built {
     pub prepared: Prepared,
     /// The earliest statement `not_after` or key expiry after `at`.
     pub next_expiry: Option<SystemTime>,
+    /// Fetched sources that failed or were cut by a bound, one line each:
+    /// logged and counted, not a reason to refuse the plan (a source with no
+    /// copy simply contributes nothing; the load guard still refuses a plan
+    /// that loses too much, e.g. when every source is down).
+    pub fetch_notes: Vec<String>,
+    /// Per-source outcomes of the crawl (empty without participants).
+    pub sources: Vec<crate::source::crawl::SourceReport>,
 }
 
 /// Builds the complete plan for `at` from the configuration's local sources
 /// and its static overrides.
 pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built, BuildError> {
-    let gathered = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
+    let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
         .map_err(ApplyError::Statements)?;
+    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at)?;
     let key_expiry = next_key_expiry(&gathered.keyrings, policy, at);
     let mut prepared = prepare_gathered(cfg, gathered, policy, at)?;
     if let Some(path) = &cfg.gate.static_prefixes {
@@ -53,7 +64,52 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
     Ok(Built {
         prepared,
         next_expiry: [statement_expiry, key_expiry].into_iter().flatten().min(),
+        fetch_notes,
+        sources,
     })
+}
+
+/// Crawls the participants' published sources when `[sources] participants`
+/// names any (without participants the daemon reads local sources only).
+/// Runs on the daemon's runtime when called from one of its blocking
+/// threads, else on a runtime of its own.
+#[allow(clippy::type_complexity)]
+fn crawl(
+    cfg: &Config,
+    local: Gathered,
+    policy: &dyn Policy,
+    at: SystemTime,
+) -> Result<
+    (
+        Gathered,
+        Vec<String>,
+        Vec<crate::source::crawl::SourceReport>,
+    ),
+    BuildError,
+> {
+    if cfg.sources.participants.is_empty() {
+        return Ok((local, Vec::new(), Vec::new()));
+    }
+    let crawler = Crawler::new(&cfg.sources, &cfg.state_directory)?;
+    let local_problems = local.problems.len();
+    let trust = cfg.trust_at(at);
+    let fut = crawler.gather(local, &trust, policy);
+    let mut crawled = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(fut),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                ApplyError::Statements(crate::source::ReadError::Io {
+                    origin: "the fetch runtime".into(),
+                    error: e,
+                })
+            })?
+            .block_on(fut),
+    };
+    let mut notes = crawled.gathered.problems.split_off(local_problems);
+    notes.append(&mut crawled.notes);
+    Ok((crawled.gathered, notes, crawled.sources))
 }
 
 fn load_static(path: &Path) -> Result<PrefixSet, BuildError> {
