@@ -7,6 +7,7 @@ pub mod detach;
 pub mod inspect;
 pub mod plan;
 pub mod prefixes;
+pub mod purge;
 pub mod replay;
 pub mod statement_new;
 pub mod statement_show;
