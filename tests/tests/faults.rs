@@ -188,6 +188,8 @@ fn a_gate_attached_nowhere_can_be_purged() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("still attached") && err.contains(&b), "{err}");
+    // Also from a namespace where those interfaces are not to be seen.
+    assert!(!wotgate(None, &pin, &["purge"]).status.success());
     assert!(pin.join("WG_CONFIG").exists());
     // `detach --purge` without --iface also refuses; --detach-all goes.
     assert!(!wotgate(Some(&ns), &pin, &["detach", "--purge"])

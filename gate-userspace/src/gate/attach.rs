@@ -180,8 +180,17 @@ pub struct Attachment {
     /// Interface index the link is on (0 when the interface is gone and the
     /// link is defunct).
     pub ifindex: Option<u64>,
-    /// Whether the interface the link is on still exists under that name.
+    /// Whether the interface the link is on still exists under that name
+    /// (in this network namespace).
     pub live: bool,
+}
+
+impl Attachment {
+    /// Whether the kernel says the link is on an interface, in this network
+    /// namespace or another (a link whose interface went away has index 0).
+    pub fn attached(&self) -> bool {
+        self.ifindex.is_some_and(|i| i != 0)
+    }
 }
 
 impl Gate {

@@ -51,7 +51,7 @@ impl std::fmt::Display for Waiting {
         }
         write!(
             f,
-            " (giving up after {} s; Ctrl-C to stop now)",
+            "; giving up after {} s (Ctrl-C stops now)",
             self.timeout.as_secs()
         )
     }

@@ -19,7 +19,6 @@ pub use settings::{Settings, SettingsUpdate};
 
 use std::{
     fs::File,
-    net::Ipv6Addr,
     path::{Path, PathBuf},
 };
 
@@ -172,20 +171,6 @@ impl Gate {
             observe: c.flags & gate_common::FLAG_OBSERVE != 0,
             protect,
         })
-    }
-
-    /// Whether `dst` is a destination the gate protects (every one when the
-    /// protected-destination list is off).
-    pub fn protects(&self, dst: Ipv6Addr) -> Result<bool> {
-        if self.raw_config()?.flags & gate_common::FLAG_PROTECT_DST == 0 {
-            return Ok(true);
-        }
-        let key = aya::maps::lpm_trie::Key::new(128, dst.octets());
-        match self.protect.get(&key, 0) {
-            Ok(_) => Ok(true),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
-            Err(e) => Err(read_err(maps::PROTECT)(e)),
-        }
     }
 
     /// Replaces the gate-wide settings. The protected-destination list is

@@ -142,7 +142,7 @@ pub fn purge(pin_dir: &Path) -> Result<PurgeReport> {
 }
 
 /// As [`purge`], but refuses ([`GateError::StillAttached`]) while the gate
-/// is attached to an interface that still exists.
+/// is attached to an interface that still exists (in any network namespace).
 pub fn purge_if_unattached(pin_dir: &Path) -> Result<PurgeReport> {
     purge_with(pin_dir, false)
 }
@@ -160,7 +160,7 @@ fn purge_with(pin_dir: &Path, detach_all: bool) -> Result<PurgeReport> {
     if !detach_all {
         let live: Vec<String> = attach::attachments_in(&dir)?
             .into_iter()
-            .filter(|a| a.live)
+            .filter(|a| a.attached())
             .map(|a| a.iface)
             .collect();
         if !live.is_empty() {

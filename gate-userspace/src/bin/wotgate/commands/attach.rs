@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use ipnet::Ipv6Net;
 use wotgate::apply::LoadGuard;
 use wotgate::gate::{
-    attach::{check_iface, XdpMode, SKB_WARNING},
-    Gate, GateError, Settings, SettingsUpdate,
+    attach::{check_iface, Attachment, XdpMode, SKB_WARNING},
+    purge_if_unattached, Gate, GateError, Settings, SettingsUpdate,
 };
 use wotgate::model::{
     config::DEFAULT_MAX_SHRINK_PERCENT,
@@ -109,53 +109,28 @@ impl Attach {
             Some(f) => Some(PrefixSet::load(f)?),
             None => None,
         };
-        let mut gate = match Gate::open(pin_dir) {
-            Ok(gate) => gate,
+        let (mut gate, created) = match Gate::open(pin_dir) {
+            Ok(gate) => (gate, false),
             Err(GateError::NotPinned(_)) => {
                 // A new gate: judge against the defaults before pinning anything.
                 self.decide(&Settings::default(), &PrefixSet::new(), new_set.as_ref())?;
-                Gate::create(pin_dir)?
+                (Gate::create(pin_dir)?, true)
             }
             Err(e) => return Err(e.into()),
         };
-        // The kernel work, under the lock; what to say is said after it.
-        let mut said = Vec::new();
-        let (settings, cut_off, a) = {
-            let mut gate = gate.lock()?;
-            let current = gate.settings()?;
-            let before = gate.active_set()?;
-            let (settings, cut_off) = self.decide(&current, &before, new_set.as_ref())?;
-            if let (Some(set), Some(file)) = (&new_set, &self.prefixes) {
-                let r = gate
-                    .load_set(set)
-                    .with_context(|| format!("loading {}", file.display()))?;
-                said.push(format!(
-                    "loaded {} entries ({} labels) from {} as generation {}",
-                    r.entries,
-                    r.labels,
-                    file.display(),
-                    r.generation
-                ));
-            }
-            let changes = current.changes_to(&settings);
-            let mut warning = None;
-            if !changes.is_empty() {
-                let others: Vec<String> = gate
-                    .attachments()?
-                    .into_iter()
-                    .filter(|a| a.iface != self.iface && a.live)
-                    .map(|a| a.iface)
-                    .collect();
-                if !others.is_empty() {
-                    warning = Some(others.join(", "));
+        let done = self.change(&mut gate, new_set.as_ref());
+        drop(gate);
+        let (settings, cut_off, said, a, shared_with) = match done {
+            Ok(done) => done,
+            Err(e) if created => {
+                // A gate made for this attach and not attached: not left behind.
+                if let Err(p) = purge_if_unattached(pin_dir) {
+                    errln!("wotgate: could not remove the gate made for this attach: {p}");
                 }
-                gate.set_settings(&settings)?;
-                said.push(format!("settings changed: {}", changes.join("; ")));
+                return Err(e);
             }
-            let a = gate.attach(&self.iface, self.xdp_mode)?;
-            (settings, cut_off, (a, warning))
+            Err(e) => return Err(e),
         };
-        let (a, shared_with) = a;
         if let Some(others) = shared_with {
             errln!(
                 "warning: settings are shared by every gated interface; this also changes them on {others}"
@@ -180,6 +155,45 @@ impl Attach {
             );
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The kernel work, under the lock: load the set, change the settings,
+    /// attach. Returns what to say, said after the lock is released.
+    fn change(&self, gate: &mut Gate, new_set: Option<&PrefixSet>) -> Result<Changed> {
+        let mut said = Vec::new();
+        let mut gate = gate.lock()?;
+        let current = gate.settings()?;
+        let before = gate.active_set()?;
+        let (settings, cut_off) = self.decide(&current, &before, new_set)?;
+        if let (Some(set), Some(file)) = (new_set, &self.prefixes) {
+            let r = gate
+                .load_set(set)
+                .with_context(|| format!("loading {}", file.display()))?;
+            said.push(format!(
+                "loaded {} entries ({} labels) from {} as generation {}",
+                r.entries,
+                r.labels,
+                file.display(),
+                r.generation
+            ));
+        }
+        let changes = current.changes_to(&settings);
+        let mut shared_with = None;
+        if !changes.is_empty() {
+            let others: Vec<String> = gate
+                .attachments()?
+                .into_iter()
+                .filter(|a| a.iface != self.iface && a.live)
+                .map(|a| a.iface)
+                .collect();
+            if !others.is_empty() {
+                shared_with = Some(others.join(", "));
+            }
+            gate.set_settings(&settings)?;
+            said.push(format!("settings changed: {}", changes.join("; ")));
+        }
+        let a = gate.attach(&self.iface, self.xdp_mode)?;
+        Ok((settings, cut_off, said, a, shared_with))
     }
 
     /// The settings to apply and whether they cut everyone off, given the
@@ -220,6 +234,10 @@ impl Attach {
         Ok((settings, cut_off))
     }
 }
+
+/// What [`Attach::change`] did: the settings, whether they cut everyone
+/// off, lines to print, the attachment, other interfaces sharing the settings.
+type Changed = (Settings, bool, Vec<String>, Attachment, Option<String>);
 
 fn ports_text(ports: &[u16]) -> String {
     let p: Vec<String> = ports.iter().map(u16::to_string).collect();

@@ -41,7 +41,7 @@ impl Detach {
             let left: Vec<String> = gate
                 .attachments()?
                 .into_iter()
-                .filter(|a| a.live)
+                .filter(|a| a.attached())
                 .map(|a| a.iface)
                 .collect();
             let purged = if self.purge && left.is_empty() {

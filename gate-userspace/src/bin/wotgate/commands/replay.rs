@@ -97,15 +97,20 @@ impl Replay {
         }
         totals.insert("skipped", skipped);
         if self.json {
-            out!("{}  ],\n  \"skipped\": [", if ran == 0 { "" } else { "\n" });
+            // Arrays close on their own line unless empty: `[]`.
+            out!("{}],\n  \"skipped\": [", if ran == 0 { "" } else { "\n  " });
             for (i, s) in listed.iter().enumerate() {
                 let row = serde_json::to_string(s)?;
                 out!("{}\n    {row}", if i == 0 { "" } else { "," });
             }
-            out!("{}  ],\n", if listed.is_empty() { "" } else { "\n" });
+            out!("{}],\n", if listed.is_empty() { "" } else { "\n  " });
             outln!("  \"totals\": {}\n}}", serde_json::to_string(&totals)?);
         } else {
-            outln!("total {} packets", ran);
+            if skipped == 0 {
+                outln!("total {ran} packets");
+            } else {
+                outln!("total {ran} packets ({skipped} records skipped)");
+            }
             for (k, v) in &totals {
                 if *k != "skipped" || *v > 0 {
                     outln!("  {k:20} {v}");
