@@ -127,10 +127,10 @@ impl Status {
                 a.mode.as_str(),
                 a.link_id.map_or("?".into(), |i| i.to_string()),
                 a.program_id.map_or("?".into(), |i| i.to_string()),
-                if a.live {
-                    ""
-                } else {
-                    " (interface gone: link defunct)"
+                match (a.live, a.attached()) {
+                    (true, _) => "",
+                    (false, true) => " (on an interface of another network namespace)",
+                    (false, false) => " (interface gone: link defunct)",
                 }
             );
         }

@@ -129,9 +129,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Said once when a command has to wait for the gate's lock.
+/// Said when a command has to wait for the gate's lock: once per run, even
+/// when a long command (a replay) waits again later.
 fn lock_notice(w: &wotgate::gate::Waiting) {
-    errln!("wotgate: {w}");
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        errln!("wotgate: {w}");
+    }
 }
 
 #[cfg(test)]
