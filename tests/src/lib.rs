@@ -2,6 +2,7 @@
 //! or a network namespace and remove it on drop, also when a test fails;
 //! the packet builder and the reference classifier the tests check against.
 
+pub mod mounts;
 pub mod netns;
 pub mod packet;
 pub mod reference;
@@ -139,4 +140,138 @@ pub fn wotgate_cmd(ns: Option<&netns::NetNs>, pin: &Path, args: &[&str]) -> std:
             c
         }
     }
+}
+
+/// Waits for `child` (its output not piped, or drained elsewhere) and
+/// returns how it ended and its peak resident memory in KiB, from its own
+/// `VmHWM` (wait4's `ru_maxrss` would count the test process it was forked
+/// from), read until it exits: the high-water mark only grows.
+pub fn wait_with_peak_rss(mut child: std::process::Child) -> (std::process::ExitStatus, u64) {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Some(hwm) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak = peak.max(hwm);
+        }
+        if let Some(st) = child.try_wait().expect("wait for child") {
+            return (st, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Collects a child's standard error as it comes, so a test can wait for a
+/// line while the child still runs.
+pub struct StderrWatch {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StderrWatch {
+    pub fn new(child: &mut std::process::Child) -> StderrWatch {
+        use std::io::Read;
+        let mut err = child.stderr.take().expect("stderr piped");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let t = text.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                t.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        StderrWatch {
+            text,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Whether `needle` shows up within `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Everything, once the child has closed its standard error.
+    pub fn finish(mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.text()
+    }
+}
+
+/// Holds the pin directory's lock from the test process, as another
+/// wotgate would; released on drop.
+pub struct HeldLock(#[allow(dead_code)] std::fs::File);
+
+impl HeldLock {
+    pub fn take(dir: &Path) -> HeldLock {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(dir).expect("open pin dir");
+        // SAFETY: valid fd.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+        HeldLock(f)
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TmpDir(pub PathBuf);
+
+impl TmpDir {
+    pub fn new(tag: &str) -> TmpDir {
+        let d = std::env::temp_dir().join(format!("wotgate-{}", unique(tag)));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TmpDir(d)
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A prefix file of `n` allow /64 entries under 2001:db8:8000::/33, all
+/// labelled `label`, or each its own label when `label` is empty.
+pub fn many_prefixes(n: usize, label: &str) -> String {
+    let mut text = String::with_capacity(n * 40);
+    for i in 0..n {
+        let l = if label.is_empty() {
+            format!("l{i}")
+        } else {
+            label.to_string()
+        };
+        text.push_str(&format!(
+            "allow 2001:db8:{:x}:{:x}::/64 {l}\n",
+            0x8000 + (i >> 16),
+            i & 0xffff
+        ));
+    }
+    text
 }

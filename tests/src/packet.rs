@@ -260,14 +260,26 @@ mod tests {
 
     #[test]
     fn the_check_commands_probe_is_an_ipv6_syn() {
-        let (a, b) = (
+        let (a, b): (Ipv6Addr, Ipv6Addr) = (
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
         );
         assert_eq!(
-            wotgate::gate::replay::syn_frame(a, b, 40000, 2525),
+            wotgate::gate::replay::syn_frame(a.into(), b.into(), 40000, 2525),
             Builder::ipv6_tcp(a, b, 40000, 2525, SYN).build()
         );
+    }
+
+    #[test]
+    fn the_check_commands_ipv4_probe_is_an_ipv4_syn() {
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 25));
+        let probe = wotgate::gate::replay::syn_frame(a.into(), b.into(), 40000, 25);
+        let want = Builder::ipv4_tcp(a, b, 40000, 25, SYN).build();
+        assert_eq!(probe.len(), want.len());
+        assert_eq!(&probe[12..14], &[0x08, 0x00]);
+        // Addresses, protocol and the TCP header as the builder makes them.
+        assert_eq!(probe[14 + 9], want[14 + 9]);
+        assert_eq!(&probe[14 + 12..], &want[14 + 12..]);
     }
 
     #[test]

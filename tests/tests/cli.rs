@@ -28,6 +28,18 @@ fn json(pin: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(pin, args)).expect("json output")
 }
 
+/// `check ADDR --json`: its exit code (0 trusted, 3 not) and report.
+fn check(pin: &Path, addr: &str) -> (Option<i32>, serde_json::Value) {
+    let out = wotgate(pin, &["check", addr, "--json"]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check {addr}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), v)
+}
+
 struct Tmp(PathBuf);
 impl Drop for Tmp {
     fn drop(&mut self) {
@@ -107,7 +119,9 @@ fn check_reports_entry_and_real_verdict_per_port() {
     .unwrap();
     ok(pg.path(), &["prefixes", "load", f.to_str().unwrap()]);
 
-    let c = json(pg.path(), &["check", "2001:db8:1:bad::7", "--json"]);
+    let (code, c) = check(pg.path(), "2001:db8:1:bad::7");
+    assert_eq!(code, Some(3), "a denied address is a negative verdict");
+    assert_eq!(c["trusted"], false);
     assert_eq!(c["entry"]["prefix"], "2001:db8:1:bad::/64");
     assert_eq!(c["entry"]["label"], "refused");
     assert_eq!(c["verdict"], "dropped");
@@ -131,9 +145,11 @@ fn check_reports_entry_and_real_verdict_per_port() {
         ]
     );
 
-    let c = json(pg.path(), &["check", "2001:db8:1::7", "--json"]);
-    assert_eq!(c["verdict"], "trusted");
-    let c = json(pg.path(), &["check", "2001:db8:9::7", "--json"]);
+    let (code, c) = check(pg.path(), "2001:db8:1::7");
+    assert_eq!((code, &c["verdict"]), (Some(0), &"trusted".into()));
+    assert_eq!(c["entry"]["prefix"], "2001:db8:1::/48");
+    let (code, c) = check(pg.path(), "2001:db8:9::7");
+    assert_eq!(code, Some(3));
     assert!(c["entry"].is_null());
     assert_eq!(c["ports"][0]["reason"], "untrusted_drop");
 

@@ -1,7 +1,10 @@
 //! Everything an operator needs to see about the gate, read from the pins
 //! alone: attachments, settings, the active set with labels, counters.
 
-use std::{fmt::Write, net::Ipv6Addr};
+use std::{
+    fmt::Write,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use super::{
     attach::Attachment,
@@ -34,8 +37,8 @@ impl Gate {
     pub fn status(&self) -> Result<Status> {
         let (program_id, jited) = self.program_info()?;
         let settings = self.settings()?;
-        let active = self.active_trie()?;
-        let meta = self.meta()?;
+        let set = self.settled(|g, trie, _| g.read_set(trie))?;
+        let (active, meta) = (set.trie, set.meta);
         Ok(Status {
             pin_dir: self.pin_dir.display().to_string(),
             program_id,
@@ -48,7 +51,7 @@ impl Gate {
             generation: meta.generation[active],
             trie_entries: meta.entries,
             loaded_at: meta.loaded_at[active],
-            entries: self.active_set()?.iter().cloned().collect(),
+            entries: set.value.iter().cloned().collect(),
             counters: self
                 .counters()?
                 .into_iter()
@@ -124,10 +127,10 @@ impl Status {
                 a.mode.as_str(),
                 a.link_id.map_or("?".into(), |i| i.to_string()),
                 a.program_id.map_or("?".into(), |i| i.to_string()),
-                if a.live {
-                    ""
-                } else {
-                    " (interface gone: link defunct)"
+                match (a.live, a.attached()) {
+                    (true, _) => "",
+                    (false, true) => " (on an interface of another network namespace)",
+                    (false, false) => " (interface gone: link defunct)",
                 }
             );
         }
@@ -157,9 +160,15 @@ impl Status {
 /// What `check ADDR` reports.
 #[derive(Debug, serde::Serialize)]
 pub struct CheckResult {
-    pub address: Ipv6Addr,
+    pub address: IpAddr,
     pub entry: Option<PrefixEntry>,
     pub verdict: &'static str,
+    /// Whether the gate trusts the address: an allow entry matches and the
+    /// program passes its SYNs. IPv4 never is.
+    pub trusted: bool,
+    /// Why, when the address alone says it (IPv4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
     /// The real program's verdict on a SYN from the address to each port.
     pub ports: Vec<PortVerdict>,
 }
@@ -167,43 +176,71 @@ pub struct CheckResult {
 #[derive(Debug, serde::Serialize)]
 pub struct PortVerdict {
     pub port: u16,
-    pub destination: Ipv6Addr,
+    pub destination: IpAddr,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
 
+/// What `check` says about an IPv4 address.
+pub const IPV4_NOTE: &str = "the gate never trusts IPv4 sources: SYNs from IPv4 to protected ports are dropped, unless --protect limits the gate to IPv6 destinations";
+
 impl Gate {
-    /// Which entry matches `addr`, and what the loaded program does with a
-    /// SYN from it to each protected port (run through the real program).
-    pub fn check(&self, addr: Ipv6Addr) -> Result<CheckResult> {
-        let set = self.active_set()?;
-        let entry = set.lookup(addr).cloned();
+    /// Which entry matches `addr` (one lookup in the active trie, never the
+    /// whole set), and what the loaded program does with a SYN from it to
+    /// each protected port (run through the real program). IPv4 addresses
+    /// match nothing: the gate never trusts them.
+    pub fn check(&self, addr: IpAddr) -> Result<CheckResult> {
         let settings = self.settings()?;
-        let dst = settings
-            .protect
-            .first()
-            .map(|n| n.network())
-            .unwrap_or(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x25));
-        let mut runner = self.runner()?;
+        let (entry, dst, note): (_, IpAddr, _) = match addr {
+            IpAddr::V6(a) => {
+                let dst = settings
+                    .protect
+                    .first()
+                    .map(|n| n.network())
+                    .unwrap_or(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x25));
+                (self.lookup(a)?, dst.into(), None)
+            }
+            IpAddr::V4(_) => (None, Ipv4Addr::new(192, 0, 2, 25).into(), Some(IPV4_NOTE)),
+        };
         let mut ports = Vec::new();
-        for &port in &settings.ports {
-            let pkt = syn_frame(addr, dst, 40000, port);
-            ports.push(PortVerdict {
-                port,
-                destination: dst,
-                outcome: runner.run(&pkt)?,
-            });
+        {
+            let runner = self.runner()?;
+            let mut batch = runner.batch()?;
+            for &port in &settings.ports {
+                let pkt = syn_frame(addr, dst, 40000, port);
+                ports.push(PortVerdict {
+                    port,
+                    destination: dst,
+                    outcome: batch.run(&pkt)?,
+                });
+            }
         }
-        let verdict = match (&entry, ports.iter().any(|p| p.outcome.action == XDP_DROP)) {
-            (_, true) => "dropped",
-            (Some(e), false) if e.verdict == Verdict::Allow => "trusted",
-            _ if settings.observe => "would be dropped (observe mode)",
+        let dropped = ports.iter().any(|p| p.outcome.action == XDP_DROP);
+        // Observe mode counts a would-be drop under its observe reason.
+        let would_drop = ports.iter().any(|p| {
+            use gate_common::Reason::*;
+            matches!(
+                p.outcome.reason,
+                ObserveWouldDrop
+                    | ObserveUntrusted
+                    | ObserveDenied
+                    | ObserveNonIpv6
+                    | ObserveMalformed
+            )
+        });
+        let allowed = matches!(&entry, Some(e) if e.verdict == Verdict::Allow);
+        let verdict = match (dropped, allowed) {
+            (true, _) => "dropped",
+            (false, true) => "trusted",
+            (false, false) if would_drop => "would be dropped (observe mode)",
             _ => "passes",
         };
         Ok(CheckResult {
             address: addr,
+            trusted: allowed && !dropped,
             entry,
             verdict,
+            note,
             ports,
         })
     }

@@ -2,27 +2,33 @@
 //! trusted-set swap, inspection, address checks and pcap replay.
 
 pub mod attach;
+pub mod capture;
+mod error;
 pub mod inspect;
+pub mod lock;
+pub mod pins;
 pub mod replay;
 mod settings;
 pub mod swap;
 pub mod sys;
 
+pub use error::{Causes, GateError};
+pub use lock::{set_lock_wait, LockHolder, LockWait, Waiting};
+pub use pins::{purge, purge_if_unattached, PurgeReport};
 pub use settings::{Settings, SettingsUpdate};
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    maps::{lpm_trie::LpmTrie, Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, IterableMap, Map, MapData, MapInfo, PerCpuArray},
     programs::Xdp,
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
-use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta, MAX_PORTS};
+use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta};
 use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
@@ -30,115 +36,22 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wotgate";
 /// Name of the program pin inside the pin directory.
 const PROG_PIN: &str = "prog";
 
-/// Everything that can go wrong talking to the gate in the kernel. One
-/// variant per problem, so a daemon can count them and act on each.
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    #[error("this wotgate was built without the XDP program; build with `cargo xtask build` (WOTGATE_BUILD_EBPF=1)")]
-    NoObject,
-    #[error("the XDP object has no program {0:?}; it does not match this wotgate (rebuild both with `cargo xtask build`)")]
-    MissingProgram(&'static str),
-    #[error("no gate pinned at {0}: attach one first (wotgate attach --iface IF)")]
-    NotPinned(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("loading the XDP object: {0}")]
-    Load(#[from] aya::EbpfError),
-    #[error("XDP program: {0}")]
-    Program(#[from] aya::programs::ProgramError),
-    #[error("map {name} pinned at {path}: {source}")]
-    Map {
-        name: &'static str,
-        path: PathBuf,
-        source: aya::maps::MapError,
-    },
-    #[error("pinning {path}: {source}")]
-    Pin {
-        path: PathBuf,
-        source: aya::pin::PinError,
-    },
-    #[error("map read on {name}: {source}")]
-    Read {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-    #[error("map update on {name}: {source}")]
-    Update {
-        name: &'static str,
-        source: aya::maps::MapError,
-    },
-
-    // Settings.
-    #[error("between 1 and {max} protected ports, got {got}", max = MAX_PORTS)]
-    PortCount { got: usize },
-    #[error("port 0 cannot be protected")]
-    PortZero,
-    #[error("at most {max} protected destinations, got {got}")]
-    TooManyProtected { got: usize, max: usize },
-
-    // Interfaces and links.
-    #[error("no interface {0:?} in this network namespace")]
-    NoSuchInterface(String),
-    #[error("the gate does not attach to loopback ({0}): test runs are recognised by its index")]
-    Loopback(String),
-    #[error("{iface} is already gated in {mode} mode; detach it first")]
-    AlreadyAttached {
-        iface: String,
-        mode: attach::XdpMode,
-    },
-    #[error("attaching to {iface} in {mode} mode failed: {source} (another XDP program on it? driver without native XDP? try --xdp-mode skb)")]
-    AttachFailed {
-        iface: String,
-        mode: attach::XdpMode,
-        source: aya::programs::ProgramError,
-    },
-    #[error("XDP link on {iface}: {source}")]
-    XdpLink {
-        iface: String,
-        source: aya::programs::links::LinkError,
-    },
-    #[error("link on {0} vanished after pinning")]
-    LinkVanished(String),
-
-    // The trusted set.
-    #[error("more than {max} distinct labels; the gate's label table is full")]
-    LabelsFull { max: u32 },
-    #[error("the new set did not verify after filling trie {trie}: {problem}; the active set is unchanged")]
-    Verify { trie: usize, problem: String },
-    #[error("trie {trie} holds entries that do not form a set: {problem}")]
-    Inconsistent { trie: usize, problem: String },
-
-    // Test runs and captures.
-    #[error("the program counted no reason for a test packet")]
-    NoReason,
-    #[error("{path}: {source}")]
-    Pcap {
-        path: PathBuf,
-        source: pcap_file::PcapError,
-    },
-    #[error("{path}: link type {link} is not supported (Ethernet, Linux cooked or raw IP)")]
-    PcapLinkType { path: PathBuf, link: String },
-}
-
 pub type Result<T, E = GateError> = std::result::Result<T, E>;
 
 /// Maps a failed map read to [`GateError::Read`].
 pub(crate) fn read_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
-    move |source| GateError::Read { name, source }
+    move |cause| GateError::Read { name, cause }
 }
 
 /// Maps a failed map write or delete to [`GateError::Update`].
 pub(crate) fn update_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> GateError + Copy {
-    move |source| GateError::Update { name, source }
+    move |cause| GateError::Update { name, cause }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError + '_ {
-    move |source| GateError::Io {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError + '_ {
+    move |cause| GateError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -153,66 +66,78 @@ pub struct Gate {
     meta: Array<MapData, Meta>,
     protect: LpmTrie<MapData, Ipv6Bytes, u32>,
     counters: PerCpuArray<MapData, u64>,
+    /// Whether this handle holds the pin directory's lock now (a
+    /// [`Locked`] is alive): its writers then do not take it again.
+    locked: bool,
 }
 
 impl Gate {
     /// Opens the gate pinned at `pin_dir`, creating maps and loading and
-    /// pinning the program first when nothing is pinned there yet.
+    /// pinning the program first when nothing is pinned there yet. The
+    /// directory must be inside a bpf filesystem (bpffs is mounted at
+    /// /sys/fs/bpf when nothing is mounted there and the directory is below it).
     pub fn create(pin_dir: &Path) -> Result<Gate> {
-        sys::ensure_bpffs(pin_dir).map_err(io_err(pin_dir))?;
-        std::fs::create_dir_all(pin_dir).map_err(io_err(pin_dir))?;
-        let guard = lock(pin_dir)?;
-        let prog_pin = pin_dir.join(PROG_PIN);
+        let dir = pins::prepare(pin_dir)?;
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let file = lock::lock_dir(&dir)?;
+        let prog_pin = dir.join(PROG_PIN);
         if !prog_pin.exists() {
+            pins::check_gate_dir(&dir)?;
             if crate::EBPF_OBJECT.is_empty() {
                 return Err(GateError::NoObject);
             }
             sys::raise_memlock();
             let mut ebpf = EbpfLoader::new()
-                .default_map_pin_directory(pin_dir)
+                .default_map_pin_directory(&dir)
                 .load(crate::EBPF_OBJECT)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(gate_common::PROGRAM_NAME)
                 .ok_or(GateError::MissingProgram(gate_common::PROGRAM_NAME))?
                 .try_into()?;
             prog.load()?;
-            prog.pin(&prog_pin).map_err(|source| GateError::Pin {
+            prog.pin(&prog_pin).map_err(|cause| GateError::Pin {
                 path: prog_pin.clone(),
-                source,
+                cause,
             })?;
         }
-        let mut gate = Self::open(pin_dir)?;
-        let cfg = gate.raw_config()?;
-        drop(guard);
-        if cfg.nports == 0 {
-            gate.set_settings(&Settings::default())?;
+        let mut gate = Self::open_resolved(dir)?;
+        let mut locked = Locked::adopt(&mut gate, file);
+        if locked.raw_config()?.nports == 0 {
+            locked.set_settings(&Settings::default())?;
         }
+        drop(locked);
         Ok(gate)
     }
 
     /// Opens an existing pinned gate; never loads anything. Readers take no
-    /// lock; writers (`set_settings`, `load_set`, test runs) take the pin
-    /// directory's lock for the duration of the change.
+    /// lock (they check that the set did not change while they read);
+    /// writers take the pin directory's lock for the duration of the change.
     pub fn open(pin_dir: &Path) -> Result<Gate> {
+        Self::open_resolved(pins::resolve_existing(pin_dir)?)
+    }
+
+    fn open_resolved(pin_dir: PathBuf) -> Result<Gate> {
         if !pin_dir.join(maps::CONFIG).exists() {
-            return Err(GateError::NotPinned(pin_dir.to_path_buf()));
+            return Err(GateError::NotPinned(pin_dir));
         }
-        let t0 = open_map(pin_dir, maps::TRUST[0])?;
-        let t1 = open_map(pin_dir, maps::TRUST[1])?;
-        let l0 = open_map(pin_dir, maps::LABELS[0])?;
-        let l1 = open_map(pin_dir, maps::LABELS[1])?;
+        let t0 = open_map(&pin_dir, maps::TRUST[0])?;
+        let t1 = open_map(&pin_dir, maps::TRUST[1])?;
+        let l0 = open_map(&pin_dir, maps::LABELS[0])?;
+        let l1 = open_map(&pin_dir, maps::LABELS[1])?;
         Ok(Gate {
-            pin_dir: pin_dir.to_path_buf(),
-            config: open_map(pin_dir, maps::CONFIG)?,
-            active: open_map(pin_dir, maps::ACTIVE)?,
+            config: open_map(&pin_dir, maps::CONFIG)?,
+            active: open_map(&pin_dir, maps::ACTIVE)?,
             trust: [t0, t1],
             labels: [l0, l1],
-            meta: open_map(pin_dir, maps::META)?,
-            protect: open_map(pin_dir, maps::PROTECT)?,
-            counters: open_map(pin_dir, maps::COUNTERS)?,
+            meta: open_map(&pin_dir, maps::META)?,
+            protect: open_map(&pin_dir, maps::PROTECT)?,
+            counters: open_map(&pin_dir, maps::COUNTERS)?,
+            pin_dir,
+            locked: false,
         })
     }
 
+    /// The pin directory, resolved (absolute, no `..`, no symbolic links).
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
@@ -233,7 +158,7 @@ impl Gate {
     /// The gate-wide settings currently in force.
     pub fn settings(&self) -> Result<Settings> {
         let c = self.raw_config()?;
-        let n = (c.nports as usize).min(MAX_PORTS);
+        let n = (c.nports as usize).min(gate_common::MAX_PORTS);
         let mut protect: Vec<Ipv6Net> = self
             .protect
             .keys()
@@ -252,7 +177,7 @@ impl Gate {
     /// written before the flag that enables it, and cleared after it is off.
     pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
         s.validate()?;
-        let _guard = self.lock()?;
+        let _guard = self.hold()?;
         let upd = update_err(maps::PROTECT);
         let old: Vec<_> = self.protect.keys().filter_map(|k| k.ok()).collect();
         let wanted: Vec<_> = s
@@ -304,19 +229,79 @@ impl Gate {
 }
 
 impl Gate {
-    /// Serialises writers across processes (flock on the pin directory).
-    pub fn lock(&self) -> Result<File> {
-        lock(&self.pin_dir)
+    /// Takes the pin directory's lock (waiting as [`set_lock_wait`] says)
+    /// and returns this handle holding it: writers called through it do
+    /// not take it again. Hold it only around kernel work, never while
+    /// writing output. Fails with [`GateError::Removed`] when the gate was
+    /// purged (or replaced) while this process waited.
+    pub fn lock(&mut self) -> Result<Locked<'_>> {
+        let file = lock::lock_dir(&self.pin_dir)?;
+        self.check_current()?;
+        Ok(Locked::adopt(self, file))
+    }
+
+    /// The lock for one write: `None` when this handle holds it already.
+    fn hold(&self) -> Result<Option<File>> {
+        if self.locked {
+            return Ok(None);
+        }
+        let file = lock::lock_dir(&self.pin_dir)?;
+        self.check_current()?;
+        Ok(Some(file))
+    }
+
+    /// The pins are still the maps this handle opened: nobody purged or
+    /// re-created the gate meanwhile (a write would go to orphaned maps).
+    fn check_current(&self) -> Result<()> {
+        let ours = self.active.map().info().ok().map(|i| i.id());
+        let pinned = MapInfo::from_pin(self.pin_dir.join(maps::ACTIVE))
+            .ok()
+            .map(|i| i.id());
+        if ours.is_some() && ours == pinned {
+            Ok(())
+        } else {
+            Err(GateError::Removed(self.pin_dir.clone()))
+        }
     }
 }
 
-fn lock(pin_dir: &Path) -> Result<File> {
-    let f = File::open(pin_dir).map_err(io_err(pin_dir))?;
-    // SAFETY: valid fd; blocks until other wotgate processes are done.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io_err(pin_dir)(std::io::Error::last_os_error()));
+/// A gate handle holding the pin directory's lock; the lock is released
+/// when it is dropped. Derefs to the [`Gate`].
+pub struct Locked<'g> {
+    gate: &'g mut Gate,
+    _file: File,
+}
+
+impl<'g> Locked<'g> {
+    fn adopt(gate: &'g mut Gate, file: File) -> Locked<'g> {
+        gate.locked = true;
+        Locked { gate, _file: file }
     }
-    Ok(f)
+
+    /// Removes the gate (links first, which detaches it everywhere), still
+    /// under this lock; the handle is of no use afterwards.
+    pub fn purge(self) -> Result<PurgeReport> {
+        pins::purge_locked(&self.gate.pin_dir)
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        self.gate
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Gate {
+        self.gate
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.gate.locked = false;
+    }
 }
 
 fn open_map<T>(pin_dir: &Path, name: &'static str) -> Result<T>
@@ -324,10 +309,10 @@ where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
     let path = pin_dir.join(name);
-    let err = |source| GateError::Map {
+    let err = |cause| GateError::Map {
         name,
         path: path.clone(),
-        source,
+        cause,
     };
     if !path.exists() {
         return Err(GateError::NotPinned(pin_dir.to_path_buf()));
@@ -335,22 +320,4 @@ where
     let data = MapData::from_pin(&path).map_err(err)?;
     let map = Map::from_map_data(data).map_err(err)?;
     T::try_from(map).map_err(err)
-}
-
-/// Removes everything pinned under `pin_dir` (links first, which detaches
-/// the program from every interface), then the directory.
-pub fn purge(pin_dir: &Path) -> Result<()> {
-    if !pin_dir.exists() {
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(pin_dir)
-        .map_err(io_err(pin_dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    // Links before the program and maps.
-    entries.sort_by_key(|p| !attach::is_link_pin(p));
-    for p in entries {
-        std::fs::remove_file(&p).map_err(io_err(&p))?;
-    }
-    std::fs::remove_dir(pin_dir).map_err(io_err(pin_dir))
 }

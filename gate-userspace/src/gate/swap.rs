@@ -3,10 +3,12 @@
 
 use std::{
     collections::BTreeMap,
+    net::Ipv6Addr,
+    os::fd::AsFd,
     time::{Duration, Instant, SystemTime},
 };
 
-use aya::maps::lpm_trie::Key;
+use aya::maps::{lpm_trie::Key, IterableMap};
 use gate_common::{maps, Entry, Label, Meta};
 use ipnet::Ipv6Net;
 
@@ -62,6 +64,52 @@ fn text_of(l: &Label) -> String {
     String::from_utf8_lossy(&l.bytes[..end]).into_owned()
 }
 
+/// Distinct labels of `set` numbered in order of first use, after checking
+/// every limit of the gate's maps: nothing is written unless all fit.
+fn plan_labels(set: &PrefixSet, max_entries: u32, max_labels: u32) -> Result<BTreeMap<&str, u32>> {
+    if set.len() > max_entries as usize {
+        return Err(GateError::TooManyEntries {
+            got: set.len(),
+            max: max_entries,
+        });
+    }
+    let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+    for e in set.iter() {
+        let max = gate_common::LABEL_LEN - 1;
+        if e.label.len() > max {
+            return Err(GateError::LabelTooLong {
+                prefix: e.prefix,
+                len: e.label.len(),
+                max,
+            });
+        }
+        if e.label.contains('\0') {
+            return Err(GateError::LabelNul { prefix: e.prefix });
+        }
+        let next = ids.len() as u32;
+        ids.entry(e.label.as_str()).or_insert(next);
+    }
+    if ids.len() > max_labels as usize {
+        return Err(GateError::LabelsFull {
+            got: ids.len(),
+            max: max_labels,
+        });
+    }
+    Ok(ids)
+}
+
+/// A view of the active set read in one generation: the selector and the
+/// metadata were the same before and after the read.
+#[derive(Clone, Debug)]
+pub struct Settled<T> {
+    pub trie: usize,
+    pub meta: Meta,
+    pub value: T,
+}
+
+/// Optimistic reads before a reader takes the lock to read.
+const OPTIMISTIC_READS: u32 = 3;
+
 impl Gate {
     /// Index (0 or 1) of the trie the datapath reads now.
     pub fn active_trie(&self) -> Result<usize> {
@@ -72,10 +120,59 @@ impl Gate {
         self.meta.get(&0, 0).map_err(rd(maps::META))
     }
 
-    /// Replaces the trusted set atomically. The active trie is never
-    /// written; on any error the datapath keeps the set it had.
+    /// Capacity of the tries and of the label tables, as pinned.
+    fn capacity(&self) -> (u32, u32) {
+        let entries = self.trust[0]
+            .map()
+            .info()
+            .map(|i| i.max_entries())
+            .unwrap_or(gate_common::TRUST_MAX_ENTRIES);
+        let labels = self.labels[0]
+            .map()
+            .info()
+            .map(|i| i.max_entries())
+            .unwrap_or(gate_common::LABELS_MAX_ENTRIES);
+        (entries, labels)
+    }
+
+    /// Runs `read` on the active trie until the selector and the metadata
+    /// are the same after it as before (a load flipped nothing meanwhile),
+    /// so what it read is one generation. After a few unlucky tries it
+    /// reads under the lock (no load can flip then); never while printing.
+    pub fn settled<T>(
+        &self,
+        mut read: impl FnMut(&Self, usize, &Meta) -> Result<T>,
+    ) -> Result<Settled<T>> {
+        for _ in 0..OPTIMISTIC_READS {
+            let trie = self.active_trie()?;
+            let meta = self.meta()?;
+            let value = read(self, trie, &meta);
+            // Only a flip changes the active trie, and a flip changes the
+            // selector or that trie's generation (a trie is refilled only
+            // after it stopped being active).
+            let after = self.meta()?;
+            if self.active_trie()? == trie && after.generation[trie] == meta.generation[trie] {
+                return Ok(Settled {
+                    trie,
+                    meta,
+                    value: value?,
+                });
+            }
+        }
+        let _guard = self.hold()?;
+        let trie = self.active_trie()?;
+        let meta = self.meta()?;
+        let value = read(self, trie, &meta)?;
+        Ok(Settled { trie, meta, value })
+    }
+
+    /// Replaces the trusted set atomically. Every limit is checked before
+    /// the first write; the active trie is never written; on any error the
+    /// datapath keeps the set it had.
     pub fn load_set(&mut self, set: &PrefixSet) -> Result<LoadReport> {
-        let _guard = self.lock()?;
+        let (max_entries, max_labels) = self.capacity();
+        let label_ids = plan_labels(set, max_entries, max_labels)?;
+        let _guard = self.hold()?;
         let target = 1 - self.active_trie()?;
         let mut meta = self.meta()?;
 
@@ -84,19 +181,24 @@ impl Gate {
         let clear_time = t.elapsed();
 
         let t = Instant::now();
-        let labels = self.fill_trie(target, set)?;
+        let filled = self.fill_trie(target, set, &label_ids);
         let fill_time = t.elapsed();
-
         let t = Instant::now();
-        self.check_trie(target, set)?;
+        let filled = filled.and_then(|()| self.check_trie(target, set));
         let check_time = t.elapsed();
+        if let Err(e) = filled {
+            // The inactive trie holds part of a set nobody asked for:
+            // empty it again, so it is what the metadata says (empty).
+            let _ = self.clear_trie(target, &mut meta);
+            return Err(e);
+        }
 
         let generation = self.flip_to(target, set.len(), &mut meta)?;
         Ok(LoadReport {
             generation,
             trie: target,
             entries: set.len(),
-            labels,
+            labels: label_ids.len(),
             cleared,
             clear_time,
             fill_time,
@@ -127,40 +229,38 @@ impl Gate {
                 .remove(k)
                 .map_err(upd(maps::LABELS[target]))?;
         }
-        meta.entries[target] = 0;
-        meta.generation[target] = 0;
-        self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
+        if meta.entries[target] != 0 || meta.generation[target] != 0 {
+            meta.entries[target] = 0;
+            meta.generation[target] = 0;
+            self.meta.set(0, *meta, 0).map_err(upd(maps::META))?;
+        }
         Ok(old.len())
     }
 
-    /// Step 2: writes every entry of `set` and its label into the emptied
-    /// trie `target`. Returns the number of distinct labels.
-    fn fill_trie(&mut self, target: usize, set: &PrefixSet) -> Result<usize> {
-        let mut label_ids: BTreeMap<&str, u32> = BTreeMap::new();
+    /// Step 2: writes the labels and every entry of `set` into the emptied
+    /// trie `target`.
+    fn fill_trie(
+        &mut self,
+        target: usize,
+        set: &PrefixSet,
+        ids: &BTreeMap<&str, u32>,
+    ) -> Result<()> {
+        for (text, id) in ids {
+            self.labels[target]
+                .insert(id, label_of(text), 0)
+                .map_err(upd(maps::LABELS[target]))?;
+        }
         for e in set.iter() {
-            let next = label_ids.len() as u32;
-            let id = *label_ids.entry(e.label.as_str()).or_insert(next);
-            if id == next {
-                if next >= gate_common::LABELS_MAX_ENTRIES {
-                    return Err(GateError::LabelsFull {
-                        max: gate_common::LABELS_MAX_ENTRIES,
-                    });
-                }
-                self.labels[target]
-                    .insert(id, label_of(&e.label), 0)
-                    .map_err(upd(maps::LABELS[target]))?;
-            }
             let value = Entry {
                 verdict: e.verdict.to_raw(),
-                source: id,
+                source: ids[e.label.as_str()],
             };
             self.trust[target]
                 .insert(&key_of(&e.prefix), value, 0)
                 .map_err(upd(maps::TRUST[target]))?;
         }
-        Ok(label_ids.len())
+        Ok(())
     }
-
     /// Step 3: exactly the wanted prefixes are in trie `target` (keys only:
     /// the values were written by the inserts of step 2, under the lock,
     /// into a trie nobody else writes).
@@ -230,15 +330,108 @@ impl Gate {
         Ok(set)
     }
 
-    /// The set the datapath reads now.
+    /// The set the datapath reads now, read in one generation.
     pub fn active_set(&self) -> Result<PrefixSet> {
-        self.read_set(self.active_trie()?)
+        Ok(self.settled(|g, trie, _| g.read_set(trie))?.value)
     }
+
+    /// The entry a SYN from `addr` matches in the active set, as the
+    /// datapath finds it: one longest-prefix lookup and its label, then
+    /// which prefix matched (exact probes from /128 down); never the
+    /// whole set.
+    pub fn lookup(&self, addr: Ipv6Addr) -> Result<Option<PrefixEntry>> {
+        Ok(self.settled(|g, trie, _| g.lookup_in(trie, addr))?.value)
+    }
+
+    fn lookup_in(&self, trie: usize, addr: Ipv6Addr) -> Result<Option<PrefixEntry>> {
+        let map = &self.trust[trie];
+        let value = match map.get(&Key::new(128, addr.octets()), 0) {
+            Ok(v) => v,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(rd(maps::TRUST[trie])(e)),
+        };
+        let label = match self.labels[trie].get(&value.source, 0) {
+            Ok(l) => text_of(&l),
+            Err(aya::maps::MapError::KeyNotFound) => String::new(),
+            Err(e) => return Err(rd(maps::LABELS[trie])(e)),
+        };
+        Ok(Some(PrefixEntry {
+            verdict: Verdict::from_raw(value.verdict).unwrap_or(Verdict::Deny),
+            prefix: self.matched_prefix(trie, addr)?,
+            label,
+        }))
+    }
+
+    /// The longest prefix in trie `trie` that holds `addr`.
+    fn matched_prefix(&self, trie: usize, addr: Ipv6Addr) -> Result<Ipv6Net> {
+        let fd = self.trust[trie].map().fd().as_fd();
+        let io = |e: std::io::Error| GateError::Io {
+            path: self.pin_dir.join(maps::TRUST[trie]),
+            cause: e,
+        };
+        let mut first = [0u8; KEY_BYTES];
+        if super::sys::map_next_key(fd, None, &mut first).map_err(io)? {
+            for len in (0..=128u8).rev() {
+                let net = Ipv6Net::new(addr, len).expect("len <= 128").trunc();
+                if super::sys::lpm_has_exact(fd, &key_bytes(&net), &first).map_err(io)? {
+                    return Ok(net);
+                }
+            }
+        }
+        Err(GateError::Inconsistent {
+            trie,
+            problem: format!("a lookup of {addr} found an entry, but no prefix holding it"),
+        })
+    }
+}
+
+/// Bytes of an IPv6 LPM key: prefix length (host order), then the address.
+const KEY_BYTES: usize = 4 + 16;
+
+fn key_bytes(net: &Ipv6Net) -> [u8; KEY_BYTES] {
+    let mut k = [0u8; KEY_BYTES];
+    k[..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
+    k[4..].copy_from_slice(&net.network().octets());
+    k
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_checked_before_anything_is_written() {
+        let set = |text: &str| PrefixSet::parse(text, "t").unwrap();
+        let two = set("allow 2001:db8:1::/48 a\nallow 2001:db8:2::/48 b\n");
+        assert_eq!(plan_labels(&two, 2, 2).unwrap().len(), 2);
+        assert!(matches!(
+            plan_labels(&two, 1, 2),
+            Err(GateError::TooManyEntries { got: 2, max: 1 })
+        ));
+        assert!(matches!(
+            plan_labels(&two, 2, 1),
+            Err(GateError::LabelsFull { got: 2, max: 1 })
+        ));
+        let mut long = PrefixSet::new();
+        long.insert(PrefixEntry {
+            verdict: Verdict::Allow,
+            prefix: "2001:db8::/32".parse().unwrap(),
+            label: "x".repeat(gate_common::LABEL_LEN),
+        })
+        .unwrap();
+        assert!(matches!(
+            plan_labels(&long, 9, 9),
+            Err(GateError::LabelTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_are_laid_out_as_the_kernel_reads_them() {
+        let net: Ipv6Net = "2001:db8:1::/48".parse().unwrap();
+        let k = key_bytes(&net);
+        assert_eq!(u32::from_ne_bytes(k[..4].try_into().unwrap()), 48);
+        assert_eq!(&k[4..8], &[0x20, 0x01, 0x0d, 0xb8]);
+    }
 
     #[test]
     fn labels_cut_on_char_boundaries() {

@@ -1,15 +1,17 @@
 //! Thin system helpers the gate needs and aya does not offer: bpffs mounting,
-//! opening pinned objects, reading their fdinfo, interface names.
+//! opening pinned objects, reading their fdinfo, interface names, the XDP
+//! program on an interface (netlink), exact lookups in an LPM trie.
 
 use std::{
     ffi::CString,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     path::Path,
 };
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 
 /// Whether `path` lies on a bpf filesystem.
 pub fn is_bpffs(path: &Path) -> bool {
@@ -22,42 +24,39 @@ pub fn is_bpffs(path: &Path) -> bool {
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
 }
 
-/// Mounts bpffs at `/sys/fs/bpf` when `pin_dir` is below it and nothing is
-/// mounted there yet. Other locations must already be on a bpffs.
-pub fn ensure_bpffs(pin_dir: &Path) -> io::Result<()> {
-    let root = Path::new("/sys/fs/bpf");
-    let probe = pin_dir
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"));
-    if is_bpffs(probe) {
-        return Ok(());
-    }
-    if !pin_dir.starts_with(root) {
+/// Whether `path` is the root of a mount (its device differs from its
+/// parent's, or it is `/`).
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Ok(up)) = (std::fs::metadata(path), std::fs::metadata(path.join(".."))) else {
+        return false;
+    };
+    m.dev() != up.dev() || m.ino() == up.ino()
+}
+
+/// Mounts a bpf filesystem at `target`, which must hold no mount yet.
+pub fn mount_bpffs(target: &Path) -> io::Result<()> {
+    if is_bpffs(target) || is_mount_point(target) {
         return Err(io::Error::other(format!(
-            "{} is not on a bpf filesystem: mount one (mount -t bpf bpf DIR) or use a directory under /sys/fs/bpf",
-            pin_dir.display()
+            "{} is a mount point already; not mounting over it",
+            target.display()
         )));
     }
-    std::fs::create_dir_all(root)?;
-    let src = CString::new("bpf").unwrap();
-    let target = CString::new("/sys/fs/bpf").unwrap();
+    let src = CString::new("bpf").expect("no NUL");
+    let dst = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::other("path contains NUL"))?;
     // SAFETY: valid C strings; no data argument.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),
-            target.as_ptr(),
+            dst.as_ptr(),
             src.as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot mount bpffs at /sys/fs/bpf: {e} (are you root?)"),
-        ));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -157,4 +156,168 @@ pub fn raise_memlock() {
             io::Error::last_os_error()
         );
     }
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when
+/// `None`) into `next`. `Ok(false)` when there is none (ENOENT).
+pub fn map_next_key(map: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+    #[repr(C)]
+    struct NextKey {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        next_key: u64,
+    }
+    let attr = NextKey {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        next_key: next.as_mut_ptr() as u64,
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_GET_NEXT_KEY; the
+    // caller sizes `key` and `next` as the map's key.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_GET_NEXT_KEY,
+            &attr as *const NextKey,
+            std::mem::size_of::<NextKey>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Whether the LPM trie `map` holds exactly `key` (prefix length and
+/// bits; the kernel's `struct bpf_lpm_trie_key` layout). A lookup cannot
+/// tell: it answers with the longest match. `BPF_MAP_GET_NEXT_KEY` can:
+/// for a key that is not in the trie it returns the first key, for one
+/// that is, the key after it (none after the last).
+pub fn lpm_has_exact(map: BorrowedFd<'_>, key: &[u8], first: &[u8]) -> io::Result<bool> {
+    let mut next = vec![0u8; key.len()];
+    if !map_next_key(map, Some(key), &mut next)? {
+        return Ok(true);
+    }
+    Ok(key == first || next != first)
+}
+
+/// The XDP program attached to interface `ifindex` as netlink reports it:
+/// its id (0 when several are attached) and the mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkXdp {
+    pub prog_id: u32,
+    pub mode: &'static str,
+}
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const NLMSG_ERROR: u16 = 2;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_ATTACHED: u16 = 2;
+const IFLA_XDP_PROG_ID: u16 = 4;
+const IFLA_XDP_DRV_PROG_ID: u16 = 5;
+const IFLA_XDP_SKB_PROG_ID: u16 = 6;
+
+/// Asks the kernel (RTM_GETLINK) which XDP program runs on `ifindex`;
+/// `None` when none does.
+pub fn xdp_on_link(ifindex: u32) -> io::Result<Option<LinkXdp>> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr (16 bytes) + ifinfomsg (16 bytes).
+    let mut req = [0u8; 32];
+    req[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[16] = libc::AF_UNSPEC as u8;
+    req[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    // SAFETY: valid buffer and length on our socket.
+    let sent = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: valid buffer and length on our socket.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    parse_getlink(&buf[..n as usize])
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+}
+
+/// Attributes `(type, payload)` of a netlink attribute stream.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u16_at(b, 0)? as usize;
+        let ty = u16_at(b, 2)? & 0x3fff;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let payload = &b[4..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((ty, payload))
+    })
+}
+
+fn parse_getlink(msg: &[u8]) -> io::Result<Option<LinkXdp>> {
+    let bad = || io::Error::other("malformed netlink answer");
+    let len = u32_at(msg, 0).ok_or_else(bad)? as usize;
+    let ty = u16_at(msg, 4).ok_or_else(bad)?;
+    let msg = msg.get(..len).ok_or_else(bad)?;
+    if ty == NLMSG_ERROR {
+        let errno = u32_at(msg, 16).ok_or_else(bad)? as i32;
+        return Err(io::Error::from_raw_os_error(-errno));
+    }
+    if ty != RTM_NEWLINK {
+        return Err(bad());
+    }
+    let Some((_, xdp)) = attrs(msg.get(32..).ok_or_else(bad)?).find(|(t, _)| *t == IFLA_XDP) else {
+        return Ok(None);
+    };
+    let mut attached = 0u8;
+    let (mut any, mut drv, mut skb) = (0u32, 0u32, 0u32);
+    for (t, p) in attrs(xdp) {
+        match t {
+            IFLA_XDP_ATTACHED => attached = p.first().copied().unwrap_or(0),
+            IFLA_XDP_PROG_ID => any = u32_at(p, 0).unwrap_or(0),
+            IFLA_XDP_DRV_PROG_ID => drv = u32_at(p, 0).unwrap_or(0),
+            IFLA_XDP_SKB_PROG_ID => skb = u32_at(p, 0).unwrap_or(0),
+            _ => {}
+        }
+    }
+    let mode = match attached {
+        0 => return Ok(None),
+        1 => "native",
+        2 => "skb",
+        3 => "offloaded",
+        _ => "several modes",
+    };
+    let prog_id = [any, drv, skb].into_iter().find(|i| *i != 0).unwrap_or(0);
+    Ok(Some(LinkXdp { prog_id, mode }))
 }

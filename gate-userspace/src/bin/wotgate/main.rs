@@ -37,6 +37,11 @@ struct Cli {
     /// plan (run, reload and status use the configuration's gate.pin_directory).
     #[arg(long, env = "WOTGATE_PIN_DIR", default_value = wotgate::gate::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Seconds a command that changes the gate (or runs packets through it)
+    /// waits for the pin directory's lock while another wotgate holds it;
+    /// 0 gives up at once. Waiting is said on standard error.
+    #[arg(long, env = "WOTGATE_LOCK_TIMEOUT", default_value_t = wotgate::gate::lock::DEFAULT_LOCK_TIMEOUT.as_secs(), value_name = "SECONDS")]
+    lock_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,7 @@ struct Cli {
 enum Command {
     Attach(attach::Attach),
     Detach(detach::Detach),
+    Purge(purge::Purge),
     /// Manage the trusted set.
     #[command(subcommand)]
     Prefixes(prefixes::Prefixes),
@@ -105,10 +111,15 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    wotgate::gate::set_lock_wait(wotgate::gate::LockWait {
+        timeout: std::time::Duration::from_secs(cli.lock_timeout),
+        notice: Some(lock_notice),
+    });
     let pin = cli.pin_dir.as_path();
     let result = match cli.command {
         Command::Attach(c) => c.run(pin),
         Command::Detach(c) => c.run(pin),
+        Command::Purge(c) => c.run(pin),
         Command::Prefixes(c) => c.run(pin),
         Command::Inspect(c) => c.run(pin),
         Command::Check(c) => c.run(pin),
@@ -137,6 +148,16 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::from(exit::ERROR)
         }
+    }
+}
+
+/// Said when a command has to wait for the gate's lock: once per run, even
+/// when a long command (a replay) waits again later.
+fn lock_notice(w: &wotgate::gate::Waiting) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        errln!("wotgate: {w}");
     }
 }
 

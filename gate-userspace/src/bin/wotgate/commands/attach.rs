@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use ipnet::Ipv6Net;
 use wotgate::apply::LoadGuard;
 use wotgate::gate::{
-    attach::{check_iface, XdpMode, SKB_WARNING},
-    Gate, GateError, Settings, SettingsUpdate,
+    attach::{check_iface, Attachment, XdpMode, SKB_WARNING},
+    purge_if_unattached, Gate, GateError, Settings, SettingsUpdate,
 };
 use wotgate::model::{
     config::DEFAULT_MAX_SHRINK_PERCENT,
@@ -109,67 +109,36 @@ impl Attach {
             Some(f) => Some(PrefixSet::load(f)?),
             None => None,
         };
-        let existing = match Gate::open(pin_dir) {
-            Ok(gate) => Some(gate),
-            Err(GateError::NotPinned(_)) => None,
+        let (mut gate, created) = match Gate::open(pin_dir) {
+            Ok(gate) => (gate, false),
+            Err(GateError::NotPinned(_)) => {
+                // A new gate: judge against the defaults before pinning anything.
+                self.decide(&Settings::default(), &PrefixSet::new(), new_set.as_ref())?;
+                (Gate::create(pin_dir)?, true)
+            }
             Err(e) => return Err(e.into()),
         };
-        let current = match &existing {
-            Some(gate) => gate.settings()?,
-            None => Settings::default(),
+        let done = self.change(&mut gate, new_set.as_ref());
+        drop(gate);
+        let (settings, cut_off, said, a, shared_with) = match done {
+            Ok(done) => done,
+            Err(e) if created => {
+                // A gate made for this attach and not attached: not left behind.
+                if let Err(p) = purge_if_unattached(pin_dir) {
+                    errln!("wotgate: could not remove the gate made for this attach: {p}");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
-        let settings = self.update().apply_to(&current);
-        settings.validate()?;
-        if let Some(set) = &new_set {
-            let before = match &existing {
-                Some(gate) => gate.active_set()?,
-                None => PrefixSet::new(),
-            };
-            let guard = LoadGuard {
-                max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
-                force: false,
-            };
-            guard.check(&before, set).with_context(|| {
-                format!(
-                    "--prefixes {} (to load it anyway: `wotgate prefixes load --force FILE`)",
-                    self.prefixes.as_deref().unwrap_or(Path::new("")).display()
-                )
-            })?;
-        }
-        let cut_off = match (&new_set, &existing) {
-            (Some(set), _) => settings.cuts_off_everyone(set),
-            (None, Some(gate)) => settings.cuts_off_everyone(&gate.active_set()?),
-            (None, None) => settings.cuts_off_everyone(&PrefixSet::new()),
-        };
-        if cut_off && !self.allow_empty_set {
-            bail!(
-                "refusing to enforce with a trusted set that trusts nobody: every SYN to port {} would be dropped. \
-                 Load a set first: `wotgate attach --iface {} --prefixes FILE`, or on a pinned gate \
-                 `wotgate prefixes load FILE` or `wotgate plan --config FILE --load`; or attach with --observe; \
-                 or pass --allow-empty-set to cut that mail off on purpose. Nothing was changed.",
-                ports_text(&settings.ports),
-                self.iface
+        if let Some(others) = shared_with {
+            errln!(
+                "warning: settings are shared by every gated interface; this also changes them on {others}"
             );
         }
-
-        let mut gate = match existing {
-            Some(gate) => gate,
-            None => Gate::create(pin_dir)?,
-        };
-        if let (Some(set), Some(file)) = (&new_set, &self.prefixes) {
-            let r = gate
-                .load_set(set)
-                .with_context(|| format!("loading {}", file.display()))?;
-            outln!(
-                "loaded {} entries ({} labels) from {} as generation {}",
-                r.entries,
-                r.labels,
-                file.display(),
-                r.generation
-            );
+        for line in said {
+            outln!("{line}");
         }
-        self.apply_settings(&mut gate, &current, &settings)?;
-        let a = gate.attach(&self.iface, self.xdp_mode)?;
         outln!(
             "gate attached to {} ({} mode, link {}, program {}), {} mode, ports {:?}",
             a.iface,
@@ -188,30 +157,87 @@ impl Attach {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Writes the settings when they change, saying what changed and on
-    /// which other interfaces.
-    fn apply_settings(&self, gate: &mut Gate, current: &Settings, new: &Settings) -> Result<()> {
-        let changes = current.changes_to(new);
-        if changes.is_empty() {
-            return Ok(());
+    /// The kernel work, under the lock: load the set, change the settings,
+    /// attach. Returns what to say, said after the lock is released.
+    fn change(&self, gate: &mut Gate, new_set: Option<&PrefixSet>) -> Result<Changed> {
+        let mut said = Vec::new();
+        let mut gate = gate.lock()?;
+        let current = gate.settings()?;
+        let before = gate.active_set()?;
+        let (settings, cut_off) = self.decide(&current, &before, new_set)?;
+        if let (Some(set), Some(file)) = (new_set, &self.prefixes) {
+            let r = gate
+                .load_set(set)
+                .with_context(|| format!("loading {}", file.display()))?;
+            said.push(format!(
+                "loaded {} entries ({} labels) from {} as generation {}",
+                r.entries,
+                r.labels,
+                file.display(),
+                r.generation
+            ));
         }
-        let others: Vec<String> = gate
-            .attachments()?
-            .into_iter()
-            .filter(|a| a.iface != self.iface && a.live)
-            .map(|a| a.iface)
-            .collect();
-        if !others.is_empty() {
-            errln!(
-                "warning: settings are shared by every gated interface; this also changes them on {}",
-                others.join(", ")
+        let changes = current.changes_to(&settings);
+        let mut shared_with = None;
+        if !changes.is_empty() {
+            let others: Vec<String> = gate
+                .attachments()?
+                .into_iter()
+                .filter(|a| a.iface != self.iface && a.live)
+                .map(|a| a.iface)
+                .collect();
+            if !others.is_empty() {
+                shared_with = Some(others.join(", "));
+            }
+            gate.set_settings(&settings)?;
+            said.push(format!("settings changed: {}", changes.join("; ")));
+        }
+        let a = gate.attach(&self.iface, self.xdp_mode)?;
+        Ok((settings, cut_off, said, a, shared_with))
+    }
+
+    /// The settings to apply and whether they cut everyone off, given the
+    /// current settings and set; refuses what must not happen (invalid
+    /// settings, a set the load guard refuses, enforcing a set that trusts
+    /// nobody without --allow-empty-set).
+    fn decide(
+        &self,
+        current: &Settings,
+        before: &PrefixSet,
+        new_set: Option<&PrefixSet>,
+    ) -> Result<(Settings, bool)> {
+        let settings = self.update().apply_to(current);
+        settings.validate()?;
+        if let Some(set) = new_set {
+            let guard = LoadGuard {
+                max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
+                force: false,
+            };
+            guard.check(before, set).with_context(|| {
+                format!(
+                    "--prefixes {} (to load it anyway: `wotgate prefixes load --force FILE`)",
+                    self.prefixes.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?;
+        }
+        let cut_off = settings.cuts_off_everyone(new_set.unwrap_or(before));
+        if cut_off && !self.allow_empty_set {
+            bail!(
+                "refusing to enforce with a trusted set that trusts nobody: every SYN to port {} would be dropped. \
+                 Load a set first: `wotgate attach --iface {} --prefixes FILE`, or on a pinned gate \
+                 `wotgate prefixes load FILE` or `wotgate plan --config FILE --load`; or attach with --observe; \
+                 or pass --allow-empty-set to cut that mail off on purpose. Nothing was changed.",
+                ports_text(&settings.ports),
+                self.iface
             );
         }
-        gate.set_settings(new)?;
-        outln!("settings changed: {}", changes.join("; "));
-        Ok(())
+        Ok((settings, cut_off))
     }
 }
+
+/// What [`Attach::change`] did: the settings, whether they cut everyone
+/// off, lines to print, the attachment, other interfaces sharing the settings.
+type Changed = (Settings, bool, Vec<String>, Attachment, Option<String>);
 
 fn ports_text(ports: &[u16]) -> String {
     let p: Vec<String> = ports.iter().map(u16::to_string).collect();

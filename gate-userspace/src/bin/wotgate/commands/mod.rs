@@ -8,6 +8,7 @@ pub mod detach;
 pub mod inspect;
 pub mod plan;
 pub mod prefixes;
+pub mod purge;
 pub mod reload;
 pub mod replay;
 pub mod run;

@@ -51,12 +51,16 @@ impl Prefixes {
                     max_shrink_percent: DEFAULT_MAX_SHRINK_PERCENT,
                     force,
                 };
-                guard
-                    .check(&gate.active_set()?, &set)
-                    .with_context(|| format!("{}", file.display()))?;
-                let r = gate
-                    .load_set(&set)
-                    .with_context(|| format!("loading {}", file.display()))?;
+                // The guard judges the set this load replaces: both under
+                // one hold of the lock, released before anything is printed.
+                let r = {
+                    let mut gate = gate.lock()?;
+                    guard
+                        .check(&gate.active_set()?, &set)
+                        .with_context(|| format!("{}", file.display()))?;
+                    gate.load_set(&set)
+                        .with_context(|| format!("loading {}", file.display()))?
+                };
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&r)?);
                 } else {
@@ -67,7 +71,11 @@ impl Prefixes {
                     );
                 }
             }
-            Prefixes::Show => out!("{}", Gate::open(pin_dir)?.active_set()?.to_file_text()),
+            Prefixes::Show => {
+                // Read in one generation, without the lock; printed after.
+                let set = Gate::open(pin_dir)?.active_set()?;
+                out!("{}", set.to_file_text());
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
