@@ -32,7 +32,7 @@ pub enum ApplyError {
     State(StateError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("the gate: {0}")]
+    #[error(transparent)]
     Gate(#[from] GateError),
     /// Some input could not be read completely; nothing was loaded.
     #[error("refusing to load: {} input problem(s), so the plan may be missing trusted peers: {}; nothing was loaded (fix the inputs, or force the load)", problems.len(), problems.join("; "))]
@@ -181,12 +181,19 @@ impl Prepared {
                 problems: self.problems.clone(),
             });
         }
-        let before = gate.active_set()?;
-        guard
-            .check(&before, &self.set)
-            .map_err(|e| ApplyError::Guard(Box::new(e)))?;
-        let diff = PlanDiff::between(&before, &self.set);
-        let load = gate.load_set(&self.set)?;
+        // The guard judges the very set this load replaces: both under one
+        // hold of the pin directory's lock.
+        let (diff, load) = {
+            let mut gate = gate.lock()?;
+            let before = gate.active_set()?;
+            guard
+                .check(&before, &self.set)
+                .map_err(|e| ApplyError::Guard(Box::new(e)))?;
+            (
+                PlanDiff::between(&before, &self.set),
+                gate.load_set(&self.set)?,
+            )
+        };
         let recorded = self.accepted_serials();
         let mut state = self.state.clone();
         for (domain, serial) in &recorded {
