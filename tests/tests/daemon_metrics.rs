@@ -302,4 +302,25 @@ fn the_metrics_endpoint_reports_what_the_kernel_enforces() {
             > 1.7e9
     );
     std::fs::write(&config, good).unwrap();
+
+    // The gate vanishes under the running daemon (pins removed, detached):
+    // scrapes still answer, with zeros, and readiness fails with the reason.
+    wotgate::gate::purge(&pin).unwrap();
+    let text = wait_scrape(nsn, &log, "the vanished gate", |t| {
+        value(t, "wotgate_gate_pinned") == Some(0.0)
+    });
+    assert_eq!(
+        value(&text, "wotgate_kernel_matches_plan"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "wotgate_kernel_entries"), Some(0.0));
+    assert_eq!(
+        value(&text, "wotgate_gate_packets_total{reason=\"trusted_pass\"}"),
+        Some(0.0)
+    );
+    let (code, body) = get(nsn, "/ready").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("the pinned gate cannot be read"), "{body}");
+    assert_eq!(get(nsn, "/healthz").unwrap().0, 200);
 }
