@@ -9,10 +9,12 @@
 
 pub mod digest;
 pub mod instance;
+pub mod metrics;
 pub mod refresh;
 pub mod state;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sequoia_openpgp::policy::StandardPolicy;
@@ -26,6 +28,7 @@ use crate::model::time::{format_time, to_timestamp};
 
 use digest::digest;
 use instance::{InstanceError, InstanceLock};
+use metrics::{LastRefresh, Metrics, Snapshot};
 use refresh::BuildError;
 use state::{DaemonStatus, LoadedRecord, RefreshRecord};
 
@@ -86,6 +89,8 @@ pub struct Daemon {
     next_expiry: Option<SystemTime>,
     /// The next refresh: when, and why then.
     next: (SystemTime, Trigger),
+    /// What the metrics endpoint reports (updated after every refresh).
+    metrics: Arc<Metrics>,
 }
 
 impl Daemon {
@@ -153,7 +158,12 @@ impl Daemon {
             info!(startup = ?cfg.daemon.startup, "no usable plan yet: following the start-up policy");
         }
         status.observing_until_first_plan = waiting;
+        let metrics = Metrics::new(
+            pin.clone(),
+            Snapshot::new(cfg.daemon.max_plan_age, status.started_at),
+        );
         let mut d = Daemon {
+            metrics,
             next: (SystemTime::now(), Trigger::Start),
             cfg,
             config_path: config_path.to_path_buf(),
@@ -176,7 +186,24 @@ impl Daemon {
             }
         }
         d.save_status();
+        d.update_metrics();
         Ok(d)
+    }
+
+    /// The snapshot the metrics endpoint serves.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Copies the loaded plan and the mode into the metrics snapshot.
+    fn update_metrics(&self) {
+        let (plan, observing) = (self.status.loaded.clone(), self.waiting_for_first_plan);
+        let max_age = self.cfg.daemon.max_plan_age;
+        self.metrics.update(|s| {
+            s.plan = plan;
+            s.observing = observing;
+            s.max_plan_age = max_age;
+        });
     }
 
     /// The settings the gate should have now.
@@ -218,13 +245,23 @@ impl Daemon {
                     new.gate.xdp_mode = old.gate.xdp_mode;
                     new.state_directory = old.state_directory.clone();
                 }
+                if new.metrics_listen != self.cfg.metrics_listen {
+                    warn!("metrics.listen changes only with a restart");
+                }
                 self.cfg = new;
+                let at = now_secs();
+                self.metrics.update(|s| {
+                    s.config_last_reload_successful = true;
+                    s.config_last_reload_success_at = at;
+                });
                 if let Err(e) = self.apply_settings() {
                     error!(error = %e, "could not change the gate settings");
                 }
             }
             Err(e) => {
                 self.status.config_reload_failures += 1;
+                self.metrics
+                    .update(|s| s.config_last_reload_successful = false);
                 error!(error = %e, "the configuration has an error; keeping the running configuration");
             }
         }
@@ -245,7 +282,9 @@ impl Daemon {
             forced,
             ..Default::default()
         };
-        match self.try_refresh(at, forced, &mut rec) {
+        let result = self.try_refresh(at, forced, &mut rec);
+        let valve = matches!(result, Err(BuildError::Apply(ApplyError::Guard(_))));
+        match result {
             Ok(()) => {
                 rec.outcome = "loaded".into();
                 self.status.refreshes_loaded += 1;
@@ -268,10 +307,26 @@ impl Daemon {
                 rec.error = Some(e.to_string());
             }
         }
-        rec.duration_ms = t0.elapsed().as_millis() as u64;
+        let duration = t0.elapsed();
+        rec.duration_ms = duration.as_millis() as u64;
+        let last = LastRefresh {
+            at: rec.at,
+            duration,
+            result: match rec.outcome.as_str() {
+                "loaded" => "ok",
+                "refused" => "refused",
+                _ => "failed",
+            },
+            error: rec.error.clone(),
+        };
+        self.metrics.update(|s| {
+            s.record_refresh(last);
+            s.safety_valve_refusals += u64::from(valve);
+        });
         self.status.last_refresh = Some(rec);
         self.schedule();
         self.save_status();
+        self.update_metrics();
     }
 
     fn try_refresh(
@@ -290,6 +345,18 @@ impl Daemon {
         for w in &p.problems {
             warn!(problem = %w, "input problem");
         }
+        let mut by_rule = std::collections::BTreeMap::new();
+        for r in p.judgements.iter().filter_map(|j| j.result.as_ref().err()) {
+            *by_rule.entry(r.rule.as_str()).or_insert(0) += 1;
+        }
+        let (accepted, trusted) = (rec.accepted_statements, built.trusted_keys);
+        let at_secs = to_timestamp(at);
+        self.metrics.update(|s| {
+            s.trusted_keys = Some(trusted);
+            s.statements_accepted = accepted;
+            s.statements_rejected_by_rule = by_rule;
+            s.record_sources(&built.sources, at_secs);
+        });
         for n in &built.fetch_notes {
             warn!(source = %n, "fetched source");
         }
@@ -465,6 +532,12 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
     let d = tokio::task::spawn_blocking(move || Daemon::start(&path))
         .await
         .map_err(|e| StartError::Runtime(std::io::Error::other(e)))??;
+    // Up before the first refresh: /healthz answers and /ready says why not yet.
+    if let Some(addr) = d.cfg.metrics_listen {
+        if let Err(e) = metrics::serve(addr, d.metrics()).await {
+            error!(listen = %addr, error = %e, "metrics endpoint: cannot listen; the gate runs without it");
+        }
+    }
     let mut d = blocking(Box::new(move || {
         let mut d = d;
         d.refresh(Trigger::Start);
