@@ -61,6 +61,9 @@ pub struct Prepared {
     pub problems: Vec<String>,
     /// The rollback state the statements were judged against.
     pub state: SerialState,
+    /// Keys the trust engine trusts (roots included); 0 when `prepare` was
+    /// given a trust view without an engine report.
+    pub trusted_keys: usize,
 }
 
 /// What loading did.
@@ -114,6 +117,7 @@ pub fn prepare(
         set,
         problems,
         state,
+        trusted_keys: 0,
     })
 }
 
@@ -142,8 +146,9 @@ pub fn prepare_gathered(
     problems.extend(parse_problems.iter().map(|p| p.to_string()));
     let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
     problems.extend(missing);
+    let trusted_keys = view.report.keys().filter(|k| k.status.is_trusted()).count();
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
-    prepare(
+    let prepared = prepare(
         &cfg.rules,
         cfg.testing,
         &view,
@@ -152,7 +157,11 @@ pub fn prepare_gathered(
         policy,
         at,
         problems,
-    )
+    )?;
+    Ok(Prepared {
+        trusted_keys,
+        ..prepared
+    })
 }
 
 impl Prepared {

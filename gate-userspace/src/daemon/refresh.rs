@@ -7,13 +7,12 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::policy::Policy;
 
-use crate::apply::{prepare, ApplyError, Prepared};
+use crate::apply::{prepare_gathered, ApplyError, Prepared};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
 use crate::model::time::{to_system_time, to_timestamp};
 use crate::source::crawl::Crawler;
 use crate::source::{Gathered, Named};
-use crate::statement::{SerialState, WotView};
 use crate::wot::Keyring;
 
 /// Why a plan could not be built; the current set stays.
@@ -51,7 +50,8 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
         .map_err(ApplyError::Statements)?;
     let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at)?;
     let key_expiry = next_key_expiry(&gathered.keyrings, policy, at);
-    let (mut prepared, trusted_keys) = prepare_counting(cfg, gathered, policy, at)?;
+    let mut prepared = prepare_gathered(cfg, gathered, policy, at)?;
+    let trusted_keys = prepared.trusted_keys;
     if let Some(path) = &cfg.gate.static_prefixes {
         let overrides = load_static(path)?;
         prepared.set = merge_overrides(&prepared.set, &overrides);
@@ -71,34 +71,6 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
         sources,
         trusted_keys,
     })
-}
-
-/// `apply::prepare_gathered`, step by step, so that the trust engine's
-/// verdicts are counted (the trusted keys) before they are consumed.
-fn prepare_counting(
-    cfg: &Config,
-    gathered: Gathered,
-    policy: &dyn Policy,
-    at: SystemTime,
-) -> Result<(Prepared, usize), ApplyError> {
-    let (keyring, parse_problems) = Keyring::parse(&gathered.keyrings);
-    let mut problems = gathered.problems;
-    problems.extend(parse_problems.iter().map(|p| p.to_string()));
-    let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
-    problems.extend(missing);
-    let trusted = view.report.keys().filter(|k| k.status.is_trusted()).count();
-    let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
-    let prepared = prepare(
-        &cfg.rules,
-        cfg.testing,
-        &view,
-        &gathered.statements,
-        state,
-        policy,
-        at,
-        problems,
-    )?;
-    Ok((prepared, trusted))
 }
 
 /// Crawls the participants' published sources when `[sources] participants`
