@@ -41,7 +41,8 @@ pub struct World {
     pub config: PathBuf,
 }
 
-fn key(userid: &str, created: SystemTime) -> Cert {
+/// A new key with one User ID and a signing subkey, created at `created`.
+pub fn key(userid: &str, created: SystemTime) -> Cert {
     CertBuilder::new()
         .set_creation_time(created)
         .add_userid(userid)
@@ -53,7 +54,7 @@ fn key(userid: &str, created: SystemTime) -> Cert {
 
 /// `issuer` certifies every User ID of `target`; returns `target`'s public
 /// certificate carrying the certification.
-fn certify(issuer: &Cert, target: &Cert, when: SystemTime) -> Cert {
+pub fn certify(issuer: &Cert, target: &Cert, when: SystemTime) -> Cert {
     let mut signer = issuer
         .primary_key()
         .key()
@@ -79,6 +80,92 @@ fn certify(issuer: &Cert, target: &Cert, when: SystemTime) -> Cert {
         .insert_packets(sigs)
         .unwrap()
         .0
+}
+
+/// `issuer` revokes its certifications of every User ID of `target`; returns
+/// `target`'s public certificate carrying the revocations.
+pub fn revoke_certification(issuer: &Cert, target: &Cert, when: SystemTime) -> Cert {
+    let mut signer = issuer
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let sigs: Vec<openpgp::Packet> = target
+        .userids()
+        .map(|u| {
+            SignatureBuilder::new(SignatureType::CertificationRevocation)
+                .set_signature_creation_time(when)
+                .unwrap()
+                .set_reason_for_revocation(
+                    openpgp::types::ReasonForRevocation::Unspecified,
+                    b"no longer vouched for",
+                )
+                .unwrap()
+                .sign_userid_binding(&mut signer, target.primary_key().key(), u.userid())
+                .unwrap()
+                .into()
+        })
+        .collect();
+    target
+        .clone()
+        .strip_secret_key_material()
+        .insert_packets(sigs)
+        .unwrap()
+        .0
+}
+
+/// Public certificates, binary, concatenated (a keyring).
+pub fn keyring_bytes(certs: &[&Cert]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in certs {
+        Cert::clone(c)
+            .strip_secret_key_material()
+            .serialize(&mut out)
+            .unwrap();
+    }
+    out
+}
+
+/// A statement for `domain` and `prefixes`, valid for `valid_for` (e.g.
+/// `40s`, `30d`) from now, written and signed with the CLI by `tsk` (whose
+/// key file is written in `dir`); the armoured signed text.
+pub fn signed_statement(
+    bin: &Path,
+    dir: &Path,
+    tsk: &Cert,
+    domain: &str,
+    prefixes: &[&str],
+    valid_for: &str,
+) -> String {
+    let keyfile = dir.join(format!("{domain}.key"));
+    let mut k = std::fs::File::create(&keyfile).unwrap();
+    tsk.as_tsk().serialize(&mut k).unwrap();
+    let mut args = vec![
+        "statement",
+        "new",
+        "--domain",
+        domain,
+        "--valid-for",
+        valid_for,
+    ];
+    for pr in prefixes {
+        args.extend(["--prefix", pr]);
+    }
+    let body = dir.join(format!("{domain}.body"));
+    std::fs::write(&body, wotgate(bin, &args)).unwrap();
+    wotgate(
+        bin,
+        &[
+            "statement",
+            "sign",
+            "--key",
+            keyfile.to_str().unwrap(),
+            body.to_str().unwrap(),
+        ],
+    )
 }
 
 fn wotgate(bin: &Path, args: &[&str]) -> String {

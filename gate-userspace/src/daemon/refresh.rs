@@ -60,8 +60,9 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
         .judgements
         .iter()
         .filter_map(|j| j.result.as_ref().ok())
-        // Valid through its `not_after` second; gone one second later.
-        .map(|a| to_system_time(a.statement.not_after.saturating_add(1)))
+        // Valid in [not_before, not_after): judged expired from its
+        // `not_after` second on (statement::accept), so refresh then.
+        .map(|a| to_system_time(a.statement.not_after))
         .filter(|t| *t > at)
         .min();
     Ok(Built {
