@@ -317,3 +317,47 @@ impl Drop for World {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl World {
+    /// The daemon's configuration as an operator would write it: the shipped
+    /// `examples/wotgate.toml` with this world's trust inputs and state
+    /// directory, then `[gate]`, `[daemon]` and `[metrics]` keys set from
+    /// `overrides` (`("gate", "interfaces", value)`). Written to `dir/name`.
+    pub fn daemon_config(&self, name: &str, overrides: &[(&str, &str, toml::Value)]) -> PathBuf {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wotgate.toml");
+        let mut cfg: toml::Table = std::fs::read_to_string(&example)
+            .expect("read examples/wotgate.toml")
+            .parse()
+            .expect("examples/wotgate.toml is TOML");
+        let ours: toml::Table = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .parse()
+            .unwrap();
+        for (key, value) in ours {
+            match (cfg.get_mut(&key), value) {
+                (Some(toml::Value::Table(base)), toml::Value::Table(section)) => {
+                    base.extend(section)
+                }
+                (_, value) => {
+                    cfg.insert(key, value);
+                }
+            }
+        }
+        for (section, key, value) in overrides {
+            let table = cfg
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(table) = table else {
+                panic!("[{section}] is not a table in the example")
+            };
+            assert!(
+                table.contains_key(*key),
+                "examples/wotgate.toml has no {section}.{key}: document it there"
+            );
+            table.insert(key.to_string(), value.clone());
+        }
+        let path = self.dir.join(name);
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        path
+    }
+}

@@ -192,17 +192,16 @@ fn the_daemon_keeps_the_gate_equal_to_the_web_of_trust() {
     let held = world.dir.join("beta.asc.held");
     let beta_asc = world.dir.join("statements/beta.asc");
     std::fs::rename(&beta_asc, &held).unwrap();
-    let config = world.dir.join("daemon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[gate]\ninterfaces = [\"{}\"]\npin_directory = \"{}\"\n[daemon]\nrefresh_interval = \"1h\"\n[metrics]\nlisten = \"\"\n",
-            std::fs::read_to_string(&world.config).unwrap(),
-            pair.server_if,
-            pin.display()
-        ),
-    )
-    .unwrap();
+    // The shipped example, with this world's inputs, interface and pins.
+    let config = world.daemon_config(
+        "daemon.toml",
+        &[
+            ("gate", "interfaces", vec![pair.server_if.clone()].into()),
+            ("gate", "pin_directory", pin.display().to_string().into()),
+            ("daemon", "refresh_interval", "1h".into()),
+            ("metrics", "listen", "".into()),
+        ],
+    );
     let log = world.dir.join("daemon.log");
     let ns = &pair.server;
 
