@@ -19,6 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 use fixture::Fixture;
 use integration_tests::{netns::Pair, wotgate_bin};
 use sequoia_openpgp::policy::StandardPolicy;
+use wotgate::apply::LoadGuard;
 use wotgate::daemon::{digest::digest, refresh, state::DaemonStatus};
 use wotgate::gate::Gate;
 use wotgate::model::config::Config;
@@ -74,6 +75,10 @@ struct Run {
     raw_first: f64,
     raw_second: f64,
     raw_third: f64,
+    apply_changed: f64,
+    apply_changed_swap: f64,
+    apply_unchanged: f64,
+    save_plan: f64,
 }
 
 fn arg(name: &str, default: usize) -> Result<usize> {
@@ -119,9 +124,10 @@ fn main() -> Result<()> {
     for r in 0..reps {
         let run = one_run(&fx, &bin, &pair, &base, r)?;
         eprintln!(
-            "run {r}: start {:.2}/{:.2} s, unchanged {:.2} s, change {:.2}/{:.2} s, VmHWM {:.0} MiB; plan {:.2} s, raw loads {:.2}/{:.2}/{:.2} s",
+            "run {r}: start {:.2}/{:.2} s, unchanged {:.2} s, change {:.2}/{:.2} s, VmHWM {:.0} MiB; plan {:.2} s, raw loads {:.2}/{:.2}/{:.2} s, apply changed {:.2} (swap {:.2}) unchanged {:.2}, save plan {:.2} s",
             run.start_enforced, run.start_done, run.unchanged_done, run.change_enforced,
-            run.change_done, run.hwm_mib, run.plan_build, run.raw_first, run.raw_second, run.raw_third
+            run.change_done, run.hwm_mib, run.plan_build, run.raw_first, run.raw_second, run.raw_third,
+            run.apply_changed, run.apply_changed_swap, run.apply_unchanged, run.save_plan
         );
         runs.push(run);
     }
@@ -201,6 +207,24 @@ fn table(runs: &[Run]) -> String {
         "baseline: `prefixes load` over a full trie (clear + fill)",
         "s",
         &|r| r.raw_third,
+    );
+    row(
+        "in-process: `Prepared::load`, one entry changed (read, guard, diff, swap)",
+        "s",
+        &|r| r.apply_changed,
+    );
+    row("  of which the swap (clear + fill + check)", "s", &|r| {
+        r.apply_changed_swap
+    });
+    row(
+        "in-process: `Prepared::load`, set unchanged (read, guard, compare)",
+        "s",
+        &|r| r.apply_unchanged,
+    );
+    row(
+        "in-process: save the last good plan (state::save_plan)",
+        "s",
+        &|r| r.save_plan,
     );
     row(
         "ratio: change flip / (plan + load into empty trie)",
@@ -383,13 +407,9 @@ fn one_run(fx: &Fixture, bin: &Path, pair: &Pair, base: &Path, r: usize) -> Resu
     run.hwm_mib = vm_hwm_mib(daemon.0.id())?;
     drop(daemon);
 
-    // Baselines, same inputs: the plan alone, then the raw loads.
-    let cfg = Config::load(&config)?;
-    let t = Instant::now();
-    let built = refresh::build(&cfg, &StandardPolicy::new(), SystemTime::now())?;
-    run.plan_build = t.elapsed().as_secs_f64();
-    ensure!(built.prepared.set.len() == entries, "plan size");
-    drop(built);
+    // Baselines, same inputs: the raw loads of the daemon's last plan, then
+    // the plan alone with participant 0 changed once more, and its load
+    // through `apply` in this process (changed, then unchanged).
     let raw_pin = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-raw-{tag}"));
     let _raw = Cleanup {
         pin: raw_pin.clone(),
@@ -414,5 +434,36 @@ fn one_run(fx: &Fixture, bin: &Path, pair: &Pair, base: &Path, r: usize) -> Resu
     run.raw_first = raw()?;
     run.raw_second = raw()?;
     run.raw_third = raw()?;
+
+    let mut p = fixture::prefixes(0, fx.per);
+    p.pop();
+    p.push("2001:db8:ffff:2::/64".parse()?);
+    let st = fixture::statement(&fx.p0_key()?, 0, fx.serial + 2, p, SystemTime::now())?;
+    std::fs::write(&tmp, st)?;
+    std::fs::rename(&tmp, statements.join("p00000.asc"))?;
+    let cfg = Config::load(&config)?;
+    let t = Instant::now();
+    let built = refresh::build(&cfg, &StandardPolicy::new(), SystemTime::now())?;
+    run.plan_build = t.elapsed().as_secs_f64();
+    ensure!(built.prepared.set.len() == entries, "plan size");
+    let mut gate = Gate::open(&raw_pin)?;
+    let guard = LoadGuard {
+        max_shrink_percent: 50,
+        force: false,
+    };
+    let apply_state = run_dir.join("apply-state");
+    let t = Instant::now();
+    let a = built.prepared.load(&mut gate, &apply_state, &guard)?;
+    run.apply_changed = t.elapsed().as_secs_f64();
+    ensure!(!a.unchanged && a.diff.added.len() == 1, "one entry changed");
+    run.apply_changed_swap =
+        (a.load.clear_time + a.load.fill_time + a.load.check_time).as_secs_f64();
+    let t = Instant::now();
+    let a = built.prepared.load(&mut gate, &apply_state, &guard)?;
+    run.apply_unchanged = t.elapsed().as_secs_f64();
+    ensure!(a.unchanged, "the same set again is unchanged");
+    let t = Instant::now();
+    wotgate::daemon::state::save_plan(&apply_state, &built.prepared.set)?;
+    run.save_plan = t.elapsed().as_secs_f64();
     Ok(run)
 }
