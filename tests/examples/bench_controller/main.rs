@@ -406,6 +406,8 @@ fn one_run(fx: &Fixture, bin: &Path, pair: &Pair, base: &Path, r: usize) -> Resu
     drop(gate);
     run.hwm_mib = vm_hwm_mib(daemon.0.id())?;
     drop(daemon);
+    // The last repetition's daemon log stays, for its timestamps.
+    std::fs::copy(run_dir.join("daemon.log"), base.join("daemon-last.log"))?;
 
     // Baselines, same inputs: the raw loads of the daemon's last plan, then
     // the plan alone with participant 0 changed once more, and its load
