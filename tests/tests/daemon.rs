@@ -254,6 +254,21 @@ fn the_daemon_keeps_the_gate_equal_to_the_web_of_trust() {
     assert!(admitted(&pair, beta), "beta after its statement and SIGHUP");
     assert!(!admitted(&pair, eve));
 
+    // SIGHUP with nothing changed: a successful refresh, nothing swapped.
+    let (_, before) = status(ns, &config);
+    let generation = before["gate"]["generation"].clone();
+    d.signal(libc::SIGHUP);
+    let v = wait_status(ns, &config, &log, "the unchanged refresh", |v| {
+        loaded_count(v) >= 3
+    });
+    assert_eq!(v["status"]["last_refresh"]["outcome"], "loaded", "{v:#}");
+    assert_eq!(v["status"]["last_refresh"]["unchanged"], true, "{v:#}");
+    assert_eq!(v["gate"]["generation"], generation, "swapped again: {v:#}");
+    assert_eq!(v["kernel_equals_plan"], true);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("plan unchanged"));
+
     // SIGKILL, then a new daemon adopts the pins: alpha connects throughout.
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -44,11 +44,16 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: xdp, wot or plan. `--record` appends to BENCHMARKS.md.
+    /// Benchmarks: xdp, wot, plan or controller. `--record` appends to
+    /// BENCHMARKS.md.
     Bench {
         which: String,
         #[arg(long)]
         record: bool,
+        /// Further arguments for the benchmark (controller: --participants
+        /// N, --per M prefixes each, --reps R).
+        #[arg(last = true)]
+        args: Vec<String>,
     },
 }
 
@@ -192,7 +197,11 @@ fn main() -> Result<()> {
                 .args(&args);
             run(c)
         }
-        Cmd::Bench { which, record } => {
+        Cmd::Bench {
+            which,
+            record,
+            args: extra,
+        } => {
             setup::setup_with(if which == "wot" {
                 setup::BENCH_WOT_PACKAGES
             } else {
@@ -207,13 +216,31 @@ fn main() -> Result<()> {
                 }
                 "wot" => ("gate-userspace", "bench_wot"),
                 "plan" => ("gate-userspace", "bench_plan"),
-                other => bail!("unknown benchmark {other:?}: xdp, wot or plan"),
+                "controller" => {
+                    setup::require_root("the daemon attaches XDP inside network namespaces")?;
+                    ("integration-tests", "bench_controller")
+                }
+                other => bail!("unknown benchmark {other:?}: xdp, wot, plan or controller"),
             };
-            let mut args = vec!["run", "--release", "-p", package, "--example", example];
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                package,
+                "--example",
+                example,
+                "--",
+            ];
             if record {
-                args.extend(["--", "--record"]);
+                args.push("--record");
             }
-            run(cargo(&args))
+            args.extend(extra.iter().map(String::as_str));
+            let mut c = cargo(&args);
+            if which == "controller" {
+                // The benchmark runs the daemon: the release binary, built first.
+                c.env("WOTGATE_BIN", build_release()?);
+            }
+            run(c)
         }
     }
 }

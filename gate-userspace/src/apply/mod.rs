@@ -71,7 +71,12 @@ pub struct Prepared {
 pub struct Applied {
     /// Changes against the set that was loaded before.
     pub diff: PlanDiff,
+    /// The swap; when `unchanged`, the set already enforced (its trie and
+    /// generation, nothing cleared or filled, zero times).
     pub load: LoadReport,
+    /// The kernel enforced this very set already (same digest): nothing
+    /// was swapped and the generation stays.
+    pub unchanged: bool,
     /// Domains and serials now recorded for rollback protection.
     pub recorded: Vec<(String, u64)>,
 }
@@ -178,7 +183,9 @@ impl Prepared {
     /// Loads the kernel set into `gate` through its atomic swap, then records
     /// the accepted serials in `state_dir` (rollback protection). Refuses,
     /// loading nothing, when an input was incomplete or the set would shrink
-    /// past `guard`, unless the guard forces it.
+    /// past `guard`, unless the guard forces it. A set equal to the active
+    /// one is not swapped again ([`Applied::unchanged`]): a swap of a large
+    /// set costs seconds and would only bump the generation.
     pub fn load(
         &self,
         gate: &mut Gate,
@@ -192,16 +199,22 @@ impl Prepared {
         }
         // The guard judges the very set this load replaces: both under one
         // hold of the pin directory's lock.
-        let (diff, load) = {
+        let (diff, load, unchanged) = {
             let mut gate = gate.lock()?;
-            let before = gate.active_set()?;
+            // Under the lock no load flips: trie, metadata and set agree.
+            let (trie, meta) = (gate.active_trie()?, gate.meta()?);
+            let before = gate.read_set(trie)?;
             guard
                 .check(&before, &self.set)
                 .map_err(|e| ApplyError::Guard(Box::new(e)))?;
-            (
-                PlanDiff::between(&before, &self.set),
-                gate.load_set(&self.set)?,
-            )
+            let diff = PlanDiff::between(&before, &self.set);
+            // Equal sets are equal digests (labels are within the kernel's
+            // length, or `load_set` would refuse them).
+            if before == self.set {
+                (diff, enforced(trie, &meta, &self.set), true)
+            } else {
+                (diff, gate.load_set(&self.set)?, false)
+            }
         };
         let recorded = self.accepted_serials();
         let mut state = self.state.clone();
@@ -217,7 +230,23 @@ impl Prepared {
         Ok(Applied {
             diff,
             load,
+            unchanged,
             recorded,
         })
+    }
+}
+
+/// The report of a load that found `set` enforced already in trie `trie`.
+fn enforced(trie: usize, meta: &gate_common::Meta, set: &PrefixSet) -> LoadReport {
+    let labels: std::collections::BTreeSet<&str> = set.iter().map(|e| e.label.as_str()).collect();
+    LoadReport {
+        generation: meta.generation[trie],
+        trie,
+        entries: set.len(),
+        labels: labels.len(),
+        cleared: 0,
+        clear_time: Default::default(),
+        fill_time: Default::default(),
+        check_time: Default::default(),
     }
 }

@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub refreshes: [u64; 3],
     pub last_refresh: Option<LastRefresh>,
     pub safety_valve_refusals: u64,
+    /// Refreshes counted `ok` whose plan the kernel enforced already.
+    pub refreshes_unchanged: u64,
     /// From the last refresh that judged statements.
     pub trusted_keys: Option<usize>,
     pub statements_accepted: usize,
@@ -87,6 +89,7 @@ impl Snapshot {
             refreshes: [0; 3],
             last_refresh: None,
             safety_valve_refusals: 0,
+            refreshes_unchanged: 0,
             trusted_keys: None,
             statements_accepted: 0,
             statements_rejected_by_rule: BTreeMap::new(),
@@ -358,6 +361,12 @@ pub fn encode(s: &Snapshot, k: Option<&KernelView>) -> String {
     for (r, n) in RESULTS.iter().zip(s.refreshes) {
         refreshes.get_or_create(&labels("result", *r)).inc_by(n);
     }
+    counter(
+        &mut reg,
+        "wotgate_refresh_unchanged",
+        "Refreshes counted as ok whose plan the kernel enforced already (nothing swapped)",
+        s.refreshes_unchanged,
+    );
     let last = s.last_refresh.as_ref();
     gauge_f(
         &mut reg,

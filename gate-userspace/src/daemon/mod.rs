@@ -319,9 +319,11 @@ impl Daemon {
             },
             error: rec.error.clone(),
         };
+        let unchanged = rec.unchanged;
         self.metrics.update(|s| {
             s.record_refresh(last);
             s.safety_valve_refusals += u64::from(valve);
+            s.refreshes_unchanged += u64::from(unchanged);
         });
         self.status.last_refresh = Some(rec);
         self.schedule();
@@ -369,7 +371,10 @@ impl Daemon {
         };
         let state_dir = self.cfg.state_directory.clone();
         let (load, diff) = match p.load(&mut self.gate, &state_dir, &guard) {
-            Ok(a) => (a.load, Some(a.diff)),
+            Ok(a) => {
+                rec.unchanged = a.unchanged;
+                (a.load, Some(a.diff))
+            }
             Err(ApplyError::RecordAfterLoad { load, error }) => {
                 warn!(error = %error, "the plan is loaded, but the serials could not be recorded");
                 (*load, None)
@@ -394,7 +399,13 @@ impl Daemon {
             accepted = rec.accepted_statements,
             rejected = rec.rejected_statements,
             forced = force,
-            "plan loaded"
+            unchanged = rec.unchanged,
+            "{}",
+            if rec.unchanged {
+                "plan unchanged: the kernel enforces it already, nothing swapped"
+            } else {
+                "plan loaded"
+            }
         );
         self.status.loaded = Some(LoadedRecord {
             at: to_timestamp(at),

@@ -116,6 +116,9 @@ pub struct RefreshRecord {
     pub outcome: String,
     /// Why it was refused or failed.
     pub error: Option<String>,
+    /// Loaded, but the kernel enforced that very plan already: nothing swapped.
+    #[serde(default)]
+    pub unchanged: bool,
     pub forced: bool,
     /// Inputs that could not be read completely.
     pub problems: Vec<String>,

@@ -90,13 +90,21 @@ impl PlanCmd {
             };
             let r = prepared.load(&mut gate, &cfg.state_directory, &guard)?;
             err!("{}", r.diff.to_text());
-            errln!(
-                "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
-                r.load.entries,
-                r.load.labels,
-                r.load.generation,
-                r.load.trie
-            );
+            if r.unchanged {
+                errln!(
+                    "wotgate: unchanged: the gate enforces these {} entries already (generation {}); nothing swapped",
+                    r.load.entries,
+                    r.load.generation
+                );
+            } else {
+                errln!(
+                    "wotgate: loaded {} entries ({} labels) as generation {} in trie {}",
+                    r.load.entries,
+                    r.load.labels,
+                    r.load.generation,
+                    r.load.trie
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

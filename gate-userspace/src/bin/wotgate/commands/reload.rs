@@ -82,7 +82,11 @@ impl Reload {
                     l.generation,
                     l.entries,
                     l.digest,
-                    if r.forced { " (forced)" } else { "" }
+                    match (r.forced, r.unchanged) {
+                        (_, true) => " (unchanged: nothing swapped)",
+                        (true, false) => " (forced)",
+                        (false, false) => "",
+                    }
                 );
                 return Ok(ExitCode::SUCCESS);
             }

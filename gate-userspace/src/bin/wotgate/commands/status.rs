@@ -216,10 +216,11 @@ impl Status {
         }
         if let Some(f) = &s.last_refresh {
             outln!(
-                "last refresh: {} ({}): {} in {} ms, {} statements accepted, {} rejected{}",
+                "last refresh: {} ({}): {}{} in {} ms, {} statements accepted, {} rejected{}",
                 when(f.at),
                 f.trigger,
                 f.outcome,
+                if f.unchanged { " (unchanged)" } else { "" },
                 f.duration_ms,
                 f.accepted_statements,
                 f.rejected_statements,
