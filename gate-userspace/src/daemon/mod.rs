@@ -260,8 +260,10 @@ impl Daemon {
             }
             Err(e) => {
                 self.status.config_reload_failures += 1;
-                self.metrics
-                    .update(|s| s.config_last_reload_successful = false);
+                self.metrics.update(|s| {
+                    s.config_last_reload_successful = false;
+                    s.config_reload_failures += 1;
+                });
                 error!(error = %e, "the configuration has an error; keeping the running configuration");
             }
         }
@@ -371,6 +373,8 @@ impl Daemon {
         let (load, diff) = match p.load(&mut self.gate, &state_dir, &guard) {
             Ok(a) => (a.load, Some(a.diff)),
             Err(ApplyError::RecordAfterLoad { load, error }) => {
+                self.metrics
+                    .update(|s| s.record_state_write_error("serials"));
                 warn!(error = %error, "the plan is loaded, but the serials could not be recorded");
                 (*load, None)
             }
@@ -379,7 +383,8 @@ impl Daemon {
         let d = match state::save_plan(&state_dir, &p.set) {
             Ok(d) => d,
             Err(e) => {
-                warn!(error = %e, dir = %state_dir.display(), "the plan is loaded, but could not be saved as the last good plan");
+                self.metrics.update(|s| s.record_state_write_error("plan"));
+                warn!(error = %e, file = %state_dir.join(state::PLAN_FILE).display(), "the plan is loaded, but could not be saved as the last good plan");
                 digest(&p.set)
             }
         };
@@ -434,7 +439,8 @@ impl Daemon {
 
     fn save_status(&self) {
         if let Err(e) = self.status.save(&self.cfg.state_directory) {
-            warn!(error = %e, dir = %self.cfg.state_directory.display(), "could not write the status file");
+            self.metrics.update(|s| s.record_state_write_error("status"));
+            warn!(error = %e, file = %self.cfg.state_directory.join(state::STATUS_FILE).display(), "could not write the status file");
         }
     }
 
