@@ -439,7 +439,8 @@ impl Daemon {
 
     fn save_status(&self) {
         if let Err(e) = self.status.save(&self.cfg.state_directory) {
-            self.metrics.update(|s| s.record_state_write_error("status"));
+            self.metrics
+                .update(|s| s.record_state_write_error("status"));
             warn!(error = %e, file = %self.cfg.state_directory.join(state::STATUS_FILE).display(), "could not write the status file");
         }
     }
