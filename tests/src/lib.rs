@@ -3,6 +3,7 @@
 //! the packet builder and the reference classifier the tests check against.
 
 pub mod daemon;
+pub mod daemon_world;
 pub mod https;
 pub mod mounts;
 pub mod netns;
