@@ -1,11 +1,11 @@
 //! Bad input and faults at the daemon level: the real `wotgate run` on a veth pair, fed a
 //! corrupt keyring or configuration, denied its state directory; the set holds.
-//!
-//! Every case checks the log line that names the file and the problem, the
-//! counter on the metrics endpoint, that `status --json` still shows the same
-//! kernel set, and that a trusted peer still connects over real TCP. SIGKILL
-//! in the middle of a swap is in daemon_faults_kill.rs, fetch faults in
-//! daemon_faults_https.rs.
+
+// Every case checks the log line that names the file and the problem, the
+// counter on the metrics endpoint, that `status --json` still shows the same
+// kernel set, and that a trusted peer still connects over real TCP. SIGKILL
+// in the middle of a swap is in daemon_faults_kill.rs, fetch faults in
+// daemon_faults_https.rs.
 
 use std::path::Path;
 

@@ -1,20 +1,20 @@
 //! Fetch faults at the daemon level: the real `wotgate run` fetching one participant over
 //! HTTPS in namespaces while its server misbehaves; each time the cached copy keeps the set.
-//!
-//! ```text
-//!   ours (root, mx.example; the only key in the local keyring)
-//!    └─> alpha.example 2001:db8:a::/48  configured participant: its WKD answer
-//!                                       carries ours' certification, its statement
-//!   beta.example                        certified by ours too, but only ever
-//!                                       served from alpha's WKD (the wrong domain)
-//! ```
-//!
-//! Faults, one at a time, each followed by SIGHUP: a garbage statement, a
-//! garbage WKD answer, an endless body, a redirect loop, a certificate from
-//! a CA the daemon does not trust, a server that never answers, and a WKD
-//! answer with another domain's key. Each must be logged with the URL and
-//! the reason, counted for its source, and leave the set and the trusted
-//! peer's connections as they were.
+
+// The participants:
+//
+//   ours (root, mx.example; the only key in the local keyring)
+//    └─> alpha.example 2001:db8:a::/48  configured participant: its WKD answer
+//                                       carries ours' certification, its statement
+//   beta.example                        certified by ours too, but only ever
+//                                       served from alpha's WKD (the wrong domain)
+//
+// Faults, one at a time, each followed by SIGHUP: a garbage statement, a
+// garbage WKD answer, an endless body, a redirect loop, a certificate from
+// a CA the daemon does not trust, a server that never answers, and a WKD
+// answer with another domain's key. Each must be logged with the URL and
+// the reason, counted for its source, and leave the set and the trusted
+// peer's connections as they were.
 
 use std::{
     net::SocketAddr,
