@@ -7,12 +7,15 @@
 //! drop.
 //!
 //! It speaks just enough HTTP/1.1: one request per connection,
-//! `Connection: close`, 200 with the file or 404.
+//! `Connection: close`, 200 with the file or 404. For the fault tests a URL
+//! can misbehave instead ([`Fault`]: an endless body, a redirect loop, no
+//! answer at all) and a domain can present a certificate of another CA.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -56,30 +59,95 @@ impl TestCa {
     /// A server configuration choosing, by SNI, one certificate per domain
     /// naming `DOMAIN` and `openpgpkey.DOMAIN` (the WKD advanced host).
     pub fn server_config(&self, domains: &[&str]) -> Arc<rustls::ServerConfig> {
-        let mut resolver = rustls::server::ResolvesServerCertUsingSni::new();
-        for d in domains {
-            let names = vec![d.to_string(), format!("openpgpkey.{d}")];
-            let ck = self.certified_key(&names);
-            for n in &names {
-                resolver.add(n, ck.clone()).unwrap();
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(resolver)),
-        )
+        server_config(self.resolver(domains))
     }
+
+    /// The certificates of [`TestCa::server_config`], replaceable later.
+    fn resolver(&self, domains: &[&str]) -> Arc<SniCerts> {
+        let r = SniCerts::default();
+        for d in domains {
+            self.add_to(&r, d);
+        }
+        Arc::new(r)
+    }
+
+    /// Puts a certificate from this CA for `domain` and `openpgpkey.DOMAIN` in `r`.
+    fn add_to(&self, r: &SniCerts, domain: &str) {
+        let names = vec![domain.to_string(), format!("openpgpkey.{domain}")];
+        let ck = Arc::new(self.certified_key(&names));
+        let mut map = r.0.write().unwrap();
+        for n in names {
+            map.insert(n, ck.clone());
+        }
+    }
+}
+
+fn server_config(resolver: Arc<SniCerts>) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver),
+    )
+}
+
+/// Certificates by SNI name, replaceable while the server runs.
+#[derive(Debug, Default)]
+struct SniCerts(RwLock<HashMap<String, Arc<rustls::sign::CertifiedKey>>>);
+
+impl rustls::server::ResolvesServerCert for SniCerts {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        self.0.read().unwrap().get(&name).cloned()
+    }
+}
+
+/// How one URL misbehaves (see [`HttpsServer::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// 200 and a body without Content-Length that never ends (up to
+    /// [`ENDLESS_LIMIT`] bytes), written only as fast as the client reads.
+    Endless,
+    /// 302 to the same URL, again and again.
+    RedirectLoop,
+    /// Reads the request and never answers; the connection stays open.
+    Hang,
+}
+
+/// Where an [`Fault::Endless`] body stops if the client never does.
+pub const ENDLESS_LIMIT: u64 = 1 << 30;
+
+/// What the endless bodies cost the server.
+#[derive(Debug, Default)]
+pub struct Endless {
+    /// Body bytes the server's socket accepted, all endless answers together.
+    pub written: AtomicU64,
+    /// Endless answers that ended because the client closed the connection.
+    pub cut_by_client: AtomicU64,
+    /// Endless answers written to [`ENDLESS_LIMIT`] (the client read them all).
+    pub finished: AtomicU64,
+}
+
+/// The state shared by the server's tasks.
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Vec<String>>,
+    /// `(host, path)` to the fault answered there.
+    faults: Mutex<HashMap<(String, String), Fault>>,
+    endless: Endless,
 }
 
 /// The HTTPS server; see the module doc.
 pub struct HttpsServer {
     pub root: PathBuf,
     silent: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<String>>>,
+    shared: Arc<Shared>,
+    certs: Arc<SniCerts>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -96,15 +164,16 @@ impl HttpsServer {
             l.set_nonblocking(true).unwrap();
             l
         });
-        let acceptor = TlsAcceptor::from(ca.server_config(domains));
+        let certs = ca.resolver(domains);
+        let acceptor = TlsAcceptor::from(server_config(certs.clone()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let silent = Arc::new(AtomicBool::new(false));
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (s, l, r) = (silent.clone(), log.clone(), root.to_path_buf());
+        let shared: Arc<Shared> = Arc::default();
+        let (s, l, r) = (silent.clone(), shared.clone(), root.to_path_buf());
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
@@ -128,7 +197,8 @@ impl HttpsServer {
         HttpsServer {
             root: root.to_path_buf(),
             silent,
-            log,
+            shared,
+            certs,
             runtime: Some(runtime),
         }
     }
@@ -140,12 +210,34 @@ impl HttpsServer {
 
     /// Every request so far, as `host/path?query`.
     pub fn requests(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.shared.log.lock().unwrap().clone()
     }
 
     /// Forgets the requests logged so far.
     pub fn clear_requests(&self) {
-        self.log.lock().unwrap().clear();
+        self.shared.log.lock().unwrap().clear();
+    }
+
+    /// From now on `https://HOST/PATH` (any query) answers with `fault`
+    /// instead of its file; `None` restores the file.
+    pub fn fault(&self, host: &str, path: &str, fault: Option<Fault>) {
+        let key = (host.to_ascii_lowercase(), path.to_string());
+        let mut faults = self.shared.faults.lock().unwrap();
+        match fault {
+            Some(f) => faults.insert(key, f),
+            None => faults.remove(&key),
+        };
+    }
+
+    /// What the endless bodies cost so far.
+    pub fn endless(&self) -> &Endless {
+        &self.shared.endless
+    }
+
+    /// From now on `domain` and `openpgpkey.DOMAIN` present a certificate
+    /// issued by `ca` (e.g. one the client does not trust).
+    pub fn use_ca(&self, domain: &str, ca: &TestCa) {
+        ca.add_to(&self.certs, domain);
     }
 
     /// Publishes `bytes` at `https://HOST/PATH`.
@@ -185,7 +277,7 @@ impl Drop for HttpsServer {
 async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut s: S,
     root: &Path,
-    log: &Mutex<Vec<String>>,
+    shared: &Shared,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -213,8 +305,17 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         })
         .map(|h| h.split(':').next().unwrap_or("").to_ascii_lowercase())
         .unwrap_or_default();
-    log.lock().unwrap().push(format!("{host}{target}"));
+    shared.log.lock().unwrap().push(format!("{host}{target}"));
     let path = target.split('?').next().unwrap_or("");
+    let fault = shared
+        .faults
+        .lock()
+        .unwrap()
+        .get(&(host.clone(), path.to_string()))
+        .copied();
+    if let Some(f) = fault {
+        return misbehave(s, f, &target, &shared.endless).await;
+    }
     let body = if host.is_empty()
         || host.contains('/')
         || host.starts_with('.')
@@ -236,6 +337,46 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     if s.write_all(reply.as_bytes()).await.is_ok() {
         if let Some(b) = &body {
             let _ = s.write_all(b).await;
+        }
+    }
+    let _ = s.shutdown().await;
+}
+
+/// Answers a request for `target` with `fault`.
+async fn misbehave<S: tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    fault: Fault,
+    target: &str,
+    endless: &Endless,
+) {
+    match fault {
+        Fault::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Fault::RedirectLoop => {
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\nConnection: close\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+        Fault::Endless => {
+            let head = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n\r\n";
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0u64;
+            while sent < ENDLESS_LIMIT {
+                if s.write_all(&chunk).await.is_err() || s.flush().await.is_err() {
+                    endless.cut_by_client.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                sent += chunk.len() as u64;
+                endless
+                    .written
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
+            endless.finished.fetch_add(1, Ordering::SeqCst);
         }
     }
     let _ = s.shutdown().await;

@@ -2,6 +2,8 @@
 //! or a network namespace and remove it on drop, also when a test fails;
 //! the packet builder and the reference classifier the tests check against.
 
+pub mod daemon;
+pub mod daemon_world;
 pub mod https;
 pub mod mounts;
 pub mod netns;

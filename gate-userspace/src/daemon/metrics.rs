@@ -39,6 +39,10 @@ use super::state::LoadedRecord;
 /// The refresh outcomes, as `wotgate_refresh_total{result}` names them.
 pub const RESULTS: [&str; 3] = ["ok", "failed", "refused"];
 
+/// The state directory's files, as `wotgate_state_write_errors_total{file}`
+/// names them: the last good plan, the status file, the accepted serials.
+pub const STATE_FILES: [&str; 3] = ["plan", "status", "serials"];
+
 /// What one fetched source has done since the daemon started.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceStats {
@@ -78,6 +82,10 @@ pub struct Snapshot {
     pub sources: BTreeMap<String, SourceStats>,
     pub config_last_reload_successful: bool,
     pub config_last_reload_success_at: u64,
+    /// Reloads whose configuration had an error, since start.
+    pub config_reload_failures: u64,
+    /// Failed writes to the state directory since start, per [`STATE_FILES`] entry.
+    pub state_write_errors: [u64; 3],
     pub max_plan_age: Duration,
 }
 
@@ -96,7 +104,16 @@ impl Snapshot {
             sources: BTreeMap::new(),
             config_last_reload_successful: true,
             config_last_reload_success_at: config_loaded_at,
+            config_reload_failures: 0,
+            state_write_errors: [0; 3],
             max_plan_age,
+        }
+    }
+
+    /// Counts a failed write of `file`, one of [`STATE_FILES`].
+    pub fn record_state_write_error(&mut self, file: &str) {
+        if let Some(i) = STATE_FILES.iter().position(|x| *x == file) {
+            self.state_write_errors[i] += 1;
         }
     }
 
@@ -400,6 +417,20 @@ pub fn encode(s: &Snapshot, k: Option<&KernelView>) -> String {
     );
     counter(
         &mut reg,
+        "wotgate_config_reload_failures",
+        "Reloads (SIGHUP) whose configuration had an error; the running configuration stayed",
+        s.config_reload_failures,
+    );
+    let state_errors = counter_family(
+        &mut reg,
+        "wotgate_state_write_errors",
+        "Failed writes to the state directory by file (plan, status, serials); the gate keeps enforcing, the state on disk lags",
+    );
+    for (f, n) in STATE_FILES.iter().zip(s.state_write_errors) {
+        state_errors.get_or_create(&labels("file", *f)).inc_by(n);
+    }
+    counter(
+        &mut reg,
         "wotgate_safety_valve_refusals",
         "Plans the safety valve refused because they would remove too many entries",
         s.safety_valve_refusals,
@@ -608,6 +639,10 @@ mod tests {
             error: Some("shrink".into()),
         });
         s.safety_valve_refusals = 1;
+        s.config_reload_failures = 2;
+        s.record_state_write_error("plan");
+        s.record_state_write_error("status");
+        s.record_state_write_error("status");
         s.trusted_keys = Some(4);
         s.statements_accepted = 3;
         s.statements_rejected_by_rule.insert("expired", 2);
@@ -653,6 +688,10 @@ mod tests {
         assert_eq!(v("wotgate_refresh_total{result=\"failed\"}"), "0");
         assert_eq!(v("wotgate_refresh_total{result=\"refused\"}"), "1");
         assert_eq!(v("wotgate_safety_valve_refusals_total"), "1");
+        assert_eq!(v("wotgate_config_reload_failures_total"), "2");
+        assert_eq!(v("wotgate_state_write_errors_total{file=\"plan\"}"), "1");
+        assert_eq!(v("wotgate_state_write_errors_total{file=\"status\"}"), "2");
+        assert_eq!(v("wotgate_state_write_errors_total{file=\"serials\"}"), "0");
         assert_eq!(v("wotgate_last_refresh_timestamp_seconds"), "1100.0");
         assert_eq!(v("wotgate_last_refresh_duration_seconds"), "0.5");
         assert_eq!(v("wotgate_config_last_reload_successful"), "1");

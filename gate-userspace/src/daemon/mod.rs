@@ -260,8 +260,10 @@ impl Daemon {
             }
             Err(e) => {
                 self.status.config_reload_failures += 1;
-                self.metrics
-                    .update(|s| s.config_last_reload_successful = false);
+                self.metrics.update(|s| {
+                    s.config_last_reload_successful = false;
+                    s.config_reload_failures += 1;
+                });
                 error!(error = %e, "the configuration has an error; keeping the running configuration");
             }
         }
@@ -376,6 +378,8 @@ impl Daemon {
                 (a.load, Some(a.diff))
             }
             Err(ApplyError::RecordAfterLoad { load, error }) => {
+                self.metrics
+                    .update(|s| s.record_state_write_error("serials"));
                 warn!(error = %error, "the plan is loaded, but the serials could not be recorded");
                 (*load, None)
             }
@@ -384,7 +388,8 @@ impl Daemon {
         let d = match state::save_plan(&state_dir, &p.set) {
             Ok(d) => d,
             Err(e) => {
-                warn!(error = %e, dir = %state_dir.display(), "the plan is loaded, but could not be saved as the last good plan");
+                self.metrics.update(|s| s.record_state_write_error("plan"));
+                warn!(error = %e, file = %state_dir.join(state::PLAN_FILE).display(), "the plan is loaded, but could not be saved as the last good plan");
                 digest(&p.set)
             }
         };
@@ -445,7 +450,9 @@ impl Daemon {
 
     fn save_status(&self) {
         if let Err(e) = self.status.save(&self.cfg.state_directory) {
-            warn!(error = %e, dir = %self.cfg.state_directory.display(), "could not write the status file");
+            self.metrics
+                .update(|s| s.record_state_write_error("status"));
+            warn!(error = %e, file = %self.cfg.state_directory.join(state::STATUS_FILE).display(), "could not write the status file");
         }
     }
 

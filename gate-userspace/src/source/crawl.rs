@@ -326,8 +326,9 @@ fn url_of(d: &Domain, kind: SourceKind) -> String {
 }
 
 /// Adds a body to what was gathered, or says why it cannot be used (then
-/// nothing of it is added). Certificates are parsed here so that a garbage
-/// answer is one participant's failure, not an unreadable input of the plan.
+/// nothing of it is added). Certificates are parsed and statements' shape
+/// checked here so that a garbage answer is one participant's failure (its
+/// last good copy is used), not an input of the plan.
 fn use_body(
     out: &mut Crawled,
     d: &Domain,
@@ -340,7 +341,15 @@ fn use_body(
         bytes,
     };
     match kind {
-        SourceKind::Statement => out.gathered.statements.push(named(bytes.to_vec())),
+        SourceKind::Statement => {
+            // Only the shape is checked here (armour, one signed literal):
+            // an error page or garbage served with 200 is the server's
+            // failure, so the last good copy is used; a well-formed
+            // statement is judged by the rules like any other.
+            crate::statement::signed::peek(bytes)
+                .map_err(|e| format!("{url}: not a signed statement: {e}"))?;
+            out.gathered.statements.push(named(bytes.to_vec()))
+        }
         SourceKind::Wkd => {
             let f = wkd::filter(url, d, bytes)?;
             out.notes.extend(f.dropped.iter().cloned());
