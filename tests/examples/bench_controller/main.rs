@@ -149,7 +149,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Median and range of `f` over the runs.
+/// Median (the upper middle one for an even count) and range of `f`.
 fn stat(runs: &[Run], f: impl Fn(&Run) -> f64) -> (f64, f64, f64) {
     let mut v: Vec<f64> = runs.iter().map(f).collect();
     v.sort_by(|a, b| a.total_cmp(b));
