@@ -19,7 +19,12 @@ pub use server::{Context, Running, ServeError};
 pub use trust::{Claim, TrustCell, TrustSnapshot};
 pub use verdict::{judge, Reply, VerdictSettings};
 
-use crate::model::config::{check_authserv_id, PolicySection};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::apply::Prepared;
+use crate::model::config::{check_authserv_id, Config, PolicySection};
+use crate::model::prefixes::PrefixSet;
 
 /// This host's name, for the default authserv-id; `localhost` when it has
 /// none usable.
@@ -50,4 +55,29 @@ impl VerdictSettings {
             policy_url: s.policy_url.clone(),
         }
     }
+}
+
+/// Binds what `[policy]` names and serves it on the current tokio runtime
+/// from a new, empty trust cell (requests defer until the first publish).
+pub async fn serve(section: &PolicySection) -> Result<(Arc<TrustCell>, Running), ServeError> {
+    let cell = TrustCell::new();
+    let ctx = Context::new(
+        section,
+        VerdictSettings::from_section(section),
+        cell.clone(),
+    );
+    let running = server::start(section, ctx).await?;
+    Ok((cell, running))
+}
+
+/// The snapshot of a plan that was just loaded, with the configuration's
+/// static overrides (read again for their provenance; the refresh that
+/// merged them read the same file).
+pub fn snapshot_for(cfg: &Config, prepared: &Prepared, at: SystemTime) -> TrustSnapshot {
+    let overrides = cfg
+        .gate
+        .static_prefixes
+        .as_deref()
+        .and_then(|f| PrefixSet::load(f).ok());
+    TrustSnapshot::from_prepared(prepared, overrides.as_ref(), at)
 }

@@ -19,9 +19,8 @@ use crate::model::config::{Config, ConfigError};
 use crate::model::prefixes::PrefixSet;
 use crate::model::time::format_time;
 
-use super::server::{self, Context, ServeError};
+use super::server::ServeError;
 use super::trust::{TrustCell, TrustSnapshot};
-use super::verdict::VerdictSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
@@ -62,14 +61,7 @@ pub fn build_snapshot(
         force: false,
     };
     guard.check(previous, &p.set)?;
-    // refresh::build read and merged the overrides already; read them again
-    // for their provenance (an unreadable file failed the build above).
-    let overrides = cfg
-        .gate
-        .static_prefixes
-        .as_deref()
-        .and_then(|f| PrefixSet::load(f).ok());
-    let snap = TrustSnapshot::from_prepared(p, overrides.as_ref(), at);
+    let snap = super::snapshot_for(cfg, p, at);
     Ok((snap, p.set.clone(), built.next_expiry))
 }
 
@@ -91,13 +83,7 @@ async fn run_async(config_path: PathBuf, mut cfg: Config) -> Result<(), Standalo
     let mut hup = sig(SignalKind::hangup())?;
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
-    let cell = TrustCell::new();
-    let ctx = Context::new(
-        &cfg.policy,
-        VerdictSettings::from_section(&cfg.policy),
-        cell.clone(),
-    );
-    let running = server::start(&cfg.policy, ctx).await?;
+    let (cell, running) = super::serve(&cfg.policy).await?;
     let mut set = PrefixSet::new();
     let mut reload = false;
     loop {

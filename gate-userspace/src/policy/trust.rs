@@ -106,7 +106,7 @@ impl TrustSnapshot {
                 .insert(u128::from(prefix.network()), idx);
         }
         let mut by_len: Vec<(u8, HashMap<u128, u32>)> = maps.into_iter().collect();
-        by_len.sort_by(|a, b| b.0.cmp(&a.0));
+        by_len.sort_by_key(|b| std::cmp::Reverse(b.0));
         TrustSnapshot {
             built_at,
             claims,
