@@ -293,24 +293,29 @@ fn hostile_requests_are_deferred_and_their_connection_closed() {
     }
     // A client that sends half a request and stalls is closed after
     // policy.request_timeout (2 s); others are served meanwhile.
-    let mut stalled = srv.connect();
-    stalled
-        .write_all(b"request=smtpd_access_policy\nclient_addr")
-        .unwrap();
-    let t = Instant::now();
-    assert_eq!(
-        ask(&mut srv.connect(), &request("RCPT", ALPHA)),
-        "action=DUNNO\n\n"
-    );
-    assert!(
-        closed_within(&mut stalled, Duration::from_secs(8)),
-        "the stalled client is still connected"
-    );
-    let waited = t.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
-        "{waited:?}"
-    );
+    // Stalled inside a line, and after whole lines.
+    for half in [
+        &b"request=smtpd_acc"[..],
+        b"request=smtpd_access_policy\nclient_addr",
+        b"request=smtpd_access_policy\n",
+    ] {
+        let mut stalled = srv.connect();
+        stalled.write_all(half).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            ask(&mut srv.connect(), &request("RCPT", ALPHA)),
+            "action=DUNNO\n\n"
+        );
+        assert!(
+            closed_within(&mut stalled, Duration::from_secs(8)),
+            "the stalled client is still connected"
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+            "{waited:?}"
+        );
+    }
     // After all that the server still answers.
     assert_eq!(
         ask(&mut srv.connect(), &request("RCPT", ALPHA)),
