@@ -432,3 +432,32 @@ fn defers_until_a_refresh_succeeds_then_serves_after_sighup() {
     assert!(ask(&mut c, &request("DATA", ALPHA))
         .starts_with("action=PREPEND Authentication-Results: mx.example; x-wot=pass"));
 }
+
+#[test]
+fn observe_labels_over_the_socket_and_a_stale_state_defers() {
+    let srv = Server::start(
+        "observe",
+        "mode = \"observe\"\nmax_state_age = \"4s\"\n",
+        true,
+    );
+    let t = Instant::now();
+    let mut c = srv.connect();
+    assert_eq!(ask(&mut c, &request("RCPT", EVE)), "action=DUNNO\n\n");
+    let r = ask(&mut c, &request("DATA", EVE));
+    assert!(
+        r.starts_with("action=PREPEND Authentication-Results: mx.example; x-wot=fail reason=\"prefix: 2001:db8:e::25 is in no network"),
+        "{r}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "too slow to see a fresh state"
+    );
+    // No refresh for longer than max_state_age: every request defers.
+    std::thread::sleep(Duration::from_secs(5) - t.elapsed());
+    let r = ask(&mut c, &request("DATA", ALPHA));
+    assert!(
+        r.starts_with("action=DEFER_IF_PERMIT 4.7.1 wotgate: the trust state is "),
+        "{r}"
+    );
+    assert!(r.contains("older than policy.max_state_age"), "{r}");
+}
