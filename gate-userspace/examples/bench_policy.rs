@@ -91,7 +91,7 @@ fn load(path: &Path, conns: usize) -> (f64, Vec<Duration>) {
                 while start.elapsed() < RUN {
                     i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                     let addr = std::net::Ipv6Addr::from(net(i % PREFIXES) | 0x25);
-                    let stage = if i % 2 == 0 { "RCPT" } else { "DATA" };
+                    let stage = if i.is_multiple_of(2) { "RCPT" } else { "DATA" };
                     let req = format!("request=smtpd_access_policy\nprotocol_state={stage}\nclient_address={addr}\nhelo_name=mx.example.org\nsender=a@example.org\ninstance=1.2.{i}\n\n");
                     let t0 = Instant::now();
                     s.write_all(req.as_bytes()).unwrap();
