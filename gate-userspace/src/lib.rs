@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod gate;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod source;
 pub mod statement;
 pub mod wot;

@@ -44,8 +44,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: xdp, wot, plan or controller. `--record` appends to
-    /// BENCHMARKS.md.
+    /// Benchmarks: xdp, wot, plan, controller or policy. `--record` appends
+    /// to BENCHMARKS.md.
     Bench {
         which: String,
         #[arg(long)]
@@ -220,7 +220,10 @@ fn main() -> Result<()> {
                     setup::require_root("the daemon attaches XDP inside network namespaces")?;
                     ("integration-tests", "bench_controller")
                 }
-                other => bail!("unknown benchmark {other:?}: xdp, wot, plan or controller"),
+                "policy" => ("gate-userspace", "bench_policy"),
+                other => bail!(
+                    "unknown benchmark {other:?}: xdp, wot, plan, controller or policy"
+                ),
             };
             let mut args = vec![
                 "run",

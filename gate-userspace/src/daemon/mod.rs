@@ -91,6 +91,9 @@ pub struct Daemon {
     next: (SystemTime, Trigger),
     /// What the metrics endpoint reports (updated after every refresh).
     metrics: Arc<Metrics>,
+    /// The policy server's trust state (`[policy] enabled`), published
+    /// after every loaded plan.
+    policy: Option<Arc<crate::policy::TrustCell>>,
 }
 
 impl Daemon {
@@ -172,6 +175,7 @@ impl Daemon {
             status,
             waiting_for_first_plan: waiting,
             next_expiry: None,
+            policy: None,
         };
         d.apply_settings()?;
         for iface in d.cfg.gate.interfaces.clone() {
@@ -247,6 +251,9 @@ impl Daemon {
                 }
                 if new.metrics_listen != self.cfg.metrics_listen {
                     warn!("metrics.listen changes only with a restart");
+                }
+                if new.policy != self.cfg.policy {
+                    warn!("[policy] changes only with a restart");
                 }
                 self.cfg = new;
                 let at = now_secs();
@@ -419,6 +426,9 @@ impl Daemon {
             digest: d,
             from: "refresh".into(),
         });
+        if let Some(cell) = &self.policy {
+            cell.publish(crate::policy::snapshot_for(&self.cfg, p, at));
+        }
         if self.waiting_for_first_plan {
             if trusts_somebody(&p.set) {
                 self.waiting_for_first_plan = false;
@@ -556,6 +566,22 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
             error!(listen = %addr, error = %e, "metrics endpoint: cannot listen; the gate runs without it");
         }
     }
+    let mut d = d;
+    // The policy server answers from the start (deferring until the first
+    // plan is loaded); it shares the process and each loaded plan.
+    let policy = match d.cfg.policy.enabled {
+        true => match crate::policy::serve(&d.cfg.policy).await {
+            Ok((cell, running)) => {
+                d.policy = Some(cell);
+                Some(running)
+            }
+            Err(e) => {
+                error!(error = %e, "policy server: cannot listen; the gate runs without it (Postfix applies its default_action)");
+                None
+            }
+        },
+        false => None,
+    };
     let mut d = blocking(Box::new(move || {
         let mut d = d;
         d.refresh(Trigger::Start);
@@ -598,6 +624,9 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
         d.notify_status();
     }
     notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(p) = policy {
+        p.stop();
+    }
     tokio::task::spawn_blocking(move || d.stop())
         .await
         .map_err(|e| StartError::Runtime(std::io::Error::other(e)))?;

@@ -65,6 +65,7 @@ enum Command {
     Statement(Statement),
     Plan(plan::PlanCmd),
     Run(run::Run),
+    Policy(policy::Policy),
     Reload(reload::Reload),
     Status(status::Status),
     /// Check the controller's configuration.
@@ -101,7 +102,7 @@ fn main() -> std::process::ExitCode {
     // The daemon says what it does (one line per refresh, nothing per
     // packet); the commands only warn.
     let default_level = match cli.command {
-        Command::Run(_) => "info",
+        Command::Run(_) | Command::Policy(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -126,6 +127,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(c) => c.run(pin),
         Command::Plan(c) => c.run(pin),
         Command::Run(c) => c.run(),
+        Command::Policy(c) => c.run(),
         Command::Reload(c) => c.run(),
         Command::Status(c) => c.run(),
         Command::Config(ConfigCmd::Check(c)) => c.run(),

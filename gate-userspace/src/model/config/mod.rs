@@ -2,10 +2,15 @@
 //! defaults, validated by the same code as command-line flags (`settings`).
 
 mod daemon;
+mod policy;
 
 pub use daemon::{
     DaemonSection, GateSection, StartupPolicy, DEFAULT_MAX_PLAN_AGE, DEFAULT_METRICS_LISTEN,
     DEFAULT_PIN_DIRECTORY, DEFAULT_REFRESH_INTERVAL,
+};
+pub use policy::{
+    check_authserv_id, PolicyMode, PolicySection, TlsAead, DEFAULT_MAX_STATE_AGE,
+    DEFAULT_POLICY_SOCKET,
 };
 
 use std::net::SocketAddr;
@@ -35,6 +40,7 @@ struct RawConfig {
     daemon: Option<daemon::RawDaemon>,
     sources: Option<daemon::RawSources>,
     metrics: Option<daemon::RawMetrics>,
+    policy: Option<policy::RawPolicy>,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,6 +116,8 @@ pub struct Config {
     pub sources: SourcesSettings,
     /// `[metrics] listen`; `None` when turned off.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[policy]`: the Postfix policy server.
+    pub policy: PolicySection,
 }
 
 /// Default `[load] max_shrink_percent`.
@@ -207,7 +215,13 @@ impl Config {
             .unwrap_or_default()
             .validate()
             .map_err(invalid)?;
+        let policy = raw
+            .policy
+            .unwrap_or_default()
+            .validate(abs)
+            .map_err(invalid)?;
         Ok(Config {
+            policy,
             gate,
             daemon,
             sources,
@@ -314,9 +328,11 @@ mod tests {
             "[sources.fetch]",
             "[sources.crawl]",
             "[metrics]",
+            "[policy]",
         ] {
             assert!(text.contains(section), "{section}");
         }
+        assert_eq!(c.policy, PolicySection::default());
         // A misspelt key in a new section is refused, naming it.
         let e = parse(&text.replace("detach_on_stop", "detach_on_exit")).unwrap_err();
         assert!(

@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod detach;
 pub mod inspect;
 pub mod plan;
+pub mod policy;
 pub mod prefixes;
 pub mod purge;
 pub mod reload;
