@@ -221,9 +221,7 @@ fn main() -> Result<()> {
                     ("integration-tests", "bench_controller")
                 }
                 "policy" => ("gate-userspace", "bench_policy"),
-                other => bail!(
-                    "unknown benchmark {other:?}: xdp, wot, plan, controller or policy"
-                ),
+                other => bail!("unknown benchmark {other:?}: xdp, wot, plan, controller or policy"),
             };
             let mut args = vec![
                 "run",
