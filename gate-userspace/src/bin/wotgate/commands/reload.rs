@@ -66,6 +66,12 @@ impl Reload {
         let deadline = Instant::now() + Duration::from_secs(600);
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
+            // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+            if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            {
+                bail!("the daemon (pid {pid}) exited before it recorded the refresh; its log says why");
+            }
             let Some(s) = state::DaemonStatus::load(&cfg.state_directory) else {
                 continue;
             };
