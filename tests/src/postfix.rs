@@ -312,8 +312,7 @@ impl PostfixInstance {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         crate::netns::sh(&["chown", "postfix:postfix", d.join("data").to_str().unwrap()]);
-        std::fs::set_permissions(d.join("spool"), std::fs::Permissions::from_mode(0o1777))
-            .unwrap();
+        std::fs::set_permissions(d.join("spool"), std::fs::Permissions::from_mode(0o1777)).unwrap();
         let etc = self.etc();
         std::fs::write(etc.join("master.cf"), MASTER_CF).unwrap();
         let c = &self.config;
@@ -334,9 +333,18 @@ impl PostfixInstance {
             ("mynetworks", String::new()),
             ("relay_domains", String::new()),
             ("relayhost", String::new()),
-            ("default_transport", "error:no relaying from a test instance".into()),
-            ("relay_transport", "error:no relaying from a test instance".into()),
-            ("smtpd_relay_restrictions", "reject_unauth_destination".into()),
+            (
+                "default_transport",
+                "error:no relaying from a test instance".into(),
+            ),
+            (
+                "relay_transport",
+                "error:no relaying from a test instance".into(),
+            ),
+            (
+                "smtpd_relay_restrictions",
+                "reject_unauth_destination".into(),
+            ),
             ("smtpd_peername_lookup", "no".into()),
             ("disable_dns_lookups", "yes".into()),
             ("smtp_dns_support_level", "disabled".into()),
@@ -346,7 +354,10 @@ impl PostfixInstance {
             ("recipient_delimiter", "+".into()),
             ("biff", "no".into()),
             ("smtpd_banner", "$myhostname ESMTP wotgate test".into()),
-            ("smtpd_recipient_restrictions", c.recipient_restrictions.clone()),
+            (
+                "smtpd_recipient_restrictions",
+                c.recipient_restrictions.clone(),
+            ),
             ("smtpd_data_restrictions", c.data_restrictions.clone()),
         ];
         if !c.header_checks.is_empty() {
@@ -375,7 +386,8 @@ impl PostfixInstance {
                 }
             }
         }
-        let mut text = String::from("# Written by the wotgate test harness (tests/src/postfix.rs).\n");
+        let mut text =
+            String::from("# Written by the wotgate test harness (tests/src/postfix.rs).\n");
         for (k, v) in main
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -400,8 +412,8 @@ impl PostfixInstance {
         let end = Instant::now() + timeout;
         loop {
             if let Some(pid) = self.master_pid() {
-                let tcp6 = std::fs::read_to_string(format!("/proc/{pid}/net/tcp6"))
-                    .unwrap_or_default();
+                let tcp6 =
+                    std::fs::read_to_string(format!("/proc/{pid}/net/tcp6")).unwrap_or_default();
                 // local_address:port ... st 0A = LISTEN
                 if tcp6.lines().skip(1).any(|l| {
                     let f: Vec<&str> = l.split_whitespace().collect();

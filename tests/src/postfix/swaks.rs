@@ -233,7 +233,13 @@ mod tests {
         assert!(t.connected());
         assert_eq!(t.replies.len(), 9);
         assert_eq!(t.replies[1].text, "250-mx\n250 CHUNKING");
-        assert_eq!(t.replies_to("RCPT").iter().map(|r| r.code).collect::<Vec<_>>(), [550, 250]);
+        assert_eq!(
+            t.replies_to("RCPT")
+                .iter()
+                .map(|r| r.code)
+                .collect::<Vec<_>>(),
+            [550, 250]
+        );
         assert_eq!(t.final_code(), Some(250));
         assert_eq!(t.final_reply().unwrap().command, ".");
         assert_eq!(t.queue_id(), Some("ABC123"));

@@ -38,7 +38,13 @@ impl TestCert {
     /// dgst -sha256`), not with the library that made the certificate.
     pub fn spki_sha256(&self) -> String {
         let pem = openssl(
-            &["x509", "-in", self.cert.to_str().unwrap(), "-pubkey", "-noout"],
+            &[
+                "x509",
+                "-in",
+                self.cert.to_str().unwrap(),
+                "-pubkey",
+                "-noout",
+            ],
             b"",
         );
         let der = openssl(&["pkey", "-pubin", "-outform", "DER"], &pem);
