@@ -1,9 +1,9 @@
 //! A private Postfix instance inside a test network namespace (own config,
-//! queue, data and spool under a temporary directory), stopped and removed on drop.
-//!
-//! Facts this rests on are measured in `shared/postfix-notes.md`: Postfix
-//! 3.7 from Debian, `postfix -c DIR start` under `nsenter --net=...`, no
-//! syslog (so `maillog_file`), local delivery to a real Unix user.
+//! queue, data, spool and maillog in a temp dir), stopped and removed on drop.
+
+// Facts this rests on are measured in `shared/postfix-notes.md`: Postfix
+// 3.7 from Debian, `postfix -c DIR start` under `nsenter --net=...`, no
+// syslog (so `maillog_file`), local delivery to a real Unix user.
 
 pub mod mailbox;
 pub mod swaks;
@@ -472,7 +472,7 @@ impl PostfixInstance {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let leftovers = processes_with_env(&format!("MAIL_CONFIG={etc}"));
+        let leftovers = processes_of(&self.etc());
         for pid in &leftovers {
             // SAFETY: kill(2) on processes of this instance only.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
@@ -502,6 +502,12 @@ fn alive(pid: i32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// Live processes of the instance with configuration directory `etc`
+/// (Postfix passes `MAIL_CONFIG` to every process it starts).
+pub fn processes_of(etc: &Path) -> Vec<i32> {
+    processes_with_env(&format!("MAIL_CONFIG={}", path(etc)))
 }
 
 /// Live processes whose environment holds exactly `entry`.

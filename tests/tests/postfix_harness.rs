@@ -1,9 +1,9 @@
 //! The Postfix test harness proven on a real Postfix and swaks, with a tiny
 //! policy server in the test that records every request it answers.
-//!
-//! Which stage PREPENDs once per message: `smtpd_data_restrictions` (one
-//! request per message, `recipient_count` set); a PREPEND at RCPT adds one
-//! header per recipient unless the policy server remembers the `instance`.
+
+// Which stage PREPENDs once per message: `smtpd_data_restrictions` (one
+// request per message, `recipient_count` set); a PREPEND at RCPT adds one
+// header per recipient unless the policy server remembers the `instance`.
 
 use std::{
     collections::BTreeMap,
@@ -331,6 +331,57 @@ fn policy_verdicts_reach_the_client_and_the_mailbox() {
     assert_eq!(pf.messages().len(), before, "nothing more delivered");
     assert!(delivered_with(&pf, "reject.example").is_empty());
     assert_eq!(pf.delivery_count(), 9, "{}", pf.maillog());
+
+    // IPv4 clients find nobody listening (inet_protocols = ipv6).
+    let v4 = Swaks::new(&pair.client.name, ip("192.0.2.2"), ip("192.0.2.1"))
+        .to(&[pf.address("v4")])
+        .send();
+    assert!(!v4.connected(), "{}", v4.text);
+    assert_ne!(v4.exit, Some(0));
+    assert!(v4.text.contains("Error connecting"), "{}", v4.text);
+}
+
+/// Everything the harness made is gone after a test panics: Postfix's
+/// processes, the mail user, the directory, the namespaces.
+#[test]
+fn a_panicking_test_leaves_nothing_behind() {
+    let seen: Arc<Mutex<Option<(PathBuf, String, Vec<String>)>>> = Arc::default();
+    let s = seen.clone();
+    let result = std::panic::catch_unwind(move || {
+        let pair = Pair::new("pfp", &[]);
+        let pf = PostfixInstance::start(&pair.server, PostfixConfig::default());
+        let t = Swaks::new(&pair.client.name, ip(CLIENT), ip(SERVER))
+            .to(&[pf.address("p")])
+            .send();
+        assert_eq!(t.final_code(), Some(250), "{}", t.text);
+        pf.wait_messages(1, Duration::from_secs(10));
+        let procs = integration_tests::postfix::processes_of(&pf.etc());
+        assert!(procs.len() >= 3, "master, qmgr, pickup at least: {procs:?}");
+        *s.lock().unwrap() = Some((
+            pf.dir().to_path_buf(),
+            pf.user.name.clone(),
+            vec![pair.client.name.clone(), pair.server.name.clone()],
+        ));
+        panic!("on purpose, with Postfix running");
+    });
+    assert!(result.is_err());
+    let (dir, user, namespaces) = seen.lock().unwrap().take().expect("got that far");
+    assert_eq!(
+        integration_tests::postfix::processes_of(&dir.join("etc")),
+        Vec::<i32>::new()
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.lines().any(|l| l.starts_with(&format!("{user}:"))),
+        "user {user} left behind"
+    );
+    for ns in namespaces {
+        assert!(
+            !std::path::Path::new(&format!("/run/netns/{ns}")).exists(),
+            "namespace {ns} left behind"
+        );
+    }
 }
 
 #[test]
