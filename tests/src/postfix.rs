@@ -453,32 +453,32 @@ impl PostfixInstance {
         )
     }
 
-    /// Stops the instance (also done on drop): `postfix stop` inside the
-    /// namespace (it checks inet_interfaces there), then SIGKILL for every
-    /// process still running with this configuration (`MAIL_CONFIG`).
+    /// Stops the instance (also done on drop): SIGTERM to the master, as
+    /// `postfix stop` does (the master ends its children; `postfix stop`
+    /// itself would sleep a second and check inet_interfaces), then SIGKILL
+    /// for every process still running with this configuration.
     pub fn stop(&mut self) {
         if self.stopped {
             return;
         }
         self.stopped = true;
-        let etc = path(&self.etc());
-        let _ = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .args(["postfix", "-c", &etc, "stop"])
-            .output();
-        if let Some(pid) = self.master_pid() {
-            let end = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let etc = self.etc();
+        let mine = processes_of(&etc);
+        if let Some(pid) = self.master_pid().filter(|p| mine.contains(p)) {
+            // SAFETY: kill(2) on this instance's master.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        let leftovers = processes_of(&self.etc());
+        let end = Instant::now() + Duration::from_secs(5);
+        while !processes_of(&etc).is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let leftovers = processes_of(&etc);
         for pid in &leftovers {
             // SAFETY: kill(2) on processes of this instance only.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
         if !leftovers.is_empty() {
-            eprintln!("postfix {etc}: killed leftovers {leftovers:?}");
+            eprintln!("postfix {}: killed leftovers {leftovers:?}", etc.display());
         }
     }
 }
