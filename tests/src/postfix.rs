@@ -431,6 +431,42 @@ impl PostfixInstance {
         }
     }
 
+    /// Rewrites main.cf (and header_checks, and a new server certificate)
+    /// from `config` and runs `postfix reload`; new SMTP sessions get the
+    /// new settings. `listen` and `hostname` must stay.
+    pub fn reconfigure(&mut self, config: PostfixConfig) {
+        assert_eq!(
+            config.listen, self.config.listen,
+            "listen address cannot change"
+        );
+        assert_eq!(
+            config.hostname, self.config.hostname,
+            "hostname cannot change"
+        );
+        self.config = config;
+        self.write_files();
+        let reloads = self.maillog().matches("reload -- version").count();
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .args(["postfix", "-c", &path(&self.etc()), "reload"])
+            .output()
+            .expect("run postfix reload");
+        assert!(
+            out.status.success(),
+            "postfix reload failed\n{}",
+            self.diagnose()
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.maillog().matches("reload -- version").count() == reloads {
+            assert!(
+                Instant::now() < end,
+                "no reload in the maillog\n{}",
+                self.diagnose()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Postfix's own account of what is wrong: `postfix check` on a
     /// terminal (without one, and without syslog, its errors vanish) and
     /// the maillog.

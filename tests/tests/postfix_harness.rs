@@ -390,7 +390,7 @@ fn a_panicking_test_leaves_nothing_behind() {
 #[test]
 fn tls_sessions_show_in_the_policy_request() {
     let pair = Pair::new("pft", &[]);
-    let pf = PostfixInstance::start(
+    let mut pf = PostfixInstance::start(
         &pair.server,
         PostfixConfig {
             recipient_restrictions: format!("reject_unauth_destination, {CHECK_POLICY}"),
@@ -403,10 +403,10 @@ fn tls_sessions_show_in_the_policy_request() {
     let other = TestCert::self_signed(pf.dir(), "other", "client.example");
     let fingerprint = client.spki_sha256();
     assert_ne!(fingerprint, other.spki_sha256());
-    let send = |helo: &str, tls: Option<ClientTls>| {
+    let send = |pf: &PostfixInstance, helo: &str, tls: Option<ClientTls>| {
         let mut s = Swaks::new(&pair.client.name, ip(CLIENT), ip(SERVER))
             .helo(helo)
-            .to(&recipients(&pf, helo.split('.').next().unwrap(), 1));
+            .to(&recipients(pf, helo.split('.').next().unwrap(), 1));
         if let Some(t) = tls {
             s = s.tls(t);
         }
@@ -423,7 +423,7 @@ fn tls_sessions_show_in_the_policy_request() {
 
     // (d) STARTTLS with a client certificate: the SHA-256 of its SPKI,
     // computed here with openssl, arrives as ccert_pubkey_fingerprint.
-    let r = send("cert.example", Some(with_cert(&client)));
+    let r = send(&pf, "cert.example", Some(with_cert(&client)));
     assert_eq!(
         r["ccert_pubkey_fingerprint"].to_uppercase(),
         fingerprint,
@@ -437,17 +437,18 @@ fn tls_sessions_show_in_the_policy_request() {
     );
     // Unverified self-signed: no subject or issuer (notes), but a fingerprint.
     assert_eq!(r["ccert_subject"], "", "{r:?}");
-    let r = send("other.example", Some(with_cert(&other)));
+    let r = send(&pf, "other.example", Some(with_cert(&other)));
     assert_eq!(r["ccert_pubkey_fingerprint"], other.spki_sha256());
-    let r = send("nocert.example", Some(ClientTls::default()));
+    let r = send(&pf, "nocert.example", Some(ClientTls::default()));
     assert_eq!(r["ccert_pubkey_fingerprint"], "", "{r:?}");
     assert_eq!(r["encryption_protocol"], "TLSv1.3", "{r:?}");
-    let r = send("plain.example", None);
+    let r = send(&pf, "plain.example", None);
     assert_eq!(r["encryption_protocol"], "", "{r:?}");
     assert_eq!(r["encryption_cipher"], "", "{r:?}");
 
     // (e) The client forces TLS 1.2 with a CBC suite; the policy server sees it.
     let r = send(
+        &pf,
         "cbc.example",
         Some(ClientTls {
             protocol: Some("tlsv1_2".into()),
@@ -459,6 +460,44 @@ fn tls_sessions_show_in_the_policy_request() {
     assert_eq!(r["encryption_cipher"], "ECDHE-ECDSA-AES128-SHA256", "{r:?}");
     assert_eq!(r["ccert_pubkey_fingerprint"], fingerprint);
     pf.wait_messages(5, Duration::from_secs(10));
+
+    // The server side is configurable too: TLS 1.2+ with AEAD suites only
+    // (the CBC suites are the ones with a SHA1/SHA256/SHA384 MAC). The
+    // forced CBC session now fails its handshake and never reaches RCPT.
+    pf.reconfigure(PostfixConfig {
+        tls: Some(ServerTls {
+            protocols: Some(">=TLSv1.2".into()),
+            exclude_ciphers: Some("SHA1, SHA256, SHA384".into()),
+            ..Default::default()
+        }),
+        ..pf.config.clone()
+    });
+    let cbc = Swaks::new(&pair.client.name, ip(CLIENT), ip(SERVER))
+        .helo("cbc2.example")
+        .to(&recipients(&pf, "cbc2", 1))
+        .tls(ClientTls {
+            protocol: Some("tlsv1_2".into()),
+            cipher: Some("ECDHE-ECDSA-AES128-SHA256".into()),
+            ..Default::default()
+        })
+        .send();
+    assert_ne!(cbc.exit, Some(0), "{}", cbc.text);
+    assert!(cbc.replies_to("RCPT").is_empty(), "{}", cbc.text);
+    assert!(cbc.text.contains("TLS startup failed"), "{}", cbc.text);
+    assert!(policy.requests_from("cbc2.example").is_empty());
+    let r = send(
+        &pf,
+        "gcm.example",
+        Some(ClientTls {
+            protocol: Some("tlsv1_2".into()),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(r["encryption_protocol"], "TLSv1.2", "{r:?}");
+    assert!(
+        r["encryption_cipher"].contains("GCM") || r["encryption_cipher"].contains("CHACHA20"),
+        "{r:?}"
+    );
 }
 
 /// The internal header name a policy server PREPENDs under in the recipe
