@@ -195,8 +195,10 @@ impl PostfixInstance {
             .expect("run postfix start");
         if !out.status.success() {
             panic!(
-                "postfix start failed ({}): {}{}\n{}",
+                "postfix start failed ({}, dir= {} user= {}): {}{}\n{}",
                 out.status,
+                pf.dir().display(),
+                pf.user.name,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
                 pf.diagnose()

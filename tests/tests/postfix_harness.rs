@@ -387,6 +387,48 @@ fn a_panicking_test_leaves_nothing_behind() {
     }
 }
 
+/// A Postfix that does not start says why (it cannot tell without a
+/// terminal or syslog), and leaves nothing behind either.
+#[test]
+fn a_failed_start_says_why() {
+    let pair = Pair::new("pfq", &[]);
+    let failed = std::panic::catch_unwind(|| {
+        PostfixInstance::start(
+            &pair.server,
+            PostfixConfig {
+                listen: "2001:db8:ffff::99".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+    });
+    let message = match failed {
+        Ok(_) => panic!("postfix started on an address the namespace lacks"),
+        Err(e) => e
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "(not a string)".into()),
+    };
+    assert!(
+        message.contains("no local interface found for 2001:db8:ffff::99"),
+        "{message}"
+    );
+    let word = |key: &str| {
+        let w = message
+            .split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next());
+        w.unwrap_or_else(|| panic!("no {key} in {message}"))
+            .to_string()
+    };
+    let (dir, user) = (PathBuf::from(word("dir=")), word("user="));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.contains(&format!("\n{user}:")),
+        "user {user} left behind"
+    );
+}
+
 #[test]
 fn tls_sessions_show_in_the_policy_request() {
     let pair = Pair::new("pft", &[]);
