@@ -348,9 +348,10 @@ fn policy_verdicts_reach_the_client_and_the_mailbox() {
 /// processes, the mail user, the directory, the namespaces.
 #[test]
 fn a_panicking_test_leaves_nothing_behind() {
-    let seen: Arc<Mutex<Option<(PathBuf, String, Vec<String>)>>> = Arc::default();
-    let s = seen.clone();
-    let result = std::panic::catch_unwind(move || {
+    // The directory, the user and the namespaces, seen before the panic.
+    type Made = (PathBuf, String, Vec<String>);
+    let seen: Mutex<Option<Made>> = Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
         let pair = Pair::new("pfp", &[]);
         let pf = PostfixInstance::start(&pair.server, PostfixConfig::default());
         let t = Swaks::new(&pair.client.name, ip(CLIENT), ip(SERVER))
@@ -360,7 +361,7 @@ fn a_panicking_test_leaves_nothing_behind() {
         pf.wait_messages(1, Duration::from_secs(10));
         let procs = integration_tests::postfix::processes_of(&pf.etc());
         assert!(procs.len() >= 3, "master, qmgr, pickup at least: {procs:?}");
-        *s.lock().unwrap() = Some((
+        *seen.lock().unwrap() = Some((
             pf.dir().to_path_buf(),
             pf.user.name.clone(),
             vec![pair.client.name.clone(), pair.server.name.clone()],
