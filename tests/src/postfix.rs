@@ -152,16 +152,15 @@ fn try_passwd(args: &[&str], tries: u32) -> bool {
     false
 }
 
+/// Like `try_passwd`, and a last try that panics with the command's output.
 fn retry_passwd(args: &[&str]) {
     if !try_passwd(args, 50) {
-        let out = crate::netns::sh(args);
-        panic!("{args:?} kept failing: {out:?}");
+        crate::netns::sh(args);
     }
 }
 
-/// A running private Postfix. Drop stops it (`postfix stop`, then SIGKILL
-/// for anything left that runs with its configuration), removes the mail
-/// user and the directory.
+/// A running private Postfix. Drop stops it (see [`PostfixInstance::stop`]),
+/// then removes the mail user and the directory.
 pub struct PostfixInstance {
     pub config: PostfixConfig,
     /// The namespace it listens in (owned by the caller; drop this first).
@@ -281,23 +280,28 @@ impl PostfixInstance {
         }
     }
 
-    /// Waits until the mailbox holds at least `n` messages; panics with the
-    /// maillog after `timeout`.
+    /// Waits until at least `n` deliveries are complete (logged as
+    /// `status=sent`, which local(8) does after writing the mailbox, so no
+    /// message is read half-written) and returns the mailbox; panics with
+    /// the maillog after `timeout`.
     pub fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<Message> {
         let end = Instant::now() + timeout;
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
+        while self.delivery_count() < n {
             assert!(
                 Instant::now() < end,
                 "{} of {n} messages delivered within {timeout:?}; maillog:\n{}",
-                m.len(),
+                self.delivery_count(),
                 self.maillog()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        let m = self.messages();
+        assert!(
+            m.len() >= n,
+            "{} messages in the mailbox, {n} logged as sent",
+            m.len()
+        );
+        m
     }
 
     /// How many deliveries (`status=sent`) the maillog reports.
