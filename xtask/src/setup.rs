@@ -27,9 +27,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // a test namespace, their own main.cf and master.cf) and never the
     // system-wide one, which is not ours to run on a developer's machine:
     // setup preseeds debconf with "No configuration" (no /etc/postfix/main.cf,
-    // so the package's scripts neither configure nor start it), and on
-    // machines without an init system (like this project's) nothing starts
-    // services anyway.
+    // so the package's scripts neither configure nor start it; the tests run
+    // without that file), and on machines without an init system (like this
+    // project's) nothing starts services anyway.
     ("postfix", "the real MTA of the Postfix policy tests"),
     ("swaks", "the SMTP client of the Postfix policy tests"),
     // Recommended by swaks, so not pulled in with --no-install-recommends:
