@@ -110,7 +110,7 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
         m.headers
     );
     assert!(
-        !m.headers.iter().any(|(_, v)| v.contains("forged")),
+        !m.headers.iter().any(|(_, v)| v.contains("(forged")),
         "{:#?}",
         m.headers
     );
@@ -135,7 +135,7 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
     );
     assert_labelled(&m[0], &beta);
     // Rejected without TLS, without a certificate, with another one.
-    let no_cert = "5.7.1 wotgate tls-key check failed: no client certificate: beta.example's statement lists TLS keys, so present one of them with STARTTLS";
+    let no_cert = &format!("5.7.1 wotgate tls-key check failed: no client certificate: beta.example's statement lists TLS keys, so present one of them with STARTTLS; see {POLICY_URL}");
     site.send_rejected(site.swaks("beta", "beta-plain"), 554, no_cert);
     site.send_rejected(
         site.swaks("beta", "beta-nocert").tls(ClientTls::default()),
@@ -147,7 +147,7 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
             .tls(Site::with_cert(&site.other_cert)),
         554,
         &format!(
-            "5.7.1 wotgate tls-key check failed: client certificate key {} is not one of the TLS keys in beta.example's statement",
+            "5.7.1 wotgate tls-key check failed: client certificate key {} is not one of the TLS keys in beta.example's statement; see {POLICY_URL}",
             site.other_cert.spki_sha256()
         ),
     );
@@ -159,7 +159,7 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
             ..Site::with_cert(&site.beta_cert)
         }),
         554,
-        "5.7.1 wotgate tls-aead check failed: TLSv1.2 with ECDHE-ECDSA-AES128-SHA256 is not TLS 1.2 or 1.3 with an AEAD cipher",
+        &format!("5.7.1 wotgate tls-aead check failed: TLSv1.2 with ECDHE-ECDSA-AES128-SHA256 is not TLS 1.2 or 1.3 with an AEAD cipher (AES-GCM, ChaCha20-Poly1305); see {POLICY_URL}"),
     );
 
     // Untrusted, beyond the depth, refused, IPv4: the gate drops their SYNs.
@@ -213,7 +213,7 @@ fn observe_rollout_and_a_dead_policy_server() {
     site.send_rejected(
         site.swaks("mallory", "mallory-enforce"),
         554,
-        "5.7.1 wotgate prefix check failed: 2001:db8:a:bad::10 is in 2001:db8:a:bad::/64, denied by a refused key's statement for mallory.example",
+        "5.7.1 wotgate prefix check failed: 2001:db8:a:bad::10 is in 2001:db8:a:bad::/64, denied by a refused key's statement for mallory.example; see https://mx.example/wotgate",
     );
 
     // The policy server dies (SIGKILL leaves its socket behind): Postfix

@@ -32,9 +32,11 @@ pub const CLIENT_V4: &str = "192.0.2.2";
 pub const AUTHSERV_ID: &str = "mx.example";
 pub const POLICY_URL: &str = "https://mx.example/wotgate";
 
-/// The policy service as the README tells operators to list it, at RCPT
-/// (early rejection) and at DATA (the verdict and header, once per message).
-pub const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, timeout=10s, default_action=DEFER_IF_PERMIT 4.3.5 wotgate policy service unavailable }";
+/// The policy service as operators list it, at RCPT (early rejection) and
+/// at DATA (the verdict and header, once per message). A value with blanks
+/// needs its own braces: `default_action=DEFER_IF_PERMIT 4.3.5 ...` bare
+/// makes every smtpd die with "malformed option: missing '='".
+pub const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, timeout=10s, { default_action = DEFER_IF_PERMIT 4.3.5 wotgate policy service unavailable } }";
 
 /// The forged-header recipe (README, "Forged Authentication-Results
 /// headers"), as a `regexp:` table: the policy server PREPENDs under the
@@ -46,8 +48,9 @@ pub fn header_checks(internal: &str) -> Vec<String> {
         format!(r"/^{internal}:(.*)$/ REPLACE Authentication-Results:$1"),
         r"/^X-Wotgate-AR-/ IGNORE".into(),
         // Our id followed by blanks, `;`, a comment or a version (RFC 8601
-        // allows CFWS and a version after the authserv-id).
-        r"/^Authentication-Results:\s*mx\.example([\s;(]|$)/ IGNORE".into(),
+        // allows CFWS and a version after the authserv-id). POSIX regexp:
+        // `\s` works outside brackets only (`[\s]` is a backslash or an s).
+        r"/^Authentication-Results:\s*mx\.example([[:space:];(]|$)/ IGNORE".into(),
     ]
 }
 
@@ -378,9 +381,9 @@ impl Site {
             .to_string();
         let before = self.pf.delivery_count();
         let t = s.send();
-        assert_eq!(t.final_code(), Some(250), "{case}:\n{}", t.text);
-        assert_eq!(t.exit, Some(0), "{case}:\n{}", t.text);
-        assert!(t.queue_id().is_some(), "{case}:\n{}", t.text);
+        assert_eq!(t.final_code(), Some(250), "{case}:\n{}", self.explain(&t));
+        assert_eq!(t.exit, Some(0), "{case}:\n{}", self.explain(&t));
+        assert!(t.queue_id().is_some(), "{case}:\n{}", self.explain(&t));
         self.pf
             .wait_messages(before + copies, Duration::from_secs(20));
         let got = self.delivered(&case);
@@ -388,27 +391,31 @@ impl Site {
         got
     }
 
-    /// Sends and expects the policy's rejection: `code` and text starting
-    /// with `text` at RCPT for every recipient, nothing queued, nothing
-    /// delivered.
+    /// Sends and expects the policy's rejection at RCPT for every recipient:
+    /// `code`, and `text` is the status and the reason; nothing queued,
+    /// nothing delivered.
     pub fn send_rejected(&self, s: Swaks, code: u16, text: &str) -> Transcript {
         let before = self.pf.delivery_count();
         let case = s.headers.first().cloned().unwrap_or_default();
         let n = s.to.len();
         let t = s.send();
-        assert!(t.connected(), "{case}: not connected\n{}", t.text);
+        assert!(t.connected(), "{case}: not connected\n{}", self.explain(&t));
         let rcpt = t.replies_to("RCPT");
-        assert_eq!(rcpt.len(), n, "{case}:\n{}", t.text);
+        assert_eq!(rcpt.len(), n, "{case}:\n{}", self.explain(&t));
+        // `554 5.7.1 <rcpt>: Recipient address rejected: REASON`.
+        let (status, reason) = text.split_once(' ').expect("STATUS REASON");
         for r in &rcpt {
-            assert_eq!(r.code, code, "{case}:\n{}", t.text);
+            assert_eq!(r.code, code, "{case}:\n{}", self.explain(&t));
             assert!(
-                r.text.starts_with(&format!("{code} {text}")),
+                r.text.starts_with(&format!("{code} {status} <"))
+                    && r.text
+                        .ends_with(&format!(": Recipient address rejected: {reason}")),
                 "{case}: want {code} {text}...\n{}",
                 t.text
             );
         }
-        assert_eq!(t.queue_id(), None, "{case}:\n{}", t.text);
-        assert_ne!(t.exit, Some(0), "{case}:\n{}", t.text);
+        assert_eq!(t.queue_id(), None, "{case}:\n{}", self.explain(&t));
+        assert_ne!(t.exit, Some(0), "{case}:\n{}", self.explain(&t));
         // Anything queued would be delivered within this time.
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(self.pf.delivery_count(), before, "{case}: delivered");
@@ -459,6 +466,16 @@ impl Site {
             cert_and_key: Some((cert.cert.clone(), cert.key.clone())),
             ..Default::default()
         }
+    }
+
+    /// A transcript with Postfix's maillog and the daemon's log, for a failure.
+    pub fn explain(&self, t: &Transcript) -> String {
+        format!(
+            "{}\n--- maillog:\n{}\n--- daemon log:\n{}",
+            t.text,
+            self.pf.maillog(),
+            self.daemon_log()
+        )
     }
 
     /// The daemon's log so far.
