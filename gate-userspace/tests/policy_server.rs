@@ -293,24 +293,29 @@ fn hostile_requests_are_deferred_and_their_connection_closed() {
     }
     // A client that sends half a request and stalls is closed after
     // policy.request_timeout (2 s); others are served meanwhile.
-    let mut stalled = srv.connect();
-    stalled
-        .write_all(b"request=smtpd_access_policy\nclient_addr")
-        .unwrap();
-    let t = Instant::now();
-    assert_eq!(
-        ask(&mut srv.connect(), &request("RCPT", ALPHA)),
-        "action=DUNNO\n\n"
-    );
-    assert!(
-        closed_within(&mut stalled, Duration::from_secs(8)),
-        "the stalled client is still connected"
-    );
-    let waited = t.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
-        "{waited:?}"
-    );
+    // Stalled inside a line, and after whole lines.
+    for half in [
+        &b"request=smtpd_acc"[..],
+        b"request=smtpd_access_policy\nclient_addr",
+        b"request=smtpd_access_policy\n",
+    ] {
+        let mut stalled = srv.connect();
+        stalled.write_all(half).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            ask(&mut srv.connect(), &request("RCPT", ALPHA)),
+            "action=DUNNO\n\n"
+        );
+        assert!(
+            closed_within(&mut stalled, Duration::from_secs(8)),
+            "the stalled client is still connected"
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+            "{waited:?}"
+        );
+    }
     // After all that the server still answers.
     assert_eq!(
         ask(&mut srv.connect(), &request("RCPT", ALPHA)),
@@ -426,4 +431,33 @@ fn defers_until_a_refresh_succeeds_then_serves_after_sighup() {
     // Same connection: the new state is in force without reconnecting.
     assert!(ask(&mut c, &request("DATA", ALPHA))
         .starts_with("action=PREPEND Authentication-Results: mx.example; x-wot=pass"));
+}
+
+#[test]
+fn observe_labels_over_the_socket_and_a_stale_state_defers() {
+    let srv = Server::start(
+        "observe",
+        "mode = \"observe\"\nmax_state_age = \"4s\"\n",
+        true,
+    );
+    let t = Instant::now();
+    let mut c = srv.connect();
+    assert_eq!(ask(&mut c, &request("RCPT", EVE)), "action=DUNNO\n\n");
+    let r = ask(&mut c, &request("DATA", EVE));
+    assert!(
+        r.starts_with("action=PREPEND Authentication-Results: mx.example; x-wot=fail reason=\"prefix: 2001:db8:e::25 is in no network"),
+        "{r}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "too slow to see a fresh state"
+    );
+    // No refresh for longer than max_state_age: every request defers.
+    std::thread::sleep(Duration::from_secs(5) - t.elapsed());
+    let r = ask(&mut c, &request("DATA", ALPHA));
+    assert!(
+        r.starts_with("action=DEFER_IF_PERMIT 4.7.1 wotgate: the trust state is "),
+        "{r}"
+    );
+    assert!(r.contains("older than policy.max_state_age"), "{r}");
 }

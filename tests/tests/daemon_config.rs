@@ -51,6 +51,21 @@ fn config_check_names_the_key_of_an_error() {
             "detach_on_exit = false",
             "unknown field `detach_on_exit`",
         ),
+        (
+            "socket_mode = \"0660\"",
+            "socket_mode = \"rw\"",
+            "policy.socket_mode = \"rw\"",
+        ),
+        (
+            "tls_aead = \"auto\"",
+            "tls_aead = \"strict\"",
+            "policy.tls_aead = \"strict\"",
+        ),
+        (
+            "tcp_listen = \"\"",
+            "tcp_listen = \"[2001:db8::1]:10040\"",
+            "policy.tcp_listen = \"[2001:db8::1]:10040\": only loopback",
+        ),
     ] {
         assert!(text.contains(from), "{from}");
         let f = dir.join("bad.toml");

@@ -58,16 +58,17 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_log(log: &Path, needle: &str, after: usize) -> usize {
+/// Waits for a line of the daemon's log that holds every one of `needles`.
+fn wait_log(log: &Path, needles: &[&str]) {
     let end = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(i) = text[after.min(text.len())..].find(needle) {
-            return after + i + needle.len();
+        if text.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+            return;
         }
         assert!(
             Instant::now() < end,
-            "no {needle:?} in the daemon log:\n{text}"
+            "no line with {needles:?} in the daemon log:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -131,8 +132,8 @@ fn the_daemon_serves_the_policy_from_the_gates_trust_state() {
         .spawn()
         .unwrap();
     let mut d = Daemon { child, pin };
-    wait_log(&log, "policy server listening", 0);
-    let seen = wait_log(&log, "plan loaded", 0);
+    wait_log(&log, &["policy server listening"]);
+    wait_log(&log, &["plan loaded", "start"]);
     let mut c = UnixStream::connect(&socket).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // Gate and policy agree on every party; the header names signer and depth.
@@ -172,7 +173,7 @@ fn the_daemon_serves_the_policy_from_the_gates_trust_state() {
     // beta's statement goes; after SIGHUP the open connection sees it.
     std::fs::remove_file(world.dir.join("statements/beta.asc")).unwrap();
     d.signal(libc::SIGHUP);
-    wait_log(&log, "plan loaded", seen);
+    wait_log(&log, &["plan loaded", "sighup"]);
     assert!(ask(&mut c, "RCPT", "2001:db8:b::10").starts_with("action=REJECT 5.7.1"));
     assert_eq!(ask(&mut c, "RCPT", "2001:db8:a::10"), "action=DUNNO\n\n");
     // SIGTERM stops the daemon and removes the socket.

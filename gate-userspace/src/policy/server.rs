@@ -295,22 +295,30 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite>(stream: S, ctx: &Contex
     let mut deadline: Option<Instant> = None;
     loop {
         line.clear();
+        if deadline.is_none() {
+            // Between requests: wait for the first byte of the next one.
+            match timeout(ctx.idle_timeout, rd.fill_buf()).await {
+                Ok(Ok(buf)) if !buf.is_empty() => {}
+                // Idle (Postfix reconnects when it needs us), EOF (normal
+                // between requests) or an error.
+                _ => return,
+            }
+            deadline = Some(Instant::now() + ctx.request_timeout);
+        }
+        let until = deadline.unwrap_or_else(Instant::now);
         let budget = (ctx.limits.max_request_bytes - builder.bytes() + 1) as u64;
-        let until = deadline.unwrap_or_else(|| Instant::now() + ctx.idle_timeout);
         match timeout_at(until, (&mut rd).take(budget).read_until(b'\n', &mut line)).await {
-            Err(_) if deadline.is_some() => {
+            Err(_) => {
                 debug!("policy connection: request not completed within policy.request_timeout; closing");
                 return;
             }
-            Err(_) => return, // idle: Postfix reconnects when it needs us
-            Ok(Err(_)) | Ok(Ok(0)) => return, // EOF between requests is normal
+            Ok(Err(_)) | Ok(Ok(0)) => return,
             Ok(Ok(n)) => {
                 if !line.ends_with(b"\n") && (n as u64) < budget {
-                    return; // EOF inside a line: nothing to answer
+                    return; // EOF inside a request: nothing to answer
                 }
             }
         }
-        deadline.get_or_insert_with(|| Instant::now() + ctx.request_timeout);
         let reply = match builder.push_line(&line) {
             Ok(None) => continue,
             Ok(Some(req)) => {

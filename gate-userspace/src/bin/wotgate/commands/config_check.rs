@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use wotgate::model::{config::Config, prefixes::PrefixSet};
+use wotgate::model::{
+    config::{Config, PolicyMode},
+    prefixes::PrefixSet,
+};
 
 /// Check a configuration file: every error names the key and the value.
 #[derive(Args)]
@@ -45,6 +48,19 @@ impl Check {
             cfg.daemon.startup,
             cfg.daemon.max_plan_age.as_secs(),
             cfg.state_directory.display()
+        );
+        let p = &cfg.policy;
+        outln!(
+            "policy: {} in wotgate run, {} mode, socket {}, tcp {}",
+            if p.enabled { "served" } else { "not served" },
+            match p.mode {
+                PolicyMode::Enforce => "enforce",
+                PolicyMode::Observe => "observe",
+            },
+            p.socket
+                .as_ref()
+                .map_or("none".to_string(), |s| s.display().to_string()),
+            p.tcp_listen.map_or("none".to_string(), |a| a.to_string())
         );
         if g.interfaces.is_empty() {
             errln!("wotgate: note: gate.interfaces is empty: `wotgate run` needs at least one interface (plan and statement verify do not)");
