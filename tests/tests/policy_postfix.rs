@@ -87,6 +87,34 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
         &format!("5.7.1 wotgate sender check failed: envelope sender <postmaster@beta.example> is not in alpha.example or a subdomain of it; see {POLICY_URL}"),
     );
 
+    // A bounce (null sender) is judged by its HELO name.
+    let m = site.send_ok(site.swaks("alpha", "alpha-bounce").from("<>"), 1);
+    assert_labelled(&m[0], &alpha);
+    site.send_rejected(
+        site.swaks("alpha", "alpha-bounce-helo").from("<>").helo("mail.beta.example"),
+        554,
+        &format!("5.7.1 wotgate sender check failed: null sender and HELO name \"mail.beta.example\" is not in alpha.example or a subdomain of it; see {POLICY_URL}"),
+    );
+
+    // BDAT (CHUNKING) instead of DATA: the data restrictions still run
+    // once per message, so still one header per copy.
+    let to: Vec<String> = (1..=2)
+        .map(|i| site.pf.address(&format!("bdat-{i}")))
+        .collect();
+    let before = site.pf.delivery_count();
+    let replies = site.send_bdat("alpha", "alpha-bdat", &to);
+    assert!(
+        replies[replies.len() - 2].starts_with("250 2.0.0 Ok: ")
+            && replies[replies.len() - 2].contains(" bytes queued as "),
+        "{replies:?}"
+    );
+    site.pf.wait_messages(before + 2, Duration::from_secs(20));
+    let copies = site.delivered("alpha-bdat");
+    assert_eq!(copies.len(), 2);
+    for m in &copies {
+        assert_labelled(m, &alpha);
+    }
+
     // A forged Authentication-Results with our authserv-id (in any
     // spelling RFC 8601 allows) does not survive; other ids do.
     let forged = site
@@ -167,10 +195,11 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
         site.assert_dropped(ip(site.party(name).client), ip(SERVER));
     }
     site.assert_dropped(ip(CLIENT_V4), ip(SERVER_V4));
-    // Nothing more than the accepted messages was delivered.
+    // Nothing more than the accepted messages was delivered (copies: one,
+    // three, subdomain, bounce, BDAT to two, forged, beta TLS 1.3 and 1.2).
     assert_eq!(
         site.pf.delivery_count(),
-        1 + 3 + 1 + 1 + 1 + 1,
+        1 + 3 + 1 + 1 + 2 + 1 + 1 + 1,
         "{}",
         site.pf.maillog()
     );

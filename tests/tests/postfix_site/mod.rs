@@ -468,6 +468,51 @@ impl Site {
         }
     }
 
+    /// One message over BDAT (CHUNKING, which swaks does not speak) from
+    /// `party`'s client, a raw SMTP session; the server's replies, in order
+    /// (multi-line replies as their last line).
+    pub fn send_bdat(&self, party: &str, case: &str, recipients: &[String]) -> Vec<String> {
+        use std::io::{BufRead, BufReader, Write};
+        let p = self.party(party);
+        let conn = connect(
+            &self.pair.client.name,
+            p.client.parse().unwrap(),
+            SocketAddr::new(ip(SERVER), 25),
+            Duration::from_secs(5),
+        )
+        .expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        let mut replies = Vec::new();
+        let mut read_reply = |r: &mut BufReader<std::net::TcpStream>| loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "EOF after {replies:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                replies.push(line.trim_end().to_string());
+                return replies.last().unwrap().clone();
+            }
+        };
+        read_reply(&mut r);
+        let body = format!(
+            "From: postmaster@{d}\r\nSubject: bdat\r\nX-Case: {case}\r\n\r\nsent with BDAT\r\n",
+            d = p.domain
+        );
+        let mut cmds = vec![
+            format!("EHLO mail.{}\r\n", p.domain),
+            format!("MAIL FROM:<postmaster@{}>\r\n", p.domain),
+        ];
+        cmds.extend(recipients.iter().map(|a| format!("RCPT TO:<{a}>\r\n")));
+        cmds.push(format!("BDAT {} LAST\r\n{body}", body.len()));
+        cmds.push("QUIT\r\n".into());
+        for c in cmds {
+            w.write_all(c.as_bytes()).unwrap();
+            read_reply(&mut r);
+        }
+        replies
+    }
+
     /// A transcript with Postfix's maillog and the daemon's log, for a failure.
     pub fn explain(&self, t: &Transcript) -> String {
         format!(
