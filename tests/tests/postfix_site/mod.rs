@@ -111,12 +111,13 @@ impl Drop for PinsAndLock {
     }
 }
 
+/// Everything one test runs against; dropped in field order (module note).
 pub struct Site {
     pub daemon: Option<DaemonProc>,
     pub pins: PinsAndLock,
     /// Something listening on IPv4 port 25, so a connection that fails can
     /// only have been dropped by the gate (Postfix listens on IPv6 only).
-    pub _v4: TcpListener,
+    pub v4_listener: TcpListener,
     pub pf: PostfixInstance,
     pub pair: Pair,
     /// beta's TLS client certificate (its key is in beta's statement), and another.
@@ -210,7 +211,7 @@ impl Site {
         let mut site = Site {
             daemon: None,
             pins: PinsAndLock(pin),
-            _v4: v4,
+            v4_listener: v4,
             pf,
             pair,
             beta_cert,
@@ -303,7 +304,7 @@ impl Site {
             std::fs::metadata(&socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         assert!(meta.file_type().is_socket());
-        let postfix_uid = wotgate_uid("postfix");
+        let postfix_uid = uid_of("postfix");
         assert_eq!(meta.uid(), postfix_uid, "the socket belongs to postfix");
         assert_eq!(meta.mode() & 0o777, 0o660);
     }
@@ -530,7 +531,7 @@ impl Site {
 }
 
 /// A user's uid from /etc/passwd.
-pub fn wotgate_uid(user: &str) -> u32 {
+pub fn uid_of(user: &str) -> u32 {
     std::fs::read_to_string("/etc/passwd")
         .unwrap()
         .lines()
