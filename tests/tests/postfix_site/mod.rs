@@ -117,7 +117,7 @@ pub struct Site {
     pub pins: PinsAndLock,
     /// Something listening on IPv4 port 25, so a connection that fails can
     /// only have been dropped by the gate (Postfix listens on IPv6 only).
-    pub v4_listener: TcpListener,
+    pub _v4_listener: TcpListener,
     pub pf: PostfixInstance,
     pub pair: Pair,
     /// beta's TLS client certificate (its key is in beta's statement), and another.
@@ -211,7 +211,7 @@ impl Site {
         let mut site = Site {
             daemon: None,
             pins: PinsAndLock(pin),
-            v4_listener: v4,
+            _v4_listener: v4,
             pf,
             pair,
             beta_cert,
