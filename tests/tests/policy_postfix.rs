@@ -103,9 +103,12 @@ fn trusted_peers_get_one_header_and_everyone_else_is_kept_out() {
         .collect();
     let before = site.pf.delivery_count();
     let replies = site.send_bdat("alpha", "alpha-bdat", &to);
+    assert_eq!(
+        replies[..3],
+        ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok"]
+    );
     assert!(
-        replies[replies.len() - 2].starts_with("250 2.0.0 Ok: ")
-            && replies[replies.len() - 2].contains(" bytes queued as "),
+        replies[3].starts_with("250 2.0.0 Ok: ") && replies[3].contains(" bytes queued as "),
         "{replies:?}"
     );
     site.pf.wait_messages(before + 2, Duration::from_secs(20));
@@ -246,8 +249,21 @@ fn observe_rollout_and_a_dead_policy_server() {
     );
 
     // The policy server dies (SIGKILL leaves its socket behind): Postfix
-    // answers 4xx and accepts nothing, trusted or not.
+    // answers 4xx and accepts nothing, trusted or not. A session that
+    // passed RCPT before gets the 4xx at DATA.
+    let mut midway = site.raw_session("alpha");
+    assert_eq!(
+        midway.send("MAIL FROM:<postmaster@alpha.example>"),
+        "250 2.1.0 Ok"
+    );
+    let rcpt = midway.send(&format!("RCPT TO:<{}>", site.pf.address("alpha-midway")));
+    assert_eq!(rcpt, "250 2.1.5 Ok");
     site.kill_daemon();
+    assert_eq!(
+        midway.send("DATA"),
+        "450 4.3.5 <DATA>: Data command rejected: wotgate policy service unavailable"
+    );
+    assert!(midway.send("QUIT").starts_with("221 "));
     assert!(site.pf.policy_socket().exists(), "the stale socket stays");
     let down = "4.3.5 wotgate policy service unavailable";
     let t = Instant::now();

@@ -469,11 +469,8 @@ impl Site {
         }
     }
 
-    /// One message over BDAT (CHUNKING, which swaks does not speak) from
-    /// `party`'s client, a raw SMTP session; the server's replies, in order
-    /// (multi-line replies as their last line).
-    pub fn send_bdat(&self, party: &str, case: &str, recipients: &[String]) -> Vec<String> {
-        use std::io::{BufRead, BufReader, Write};
+    /// A raw SMTP session from `party`'s client, greeted and past EHLO.
+    pub fn raw_session(&self, party: &str) -> RawSmtp {
         let p = self.party(party);
         let conn = connect(
             &self.pair.client.name,
@@ -484,33 +481,29 @@ impl Site {
         .expect("connect");
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        let mut w = conn.try_clone().unwrap();
-        let mut r = BufReader::new(conn);
-        let mut replies = Vec::new();
-        let mut read_reply = |r: &mut BufReader<std::net::TcpStream>| loop {
-            let mut line = String::new();
-            assert!(r.read_line(&mut line).unwrap() > 0, "EOF after {replies:?}");
-            if line.as_bytes().get(3) != Some(&b'-') {
-                replies.push(line.trim_end().to_string());
-                return replies.last().unwrap().clone();
-            }
+        let mut s = RawSmtp {
+            w: conn.try_clone().unwrap(),
+            r: std::io::BufReader::new(conn),
         };
-        read_reply(&mut r);
+        let banner = s.reply();
+        assert!(banner.starts_with("220 "), "{banner}");
+        let ehlo = s.send(&format!("EHLO mail.{}", p.domain));
+        assert!(ehlo.starts_with("250 "), "{ehlo}");
+        s
+    }
+
+    /// One message over BDAT (CHUNKING, which swaks does not speak) from
+    /// `party`: the replies to MAIL, each RCPT and BDAT.
+    pub fn send_bdat(&self, party: &str, case: &str, recipients: &[String]) -> Vec<String> {
+        let d = self.party(party).domain;
+        let mut s = self.raw_session(party);
+        let mut replies = vec![s.send(&format!("MAIL FROM:<postmaster@{d}>"))];
+        replies.extend(recipients.iter().map(|a| s.send(&format!("RCPT TO:<{a}>"))));
         let body = format!(
-            "From: postmaster@{d}\r\nSubject: bdat\r\nX-Case: {case}\r\n\r\nsent with BDAT\r\n",
-            d = p.domain
+            "From: postmaster@{d}\r\nSubject: bdat\r\nX-Case: {case}\r\n\r\nsent with BDAT\r\n"
         );
-        let mut cmds = vec![
-            format!("EHLO mail.{}\r\n", p.domain),
-            format!("MAIL FROM:<postmaster@{}>\r\n", p.domain),
-        ];
-        cmds.extend(recipients.iter().map(|a| format!("RCPT TO:<{a}>\r\n")));
-        cmds.push(format!("BDAT {} LAST\r\n{body}", body.len()));
-        cmds.push("QUIT\r\n".into());
-        for c in cmds {
-            w.write_all(c.as_bytes()).unwrap();
-            read_reply(&mut r);
-        }
+        replies.push(s.send(&format!("BDAT {} LAST\r\n{body}", body.len())));
+        s.send("QUIT");
         replies
     }
 
@@ -552,4 +545,35 @@ pub fn ours(m: &Message) -> Vec<&str> {
         .into_iter()
         .filter(|v| v.starts_with(&format!("{AUTHSERV_ID};")))
         .collect()
+}
+
+/// A raw SMTP client session (for what swaks cannot do: BDAT, pausing
+/// between commands).
+pub struct RawSmtp {
+    w: std::net::TcpStream,
+    r: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RawSmtp {
+    /// The next reply (a multi-line reply as its last line).
+    pub fn reply(&mut self) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            let n = self.r.read_line(&mut line).expect("read a reply");
+            assert!(n > 0, "the server closed the connection");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    /// Sends `command` (CRLF added) and returns the reply.
+    pub fn send(&mut self, command: &str) -> String {
+        use std::io::Write;
+        self.w
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("send a command");
+        self.reply()
+    }
 }
