@@ -326,3 +326,35 @@ fn observe_rollout_and_a_dead_policy_server() {
     assert_eq!(site.pf.delivery_count(), 4, "{}", site.pf.maillog());
     eprintln!("rollout and outage cases took {:?}", t0.elapsed());
 }
+
+/// A hung policy server (SIGSTOP) holds the command for Postfix's
+/// `timeout=10s` per try, two tries, then the same 4xx; never a permit.
+#[test]
+fn a_hung_policy_server_costs_the_timeout_and_never_permits() {
+    let site = Site::start("pfs", ENFORCE);
+    let alpha = pass_header(&site, "alpha", 1, "prefix,sender");
+    let m = site.send_ok(site.swaks("alpha", "alpha-before"), 1);
+    assert_labelled(&m[0], &alpha);
+
+    let daemon = site.daemon.as_ref().unwrap();
+    daemon.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    let mut s = site.swaks("alpha", "alpha-hung");
+    s.timeout_secs = 60;
+    site.send_rejected(s, 450, "4.3.5 wotgate policy service unavailable");
+    let took = t.elapsed();
+    eprintln!("policy server hung: RCPT answered 450 after {took:?}");
+    assert!(
+        took >= Duration::from_secs(20) && took < Duration::from_secs(40),
+        "two tries of 10 s: {took:?}"
+    );
+    // The gate needs no daemon: untrusted SYNs are still dropped.
+    site.assert_dropped(ip(site.party("eve").client), ip(SERVER));
+
+    // Resumed, it answers again (the stale requests of Postfix's abandoned
+    // connections are not in the way).
+    site.daemon.as_ref().unwrap().signal(libc::SIGCONT);
+    let m = site.send_ok(site.swaks("alpha", "alpha-after"), 1);
+    assert_labelled(&m[0], &alpha);
+    assert_eq!(site.pf.delivery_count(), 2, "{}", site.pf.maillog());
+}

@@ -66,7 +66,7 @@ pub const ENFORCE: Modes = Modes {
     policy_observe: false,
 };
 
-/// The daemon: SIGTERM, then SIGKILL, on drop.
+/// The daemon: SIGCONT and SIGTERM, then SIGKILL, on drop.
 pub struct DaemonProc(pub Child);
 
 impl DaemonProc {
@@ -90,6 +90,8 @@ impl DaemonProc {
 impl Drop for DaemonProc {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
+            // A test may have stopped it (SIGSTOP).
+            self.signal(libc::SIGCONT);
             self.signal(libc::SIGTERM);
             if self.wait(Duration::from_secs(5)).is_none() {
                 let _ = self.0.kill();
