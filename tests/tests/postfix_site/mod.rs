@@ -41,16 +41,17 @@ pub const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, t
 /// The forged-header recipe (README, "Forged Authentication-Results
 /// headers"), as a `regexp:` table: the policy server PREPENDs under the
 /// secret `internal` name, which is renamed once (a REPLACEd header is not
-/// checked again); guesses at the name and every incoming field carrying our
-/// authserv-id are dropped.
-pub fn header_checks(internal: &str) -> Vec<String> {
+/// checked again); guesses at the name and every incoming field carrying
+/// `authserv_id` are dropped.
+pub fn header_checks(internal: &str, authserv_id: &str) -> Vec<String> {
+    let id = authserv_id.replace('.', r"\.");
     vec![
         format!(r"/^{internal}:(.*)$/ REPLACE Authentication-Results:$1"),
         r"/^X-Wotgate-AR-/ IGNORE".into(),
         // Our id followed by blanks, `;`, a comment or a version (RFC 8601
         // allows CFWS and a version after the authserv-id). POSIX regexp:
         // `\s` works outside brackets only (`[\s]` is a backslash or an s).
-        r"/^Authentication-Results:\s*mx\.example([[:space:];(]|$)/ IGNORE".into(),
+        format!(r"/^Authentication-Results:\s*{id}([[:space:];(]|$)/ IGNORE"),
     ]
 }
 
@@ -200,7 +201,7 @@ impl Site {
                 ),
                 data_restrictions: POLICY_SERVICE.into(),
                 tls: Some(ServerTls::default()),
-                header_checks: header_checks(&internal),
+                header_checks: header_checks(&internal, AUTHSERV_ID),
                 ..Default::default()
             },
         );
