@@ -219,8 +219,8 @@ fn observe_rollout_and_a_dead_policy_server() {
     };
     site.assert_dropped(eve, ip(SERVER));
 
-    // Step 1 of the rollout, the gate only counts: eve reaches Postfix and
-    // the policy rejects it; the IPv4 client reaches its listener.
+    // Step 1 of the rollout, the gate only counts: eve and the IPv4 client
+    // reach Postfix and the policy rejects them.
     site.write_config(Modes {
         gate_observe: true,
         policy_observe: false,
@@ -231,7 +231,11 @@ fn observe_rollout_and_a_dead_policy_server() {
         "{}",
         site.daemon_log()
     );
-    assert!(site.connects(ip(CLIENT_V4), ip(SERVER_V4)));
+    site.send_rejected(
+        site.swaks_v4("v4-enforce"),
+        554,
+        &format!("5.7.1 wotgate prefix check failed: client {CLIENT_V4} is IPv4; only IPv6 networks named in a trusted signed statement are accepted; see {POLICY_URL}"),
+    );
     site.send_rejected(
         site.swaks("eve", "eve-enforce"),
         554,

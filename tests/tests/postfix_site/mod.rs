@@ -2,18 +2,18 @@
 //! behind the XDP gate, and `wotgate run` serving the policy on its socket.
 
 // Drop order is field order: the daemon (SIGTERM, then SIGKILL), the pins
-// and lock, the IPv4 listener, Postfix (and its mail user), the namespaces,
+// and lock, Postfix (and its mail user), the namespaces,
 // and last the world's directory (config, state, keys, certificates).
 
 use std::{
-    net::{IpAddr, SocketAddr, TcpListener},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use integration_tests::{
-    netns::{connect, in_netns, Pair},
+    netns::{connect, Pair},
     postfix::{
         mailbox::Message,
         swaks::{ClientTls, Swaks, Transcript},
@@ -118,9 +118,6 @@ impl Drop for PinsAndLock {
 pub struct Site {
     pub daemon: Option<DaemonProc>,
     pub pins: PinsAndLock,
-    /// Something listening on IPv4 port 25, so a connection that fails can
-    /// only have been dropped by the gate (Postfix listens on IPv6 only).
-    pub _v4_listener: TcpListener,
     pub pf: PostfixInstance,
     pub pair: Pair,
     /// beta's TLS client certificate (its key is in beta's statement), and another.
@@ -202,19 +199,21 @@ impl Site {
                 data_restrictions: POLICY_SERVICE.into(),
                 tls: Some(ServerTls::default()),
                 header_checks: header_checks(&internal, AUTHSERV_ID),
+                // Postfix listens on IPv4 too, so an IPv4 SYN has somewhere
+                // to go: a connect that times out was dropped by the gate.
+                extra: vec![
+                    ("inet_protocols".into(), "all".into()),
+                    ("inet_interfaces".into(), format!("{SERVER}, {SERVER_V4}")),
+                ],
                 ..Default::default()
             },
         );
-        let v4 = in_netns(&pair.server.name, || {
-            TcpListener::bind((SERVER_V4, 25)).expect("bind 192.0.2.1:25")
-        });
         let pin = PathBuf::from(format!("/sys/fs/bpf/wotgate-test-{}", unique(tag)));
         let config = world.dir.join("daemon.toml");
         let log = world.dir.join("daemon.log");
         let mut site = Site {
             daemon: None,
             pins: PinsAndLock(pin),
-            _v4_listener: v4,
             pf,
             pair,
             beta_cert,
@@ -365,6 +364,13 @@ impl Site {
         .header(&format!("X-Case: {case}"))
     }
 
+    /// A message from the IPv4 client 192.0.2.2 to 192.0.2.1.
+    pub fn swaks_v4(&self, case: &str) -> Swaks {
+        Swaks::new(&self.pair.client.name, ip(CLIENT_V4), ip(SERVER_V4))
+            .to(&[self.pf.address(case)])
+            .header(&format!("X-Case: {case}"))
+    }
+
     /// The delivered copies carrying `X-Case: case`.
     pub fn delivered(&self, case: &str) -> Vec<Message> {
         self.pf
@@ -452,17 +458,6 @@ impl Site {
             .is_err(),
             "{source} -> {server}: a plain connect got through"
         );
-    }
-
-    /// Whether a plain TCP connect from `source` to `server`:25 succeeds.
-    pub fn connects(&self, source: IpAddr, server: IpAddr) -> bool {
-        connect(
-            &self.pair.client.name,
-            source,
-            SocketAddr::new(server, 25),
-            Duration::from_millis(1000),
-        )
-        .is_ok()
     }
 
     pub fn with_cert(cert: &TestCert) -> ClientTls {
