@@ -223,7 +223,7 @@ fn observe_rollout_and_a_dead_policy_server() {
     // reach Postfix and the policy rejects them.
     site.write_config(Modes {
         gate_observe: true,
-        policy_observe: false,
+        ..ENFORCE
     });
     site.reload();
     assert!(
@@ -296,6 +296,7 @@ fn observe_rollout_and_a_dead_policy_server() {
     site.write_config(Modes {
         gate_observe: true,
         policy_observe: true,
+        ..ENFORCE
     });
     let mut d = site.daemon.take().unwrap();
     d.signal(libc::SIGTERM);
@@ -332,10 +333,11 @@ fn observe_rollout_and_a_dead_policy_server() {
 }
 
 /// A hung policy server (SIGSTOP) holds the command for Postfix's
-/// `timeout=10s` per try, two tries, then the same 4xx; never a permit.
+/// `timeout=10s` per try, two tries, then the same 4xx; a stale trust state
+/// defers. Never a permit.
 #[test]
-fn a_hung_policy_server_costs_the_timeout_and_never_permits() {
-    let site = Site::start("pfs", ENFORCE);
+fn a_hung_or_stale_policy_server_never_permits() {
+    let mut site = Site::start("pfs", ENFORCE);
     let alpha = pass_header(&site, "alpha", 1, "prefix,sender");
     let m = site.send_ok(site.swaks("alpha", "alpha-before"), 1);
     assert_labelled(&m[0], &alpha);
@@ -360,5 +362,28 @@ fn a_hung_policy_server_costs_the_timeout_and_never_permits() {
     site.daemon.as_ref().unwrap().signal(libc::SIGCONT);
     let m = site.send_ok(site.swaks("alpha", "alpha-after"), 1);
     assert_labelled(&m[0], &alpha);
-    assert_eq!(site.pf.delivery_count(), 2, "{}", site.pf.maillog());
+
+    // Trust state older than max_state_age (no refresh for 5 s): deferred,
+    // trusted or not, until a refresh makes it fresh again.
+    site.write_config(Modes {
+        max_state_age: "5s",
+        ..ENFORCE
+    });
+    let mut d = site.daemon.take().unwrap();
+    d.signal(libc::SIGTERM);
+    assert!(d.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    drop(d);
+    site.start_daemon();
+    let m = site.send_ok(site.swaks("alpha", "alpha-fresh"), 1);
+    assert_labelled(&m[0], &alpha);
+    std::thread::sleep(Duration::from_secs(6));
+    site.send_rejected(
+        site.swaks("alpha", "alpha-stale"),
+        450,
+        "4.7.1 wotgate: the trust state is # s old, older than policy.max_state_age; try again later",
+    );
+    site.reload();
+    let m = site.send_ok(site.swaks("alpha", "alpha-refreshed"), 1);
+    assert_labelled(&m[0], &alpha);
+    assert_eq!(site.pf.delivery_count(), 4, "{}", site.pf.maillog());
 }
