@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: xdp, wot or plan. `--record` appends to BENCHMARKS.md.
+    /// Benchmarks: xdp, wot, plan or policy. `--record` appends to BENCHMARKS.md.
     Bench {
         which: String,
         #[arg(long)]
@@ -207,7 +207,8 @@ fn main() -> Result<()> {
                 }
                 "wot" => ("gate-userspace", "bench_wot"),
                 "plan" => ("gate-userspace", "bench_plan"),
-                other => bail!("unknown benchmark {other:?}: xdp, wot or plan"),
+                "policy" => ("gate-userspace", "bench_policy"),
+                other => bail!("unknown benchmark {other:?}: xdp, wot, plan or policy"),
             };
             let mut args = vec!["run", "--release", "-p", package, "--example", example];
             if record {

@@ -287,9 +287,10 @@ async fn accept(l: &Listener) -> io::Result<Conn> {
 }
 
 /// Answers requests on one connection until EOF, a timeout or an error.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite>(stream: S, ctx: &Context) {
-    let (rd, mut wr) = tokio::io::split(stream);
-    let mut rd = BufReader::with_capacity(4096, rd);
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: &Context) {
+    // One request at a time, so reads and writes never overlap: the buffered
+    // reader writes straight through to the stream (no split, no lock).
+    let mut rd = BufReader::with_capacity(4096, stream);
     let mut builder = RequestBuilder::new(ctx.limits);
     let mut line = Vec::with_capacity(512);
     let mut deadline: Option<Instant> = None;
@@ -329,11 +330,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite>(stream: S, ctx: &Contex
             Err(e) => {
                 debug!(error = %e, "policy connection: malformed request; deferring and closing");
                 let r = Reply::Defer(format!("wotgate: malformed policy request: {e}"));
-                let _ = timeout(ctx.write_timeout, wr.write_all(r.to_wire().as_bytes())).await;
+                let _ = timeout(ctx.write_timeout, rd.write_all(r.to_wire().as_bytes())).await;
                 return;
             }
         };
-        match timeout(ctx.write_timeout, wr.write_all(reply.to_wire().as_bytes())).await {
+        match timeout(ctx.write_timeout, rd.write_all(reply.to_wire().as_bytes())).await {
             Ok(Ok(())) => {}
             _ => {
                 debug!("policy connection: reply not taken within policy.write_timeout; closing");
