@@ -291,8 +291,8 @@ fn observe_rollout_and_a_dead_policy_server() {
         &no_network(site.party("eve").client),
     );
 
-    // The policy in observe too ([policy] changes with a restart): eve is
-    // delivered, labelled as failed; alpha still passes.
+    // The policy in observe too ([policy] changes with a restart): eve and
+    // the IPv4 client are delivered, labelled as failed; alpha still passes.
     site.write_config(Modes {
         gate_observe: true,
         policy_observe: true,
@@ -312,6 +312,13 @@ fn observe_rollout_and_a_dead_policy_server() {
             e.client, e.client
         ),
     );
+    let m = site.send_ok(site.swaks_v4("v4-observe"), 1);
+    assert_labelled(
+        &m[0],
+        &format!(
+            "{AUTHSERV_ID}; x-wot=fail reason=\"prefix: client {CLIENT_V4} is IPv4; only IPv6 networks named in a trusted signed statement are accepted\" policy.remote-ip=\"{CLIENT_V4}\""
+        ),
+    );
     let m = site.send_ok(site.swaks("alpha", "alpha-observe"), 1);
     assert_labelled(&m[0], &alpha);
     // In observe a sender that fails alignment is labelled too.
@@ -328,7 +335,7 @@ fn observe_rollout_and_a_dead_policy_server() {
             site.party("alpha").tsk.fingerprint().to_hex()
         ),
     );
-    assert_eq!(site.pf.delivery_count(), 4, "{}", site.pf.maillog());
+    assert_eq!(site.pf.delivery_count(), 5, "{}", site.pf.maillog());
     eprintln!("rollout and outage cases took {:?}", t0.elapsed());
 }
 
