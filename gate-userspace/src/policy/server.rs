@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -286,6 +288,38 @@ async fn accept(l: &Listener) -> io::Result<Conn> {
     })
 }
 
+/// What reading one request ended with.
+enum Next {
+    Request(super::request::Request),
+    Malformed(super::request::RequestError),
+    Closed,
+}
+
+/// Reads the lines of one request, never buffering more than the rest of
+/// the request's byte limit.
+async fn read_request<R: AsyncBufRead + Unpin>(
+    rd: &mut R,
+    max: usize,
+    builder: &mut RequestBuilder,
+    line: &mut Vec<u8>,
+) -> Next {
+    loop {
+        line.clear();
+        let budget = (max - builder.bytes() + 1) as u64;
+        match (&mut *rd).take(budget).read_until(b'\n', line).await {
+            Ok(0) | Err(_) => return Next::Closed,
+            // EOF inside a request: nothing to answer.
+            Ok(n) if !line.ends_with(b"\n") && (n as u64) < budget => return Next::Closed,
+            Ok(_) => {}
+        }
+        match builder.push_line(line) {
+            Ok(None) => {}
+            Ok(Some(r)) => return Next::Request(r),
+            Err(e) => return Next::Malformed(e),
+        }
+    }
+}
+
 /// Answers requests on one connection until EOF, a timeout or an error.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: &Context) {
     // One request at a time, so reads and writes never overlap: the buffered
@@ -293,45 +327,44 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
     let mut rd = BufReader::with_capacity(4096, stream);
     let mut builder = RequestBuilder::new(ctx.limits);
     let mut line = Vec::with_capacity(512);
-    let mut deadline: Option<Instant> = None;
+    // One idle timer per connection, moved at most once a second: a timer
+    // per request costs more than the request (the deadline may come up to
+    // a second early, which an idle timeout of minutes does not notice).
+    let idle = tokio::time::sleep(ctx.idle_timeout);
+    tokio::pin!(idle);
     loop {
-        line.clear();
-        if deadline.is_none() {
-            // Between requests: wait for the first byte of the next one.
-            match timeout(ctx.idle_timeout, rd.fill_buf()).await {
-                Ok(Ok(buf)) if !buf.is_empty() => {}
-                // Idle (Postfix reconnects when it needs us), EOF (normal
-                // between requests) or an error.
-                _ => return,
-            }
-            deadline = Some(Instant::now() + ctx.request_timeout);
+        // Between requests: wait for the first byte of the next one.
+        let now = Instant::now();
+        if idle.deadline() + Duration::from_secs(1) < now + ctx.idle_timeout {
+            idle.as_mut().reset(now + ctx.idle_timeout);
         }
-        let until = deadline.unwrap_or_else(Instant::now);
-        let budget = (ctx.limits.max_request_bytes - builder.bytes() + 1) as u64;
-        match timeout_at(until, (&mut rd).take(budget).read_until(b'\n', &mut line)).await {
+        tokio::select! {
+            biased;
+            r = rd.fill_buf() => match r {
+                Ok(buf) if !buf.is_empty() => {}
+                _ => return, // EOF (normal between requests) or an error
+            },
+            _ = &mut idle => return, // Postfix reconnects when it needs us
+        }
+        let until = Instant::now() + ctx.request_timeout;
+        let max = ctx.limits.max_request_bytes;
+        let reply = match timeout_at(until, read_request(&mut rd, max, &mut builder, &mut line))
+            .await
+        {
             Err(_) => {
                 debug!("policy connection: request not completed within policy.request_timeout; closing");
                 return;
             }
-            Ok(Err(_)) | Ok(Ok(0)) => return,
-            Ok(Ok(n)) => {
-                if !line.ends_with(b"\n") && (n as u64) < budget {
-                    return; // EOF inside a request: nothing to answer
-                }
-            }
-        }
-        let reply = match builder.push_line(&line) {
-            Ok(None) => continue,
-            Ok(Some(req)) => {
-                deadline = None;
-                let snap = ctx.cell.get();
-                judge(&req, snap.as_deref(), SystemTime::now(), &ctx.settings)
-            }
-            Err(e) => {
+            Ok(Next::Closed) => return,
+            Ok(Next::Malformed(e)) => {
                 debug!(error = %e, "policy connection: malformed request; deferring and closing");
                 let r = Reply::Defer(format!("wotgate: malformed policy request: {e}"));
                 let _ = timeout(ctx.write_timeout, rd.write_all(r.to_wire().as_bytes())).await;
                 return;
+            }
+            Ok(Next::Request(req)) => {
+                let snap = ctx.cell.get();
+                judge(&req, snap.as_deref(), SystemTime::now(), &ctx.settings)
             }
         };
         match timeout(ctx.write_timeout, rd.write_all(reply.to_wire().as_bytes())).await {
