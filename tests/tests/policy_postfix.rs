@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use integration_tests::postfix::swaks::ClientTls;
 use postfix_site::{
-    ip, ours, Modes, Site, AUTHSERV_ID, CLIENT_V4, ENFORCE, POLICY_URL, SERVER, SERVER_V4,
+    header_checks, ip, ours, Modes, Site, AUTHSERV_ID, CLIENT_V4, ENFORCE, POLICY_SERVICE,
+    POLICY_URL, SERVER, SERVER_V4,
 };
 
 /// Our header for a pass: everything the verdict says, in order.
@@ -393,4 +394,28 @@ fn a_hung_or_stale_policy_server_never_permits() {
     let m = site.send_ok(site.swaks("alpha", "alpha-refreshed"), 1);
     assert_labelled(&m[0], &alpha);
     assert_eq!(site.pf.delivery_count(), 4, "{}", site.pf.maillog());
+}
+
+/// The README shows the lines these tests run: the policy service at both
+/// stages with its default_action, and the forged-header recipe (for the
+/// README's example authserv-id and secret name).
+#[test]
+fn the_readme_shows_the_lines_tested_here() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = flat(&readme);
+    let lines = [
+        format!("smtpd_data_restrictions = {POLICY_SERVICE}"),
+        format!(
+            "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, {POLICY_SERVICE}"
+        ),
+        "header_checks = regexp:/etc/postfix/wotgate_header_checks".into(),
+    ];
+    for line in lines
+        .into_iter()
+        .chain(header_checks("X-Wotgate-AR-k3Jq9w", "mx.example.org"))
+    {
+        assert!(text.contains(&flat(&line)), "README.md lacks {line:?}");
+    }
 }
