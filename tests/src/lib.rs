@@ -8,6 +8,7 @@ pub mod https;
 pub mod mounts;
 pub mod netns;
 pub mod packet;
+pub mod postfix;
 pub mod reference;
 pub mod world;
 

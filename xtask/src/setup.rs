@@ -23,6 +23,23 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "network namespaces and veth pairs in tests"),
     ("util-linux", "nsenter in tests"),
     ("gnupg", "the independent web-of-trust oracle in tests"),
+    // The Postfix tests run private instances (`postfix -c DIR start` inside
+    // a test namespace, their own main.cf and master.cf) and never the
+    // system-wide one, which is not ours to run on a developer's machine:
+    // setup preseeds debconf with "No configuration" (no /etc/postfix/main.cf,
+    // so the package's scripts neither configure nor start it; the tests run
+    // without that file), and on machines without an init system (like this
+    // project's) nothing starts services anyway.
+    ("postfix", "the real MTA of the Postfix policy tests"),
+    ("swaks", "the SMTP client of the Postfix policy tests"),
+    // Recommended by swaks, so not pulled in with --no-install-recommends:
+    // without them swaks can do neither STARTTLS nor IPv6.
+    ("libnet-ssleay-perl", "STARTTLS in swaks"),
+    ("libio-socket-inet6-perl", "IPv6 in swaks"),
+    (
+        "openssl",
+        "the Postfix tests compute a client key's SPKI fingerprint independently",
+    ),
 ];
 
 /// Only for `cargo xtask bench wot` (a large download the tests do not need).
@@ -69,6 +86,25 @@ fn installed(pkg: &str) -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
         .unwrap_or(false)
+}
+
+/// Tells Debian's postfix package to leave the system's mail configuration
+/// alone: no main.cf, no start (see `PACKAGES`).
+fn preseed_postfix() -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("debconf-set-selections")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running debconf-set-selections")?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"postfix postfix/main_mailer_type select No configuration\n")?;
+    if !child.wait()?.success() {
+        bail!("debconf-set-selections failed");
+    }
+    Ok(())
 }
 
 fn bpf_linker_ok() -> bool {
@@ -128,6 +164,9 @@ pub fn setup_with(extra: &[(&'static str, &'static str)]) -> Result<()> {
         let st = Command::new("apt-get").arg("update").arg("-qq").status()?;
         if !st.success() {
             bail!("apt-get update failed");
+        }
+        if names.contains(&"postfix") {
+            preseed_postfix()?;
         }
         let st = Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
