@@ -262,17 +262,20 @@ impl Site {
             .unwrap_or(0)
     }
 
-    /// Waits for `needle` in the daemon's log after byte `after`.
-    pub fn wait_log(&self, needle: &str, after: usize) {
+    /// Waits for any of `needles` in the daemon's log after byte `after`.
+    pub fn wait_log(&self, needles: &[&str], after: usize) {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if text.get(after..).is_some_and(|t| t.contains(needle)) {
+            if text
+                .get(after..)
+                .is_some_and(|t| needles.iter().any(|n| t.contains(n)))
+            {
                 return;
             }
             assert!(
                 Instant::now() < end,
-                "no {needle:?} in the daemon log:\n{text}"
+                "none of {needles:?} in the daemon log:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -303,8 +306,8 @@ impl Site {
             .spawn()
             .expect("start wotgate run");
         self.daemon = Some(DaemonProc(child));
-        self.wait_log("policy server listening", after);
-        self.wait_log("plan loaded", after);
+        self.wait_log(&["policy server listening"], after);
+        self.wait_log(&["plan loaded", "plan unchanged"], after);
         let socket = self.pf.policy_socket();
         let meta =
             std::fs::metadata(&socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
@@ -342,7 +345,7 @@ impl Site {
             "wotgate reload: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.wait_log("plan loaded", after);
+        self.wait_log(&["plan loaded", "plan unchanged"], after);
     }
 
     pub fn party(&self, name: &str) -> &integration_tests::world::Party {
