@@ -351,7 +351,7 @@ fn main() -> anyhow::Result<()> {
     print!("{table}");
     let _ = std::fs::remove_dir_all(&dir);
     if record {
-        record::record("## Policy server", "`cargo xtask bench policy`: the policy server against a do-nothing DUNNO server (the load generator's ceiling).", &table)?;
+        record::record("## Policy server", "`cargo xtask bench policy`: the policy server against a do-nothing DUNNO server (the load generator's ceiling) and Debian's policyd-spf and postgrey.", &table)?;
     }
     Ok(())
 }
