@@ -202,10 +202,10 @@ fn main() -> Result<()> {
             record,
             args: extra,
         } => {
-            setup::setup_with(if which == "wot" {
-                setup::BENCH_WOT_PACKAGES
-            } else {
-                &[]
+            setup::setup_with(match which.as_str() {
+                "wot" => setup::BENCH_WOT_PACKAGES,
+                "policy" => setup::BENCH_POLICY_PACKAGES,
+                _ => &[],
             })?;
             // The XDP benchmark needs the kernel and test support: it
             // lives with the integration tests.

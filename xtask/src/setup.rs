@@ -48,6 +48,16 @@ pub const BENCH_WOT_PACKAGES: &[(&str, &str)] = &[(
     "a large real keyring for the web-of-trust benchmark",
 )];
 
+/// Only for `cargo xtask bench policy`: the policy servers operators use
+/// today, run side by side with wotgate's (never started as services here).
+pub const BENCH_POLICY_PACKAGES: &[(&str, &str)] = &[
+    (
+        "postfix-policyd-spf-python",
+        "policyd-spf, compared in the policy benchmark",
+    ),
+    ("postgrey", "postgrey, compared in the policy benchmark"),
+];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn cargo_bin() -> PathBuf {

@@ -4,6 +4,8 @@
 //! One line (a policy reply cannot carry a fold), printable ASCII, values
 //! with `:` or `/` quoted, well under 998 bytes.
 
+use std::fmt::Write;
+
 use super::verdict::{printable, Outcome, VerdictSettings};
 
 /// The method name: unregistered, so experimental (RFC 8601 section 2.7.6).
@@ -34,29 +36,31 @@ pub fn header(s: &VerdictSettings, o: &Outcome<'_>) -> String {
             checks,
         } => {
             h.push_str("pass");
-            h.push_str(&format!(
+            // Writing into a String cannot fail.
+            let _ = write!(
+                h,
                 " policy.remote-ip={} policy.prefix={}",
                 quoted(ip),
                 quoted(prefix)
-            ));
-            if claim.is_none() {
-                h.push_str(" policy.source=static");
+            );
+            match claim {
+                None => h.push_str(" policy.source=static"),
+                Some(c) => {
+                    let _ = write!(
+                        h,
+                        " policy.domain={} policy.signer={} policy.depth={}{}",
+                        c.domain,
+                        c.signer,
+                        c.depth.unwrap_or(0),
+                        if c.testing {
+                            " policy.statement=testing"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
-            let c = claim.map(|c| {
-                format!(
-                    " policy.domain={} policy.signer={} policy.depth={}{}",
-                    c.domain,
-                    c.signer,
-                    c.depth.unwrap_or(0),
-                    if c.testing {
-                        " policy.statement=testing"
-                    } else {
-                        ""
-                    }
-                )
-            });
-            h.push_str(&c.unwrap_or_default());
-            h.push_str(&format!(" policy.checks={}", quoted(&checks.join(","))));
+            let _ = write!(h, " policy.checks={}", quoted(&checks.join(",")));
             return h;
         }
         Outcome::Fail {

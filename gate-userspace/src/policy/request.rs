@@ -1,8 +1,6 @@
 //! Postfix's policy delegation protocol: `name=value` lines, an empty line
 //! ends a request; parsed line by line with limits, never trusting the peer.
 
-use std::collections::BTreeMap;
-
 /// Bounds on one request (from `[policy]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -35,19 +33,45 @@ pub enum RequestError {
 
 /// One complete request: attribute names to values (unknown names kept,
 /// values as sent; invalid UTF-8 replaced, as nothing we check needs it).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Stored as one text with offsets (two allocations per request instead of
+/// two per attribute); names are unique, a lookup scans at most
+/// `max_attributes` short names.
+#[derive(Clone, Debug, Default)]
 pub struct Request {
-    attrs: BTreeMap<String, String>,
+    /// Names and values back to back.
+    text: String,
+    /// Per attribute: where its name starts, where its name ends (its value
+    /// starts there) and where its value ends, in `text`.
+    attrs: Vec<(usize, usize, usize)>,
 }
+
+impl PartialEq for Request {
+    /// The same names with the same values, in any order.
+    fn eq(&self, other: &Request) -> bool {
+        self.attrs.len() == other.attrs.len() && self.iter().all(|(n, v)| other.raw(n) == Some(v))
+    }
+}
+
+impl Eq for Request {}
 
 impl Request {
     /// The value of `name`; `None` when absent. Postfix sends empty values
     /// for what it does not know, so callers treat "" as absent too.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` as sent, empty or not.
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The attributes as sent, in order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attrs
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+            .iter()
+            .map(|&(a, b, c)| (&self.text[a..b], &self.text[b..c]))
     }
 
     pub fn len(&self) -> usize {
@@ -77,7 +101,8 @@ pub struct RequestBuilder {
     limits: Limits,
     bytes: usize,
     lines: usize,
-    attrs: BTreeMap<String, String>,
+    /// The request being collected; its buffers are kept between requests.
+    current: Request,
 }
 
 impl RequestBuilder {
@@ -86,7 +111,7 @@ impl RequestBuilder {
             limits,
             bytes: 0,
             lines: 0,
-            attrs: BTreeMap::new(),
+            current: Request::default(),
         }
     }
 
@@ -115,13 +140,16 @@ impl RequestBuilder {
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.is_empty() {
-            if self.attrs.is_empty() {
+            if self.current.attrs.is_empty() {
                 return Err(RequestError::Empty);
             }
-            let attrs = std::mem::take(&mut self.attrs);
+            // Exactly sized copies; the builder keeps its grown buffers.
+            let req = self.current.clone();
+            self.current.text.clear();
+            self.current.attrs.clear();
             self.bytes = 0;
             self.lines = 0;
-            return Ok(Some(Request { attrs }));
+            return Ok(Some(req));
         }
         if text.contains(&0) {
             return Err(RequestError::Nul { line });
@@ -143,17 +171,25 @@ impl RequestBuilder {
                 name: String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned(),
             });
         }
-        if self.attrs.len() >= self.limits.max_attributes {
+        if self.current.attrs.len() >= self.limits.max_attributes {
             return Err(RequestError::TooManyAttributes {
                 limit: self.limits.max_attributes,
             });
         }
-        let name = String::from_utf8_lossy(name).into_owned();
-        if self.attrs.contains_key(&name) {
-            return Err(RequestError::Duplicate { line, name });
+        // The name is ASCII (checked above).
+        let name = std::str::from_utf8(name).unwrap_or_default();
+        if self.current.raw(name).is_some() {
+            return Err(RequestError::Duplicate {
+                line,
+                name: name.to_string(),
+            });
         }
-        let value = String::from_utf8_lossy(value).into_owned();
-        self.attrs.insert(name, value);
+        let r = &mut self.current;
+        let start = r.text.len();
+        r.text.push_str(name);
+        let mid = r.text.len();
+        r.text.push_str(&String::from_utf8_lossy(value));
+        r.attrs.push((start, mid, r.text.len()));
         Ok(None)
     }
 }

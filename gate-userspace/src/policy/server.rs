@@ -8,10 +8,12 @@
 //! with a deferral and the connection closed. Nothing a client does holds
 //! the trust state or another connection.
 
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{
@@ -19,6 +21,7 @@ use tokio::io::{
 };
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::error::Elapsed;
 use tokio::time::{timeout, timeout_at, Instant};
 use tracing::{debug, info, warn};
 
@@ -320,6 +323,18 @@ async fn read_request<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// `fut` within `limit`: polled once first, so what is ready at once (the
+/// usual case: the whole request already buffered, a reply the socket
+/// takes) never sets up a timer; otherwise the limit counts from here.
+async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => timeout_at(Instant::now() + limit, fut).await,
+    }
+}
+
 /// Answers requests on one connection until EOF, a timeout or an error.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: &Context) {
     // One request at a time, so reads and writes never overlap: the buffered
@@ -327,6 +342,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
     let mut rd = BufReader::with_capacity(4096, stream);
     let mut builder = RequestBuilder::new(ctx.limits);
     let mut line = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(512);
     // One idle timer per connection, moved at most once a second: a timer
     // per request costs more than the request (the deadline may come up to
     // a second early, which an idle timeout of minutes does not notice).
@@ -346,11 +362,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
             },
             _ = &mut idle => return, // Postfix reconnects when it needs us
         }
-        let until = Instant::now() + ctx.request_timeout;
         let max = ctx.limits.max_request_bytes;
-        let reply = match timeout_at(until, read_request(&mut rd, max, &mut builder, &mut line))
-            .await
-        {
+        let reading = read_request(&mut rd, max, &mut builder, &mut line);
+        let reply = match within(ctx.request_timeout, reading).await {
             Err(_) => {
                 debug!("policy connection: request not completed within policy.request_timeout; closing");
                 return;
@@ -367,7 +381,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
                 judge(&req, snap.as_deref(), SystemTime::now(), &ctx.settings)
             }
         };
-        match timeout(ctx.write_timeout, rd.write_all(reply.to_wire().as_bytes())).await {
+        out.clear();
+        reply.write_wire(&mut out);
+        match within(ctx.write_timeout, rd.write_all(&out)).await {
             Ok(Ok(())) => {}
             _ => {
                 debug!("policy connection: reply not taken within policy.write_timeout; closing");

@@ -60,9 +60,11 @@ pub struct TrustSnapshot {
     pub built_at: SystemTime,
     claims: Vec<Claim>,
     claim_refs: Vec<u32>,
-    entries: Vec<Entry>,
-    /// Prefix lengths present, longest first, each with its network → entry map.
-    by_len: Vec<(u8, HashMap<u128, u32>)>,
+    /// Entries given to `build` (a duplicate prefix counts).
+    entries: usize,
+    /// Prefix lengths present, longest first, each with its network → entry
+    /// map (the entry in the map itself: one cache miss fewer per lookup).
+    by_len: Vec<(u8, HashMap<u128, Entry>)>,
 }
 
 /// What a snapshot is built from: one item per prefix.
@@ -81,9 +83,9 @@ impl TrustSnapshot {
         claims: Vec<Claim>,
         items: Vec<SnapshotEntry>,
     ) -> TrustSnapshot {
-        let mut entries = Vec::with_capacity(items.len());
+        let entries = items.len();
         let mut claim_refs = Vec::with_capacity(items.len());
-        let mut maps: HashMap<u8, HashMap<u128, u32>> = HashMap::new();
+        let mut maps: HashMap<u8, HashMap<u128, Entry>> = HashMap::new();
         for mut it in items {
             let prefix = it.prefix.trunc();
             // Shallowest trust first, then by domain: a stable preference.
@@ -94,18 +96,17 @@ impl TrustSnapshot {
             it.claims.dedup();
             let first = claim_refs.len() as u32;
             claim_refs.extend_from_slice(&it.claims);
-            let idx = entries.len() as u32;
-            entries.push(Entry {
+            let entry = Entry {
                 prefix,
                 verdict: it.verdict,
                 first,
                 count: it.claims.len() as u32,
-            });
+            };
             maps.entry(prefix.prefix_len())
                 .or_default()
-                .insert(u128::from(prefix.network()), idx);
+                .insert(u128::from(prefix.network()), entry);
         }
-        let mut by_len: Vec<(u8, HashMap<u128, u32>)> = maps.into_iter().collect();
+        let mut by_len: Vec<(u8, HashMap<u128, Entry>)> = maps.into_iter().collect();
         by_len.sort_by_key(|b| std::cmp::Reverse(b.0));
         TrustSnapshot {
             built_at,
@@ -213,8 +214,7 @@ impl TrustSnapshot {
             } else {
                 u128::MAX << (128 - u32::from(*len))
             };
-            if let Some(&i) = map.get(&(bits & mask)) {
-                let e = &self.entries[i as usize];
+            if let Some(e) = map.get(&(bits & mask)) {
                 let refs = &self.claim_refs[e.first as usize..(e.first + e.count) as usize];
                 return Some(Match {
                     prefix: e.prefix,
@@ -227,11 +227,11 @@ impl TrustSnapshot {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries == 0
     }
 }
 

@@ -45,12 +45,26 @@ pub enum Reply {
 impl Reply {
     /// The reply as sent: `action=...` and the empty line.
     pub fn to_wire(&self) -> String {
-        match self {
-            Reply::Dunno => "action=DUNNO\n\n".into(),
-            Reply::Prepend(h) => format!("action=PREPEND {h}\n\n"),
-            Reply::Reject(t) => format!("action=REJECT 5.7.1 {t}\n\n"),
-            Reply::Defer(t) => format!("action=DEFER_IF_PERMIT 4.7.1 {t}\n\n"),
-        }
+        let mut out = Vec::new();
+        self.write_wire(&mut out);
+        String::from_utf8(out).expect("replies are text")
+    }
+
+    /// Appends the reply as sent to `out` (a server reuses one buffer).
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        let (word, text) = match self {
+            Reply::Dunno => {
+                out.extend_from_slice(b"action=DUNNO\n\n");
+                return;
+            }
+            Reply::Prepend(h) => ("PREPEND ", h),
+            Reply::Reject(t) => ("REJECT 5.7.1 ", t),
+            Reply::Defer(t) => ("DEFER_IF_PERMIT 4.7.1 ", t),
+        };
+        out.extend_from_slice(b"action=");
+        out.extend_from_slice(word.as_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\n\n");
     }
 }
 
