@@ -4,16 +4,11 @@
 //! a trusted connection moves the gate's counter, and a plan the load guard
 //! refuses moves the refusal counters.
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
 use integration_tests::{
-    netns::{connect, in_netns, Listener, NetNs, Pair},
+    daemon::{get, value, wait_scrape, wotgate, Cleanup, DaemonProc, METRICS},
+    netns::{connect, Listener, Pair},
     require_kernel, unique,
     world::World,
     wotgate_bin,
@@ -21,134 +16,6 @@ use integration_tests::{
 use serde_json::Value;
 
 const SERVER: &str = "[2001:db8:ffff::1]:25";
-const METRICS: &str = "127.0.0.1:9725";
-
-/// The daemon process; SIGTERM then SIGKILL on drop.
-struct DaemonProc {
-    child: Child,
-}
-
-impl DaemonProc {
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.signal(libc::SIGTERM);
-            if self.wait(Duration::from_secs(5)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
-
-/// Removes the pins and the daemon's lock file, also when a test fails.
-struct PinsAndLock {
-    pin: PathBuf,
-}
-
-impl Drop for PinsAndLock {
-    fn drop(&mut self) {
-        if let Err(e) = wotgate::gate::purge(&self.pin) {
-            eprintln!("cleanup of {} failed: {e}", self.pin.display());
-        }
-        let _ = std::fs::remove_file(wotgate::daemon::instance::lock_path(&self.pin));
-    }
-}
-
-fn start(ns: &NetNs, config: &Path, log: &Path) -> DaemonProc {
-    let bin = wotgate_bin();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = ns
-        .cmd(&[
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the daemon");
-    DaemonProc { child }
-}
-
-fn wotgate(ns: &NetNs, args: &[&str]) -> Output {
-    let bin = wotgate_bin();
-    let mut full = vec![bin.to_str().unwrap()];
-    full.extend_from_slice(args);
-    ns.cmd(&full).output().expect("run wotgate")
-}
-
-/// `GET path` on the metrics listener inside `ns`: status code and body.
-fn get(ns: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let path = path.to_string();
-    in_netns(ns, move || {
-        let addr: SocketAddr = METRICS.parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((code, body.to_string()))
-    })
-}
-
-/// The value of one series (`name{labels}`) in a scrape.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Scrapes until `cond` holds (at most 60 s), returning that scrape.
-fn wait_scrape(ns: &str, log: &Path, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    let end = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    loop {
-        if let Ok((200, text)) = get(ns, "/metrics") {
-            if cond(&text) {
-                return text;
-            }
-            last = text;
-        }
-        assert!(
-            Instant::now() < end,
-            "waiting for {what}; last scrape:\n{last}\ndaemon log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn the_metrics_endpoint_reports_what_the_kernel_enforces() {
@@ -163,7 +30,10 @@ fn the_metrics_endpoint_reports_what_the_kernel_enforces() {
     let clients: Vec<&str> = world.parties.iter().map(|p| p.client).collect();
     let pair = Pair::new("met", &clients);
     let pin = PathBuf::from(format!("/sys/fs/bpf/wotgate-test-{}", unique("met")));
-    let _cleanup = PinsAndLock { pin: pin.clone() };
+    let _cleanup = Cleanup {
+        pin: pin.clone(),
+        dir: None,
+    };
     let _smtp = Listener::start(&pair.server.name, 25);
     let config = world.dir.join("daemon.toml");
     std::fs::write(
@@ -180,7 +50,7 @@ fn the_metrics_endpoint_reports_what_the_kernel_enforces() {
     let ns = &pair.server;
     let nsn = ns.name.as_str();
 
-    let d = start(ns, &config, &log);
+    let d = DaemonProc::start(ns, &config, &log);
     let text = wait_scrape(nsn, &log, "the first plan", |t| {
         value(t, "wotgate_refresh_total{result=\"ok\"}").unwrap_or(0.0) >= 1.0
     });
