@@ -19,11 +19,11 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Output, Stdio},
     time::{Duration, Instant, SystemTime},
 };
 
 use integration_tests::{
+    daemon::{loaded_count, status, wotgate, Cleanup, DaemonProc},
     https::{HttpsServer, TestCa},
     netns::{connect, sh, Listener, NetNs, Pair},
     require_kernel, unique,
@@ -35,120 +35,15 @@ use serde_json::Value;
 
 const SERVER: &str = "[2001:db8:ffff::1]:25";
 
-/// The daemon process; SIGTERM then SIGKILL on drop. Its mount namespace
-/// (with the private /etc/hosts) ends with it.
-struct DaemonProc {
-    child: Child,
-}
-
-impl DaemonProc {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill {sig}");
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-            if self.wait(Duration::from_secs(5)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
-
-/// Removes the pins, the daemon's lock file and the test directory, also
-/// when the test fails.
-struct Cleanup {
-    pin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Err(e) = wotgate::gate::purge(&self.pin) {
-            eprintln!("cleanup of {} failed: {e}", self.pin.display());
-        }
-        let _ = std::fs::remove_file(wotgate::daemon::instance::lock_path(&self.pin));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Starts `wotgate run` in `ns` with `hosts` and `resolv` bind-mounted over
 /// /etc/hosts and /etc/resolv.conf in a mount namespace of its own.
-/// nsenter, unshare and sh exec in turn, so the child is the daemon.
 fn start_daemon(ns: &NetNs, hosts: &Path, resolv: &Path, config: &Path, log: &Path) -> DaemonProc {
-    let bin = wotgate_bin();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = ns
-        .cmd(&[
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/resolv.conf && exec \"$3\" run --config \"$4\"",
-            "sh",
-            hosts.to_str().unwrap(),
-            resolv.to_str().unwrap(),
-            bin.to_str().unwrap(),
-            config.to_str().unwrap(),
-        ])
-        .env("WOTGATE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the daemon");
-    DaemonProc { child }
-}
-
-fn wotgate(ns: &NetNs, args: &[&str]) -> Output {
-    let bin = wotgate_bin();
-    let mut full = vec![bin.to_str().unwrap()];
-    full.extend_from_slice(args);
-    ns.cmd(&full).output().expect("run wotgate")
-}
-
-fn status(ns: &NetNs, config: &Path) -> Value {
-    let out = wotgate(
-        ns,
-        &["status", "--config", config.to_str().unwrap(), "--json"],
+    let setup = format!(
+        "mount --bind '{}' /etc/hosts; mount --bind '{}' /etc/resolv.conf",
+        hosts.display(),
+        resolv.display()
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn loaded_count(v: &Value) -> u64 {
-    v["status"]["refreshes_loaded"].as_u64().unwrap_or(0)
+    DaemonProc::start_with_mounts(ns, config, log, Some(&setup))
 }
 
 /// Everything a scenario needs to act and to explain a failure.
@@ -282,7 +177,7 @@ fn the_daemon_fetches_the_web_of_trust_from_the_participants() {
     let pin = PathBuf::from(format!("/sys/fs/bpf/wotgate-test-{}", unique("dfx")));
     let _cleanup = Cleanup {
         pin: pin.clone(),
-        dir: dir.clone(),
+        dir: Some(dir.clone()),
     };
     std::fs::create_dir_all(dir.join("statements")).unwrap();
     std::fs::create_dir_all(dir.join("www")).unwrap();
