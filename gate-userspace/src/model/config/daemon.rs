@@ -1,6 +1,7 @@
 //! The sections only the controller daemon reads: `[gate]` (interfaces and
 //! settings), `[daemon]` (refresh and start-up), `[sources]`, `[metrics]`.
 
+use super::{bad, duration};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use serde::Deserialize;
 
 use crate::model::prefixes::parse_prefix;
 use crate::model::settings::{SettingsError, XdpMode};
-use crate::model::time::parse_duration;
 use crate::source::settings::{CrawlBounds, FetchLimits, SourcesSettings};
 
 /// Default `[gate] pin_directory` (the gate's own default).
@@ -119,29 +119,6 @@ pub struct DaemonSection {
     pub startup: StartupPolicy,
     /// Readiness fails when the enforced plan is older than this.
     pub max_plan_age: Duration,
-}
-
-fn bad(
-    key: &'static str,
-    value: &dyn std::fmt::Debug,
-    problem: impl Into<String>,
-) -> SettingsError {
-    SettingsError {
-        key,
-        value: format!("{value:?}"),
-        problem: problem.into(),
-    }
-}
-
-fn duration(
-    key: &'static str,
-    given: &Option<String>,
-    default: Duration,
-) -> Result<Duration, SettingsError> {
-    match given {
-        None => Ok(default),
-        Some(s) => parse_duration(s).map_err(|e| bad(key, s, format!("not {}", e.expected))),
-    }
 }
 
 /// An interface name the kernel could have: 1-15 bytes, no `/`, no blank.

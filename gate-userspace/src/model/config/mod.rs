@@ -249,6 +249,33 @@ impl Config {
     }
 }
 
+/// The error for `key` holding `value`: `problem` says what is wrong.
+fn bad(
+    key: &'static str,
+    value: &dyn std::fmt::Debug,
+    problem: impl Into<String>,
+) -> SettingsError {
+    SettingsError {
+        key,
+        value: format!("{value:?}"),
+        problem: problem.into(),
+    }
+}
+
+/// A duration like "15m" at `key`, or `default` when the key is absent.
+fn duration(
+    key: &'static str,
+    given: &Option<String>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, SettingsError> {
+    match given {
+        None => Ok(default),
+        Some(s) => {
+            super::time::parse_duration(s).map_err(|e| bad(key, s, format!("not {}", e.expected)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

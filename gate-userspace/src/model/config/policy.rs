@@ -1,6 +1,7 @@
 //! `[policy]`: the Postfix policy server (inside `wotgate run` when enabled,
 //! or alone with `wotgate policy`): sockets, verdict options, limits.
 
+use super::{bad, duration};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::model::settings::SettingsError;
-use crate::model::time::parse_duration;
 
 /// Default `[policy] socket`: inside Debian's Postfix queue directory, so
 /// the chrooted smtpd reaches it as `unix:private/wotgate`.
@@ -102,29 +102,6 @@ impl Default for PolicySection {
         RawPolicy::default()
             .validate(PathBuf::from)
             .expect("the defaults are valid")
-    }
-}
-
-fn bad(
-    key: &'static str,
-    value: &dyn std::fmt::Debug,
-    problem: impl Into<String>,
-) -> SettingsError {
-    SettingsError {
-        key,
-        value: format!("{value:?}"),
-        problem: problem.into(),
-    }
-}
-
-fn duration(
-    key: &'static str,
-    given: &Option<String>,
-    default: u64,
-) -> Result<Duration, SettingsError> {
-    match given {
-        None => Ok(Duration::from_secs(default)),
-        Some(s) => parse_duration(s).map_err(|e| bad(key, s, format!("not {}", e.expected))),
     }
 }
 
@@ -260,7 +237,7 @@ impl RawPolicy {
             max_state_age: duration(
                 "policy.max_state_age",
                 &self.max_state_age,
-                DEFAULT_MAX_STATE_AGE.as_secs(),
+                DEFAULT_MAX_STATE_AGE,
             )?,
             sender_alignment: self.sender_alignment.unwrap_or(false),
             helo_alignment: self.helo_alignment.unwrap_or(false),
@@ -281,9 +258,21 @@ impl RawPolicy {
                 1,
                 1_000_000,
             )?,
-            request_timeout: duration("policy.request_timeout", &self.request_timeout, 10)?,
-            idle_timeout: duration("policy.idle_timeout", &self.idle_timeout, 600)?,
-            write_timeout: duration("policy.write_timeout", &self.write_timeout, 10)?,
+            request_timeout: duration(
+                "policy.request_timeout",
+                &self.request_timeout,
+                Duration::from_secs(10),
+            )?,
+            idle_timeout: duration(
+                "policy.idle_timeout",
+                &self.idle_timeout,
+                Duration::from_secs(600),
+            )?,
+            write_timeout: duration(
+                "policy.write_timeout",
+                &self.write_timeout,
+                Duration::from_secs(10),
+            )?,
         })
     }
 }
