@@ -17,4 +17,5 @@ pub mod plan;
 pub mod policy;
 pub mod source;
 pub mod statement;
+pub mod webs;
 pub mod wot;

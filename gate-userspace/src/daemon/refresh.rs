@@ -13,7 +13,7 @@ use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
 use crate::model::time::{to_system_time, to_timestamp};
 use crate::source::crawl::Crawler;
 use crate::source::{Gathered, Named};
-use crate::wot::Keyring;
+use crate::wot::{IntroducerMode, Keyring, TrustSettings};
 
 /// Why a plan could not be built; the current set stays.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ fn crawl(
     }
     let crawler = Crawler::new(&cfg.sources, &cfg.state_directory)?;
     let local_problems = local.problems.len();
-    let trust = cfg.trust_at(at);
+    let trust = crawl_trust(cfg, at);
     let fut = crawler.gather(local, &trust, policy);
     let mut crawled = match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle.block_on(fut),
@@ -115,6 +115,24 @@ fn crawl(
     let mut notes = crawled.gathered.problems.split_off(local_problems);
     notes.append(&mut crawled.notes);
     Ok((crawled.gathered, notes, crawled.sources))
+}
+
+/// The settings the crawl follows: the system's web, widened to reach what
+/// any per-recipient web trusts (every root, the deepest depth, refusals
+/// and ignored introducers only where every web has them).
+fn crawl_trust(cfg: &Config, at: SystemTime) -> TrustSettings {
+    let mut t = cfg.trust_at(at);
+    for (_, w) in crate::apply::recipient_webs(cfg, at) {
+        t.roots.extend(w.roots);
+        t.depth = t.depth.max(w.depth);
+        if w.mode == IntroducerMode::Certifications {
+            t.mode = IntroducerMode::Certifications;
+        }
+        t.refuse.retain(|f| w.refuse.contains(f));
+        t.ignore_certifications_by
+            .retain(|f| w.ignore_certifications_by.contains(f));
+    }
+    t
 }
 
 fn load_static(path: &Path) -> Result<PrefixSet, BuildError> {

@@ -27,7 +27,16 @@ fn quoted(s: &str) -> String {
 
 /// `Name: authserv-id; x-wot=RESULT ...` for a pass or a (labelled) fail.
 pub fn header(s: &VerdictSettings, o: &Outcome<'_>) -> String {
-    let mut h = format!("{}: {}; {METHOD}=", s.header_name, s.authserv_id);
+    format!("{}: {}; {}", s.header_name, s.authserv_id, resinfo(o, None))
+}
+
+/// The result for one message: `x-wot=RESULT ...`, naming the
+/// per-recipient web that decided when it is not the system's.
+pub fn resinfo(o: &Outcome<'_>, web: Option<&str>) -> String {
+    let mut h = format!("{METHOD}=");
+    let web = web.map_or(String::new(), |w| {
+        format!(" policy.web={}", printable(w, 254))
+    });
     let (ip, claim) = match o {
         Outcome::Pass {
             ip,
@@ -36,6 +45,7 @@ pub fn header(s: &VerdictSettings, o: &Outcome<'_>) -> String {
             checks,
         } => {
             h.push_str("pass");
+            h.push_str(&web);
             // Writing into a String cannot fail.
             let _ = write!(
                 h,
@@ -70,7 +80,7 @@ pub fn header(s: &VerdictSettings, o: &Outcome<'_>) -> String {
             claim,
         } => {
             h.push_str(&format!(
-                "fail reason={}",
+                "fail{web} reason={}",
                 quoted(&format!("{check}: {detail}"))
             ));
             (ip, claim)

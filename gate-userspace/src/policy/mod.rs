@@ -8,11 +8,13 @@
 //! without XDP). Inside `wotgate run` the daemon publishes each loaded plan.
 
 pub mod header;
+pub mod recipients;
 pub mod request;
 pub mod server;
 pub mod standalone;
 pub mod trust;
 pub mod verdict;
+pub mod webs;
 
 pub use request::{Limits, Request, RequestError};
 pub use server::{Context, Running, ServeError};

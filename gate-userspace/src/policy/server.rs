@@ -27,9 +27,13 @@ use tracing::{debug, info, warn};
 
 use crate::model::config::PolicySection;
 
+use super::recipients::RecipientLog;
 use super::request::{Limits, RequestBuilder};
 use super::trust::TrustCell;
-use super::verdict::{judge, Reply, VerdictSettings};
+use super::verdict::{judge_logged, Reply, VerdictSettings};
+
+/// Transactions whose per-recipient results wait for DATA (about 1 KiB each).
+const MAX_TRANSACTIONS: usize = 100_000;
 
 /// Why the server could not listen; each names the key to fix.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub struct Context {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub connections: Arc<Semaphore>,
+    /// Per-recipient results between RCPT and DATA.
+    pub recipients: RecipientLog,
 }
 
 impl Context {
@@ -78,6 +84,7 @@ impl Context {
             idle_timeout: section.idle_timeout,
             write_timeout: section.write_timeout,
             connections: Arc::new(Semaphore::new(section.max_connections)),
+            recipients: RecipientLog::new(MAX_TRANSACTIONS),
         })
     }
 }
@@ -378,7 +385,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
             }
             Ok(Next::Request(req)) => {
                 let snap = ctx.cell.get();
-                judge(&req, snap.as_deref(), SystemTime::now(), &ctx.settings)
+                judge_logged(
+                    &req,
+                    snap.as_deref(),
+                    SystemTime::now(),
+                    &ctx.settings,
+                    &ctx.recipients,
+                )
             }
         };
         out.clear();

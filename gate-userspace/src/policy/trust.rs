@@ -65,6 +65,9 @@ pub struct TrustSnapshot {
     /// Prefix lengths present, longest first, each with its network → entry
     /// map (the entry in the map itself: one cache miss fewer per lookup).
     by_len: Vec<(u8, HashMap<u128, Entry>)>,
+    /// Per-recipient webs, when any are configured (web 0 is this
+    /// snapshot's own system web; the others answer for their recipients).
+    pub webs: Option<super::webs::WebIndex>,
 }
 
 /// What a snapshot is built from: one item per prefix.
@@ -114,6 +117,7 @@ impl TrustSnapshot {
             claim_refs,
             entries,
             by_len,
+            webs: None,
         }
     }
 
@@ -202,7 +206,29 @@ impl TrustSnapshot {
                 }
             }
         }
-        TrustSnapshot::build(built_at, claims, items.into_values().collect())
+        let mut snap = TrustSnapshot::build(built_at, claims, items.into_values().collect());
+        snap.webs = prepared
+            .webs
+            .as_ref()
+            .map(|w| super::webs::WebIndex::build(w, overrides));
+        snap
+    }
+
+    /// The web that decides for `recipient` (`None`: the system default)
+    /// and the longest match for `addr` in it.
+    pub fn lookup_for(&self, addr: Ipv6Addr, recipient: &str) -> (Option<&str>, Option<Match<'_>>) {
+        match &self.webs {
+            Some(idx) => match idx.web_for(recipient) {
+                Some(w) => (Some(idx.name(w)), idx.lookup(addr, w)),
+                None => (None, self.lookup(addr)),
+            },
+            None => (None, self.lookup(addr)),
+        }
+    }
+
+    /// Whether any per-recipient web is configured.
+    pub fn has_recipient_webs(&self) -> bool {
+        self.webs.as_ref().is_some_and(|w| w.len() > 1)
     }
 
     /// The longest-prefix match for `addr`, as the gate finds it.

@@ -14,6 +14,7 @@ use crate::model::time::to_timestamp;
 use crate::statement::body::normalise_tls_fingerprint;
 
 use super::header;
+use super::recipients::{per_recipient, RecipientLog};
 use super::request::{xtext_decode, Request};
 use super::trust::{Claim, TrustSnapshot};
 
@@ -229,6 +230,17 @@ pub fn evaluate<'a>(
     now: SystemTime,
     s: &VerdictSettings,
 ) -> Outcome<'a> {
+    evaluate_in(req, snapshot, now, s, None)
+}
+
+/// The checks in web `web` (`None`: the system's) of the snapshot.
+pub fn evaluate_in<'a>(
+    req: &Request,
+    snapshot: Option<&'a TrustSnapshot>,
+    now: SystemTime,
+    s: &VerdictSettings,
+    web: Option<usize>,
+) -> Outcome<'a> {
     let Some(snap) = snapshot else {
         return Outcome::Temporary(
             "no trust state yet (the first refresh has not succeeded)".into(),
@@ -254,7 +266,11 @@ pub fn evaluate<'a>(
         Ok(IpAddr::V4(_)) => return fail("prefix", format!("client {ip} is IPv4; only IPv6 networks named in a trusted signed statement are accepted")),
         Err(_) => return fail("prefix", format!("client address {ip:?} is not an IP address")),
     };
-    let Some(m) = snap.lookup(addr) else {
+    let found = match (web, &snap.webs) {
+        (Some(w), Some(idx)) => idx.lookup(addr, w),
+        _ => snap.lookup(addr),
+    };
+    let Some(m) = found else {
         return fail(
             "prefix",
             format!("{ip} is in no network of a signed statement this server trusts"),
@@ -310,6 +326,18 @@ pub fn judge(
     now: SystemTime,
     s: &VerdictSettings,
 ) -> Reply {
+    judge_logged(req, snapshot, now, s, &RecipientLog::new(0))
+}
+
+/// [`judge`], remembering per-recipient results in `log` between a
+/// transaction's RCPT requests and its DATA request (per-recipient webs).
+pub fn judge_logged(
+    req: &Request,
+    snapshot: Option<&TrustSnapshot>,
+    now: SystemTime,
+    s: &VerdictSettings,
+    log: &RecipientLog,
+) -> Reply {
     match req.get("request") {
         Some("smtpd_access_policy") => {}
         other => {
@@ -324,6 +352,9 @@ pub fn judge(
         return Reply::Dunno;
     }
     let data = stage == "DATA" || stage == "BDAT";
+    if let Some(r) = per_recipient(req, snapshot, now, s, log, &stage) {
+        return r;
+    }
     match evaluate(req, snapshot, now, s) {
         Outcome::Temporary(why) => Reply::Defer(format!("wotgate: {why}; try again later")),
         o @ Outcome::Pass { .. } if data => Reply::Prepend(header::header(s, &o)),
@@ -335,15 +366,18 @@ pub fn judge(
                 Reply::Dunno
             }
         }
-        Outcome::Fail { check, detail, .. } => {
-            let see = s
-                .policy_url
-                .as_ref()
-                .map_or(String::new(), |u| format!("; see {u}"));
-            Reply::Reject(printable(
-                &format!("wotgate {check} check failed: {detail}{see}"),
-                480,
-            ))
-        }
+        Outcome::Fail { check, detail, .. } => reject(s, check, &detail),
     }
+}
+
+/// `REJECT 5.7.1` naming the check, why, and where to read the policy.
+pub(super) fn reject(s: &VerdictSettings, check: &str, detail: &str) -> Reply {
+    let see = s
+        .policy_url
+        .as_ref()
+        .map_or(String::new(), |u| format!("; see {u}"));
+    Reply::Reject(printable(
+        &format!("wotgate {check} check failed: {detail}{see}"),
+        480,
+    ))
 }

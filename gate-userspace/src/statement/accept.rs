@@ -207,10 +207,10 @@ pub fn check_prefix(p: &Ipv6Net, rules: &AcceptRules) -> Result<(), (Rule, Strin
 
 /// What is known so far about the statement being judged, to name it in a
 /// rejection: the file always, the signer once verified, the domain once read.
-struct Subject<'f> {
-    file: &'f str,
-    domain: Option<String>,
-    signer: Option<String>,
+pub(super) struct Subject<'f> {
+    pub(super) file: &'f str,
+    pub(super) domain: Option<String>,
+    pub(super) signer: Option<String>,
 }
 
 impl Subject<'_> {
@@ -298,7 +298,7 @@ impl Acceptor<'_> {
     }
 
     /// Rule `oversized`: the armoured statement fits `max_statement_size`.
-    fn check_size(&self, subject: &Subject, armoured: &[u8]) -> Result<(), Rejection> {
+    pub(super) fn check_size(&self, subject: &Subject, armoured: &[u8]) -> Result<(), Rejection> {
         if armoured.len() > self.rules.max_size {
             return Err(subject.reject(
                 Rule::Oversized,
@@ -314,7 +314,7 @@ impl Acceptor<'_> {
 
     /// Rules `malformed`, `unknown-signer`, `bad-signature`: the envelope
     /// opens and its one signature verifies at the reference time.
-    fn open_envelope(
+    pub(super) fn open_envelope(
         &self,
         subject: &Subject,
         armoured: &[u8],
@@ -377,7 +377,7 @@ impl Acceptor<'_> {
 
     /// Rules `not-yet-valid`, `expired`: the reference time is in
     /// `[not-before, not-after)`.
-    fn check_window(
+    pub(super) fn check_window(
         &self,
         subject: &Subject,
         st: &Statement,
@@ -440,7 +440,7 @@ impl Acceptor<'_> {
     }
 
     /// Rule `too-many-prefixes` and the per-prefix rules of [`check_prefix`].
-    fn check_prefixes(
+    pub(super) fn check_prefixes(
         &self,
         subject: &Subject,
         st: &Statement,
@@ -510,7 +510,7 @@ impl Acceptor<'_> {
 }
 
 /// Rule `body`: the signed bytes are a well-formed statement.
-fn parse_body(
+pub(super) fn parse_body(
     subject: &Subject,
     body: &[u8],
     why: &mut Vec<String>,

@@ -22,7 +22,18 @@ impl WotView {
         settings: &TrustSettings,
         policy: &dyn Policy,
     ) -> (WotView, Vec<String>) {
-        let report = wot::evaluate(&keyring, settings, policy);
+        Self::evaluate_cached(keyring, settings, policy, &mut wot::VerifyCache::new())
+    }
+
+    /// Like [`WotView::evaluate`], sharing a cache of verifications (the
+    /// per-recipient webs verify nothing twice).
+    pub fn evaluate_cached(
+        keyring: Keyring,
+        settings: &TrustSettings,
+        policy: &dyn Policy,
+        cache: &mut wot::VerifyCache,
+    ) -> (WotView, Vec<String>) {
+        let report = wot::evaluate_cached(&keyring, settings, policy, cache);
         let warnings = report
             .missing_roots
             .iter()

@@ -72,6 +72,7 @@ mod edges;
 mod keyring;
 mod report;
 mod search;
+mod webs;
 
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
 pub use keyring::{Keyring, LoadProblem};
@@ -79,6 +80,7 @@ pub use report::{
     KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
 };
 pub use search::{evaluate, evaluate_cached};
+pub use webs::{SharedGraph, Standing};
 
 pub use crate::model::settings::{IntroducerMode, Limits, TrustSettings, DEFAULT_DEPTH};
 

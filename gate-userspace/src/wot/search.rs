@@ -17,9 +17,9 @@ use super::{userid_email_domain, IntroducerMode, Keyring, TrustSettings};
 /// Trust amount from which a trust signature fully delegates (RFC 4880).
 const FULL_TRUST: u8 = 120;
 
-struct State {
+pub(super) struct State {
     node: usize,
-    depth: usize,
+    pub(super) depth: usize,
     /// How many more certifications this key may add to the chain.
     budget: usize,
     scopes: Vec<Arc<RegexSet>>,
@@ -27,17 +27,17 @@ struct State {
 }
 
 /// The outcome of one search.
-struct Found {
-    states: Vec<State>,
+pub(super) struct Found {
+    pub(super) states: Vec<State>,
     /// (node, uid) -> (state of the issuer, edge) of the shortest path.
-    best: HashMap<(usize, usize), (usize, usize)>,
+    pub(super) best: HashMap<(usize, usize), (usize, usize)>,
     /// Nodes with a state that can introduce (budget > 0).
     introducer: Vec<bool>,
 }
 
 /// The bounded breadth-first search from `roots` (keys in `ignored` are
 /// reached but introduce nobody).
-fn search(
+pub(super) fn search(
     g: &Graph,
     roots: &[usize],
     ignored: &[bool],
