@@ -132,15 +132,22 @@ impl WebIndex {
         }
     }
 
-    /// The web that decides for `recipient` (an address): its own, else its
-    /// domain's, else `None` (the system default).
+    /// The web that decides for `recipient` (an address): its own, else
+    /// that of the address without a `+extension` (`alice+lists@` is
+    /// alice's), else its domain's, else `None` (the system default).
     pub fn web_for(&self, recipient: &str) -> Option<usize> {
         let r = recipient.trim().to_ascii_lowercase();
-        if let Some(&w) = self.by_name.get(&r).filter(|&&w| w > 0) {
+        let get = |k: &str| self.by_name.get(k).copied().filter(|&w| w > 0);
+        if let Some(w) = get(&r) {
             return Some(w);
         }
-        let domain = r.rsplit_once('@')?.1;
-        self.by_name.get(domain).copied().filter(|&w| w > 0)
+        let (local, domain) = r.rsplit_once('@')?;
+        if let Some((base, _)) = local.split_once('+') {
+            if let Some(w) = get(&format!("{base}@{domain}")) {
+                return Some(w);
+            }
+        }
+        get(domain)
     }
 
     pub fn name(&self, web: usize) -> &str {
