@@ -412,6 +412,7 @@ impl Daemon {
             rejected = rec.rejected_statements,
             forced = force,
             unchanged = rec.unchanged,
+            webs = p.webs.as_ref().map_or(1, |w| w.names.len()),
             "{}",
             if rec.unchanged {
                 "plan unchanged: the kernel enforces it already, nothing swapped"
