@@ -219,6 +219,9 @@ pub enum Vocabulary {
     ConfigFile,
     /// `--root`, `--min-prefix-len`, ...
     CommandLine,
+    /// A recipient's own web (`recipients.d/NAME.toml`): the `[trust]` keys
+    /// without the section, `roots`, `depth`, ...
+    RecipientFile,
 }
 
 impl Vocabulary {
@@ -247,6 +250,7 @@ impl Vocabulary {
         match self {
             Vocabulary::ConfigFile => file,
             Vocabulary::CommandLine => flag,
+            Vocabulary::RecipientFile => file.strip_prefix("trust.").unwrap_or(file),
         }
     }
 }
@@ -316,8 +320,29 @@ fn fingerprints(
 impl TrustOptions {
     /// Validates the options into settings judged at `at`.
     pub fn validate(&self, v: Vocabulary, at: SystemTime) -> Result<TrustSettings, SettingsError> {
-        let roots = fingerprints(v, Key::Roots, &self.roots)?;
-        if roots.is_empty() {
+        self.build(v, &TrustSettings::new([], at), true)
+    }
+
+    /// Validates the options as an extension of `base`: roots, refused and
+    /// ignored keys are added to `base`'s, a depth or mode given replaces
+    /// `base`'s, limits not given stay `base`'s, and so does the reference
+    /// time. No root of its own is needed.
+    pub fn validate_extending(
+        &self,
+        v: Vocabulary,
+        base: &TrustSettings,
+    ) -> Result<TrustSettings, SettingsError> {
+        self.build(v, base, false)
+    }
+
+    fn build(
+        &self,
+        v: Vocabulary,
+        base: &TrustSettings,
+        own_root_needed: bool,
+    ) -> Result<TrustSettings, SettingsError> {
+        let own_roots = fingerprints(v, Key::Roots, &self.roots)?;
+        if own_root_needed && own_roots.is_empty() {
             return Err(invalid(
                 v,
                 Key::Roots,
@@ -325,33 +350,44 @@ impl TrustOptions {
                 "at least one root is needed",
             ));
         }
-        let depth = self.depth.unwrap_or(DEFAULT_DEPTH);
+        let depth = self.depth.unwrap_or(base.depth);
         if depth > MAX_DEPTH {
             return Err(invalid(v, Key::Depth, &depth, "at most 16"));
         }
         let mode = match &self.mode {
-            None => IntroducerMode::default(),
+            None => base.mode,
             Some(m) => m
                 .parse()
                 .map_err(|p: String| invalid(v, Key::Mode, m, &p))?,
         };
-        let refuse = fingerprints(v, Key::Refuse, &self.refuse)?;
-        if let Some(r) = roots.iter().find(|r| refuse.contains(r)) {
+        let own_refuse = fingerprints(v, Key::Refuse, &self.refuse)?;
+        if let Some(r) = own_roots
+            .iter()
+            .chain(&base.roots)
+            .find(|r| own_refuse.contains(r))
+        {
+            let problem = if own_roots.contains(r) {
+                "a root cannot also be refused"
+            } else {
+                "a root cannot also be refused (it is a root of the system's [trust])"
+            };
+            return Err(invalid(v, Key::Refuse, &r.to_hex(), problem));
+        }
+        if let Some(r) = own_roots.iter().find(|r| base.refuse.contains(r)) {
             return Err(invalid(
                 v,
-                Key::Refuse,
+                Key::Roots,
                 &r.to_hex(),
-                "a root cannot also be refused",
+                "refused by the system's [trust] refuse",
             ));
         }
-        let d = Limits::default();
         let limits = Limits {
             max_certifications_per_cert: self
                 .max_certifications_per_cert
-                .unwrap_or(d.max_certifications_per_cert),
+                .unwrap_or(base.limits.max_certifications_per_cert),
             max_certification_bytes_per_cert: self
                 .max_certification_bytes_per_cert
-                .unwrap_or(d.max_certification_bytes_per_cert),
+                .unwrap_or(base.limits.max_certification_bytes_per_cert),
         };
         if limits.max_certifications_per_cert == 0 {
             return Err(invalid(v, Key::MaxCertifications, &0, "must be at least 1"));
@@ -364,18 +400,24 @@ impl TrustOptions {
                 "must be at least 1",
             ));
         }
+        let own_ignored = fingerprints(
+            v,
+            Key::IgnoreCertificationsBy,
+            &self.ignore_certifications_by,
+        )?;
         Ok(TrustSettings {
-            roots,
+            roots: base.roots.iter().cloned().chain(own_roots).collect(),
             depth,
             mode,
-            refuse,
-            ignore_certifications_by: fingerprints(
-                v,
-                Key::IgnoreCertificationsBy,
-                &self.ignore_certifications_by,
-            )?,
+            refuse: base.refuse.iter().cloned().chain(own_refuse).collect(),
+            ignore_certifications_by: base
+                .ignore_certifications_by
+                .iter()
+                .cloned()
+                .chain(own_ignored)
+                .collect(),
             limits,
-            reference_time: at,
+            reference_time: base.reference_time,
         })
     }
 }
@@ -462,6 +504,48 @@ mod tests {
         assert_eq!(
             none.validate(Vocabulary::ConfigFile, at).unwrap_err().key,
             "trust.roots"
+        );
+    }
+
+    #[test]
+    fn extending_adds_and_overrides() {
+        const OTHER: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let at = SystemTime::UNIX_EPOCH;
+        let base = TrustOptions {
+            depth: Some(3),
+            max_certifications_per_cert: Some(5),
+            ..opts()
+        }
+        .validate(Vocabulary::ConfigFile, at)
+        .unwrap();
+        let more = TrustOptions {
+            roots: vec![OTHER.into()],
+            mode: Some("trust-signatures".into()),
+            ..Default::default()
+        };
+        let s = more
+            .validate_extending(Vocabulary::RecipientFile, &base)
+            .unwrap();
+        assert_eq!(s.roots.len(), 2);
+        assert_eq!((s.depth, s.mode), (3, IntroducerMode::TrustSignatures));
+        assert_eq!(s.limits.max_certifications_per_cert, 5);
+        let none = TrustOptions::default();
+        assert_eq!(
+            none.validate_extending(Vocabulary::RecipientFile, &base)
+                .unwrap()
+                .roots,
+            base.roots
+        );
+        let e = TrustOptions {
+            depth: Some(17),
+            ..Default::default()
+        }
+        .validate_extending(Vocabulary::RecipientFile, &base)
+        .unwrap_err();
+        assert_eq!(e.to_string(), "depth = 17: at most 16");
+        assert_eq!(
+            Vocabulary::RecipientFile.name(Key::IgnoreCertificationsBy),
+            "ignore_certifications_by"
         );
     }
 

@@ -28,6 +28,12 @@ pub const CONFIG_FILE: Limit = Limit {
     what: "a configuration file",
     bytes: 1 << 20,
 };
+/// One recipient's web of trust (`recipients.d/NAME.toml`): a few keys and
+/// fingerprint lists.
+pub const RECIPIENT_FILE: Limit = Limit {
+    what: "a recipient's web file",
+    bytes: 256 << 10,
+};
 /// A prefix file: at most 1,000,000 entries of at most ~130 bytes.
 pub const PREFIX_FILE: Limit = Limit {
     what: "a prefix file",
@@ -160,6 +166,29 @@ impl Walk {
     }
 }
 
+/// The files of `dir` whose names end in `.extension`, in name order,
+/// skipping hidden (`.`-prefixed) names and directories. Stops listing after
+/// `max + 1` of them, so a caller can name an oversized directory without
+/// listing all of it; an unreadable directory is an error naming it.
+pub fn list_files(dir: &Path, extension: &str, max: usize) -> Result<Vec<PathBuf>, ReadError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let wanted = path.file_name().is_some_and(|n| {
+            !n.as_encoded_bytes().starts_with(b".")
+                && path.extension().is_some_and(|e| e == extension)
+        });
+        if wanted && !path.is_dir() {
+            files.push(path);
+            if files.len() > max {
+                break;
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads the `*.asc` files of `dir` in name order, each bounded to
 /// `max_size + 1` bytes so an oversized file is rejected, not loaded. Named
 /// by file name (not path), as plans and verdicts show them. Files that
@@ -237,6 +266,32 @@ mod tests {
         assert!(errors[0]
             .to_string()
             .contains("dangling.pgp: a symbolic link that points nowhere"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn listing_skips_hidden_files_other_names_and_directories() {
+        let d = temp("list");
+        for f in ["b.toml", "a.toml", ".hidden.toml", "c.toml~", "notes.txt"] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        std::fs::create_dir(d.join("dir.toml")).unwrap();
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(list_files(&d, "toml", 10).unwrap()),
+            ["a.toml", "b.toml"]
+        );
+        assert_eq!(
+            list_files(&d, "toml", 1).unwrap().len(),
+            2,
+            "stops past max"
+        );
+        let e = list_files(&d.join("gone"), "toml", 10).unwrap_err();
+        assert!(e.to_string().contains("gone: cannot read"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -99,6 +99,16 @@ impl TrustArgs {
     }
 }
 
+/// `--recipient`: judge with the web of trust that mail to an address uses.
+#[derive(Args, Clone, Debug)]
+pub struct RecipientArg {
+    /// Use the web of trust of mail to this address: its per-recipient web
+    /// (`[trust] recipients_directory`), else its domain's, else the
+    /// system's. Needs --config.
+    #[arg(long, value_name = "ADDR")]
+    pub recipient: Option<String>,
+}
+
 /// The statement rules, when not taken from `--config`.
 #[derive(Args, Clone, Debug)]
 pub struct RuleArgs {

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod policy;
+mod recipients;
 
 pub use daemon::{
     DaemonSection, GateSection, StartupPolicy, DEFAULT_MAX_PLAN_AGE, DEFAULT_METRICS_LISTEN,
@@ -11,6 +12,10 @@ pub use daemon::{
 pub use policy::{
     check_authserv_id, PolicyMode, PolicySection, TlsAead, DEFAULT_MAX_STATE_AGE,
     DEFAULT_POLICY_SOCKET,
+};
+pub use recipients::{
+    read_recipient_webs, Combine, Recipient, RecipientWeb, DEFAULT_MAX_RECIPIENT_WEBS,
+    MAX_RECIPIENT_WEBS,
 };
 
 use std::net::SocketAddr;
@@ -74,6 +79,11 @@ struct RawTrust {
     refuse: Option<Vec<String>>,
     /// Fingerprints whose certifications are ignored (the keys stay valid).
     ignore_certifications_by: Option<Vec<String>>,
+    /// Directory of per-recipient webs, `<address or domain>.toml` (default:
+    /// none, every recipient uses the system's web).
+    recipients_directory: Option<PathBuf>,
+    /// Most files in it (default 1000, at most 100000).
+    max_recipient_webs: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -118,6 +128,13 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `[policy]`: the Postfix policy server.
     pub policy: PolicySection,
+    /// `[trust] recipients_directory`; `None`: no per-recipient webs.
+    pub recipients_directory: Option<PathBuf>,
+    /// `[trust] max_recipient_webs`.
+    pub max_recipient_webs: usize,
+    /// The per-recipient webs, sorted by recipient name; read by
+    /// [`Config::load`] (empty after [`Config::parse`]).
+    pub recipients: Vec<RecipientWeb>,
 }
 
 /// Default `[load] max_shrink_percent`.
@@ -131,6 +148,19 @@ pub enum ConfigError {
     Syntax { file: String, message: String },
     #[error("{file}: {error}")]
     Invalid { file: String, error: SettingsError },
+    /// A file in the recipients directory whose name is not a recipient.
+    #[error("{file}: not a recipient's web: {problem} (name it <address>.toml or <domain>.toml)")]
+    RecipientName { file: String, problem: String },
+    /// Two files name the same recipient once lowercased.
+    #[error("{first} and {second} are both the web of {recipient}: keep one")]
+    DuplicateRecipient {
+        recipient: String,
+        first: String,
+        second: String,
+    },
+    /// More files in the recipients directory than the bound allows.
+    #[error("{directory}: more than {bound} recipient webs (*.toml), the bound trust.max_recipient_webs")]
+    TooManyRecipients { directory: String, bound: usize },
 }
 
 impl Config {
@@ -138,7 +168,25 @@ impl Config {
         let file = path.display().to_string();
         let text = read_text(path, CONFIG_FILE).map_err(ConfigError::Read)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &file, base)
+        let mut config = Config::parse(&text, &file, base)?;
+        config.recipients = config.read_recipients()?;
+        Ok(config)
+    }
+
+    /// Reads the per-recipient webs of `recipients_directory` against this
+    /// configuration's trust settings; none without the directory.
+    pub fn read_recipients(&self) -> Result<Vec<RecipientWeb>, ConfigError> {
+        match &self.recipients_directory {
+            None => Ok(Vec::new()),
+            Some(dir) => read_recipient_webs(dir, &self.trust, self.max_recipient_webs),
+        }
+    }
+
+    /// The web of trust for mail to `recipient_address`, case-insensitively:
+    /// the address's own, else its domain's; `None`: the system's
+    /// ([`Config::trust`]).
+    pub fn web_for(&self, recipient_address: &str) -> Option<&RecipientWeb> {
+        recipients::web_for(&self.recipients, recipient_address)
     }
 
     /// Parses configuration text; `file` names it in errors, `base` resolves
@@ -178,6 +226,15 @@ impl Config {
         }
         .validate(Vocabulary::ConfigFile, SystemTime::now())
         .map_err(invalid)?;
+        let max_recipient_webs = t.max_recipient_webs.unwrap_or(DEFAULT_MAX_RECIPIENT_WEBS);
+        if !(1..=MAX_RECIPIENT_WEBS).contains(&max_recipient_webs) {
+            return Err(invalid(bad(
+                "trust.max_recipient_webs",
+                &max_recipient_webs,
+                "must be between 1 and 100000",
+            )));
+        }
+        let recipients_directory = t.recipients_directory.map(abs);
         let s = raw.statements.unwrap_or_default();
         let (rules, testing) = StatementOptions {
             min_prefix_len: s.min_prefix_len,
@@ -237,6 +294,9 @@ impl Config {
             rules,
             testing,
             max_shrink_percent,
+            recipients_directory,
+            max_recipient_webs,
+            recipients: Vec::new(),
         })
     }
 
@@ -330,6 +390,54 @@ mod tests {
     }
 
     #[test]
+    fn recipients_directory_is_read_by_load_only() {
+        let base = format!("[trust]\nkeyrings = [\"r\"]\nroots = [\"{ROOT}\"]\n");
+        let c = parse(&base).unwrap();
+        assert_eq!(c.recipients_directory, None);
+        assert_eq!(c.max_recipient_webs, DEFAULT_MAX_RECIPIENT_WEBS);
+        let e = |extra: &str| parse(&format!("{base}{extra}")).unwrap_err().to_string();
+        assert_eq!(
+            e("max_recipient_webs = 100001\n"),
+            "c.toml: trust.max_recipient_webs = 100001: must be between 1 and 100000"
+        );
+        assert!(e("max_recipient_webs = 0\n").contains("trust.max_recipient_webs = 0"));
+
+        let dir = std::env::temp_dir().join(format!("wotgate-cfg-recip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("recipients.d")).unwrap();
+        let file = dir.join("wotgate.toml");
+        let text = format!("{base}recipients_directory = \"recipients.d\"\n");
+        std::fs::write(&file, &text).unwrap();
+        std::fs::write(
+            dir.join("recipients.d/Alice@Example.org.toml"),
+            "combine = \"extend\"\ndepth = 4\n",
+        )
+        .unwrap();
+        // Parsing is pure: the path is resolved, nothing is read.
+        let parsed = Config::parse(&text, "wotgate.toml", &dir).unwrap();
+        assert_eq!(parsed.recipients_directory, Some(dir.join("recipients.d")));
+        assert!(parsed.recipients.is_empty());
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.recipients.len(), 1);
+        let w = c.web_for("alice@EXAMPLE.org").unwrap();
+        assert_eq!((w.combine, w.trust.depth), (Combine::Extend, 4));
+        assert_eq!(w.trust.reference_time, c.trust.reference_time);
+        assert_eq!(c.web_for("bob@example.org"), None);
+        // A file that goes bad fails the whole load, naming it.
+        std::fs::write(
+            dir.join("recipients.d/x.example.toml"),
+            "combine = \"both\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("x.example.toml: combine = \"both\""), "{e}");
+        std::fs::remove_dir_all(dir.join("recipients.d")).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("recipients.d: cannot read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_example_is_complete_and_says_the_defaults() {
         let text = include_str!("../../../../examples/wotgate.toml");
         let c = parse(text).unwrap();
@@ -360,6 +468,22 @@ mod tests {
             assert!(text.contains(section), "{section}");
         }
         assert_eq!(c.policy, PolicySection::default());
+        assert_eq!(c.max_recipient_webs, DEFAULT_MAX_RECIPIENT_WEBS);
+        // The commented recipient's file is valid as shown.
+        let (_, rest) = text
+            .split_once("# --- recipients.d/alice@example.org.toml ---\n")
+            .unwrap();
+        let (file, _) = rest.split_once("# --- end ---").unwrap();
+        let file: String = file
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let web =
+            RecipientWeb::parse(Path::new("alice@example.org.toml"), &file, &c.trust).unwrap();
+        assert_eq!(web.combine, Combine::Replace);
+        assert_eq!(web.trust.roots.len(), 1);
         // A misspelt key in a new section is refused, naming it.
         let e = parse(&text.replace("detach_on_stop", "detach_on_exit")).unwrap_err();
         assert!(

@@ -62,6 +62,13 @@ impl Check {
                 .map_or("none".to_string(), |s| s.display().to_string()),
             p.tcp_listen.map_or("none".to_string(), |a| a.to_string())
         );
+        if let Some(d) = &cfg.recipients_directory {
+            outln!(
+                "recipients: {} per-recipient web(s) in {}",
+                cfg.recipients.len(),
+                d.display()
+            );
+        }
         if g.interfaces.is_empty() {
             errln!("wotgate: note: gate.interfaces is empty: `wotgate run` needs at least one interface (plan and statement verify do not)");
         }

@@ -10,8 +10,8 @@ use sequoia_openpgp::Fingerprint;
 use wotgate::model::time::format_time;
 use wotgate::wot::{KeyStatus, KeyTrust, TrustReport};
 
-use super::trust_report::{evaluate, key_json, kind_text, status_text};
-use crate::args::TrustArgs;
+use super::trust_report::{evaluate, key_json, kind_text, status_text, WebUsed};
+use crate::args::{RecipientArg, TrustArgs};
 use crate::exit;
 
 /// The shortest path(s) from a root to a key, e-mail address or domain, or
@@ -19,12 +19,15 @@ use crate::exit;
 #[derive(Args)]
 #[command(after_help = "Examples:
   wotgate trust explain --keyring keys.pgp --root 0123...CDEF mx.example.org
-  wotgate trust explain --config /etc/wotgate/wotgate.toml --dot postmaster@example.net | dot -Tsvg")]
+  wotgate trust explain --config /etc/wotgate/wotgate.toml --dot postmaster@example.net | dot -Tsvg
+  wotgate trust explain --config /etc/wotgate/wotgate.toml --recipient alice@example.org mx.example.net")]
 pub struct Explain {
     /// Fingerprint or Key ID, e-mail address, or domain.
     query: String,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    recipient: RecipientArg,
     /// Print JSON.
     #[arg(long, conflicts_with = "dot")]
     json: bool,
@@ -35,7 +38,7 @@ pub struct Explain {
 
 impl Explain {
     pub fn run(self) -> Result<ExitCode> {
-        let report = evaluate(&self.trust)?;
+        let (report, web) = evaluate(&self.trust, &self.recipient)?;
         let found = report.find(&self.query);
         if found.is_empty() {
             bail!(
@@ -49,12 +52,22 @@ impl Explain {
             outln!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &found.iter().map(|k| key_json(k)).collect::<Vec<_>>()
+                    &found
+                        .iter()
+                        .map(|k| {
+                            let mut v = key_json(k);
+                            v["web"] = web.as_ref().map(WebUsed::json).into();
+                            v
+                        })
+                        .collect::<Vec<_>>()
                 )?
             );
         } else if self.dot {
-            out!("{}", dot(&report, &found));
+            out!("{}", dot(&report, &found, web.as_ref()));
         } else {
+            if let Some(w) = &web {
+                outln!("{}", w.text());
+            }
             for k in &found {
                 explain_text(k)?;
             }
@@ -111,7 +124,7 @@ fn explain_text(k: &KeyTrust) -> Result<()> {
     Ok(())
 }
 
-fn dot(report: &TrustReport, found: &[&KeyTrust]) -> String {
+fn dot(report: &TrustReport, found: &[&KeyTrust], web: Option<&WebUsed>) -> String {
     let label = |f: &Fingerprint| -> String {
         let k = report.key(f);
         let uid = k
@@ -139,7 +152,11 @@ fn dot(report: &TrustReport, found: &[&KeyTrust]) -> String {
             }
         }
     }
-    let mut out = String::from("digraph trust {\n  rankdir=LR;\n  node [shape=box];\n");
+    let mut out = String::from("digraph trust {\n");
+    if let Some(w) = web {
+        out.push_str(&format!("  // {}\n", w.text()));
+    }
+    out.push_str("  rankdir=LR;\n  node [shape=box];\n");
     for n in &nodes {
         let style = match report.key(n).map(|k| &k.status) {
             Some(KeyStatus::Root) => ", style=bold",

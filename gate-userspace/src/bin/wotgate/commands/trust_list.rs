@@ -8,17 +8,20 @@ use clap::Args;
 use serde_json::json;
 use wotgate::model::time::format_time;
 
-use super::trust_report::{evaluate, key_json, status_text};
-use crate::args::TrustArgs;
+use super::trust_report::{evaluate, key_json, status_text, WebUsed};
+use crate::args::{RecipientArg, TrustArgs};
 
 /// Every key with its verdict, depth and authenticated User IDs.
 #[derive(Args)]
 #[command(after_help = "Examples:
   wotgate trust list --keyring /etc/wotgate/keys.pgp --root 0123...CDEF
-  wotgate trust list --config /etc/wotgate/wotgate.toml --json")]
+  wotgate trust list --config /etc/wotgate/wotgate.toml --json
+  wotgate trust list --config /etc/wotgate/wotgate.toml --recipient alice@example.org")]
 pub struct List {
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    recipient: RecipientArg,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -26,9 +29,10 @@ pub struct List {
 
 impl List {
     pub fn run(self) -> Result<ExitCode> {
-        let report = evaluate(&self.trust)?;
+        let (report, web) = evaluate(&self.trust, &self.recipient)?;
         if self.json {
             let v = json!({
+                "web": web.as_ref().map(WebUsed::json),
                 "reference_time": format_time(report.reference_time),
                 "depth": report.depth,
                 "certifications_cut": report.stats.cut_by_limits,
@@ -38,6 +42,9 @@ impl List {
             });
             outln!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(w) = &web {
+            outln!("{}", w.text());
         }
         for k in report.keys() {
             outln!("{}  {}", k.fingerprint.to_hex(), status_text(&k.status));

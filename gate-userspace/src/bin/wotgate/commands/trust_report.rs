@@ -4,14 +4,69 @@
 use anyhow::{bail, Result};
 use sequoia_openpgp::policy::StandardPolicy;
 use serde_json::{json, Value};
+use wotgate::model::config::{Recipient, RecipientWeb};
 use wotgate::model::time::format_time;
 use wotgate::wot::{self, EdgeKind, KeyStatus, KeyTrust, Keyring, TrustReport};
 
-use crate::args::TrustArgs;
+use crate::args::{RecipientArg, TrustArgs};
 
-/// Loads the keyrings and runs the engine; problems go to standard error.
-pub fn evaluate(args: &TrustArgs) -> Result<TrustReport> {
-    let trust = args.resolve()?;
+/// The web of trust a report was evaluated with, for `--recipient`.
+pub struct WebUsed {
+    /// The recipient's address, lowercased.
+    recipient: String,
+    /// The per-recipient web; `None`: the system's.
+    web: Option<RecipientWeb>,
+}
+
+impl WebUsed {
+    /// `web: alice@example.org (FILE, replace)`, or the system default.
+    pub fn text(&self) -> String {
+        match &self.web {
+            Some(w) => format!("web: {} ({}, {})", w.recipient, w.file.display(), w.combine),
+            None => format!(
+                "web: system default (no per-recipient file for {})",
+                self.recipient
+            ),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "recipient": self.recipient,
+            "system_default": self.web.is_none(),
+            "name": self.web.as_ref().map(|w| w.recipient.name()),
+            "file": self.web.as_ref().map(|w| w.file.display().to_string()),
+            "combine": self.web.as_ref().map(|w| w.combine.as_str()),
+        })
+    }
+}
+
+/// Loads the keyrings and runs the engine, with `recipient`'s web of trust
+/// when one is given; problems go to standard error.
+pub fn evaluate(
+    args: &TrustArgs,
+    recipient: &RecipientArg,
+) -> Result<(TrustReport, Option<WebUsed>)> {
+    let mut trust = args.resolve()?;
+    let web = match (&recipient.recipient, &trust.config) {
+        (None, _) => None,
+        (Some(_), None) => {
+            bail!("--recipient needs --config FILE (the per-recipient webs are configured there)")
+        }
+        (Some(addr), Some(config)) => {
+            let Ok(Recipient::Address(address)) = Recipient::parse(addr) else {
+                bail!("--recipient {addr:?}: not an e-mail address");
+            };
+            let web = config.web_for(&address).cloned();
+            if let Some(w) = &web {
+                trust.settings = w.trust_at(args.at);
+            }
+            Some(WebUsed {
+                recipient: address,
+                web,
+            })
+        }
+    };
     let (ring, problems) = Keyring::load(&trust.keyrings);
     for p in &problems {
         errln!("wotgate: warning: {p}");
@@ -29,7 +84,7 @@ pub fn evaluate(args: &TrustArgs) -> Result<TrustReport> {
             report.stats.cut_by_limits
         );
     }
-    Ok(report)
+    Ok((report, web))
 }
 
 pub fn status_text(s: &KeyStatus) -> String {
