@@ -218,8 +218,10 @@ pub(crate) fn recipient_webs(
     cfg: &Config,
     at: SystemTime,
 ) -> Vec<(String, crate::model::settings::TrustSettings)> {
-    let _ = (cfg, at);
-    Vec::new()
+    cfg.recipients
+        .iter()
+        .map(|r| (r.recipient.name().to_string(), r.trust_at(at)))
+        .collect()
 }
 
 impl Prepared {

@@ -301,8 +301,14 @@ pub(super) fn web_for<'a>(webs: &'a [RecipientWeb], address: &str) -> Option<&'a
             .ok()
             .map(|i| &webs[i])
     };
-    let (_, domain) = address.rsplit_once('@')?;
-    find(&address).or_else(|| find(domain))
+    let (local, domain) = address.rsplit_once('@')?;
+    // `alice+lists@` is alice's (as the policy server decides).
+    let base = local
+        .split_once('+')
+        .map(|(base, _)| format!("{base}@{domain}"));
+    find(&address)
+        .or_else(|| base.as_deref().and_then(find))
+        .or_else(|| find(domain))
 }
 
 #[cfg(test)]
