@@ -151,11 +151,22 @@ pub fn prepare_gathered(
     policy: &dyn Policy,
     at: SystemTime,
 ) -> Result<Prepared, ApplyError> {
+    prepare_gathered_cached(cfg, gathered, policy, at, &mut VerifyCache::new())
+}
+
+/// [`prepare_gathered`] with a cache of certification verifications that
+/// outlives the call (the daemon keeps it in its state directory).
+pub fn prepare_gathered_cached(
+    cfg: &Config,
+    gathered: Gathered,
+    policy: &dyn Policy,
+    at: SystemTime,
+    cache: &mut VerifyCache,
+) -> Result<Prepared, ApplyError> {
     let (keyring, parse_problems) = Keyring::parse(&gathered.keyrings);
     let mut problems = gathered.problems;
     problems.extend(parse_problems.iter().map(|p| p.to_string()));
-    let mut cache = VerifyCache::new();
-    let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, &mut cache);
+    let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, cache);
     problems.extend(missing);
     let trusted_keys = view.report.keys().filter(|k| k.status.is_trusted()).count();
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
@@ -176,13 +187,7 @@ pub fn prepare_gathered(
         let mut defs = vec![(crate::webs::SYSTEM_WEB.to_string(), cfg.trust_at(at))];
         defs.extend(recipients);
         let t = defs[0].1.clone();
-        let graph = SharedGraph::build(
-            &view.keyring,
-            policy,
-            t.reference_time,
-            &t.limits,
-            &mut cache,
-        );
+        let graph = SharedGraph::build(&view.keyring, policy, t.reference_time, &t.limits, cache);
         let acceptor = Acceptor {
             rules: &cfg.rules,
             trust: &view,

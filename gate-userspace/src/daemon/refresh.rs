@@ -7,13 +7,13 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::policy::Policy;
 
-use crate::apply::{prepare_gathered, ApplyError, Prepared};
+use crate::apply::{prepare_gathered_cached, ApplyError, Prepared};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
 use crate::model::time::{to_system_time, to_timestamp};
 use crate::source::crawl::Crawler;
 use crate::source::{Gathered, Named};
-use crate::wot::{IntroducerMode, Keyring, TrustSettings};
+use crate::wot::{IntroducerMode, Keyring, TrustSettings, VerifyCache};
 
 /// Why a plan could not be built; the current set stays.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,18 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
         .map_err(ApplyError::Statements)?;
     let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at)?;
     let key_expiry = next_key_expiry(&gathered.keyrings, policy, at);
-    let mut prepared = prepare_gathered(cfg, gathered, policy, at)?;
+    // Certifications verified before (by this process or an earlier one)
+    // are not verified again: the results live in the state directory.
+    let (mut cache, why) = VerifyCache::load(&cfg.state_directory);
+    if let Some(why) = why {
+        tracing::warn!("verification cache ignored: {why}");
+    }
+    let mut prepared = prepare_gathered_cached(cfg, gathered, policy, at, &mut cache)?;
+    if cache.added() > 0 {
+        if let Err(e) = cache.save(&cfg.state_directory) {
+            tracing::warn!(error = %e, "could not save the verification cache (only costs time)");
+        }
+    }
     let trusted_keys = prepared.trusted_keys;
     if let Some(path) = &cfg.gate.static_prefixes {
         let overrides = load_static(path)?;

@@ -109,19 +109,8 @@ pub struct EdgeStats {
     pub cut_by_limits: usize,
 }
 
-/// Cache of cryptographic verification results, keyed by everything the
-/// result depends on (issuer, target, User ID and the signature's bytes).
-#[derive(Debug, Default)]
-pub struct VerifyCache {
-    map: HashMap<(Fingerprint, Fingerprint, Vec<u8>, Vec<u8>), bool>,
-}
-
-impl VerifyCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
+pub use super::verify_cache::VerifyCache;
+use super::verify_cache::{key_of, Key};
 
 /// The certification graph at one reference time.
 #[derive(Debug)]
@@ -171,9 +160,9 @@ fn node_of(cert: &Cert, policy: &dyn Policy, t: SystemTime) -> Node {
     }
 }
 
-struct Candidate<'a> {
-    sig: &'a Signature,
-    uid: usize,
+pub(super) struct Candidate<'a> {
+    pub(super) sig: &'a Signature,
+    pub(super) uid: usize,
     created: SystemTime,
     issuers: Vec<usize>,
 }
@@ -192,16 +181,78 @@ pub fn build(
         .collect();
     let mut g = Graph::without_edges(nodes);
     let checks = Checks { ring, policy, t };
+    let mut all: Vec<(usize, Vec<Candidate>, usize)> = Vec::new();
     for y in 0..ring.len() {
         if g.nodes[y].state != NodeState::Valid {
             continue;
         }
         let mut cands = g.candidates(ring, y);
         let keep = g.cut_by_limits(y, &mut cands, limits);
-        let newest = checks.newest_verified(&mut g, y, &cands[..keep], cache);
-        g.add_edges(y, newest, t);
+        all.push((y, cands, keep));
+    }
+    // The signatures to verify, verified on every core first; the rules
+    // below then find each result ready (and count it as verified).
+    let mut todo: Vec<Job> = Vec::new();
+    for (y, cands, keep) in &all {
+        for c in &cands[..*keep] {
+            for &x in &c.issuers {
+                if checks.precheck(&g, x, c).is_ok() {
+                    let key = key_of(ring.cert_at(x), ring.cert_at(*y), c);
+                    if !cache.contains(&key) {
+                        todo.push(Job { x, y: *y, c, key });
+                    }
+                }
+            }
+        }
+    }
+    let threads = if cache.sequential {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let mut fresh = verify_parallel(ring, &todo, threads);
+    drop(todo);
+    for (y, cands, keep) in &all {
+        let newest = checks.newest_verified(&mut g, *y, &cands[..*keep], cache, &mut fresh);
+        g.add_edges(*y, newest, t);
     }
     g
+}
+
+/// One signature to verify.
+struct Job<'a> {
+    x: usize,
+    y: usize,
+    c: &'a Candidate<'a>,
+    key: Key,
+}
+
+/// Verifies `jobs` on every available core; results by key.
+fn verify_parallel(ring: &Keyring, jobs: &[Job], threads: usize) -> HashMap<Key, bool> {
+    let threads = threads.clamp(1, 16);
+    if jobs.len() < 64 || threads == 1 {
+        return jobs
+            .iter()
+            .map(|j| (j.key, verify_one(ring, j.x, j.y, j.c)))
+            .collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|j| (j.key, verify_one(ring, j.x, j.y, j.c)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a verification thread panicked"))
+            .collect()
+    })
 }
 
 impl Graph {
@@ -359,11 +410,12 @@ impl Checks<'_> {
         y: usize,
         cands: &'c [Candidate<'c>],
         cache: &mut VerifyCache,
+        fresh: &mut HashMap<Key, bool>,
     ) -> HashMap<(usize, usize), &'c Candidate<'c>> {
         let mut newest: HashMap<(usize, usize), &Candidate> = HashMap::new();
         for c in cands {
             for &x in &c.issuers {
-                if let Err(reason) = self.check(g, x, y, c, cache) {
+                if let Err(reason) = self.check(g, x, y, c, cache, fresh) {
                     g.reject(y, x, c.uid, c.created, reason);
                     continue;
                 }
@@ -389,7 +441,20 @@ impl Checks<'_> {
         y: usize,
         c: &Candidate,
         cache: &mut VerifyCache,
+        fresh: &mut HashMap<Key, bool>,
     ) -> Result<(), RejectReason> {
+        self.precheck(g, x, c)?;
+        if !verify(self.ring, x, y, c, cache, fresh, &mut g.stats) {
+            g.stats.bad_signatures += 1;
+            return Err(RejectReason::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// The rules before the cryptography: the issuer is valid, the
+    /// signature is not from the future nor older than the issuer, and its
+    /// hash is acceptable.
+    fn precheck(&self, g: &Graph, x: usize, c: &Candidate) -> Result<(), RejectReason> {
         if g.nodes[x].state != NodeState::Valid {
             return Err(RejectReason::IssuerInvalid);
         }
@@ -407,10 +472,6 @@ impl Checks<'_> {
         {
             return Err(RejectReason::WeakHash(c.sig.hash_algo()));
         }
-        if !verify(self.ring, x, y, c, cache, &mut g.stats) {
-            g.stats.bad_signatures += 1;
-            return Err(RejectReason::BadSignature);
-        }
         Ok(())
     }
 }
@@ -421,33 +482,39 @@ fn verify(
     y: usize,
     c: &Candidate,
     cache: &mut VerifyCache,
+    fresh: &mut HashMap<Key, bool>,
     stats: &mut EdgeStats,
 ) -> bool {
-    let issuer = ring.cert_at(x);
-    let target = ring.cert_at(y);
-    let userid = target
-        .userids()
-        .nth(c.uid)
-        .map(|ua| ua.userid().clone())
-        .expect("candidate User ID index is in range");
-    let key = (
-        issuer.fingerprint(),
-        target.fingerprint(),
-        userid.value().to_vec(),
-        c.sig.to_vec().unwrap_or_default(),
-    );
-    if let Some(&ok) = cache.map.get(&key) {
+    let key = key_of(ring.cert_at(x), ring.cert_at(y), c);
+    if let Some(ok) = fresh.remove(&key) {
+        stats.verified += 1;
+        cache.insert(key, ok);
+        return ok;
+    }
+    if let Some(ok) = cache.get(&key) {
         stats.cache_hits += 1;
         return ok;
     }
     stats.verified += 1;
+    let ok = verify_one(ring, x, y, c);
+    cache.insert(key, ok);
+    ok
+}
+
+/// The cryptographic check of one certification (or its revocation) by
+/// `x`'s primary key over User ID `c.uid` of `y`.
+fn verify_one(ring: &Keyring, x: usize, y: usize, c: &Candidate) -> bool {
+    let issuer = ring.cert_at(x);
+    let target = ring.cert_at(y);
+    let Some(ua) = target.userids().nth(c.uid) else {
+        return false;
+    };
+    let userid = ua.userid();
     let signer = issuer.primary_key().key();
     let pk = target.primary_key().key();
-    let ok = if c.sig.typ() == SignatureType::CertificationRevocation {
-        c.sig.verify_userid_revocation(signer, pk, &userid).is_ok()
+    if c.sig.typ() == SignatureType::CertificationRevocation {
+        c.sig.verify_userid_revocation(signer, pk, userid).is_ok()
     } else {
-        c.sig.verify_userid_binding(signer, pk, &userid).is_ok()
-    };
-    cache.map.insert(key, ok);
-    ok
+        c.sig.verify_userid_binding(signer, pk, userid).is_ok()
+    }
 }

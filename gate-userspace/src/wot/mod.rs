@@ -72,6 +72,7 @@ mod edges;
 mod keyring;
 mod report;
 mod search;
+mod verify_cache;
 mod webs;
 
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
@@ -80,6 +81,7 @@ pub use report::{
     KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
 };
 pub use search::{evaluate, evaluate_cached};
+pub use verify_cache::CACHE_FILE as VERIFY_CACHE_FILE;
 pub use webs::{SharedGraph, Standing};
 
 pub use crate::model::settings::{IntroducerMode, Limits, TrustSettings, DEFAULT_DEPTH};

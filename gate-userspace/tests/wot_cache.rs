@@ -1,0 +1,173 @@
+//! The verification cache never changes a verdict: every fixture network
+//! gives the same report cold, parallel or sequential, warm from the saved
+//! file, with a corrupted file, with a cache filled under another policy, and
+//! after a key's revocation is added.
+
+mod wot_common;
+
+use std::time::{Duration, SystemTime};
+
+use openpgp::cert::prelude::*;
+use openpgp::packet::signature::SignatureBuilder;
+use openpgp::policy::{NullPolicy, StandardPolicy};
+use openpgp::types::{ReasonForRevocation, SignatureType};
+use sequoia_openpgp as openpgp;
+use wot_common::*;
+use wotgate::wot::{
+    evaluate_cached, KeyStatus, KeyTrust, Keyring, TrustSettings, VerifyCache, VERIFY_CACHE_FILE,
+};
+
+fn keys(r: &wotgate::wot::TrustReport) -> Vec<KeyTrust> {
+    r.keys().cloned().collect()
+}
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wotgate-wot-cache-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn every_fixture_gives_the_same_report_whatever_the_cache() {
+    let p = StandardPolicy::new();
+    let dir = tmpdir("fixtures");
+    let mut cases = certification_cases();
+    cases.extend(tsig_cases());
+    let mut checked = 0;
+    for c in &cases {
+        let net = Net::load(c.net);
+        let s = net.settings(c);
+        let seq = evaluate_cached(&net.ring, &s, &p, &mut VerifyCache::sequential());
+        assert!(
+            check(&net, c, &seq).is_empty(),
+            "{}: {:?}",
+            c.net,
+            check(&net, c, &seq)
+        );
+        let mut cache = VerifyCache::new();
+        let par = evaluate_cached(&net.ring, &s, &p, &mut cache);
+        assert_eq!(keys(&par), keys(&seq), "{}: parallel vs sequential", c.net);
+        assert_eq!(par.stats.verified, seq.stats.verified, "{}", c.net);
+
+        // Warm, from the file a previous process saved.
+        cache.save(&dir).unwrap();
+        let (mut warm, why) = VerifyCache::load(&dir);
+        assert!(why.is_none(), "{why:?}");
+        let w = evaluate_cached(&net.ring, &s, &p, &mut warm);
+        assert_eq!(w.stats.verified, 0, "{}: warm verifies nothing", c.net);
+        assert_eq!(w.stats.cache_hits, seq.stats.verified, "{}", c.net);
+        assert_eq!(keys(&w), keys(&seq), "{}: warm", c.net);
+
+        // A corrupted file is ignored, and the result is the same.
+        let file = dir.join(VERIFY_CACHE_FILE);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&file, &bytes).unwrap();
+        let (mut broken, why) = VerifyCache::load(&dir);
+        assert!(why.is_some() && broken.is_empty());
+        let b = evaluate_cached(&net.ring, &s, &p, &mut broken);
+        assert_eq!(keys(&b), keys(&seq), "{}: corrupted cache", c.net);
+
+        // Filled under another policy (one that accepts everything, SHA-1
+        // included) and saved: the standard policy's verdicts are unchanged.
+        let mut other = VerifyCache::new();
+        let null = unsafe { NullPolicy::new() };
+        evaluate_cached(&net.ring, &s, &null, &mut other);
+        other.save(&dir).unwrap();
+        let (mut other, _) = VerifyCache::load(&dir);
+        let o = evaluate_cached(&net.ring, &s, &p, &mut other);
+        assert_eq!(keys(&o), keys(&seq), "{}: cache from another policy", c.net);
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} fixture cases");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn at(days: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)
+}
+
+fn key(uid: &str) -> openpgp::Cert {
+    CertBuilder::new()
+        .set_creation_time(at(0))
+        .add_userid(uid)
+        .generate()
+        .unwrap()
+        .0
+}
+
+fn certify(issuer: &openpgp::Cert, target: &openpgp::Cert) -> openpgp::Cert {
+    let mut signer = issuer
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let uid = target.userids().next().unwrap().userid().clone();
+    let sig = SignatureBuilder::new(SignatureType::GenericCertification)
+        .set_signature_creation_time(at(1))
+        .unwrap()
+        .sign_userid_binding(&mut signer, target.primary_key().key(), &uid)
+        .unwrap();
+    target
+        .clone()
+        .strip_secret_key_material()
+        .insert_packets(sig)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_revocation_added_after_caching_counts() {
+    let (root, a, b) = (key("root.example"), key("a.example"), key("b.example"));
+    let ring = Keyring::from_certs([
+        root.clone().strip_secret_key_material(),
+        certify(&root, &a),
+        certify(&a, &b),
+    ]);
+    let s = TrustSettings::new([root.fingerprint()], at(10));
+    let p = StandardPolicy::new();
+    let mut cache = VerifyCache::new();
+    let before = evaluate_cached(&ring, &s, &p, &mut cache);
+    assert_eq!(
+        before.key(&b.fingerprint()).unwrap().status,
+        KeyStatus::Trusted { depth: 2 }
+    );
+    // a revokes itself; the cache holds a's and b's certifications.
+    let mut signer = a
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let rev = CertRevocationBuilder::new()
+        .set_signature_creation_time(at(5))
+        .unwrap()
+        .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"test")
+        .unwrap()
+        .build(&mut signer, &a, None)
+        .unwrap();
+    let revoked_a = certify(&root, &a).insert_packets(rev).unwrap().0;
+    let ring2 = Keyring::from_certs([
+        root.clone().strip_secret_key_material(),
+        revoked_a,
+        certify(&a, &b),
+    ]);
+    let warm = evaluate_cached(&ring2, &s, &p, &mut cache);
+    let cold = evaluate_cached(&ring2, &s, &p, &mut VerifyCache::new());
+    assert_eq!(keys(&warm), keys(&cold));
+    assert!(matches!(
+        warm.key(&a.fingerprint()).unwrap().status,
+        KeyStatus::Untrusted { .. }
+    ));
+    assert!(
+        !warm.key(&b.fingerprint()).unwrap().status.is_trusted(),
+        "b was trusted only through the revoked a"
+    );
+    assert_eq!(warm.stats.verified, 0, "nothing new to verify");
+}
