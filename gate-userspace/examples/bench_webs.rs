@@ -267,7 +267,7 @@ fn render(rows: &[Row], statements: usize, reps: usize) -> String {
     );
     for r in &rows[1..] {
         t.push_str(&format!(
-            "\n{} webs: {:.0} keys trusted per web on average; {} (web, statement) denials of \
+            "\n- {} webs: {:.0} keys trusted per web on average; {} (web, statement) denials of \
              refused signers.",
             r.webs,
             r.get("trusted_mean"),
@@ -275,7 +275,7 @@ fn render(rows: &[Row], statements: usize, reps: usize) -> String {
         ));
     }
     t.push_str(
-        "\nThe W-web refresh's acceptor serves certificates only; `prepare_gathered` with \
+        "\n- The W-web refresh's acceptor serves certificates only; `prepare_gathered` with \
          recipient webs also evaluates the system web alone (its report, sharing the \
          verification cache with the graph).\n",
     );
