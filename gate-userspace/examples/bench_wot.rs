@@ -11,27 +11,27 @@
 //! Run: `cargo run --release -p gate-userspace --example bench_wot [-- --record]`
 //! (`--record` appends the table to BENCHMARKS.md under `## Web of trust`).
 
+#[path = "common/network.rs"]
+mod network;
 #[path = "common/record.rs"]
 mod record;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use network::{at, generated, REF, T0};
 use openpgp::cert::prelude::*;
 use openpgp::packet::signature::SignatureBuilder;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::Serialize;
 use openpgp::types::SignatureType;
-use openpgp::{Cert, Fingerprint};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use openpgp::Fingerprint;
 use sequoia_openpgp as openpgp;
 use wotgate::wot::{evaluate_cached, Keyring, TrustSettings, VerifyCache};
 
-const T0: u64 = 1_704_067_200; // 2024-01-01
-const REF: u64 = 1_735_689_600; // 2025-01-01
 const DEBIAN: &str = "/usr/share/keyrings/debian-keyring.gpg";
 const DEPTH: usize = 2;
 const GPG_TOOL: &str = "gpg 2.2 --check-trustdb (pgp, max-cert-depth 2)";
@@ -42,11 +42,10 @@ fn main() -> Result<()> {
         return measure(&args[1..]);
     }
     let record = args.iter().any(|a| a == "--record");
-    let dir = std::env::temp_dir().join("wotgate-bench-wot");
-    std::fs::create_dir_all(&dir)?;
+    let dir = network::cache_dir()?;
     let mut rows = Vec::new();
 
-    let net = dir.join("network-10k.pgp");
+    let net = network::ring_path(&dir, 10_000);
     let root = generated(&net, 10_000, 10)?;
     rows.extend(compare(
         "generated 10k certs / 100k certifications",
@@ -62,7 +61,7 @@ fn main() -> Result<()> {
         eprintln!("bench_wot: {DEBIAN} missing (apt-get install debian-keyring); skipped");
     }
 
-    let flooded = dir.join("flooded-100k.pgp");
+    let flooded = dir.join("flooded-100k-v2.pgp");
     let root = flood(&flooded, &net, 100_000)?;
     rows.extend(ours_only(
         "generated + 1 cert with 100k unknown-issuer certifications",
@@ -422,82 +421,6 @@ fn primary_fprs(listing: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn at(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-/// A random network: `n` keys, each certified by `k` random others, key 0
-/// the root certifying 20 keys. Cached on disk; returns the root.
-fn generated(path: &Path, n: usize, k: usize) -> Result<Fingerprint> {
-    let root_file = path.with_extension("root");
-    if path.exists() && root_file.exists() {
-        return Fingerprint::from_hex(std::fs::read_to_string(&root_file)?.trim());
-    }
-    eprintln!(
-        "bench_wot: generating {n} keys and {} certifications ...",
-        n * k
-    );
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut certs: Vec<Cert> = (0..n)
-        .map(|i| {
-            CertBuilder::new()
-                .set_profile(openpgp::Profile::RFC4880)?
-                .set_cipher_suite(CipherSuite::Cv25519)
-                .set_creation_time(at(T0))
-                .add_userid(format!("Key {i} <k{i}@bench.example>"))
-                .generate()
-                .map(|(c, _)| c)
-        })
-        .collect::<openpgp::Result<_>>()?;
-    let mut signers: Vec<_> = certs
-        .iter()
-        .map(|c| {
-            c.primary_key()
-                .key()
-                .clone()
-                .parts_into_secret()?
-                .into_keypair()
-        })
-        .collect::<openpgp::Result<_>>()?;
-    let mut sigs: HashMap<usize, Vec<openpgp::packet::Signature>> = HashMap::new();
-    let mut certify =
-        |from: usize, to: usize, certs: &[Cert], sigs: &mut HashMap<_, Vec<_>>| -> Result<()> {
-            let uid = certs[to].userids().next().unwrap().userid().clone();
-            let sig = SignatureBuilder::new(SignatureType::GenericCertification)
-                .set_signature_creation_time(at(T0 + 86_400))?
-                .sign_userid_binding(&mut signers[from], certs[to].primary_key().key(), &uid)?;
-            sigs.entry(to).or_default().push(sig);
-            Ok(())
-        };
-    for to in 1..=20 {
-        certify(0, to, &certs, &mut sigs)?;
-    }
-    for to in 0..n {
-        let mut from: Vec<usize> = Vec::new();
-        while from.len() < k - usize::from((1..=20).contains(&to)) {
-            let f = rng.gen_range(0..n);
-            if f != to && !from.contains(&f) && !(f == 0 && (1..=20).contains(&to)) {
-                from.push(f);
-            }
-        }
-        for f in from {
-            certify(f, to, &certs, &mut sigs)?;
-        }
-    }
-    let mut out = Vec::new();
-    for (i, c) in certs.iter_mut().enumerate() {
-        let cc = c
-            .clone()
-            .insert_packets(sigs.remove(&i).unwrap_or_default())?
-            .0;
-        cc.serialize(&mut out)?;
-    }
-    std::fs::write(path, out)?;
-    let root = certs[0].fingerprint();
-    std::fs::write(&root_file, root.to_hex())?;
-    Ok(root)
 }
 
 /// The generated network with one certificate (a key the root certified)

@@ -44,14 +44,15 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: xdp, wot, plan, controller or policy. `--record` appends
-    /// to BENCHMARKS.md.
+    /// Benchmarks: xdp, wot, plan, controller, policy or webs. `--record`
+    /// appends to BENCHMARKS.md.
     Bench {
         which: String,
         #[arg(long)]
         record: bool,
         /// Further arguments for the benchmark (controller: --participants
-        /// N, --per M prefixes each, --reps R).
+        /// N, --per M prefixes each, --reps R; webs: --statements N, --reps
+        /// R, --webs 100,1000).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -221,7 +222,10 @@ fn main() -> Result<()> {
                     ("integration-tests", "bench_controller")
                 }
                 "policy" => ("gate-userspace", "bench_policy"),
-                other => bail!("unknown benchmark {other:?}: xdp, wot, plan, controller or policy"),
+                "webs" => ("gate-userspace", "bench_webs"),
+                other => {
+                    bail!("unknown benchmark {other:?}: xdp, wot, plan, controller, policy or webs")
+                }
             };
             let mut args = vec![
                 "run",

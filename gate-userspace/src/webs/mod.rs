@@ -85,12 +85,11 @@ impl Webs {
         let mut roles = Vec::with_capacity(defs.len());
         let mut trusted_keys = Vec::with_capacity(defs.len());
         for (_, settings) in defs {
-            let standing: HashMap<&Fingerprint, Standing> = signers
-                .iter()
-                .zip(graph.standings(settings, &signers))
-                .collect();
+            // One search per web answers both.
+            let (standings, trusted) = graph.standings_and_count(settings, &signers);
+            let standing: HashMap<&Fingerprint, Standing> = signers.iter().zip(standings).collect();
             roles.push(acceptor.accept_in(&all, |f| standing.get(f)));
-            trusted_keys.push(graph.trusted_count(settings));
+            trusted_keys.push(trusted);
         }
         // Keep only candidates some web accepted, renumbered.
         let mut keep = vec![usize::MAX; all.len()];

@@ -11,7 +11,7 @@ use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::Fingerprint;
 
 use super::edges::{self, Graph, NodeState, UidState, VerifyCache};
-use super::search::search;
+use super::search::{search, Found};
 use super::{userid_email_domain, Keyring, Limits, TrustSettings};
 
 /// One web's verdict on one key.
@@ -51,6 +51,32 @@ impl<'k> SharedGraph<'k> {
     /// The standing of each of `keys` in the web `settings` describes (its
     /// reference time and limits are the graph's).
     pub fn standings(&self, settings: &TrustSettings, keys: &[Fingerprint]) -> Vec<Standing> {
+        let (roots, found) = self.search(settings);
+        self.standings_in(settings, &roots, &found, keys)
+    }
+
+    /// Keys trusted (roots included) in the web: for the metrics.
+    pub fn trusted_count(&self, settings: &TrustSettings) -> usize {
+        let (roots, found) = self.search(settings);
+        self.count_in(settings, &roots, &found)
+    }
+
+    /// [`SharedGraph::standings`] and [`SharedGraph::trusted_count`] from
+    /// one search of the web (what every web of a refresh needs).
+    pub fn standings_and_count(
+        &self,
+        settings: &TrustSettings,
+        keys: &[Fingerprint],
+    ) -> (Vec<Standing>, usize) {
+        let (roots, found) = self.search(settings);
+        (
+            self.standings_in(settings, &roots, &found, keys),
+            self.count_in(settings, &roots, &found),
+        )
+    }
+
+    /// The web's valid roots (graph indices) and its search from them.
+    fn search(&self, settings: &TrustSettings) -> (Vec<usize>, Found) {
         let g = &self.graph;
         let roots: Vec<usize> = settings
             .roots
@@ -64,37 +90,67 @@ impl<'k> SharedGraph<'k> {
             .map(|n| settings.ignore_certifications_by.contains(&n.fingerprint))
             .collect();
         let found = search(g, &roots, &ignored, settings.depth, settings.mode);
+        (roots, found)
+    }
+
+    /// The trust depth of node `y` in a search: 0 for a root, else the
+    /// shortest path to one of its valid User IDs; `None` when it is not
+    /// valid or no valid User ID is reached. Calls `each` with every valid
+    /// User ID reached.
+    fn depth_of(
+        &self,
+        y: usize,
+        roots: &[usize],
+        found: &Found,
+        mut each: impl FnMut(&str),
+    ) -> Option<usize> {
+        let node = &self.graph.nodes[y];
+        if node.state != NodeState::Valid {
+            return None;
+        }
+        let is_root = roots.contains(&y);
+        let mut depth = None;
+        for (u, uid) in node.userids.iter().enumerate() {
+            if uid.state != UidState::Valid {
+                continue;
+            }
+            let d = if is_root {
+                Some(0)
+            } else {
+                found
+                    .best
+                    .get(&(y, u))
+                    .map(|&(s, _)| found.states[s].depth + 1)
+            };
+            if let Some(d) = d {
+                depth = Some(depth.map_or(d, |m: usize| m.min(d)));
+                each(&uid.value);
+            }
+        }
+        depth
+    }
+
+    fn standings_in(
+        &self,
+        settings: &TrustSettings,
+        roots: &[usize],
+        found: &Found,
+        keys: &[Fingerprint],
+    ) -> Vec<Standing> {
         keys.iter()
             .map(|k| {
                 let Some(y) = self.keyring.index_of(k) else {
                     return Standing::Untrusted;
                 };
-                let node = &g.nodes[y];
-                if node.state != NodeState::Valid {
+                if self.graph.nodes[y].state != NodeState::Valid {
                     return Standing::Untrusted;
                 }
-                let is_root = roots.contains(&y);
-                let mut depth = None;
                 let mut domains = BTreeSet::new();
-                for (u, uid) in node.userids.iter().enumerate() {
-                    if uid.state != UidState::Valid {
-                        continue;
+                let depth = self.depth_of(y, roots, found, |uid| {
+                    if let (_, Some(dom)) = userid_email_domain(uid) {
+                        domains.insert(dom.to_ascii_lowercase());
                     }
-                    let d = if is_root {
-                        Some(0)
-                    } else {
-                        found
-                            .best
-                            .get(&(y, u))
-                            .map(|&(s, _)| found.states[s].depth + 1)
-                    };
-                    if let Some(d) = d {
-                        depth = Some(depth.map_or(d, |m: usize| m.min(d)));
-                        if let (_, Some(dom)) = userid_email_domain(&uid.value) {
-                            domains.insert(dom.to_ascii_lowercase());
-                        }
-                    }
-                }
+                });
                 let domains: Vec<String> = domains.into_iter().collect();
                 match depth {
                     _ if settings.refuse.contains(k) => Standing::Refused {
@@ -107,17 +163,20 @@ impl<'k> SharedGraph<'k> {
             .collect()
     }
 
-    /// Keys trusted (roots included) in the web: for the metrics.
-    pub fn trusted_count(&self, settings: &TrustSettings) -> usize {
-        let fprs: Vec<Fingerprint> = self
-            .graph
-            .nodes
+    /// How many keys are trusted in a search: a depth and not refused. Only
+    /// the roots and the keys the search reached can have a depth.
+    fn count_in(&self, settings: &TrustSettings, roots: &[usize], found: &Found) -> usize {
+        let mut reached: Vec<usize> = roots
             .iter()
-            .map(|n| n.fingerprint.clone())
+            .copied()
+            .chain(found.best.keys().map(|&(y, _)| y))
             .collect();
-        self.standings(settings, &fprs)
-            .iter()
-            .filter(|s| matches!(s, Standing::Trusted { .. }))
+        reached.sort_unstable();
+        reached.dedup();
+        reached
+            .into_iter()
+            .filter(|&y| !settings.refuse.contains(&self.graph.nodes[y].fingerprint))
+            .filter(|&y| self.depth_of(y, roots, found, |_| ()).is_some())
             .count()
     }
 }
