@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::error::Elapsed;
@@ -30,7 +28,7 @@ use crate::model::config::PolicySection;
 use super::recipients::RecipientLog;
 use super::request::{Limits, RequestBuilder};
 use super::trust::TrustCell;
-use super::verdict::{judge_logged, Reply, VerdictSettings};
+use super::verdict::{judge_wire, Reply, Tally, VerdictSettings};
 
 /// Transactions whose per-recipient results wait for DATA (about 1 KiB each).
 const MAX_TRANSACTIONS: usize = 100_000;
@@ -305,27 +303,45 @@ enum Next {
     Closed,
 }
 
-/// Reads the lines of one request, never buffering more than the rest of
-/// the request's byte limit.
+/// Reads the lines of one request from the reader's buffer, never keeping
+/// more of a line than the rest of the request's byte limit.
 async fn read_request<R: AsyncBufRead + Unpin>(
     rd: &mut R,
     max: usize,
     builder: &mut RequestBuilder,
     line: &mut Vec<u8>,
 ) -> Next {
+    line.clear();
     loop {
-        line.clear();
-        let budget = (max - builder.bytes() + 1) as u64;
-        match (&mut *rd).take(budget).read_until(b'\n', line).await {
-            Ok(0) | Err(_) => return Next::Closed,
-            // EOF inside a request: nothing to answer.
-            Ok(n) if !line.ends_with(b"\n") && (n as u64) < budget => return Next::Closed,
-            Ok(_) => {}
-        }
-        match builder.push_line(line) {
-            Ok(None) => {}
-            Ok(Some(r)) => return Next::Request(r),
-            Err(e) => return Next::Malformed(e),
+        let buf = match rd.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            // EOF (inside a request: nothing to answer) or an error.
+            _ => return Next::Closed,
+        };
+        let (used, pushed) = match buf.iter().position(|&c| c == b'\n') {
+            // A whole line: parsed where it lies unless it began earlier.
+            Some(i) if line.is_empty() => (i + 1, Some(builder.push_line(&buf[..=i]))),
+            Some(i) => {
+                line.extend_from_slice(&buf[..=i]);
+                let r = builder.push_line(line);
+                line.clear();
+                (i + 1, Some(r))
+            }
+            // Part of a line: kept up to one byte over what the request
+            // may still take, which the builder refuses.
+            None => {
+                let room = (max - builder.bytes() + 1).saturating_sub(line.len());
+                let take = buf.len().min(room);
+                line.extend_from_slice(&buf[..take]);
+                let over = line.len() > max - builder.bytes();
+                (take, over.then(|| builder.push_line(line)))
+            }
+        };
+        rd.consume(used);
+        match pushed {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(r))) => return Next::Request(r),
+            Some(Err(e)) => return Next::Malformed(e),
         }
     }
 }
@@ -371,7 +387,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
         }
         let max = ctx.limits.max_request_bytes;
         let reading = read_request(&mut rd, max, &mut builder, &mut line);
-        let reply = match within(ctx.request_timeout, reading).await {
+        out.clear();
+        match within(ctx.request_timeout, reading).await {
             Err(_) => {
                 debug!("policy connection: request not completed within policy.request_timeout; closing");
                 return;
@@ -385,17 +402,20 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
             }
             Ok(Next::Request(req)) => {
                 let snap = ctx.cell.get();
-                judge_logged(
+                let mut tally = Tally::default();
+                judge_wire(
                     &req,
                     snap.as_deref(),
                     SystemTime::now(),
                     &ctx.settings,
                     &ctx.recipients,
-                )
+                    &mut out,
+                    &mut tally,
+                );
+                drop(snap);
+                builder.recycle(req);
             }
-        };
-        out.clear();
-        reply.write_wire(&mut out);
+        }
         match within(ctx.write_timeout, rd.write_all(&out)).await {
             Ok(Ok(())) => {}
             _ => {
