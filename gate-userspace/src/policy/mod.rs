@@ -7,6 +7,7 @@
 //! socket and loopback TCP), [`standalone`] (`wotgate policy`, for hosts
 //! without XDP). Inside `wotgate run` the daemon publishes each loaded plan.
 
+pub mod counters;
 pub mod header;
 mod index;
 pub mod recipients;

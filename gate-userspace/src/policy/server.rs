@@ -25,10 +25,11 @@ use tracing::{debug, info, warn};
 
 use crate::model::config::PolicySection;
 
+use super::counters::Counters;
 use super::recipients::RecipientLog;
 use super::request::{Limits, RequestBuilder};
 use super::trust::TrustCell;
-use super::verdict::{judge_wire, Reply, Tally, VerdictSettings};
+use super::verdict::{judge_wire, Counted, Reply, Tally, VerdictSettings};
 
 /// Transactions whose per-recipient results wait for DATA (about 1 KiB each).
 const MAX_TRANSACTIONS: usize = 100_000;
@@ -63,6 +64,8 @@ pub struct Context {
     pub connections: Arc<Semaphore>,
     /// Per-recipient results between RCPT and DATA.
     pub recipients: RecipientLog,
+    /// Requests, verdicts and connections, for `/metrics`.
+    pub counters: Arc<Counters>,
 }
 
 impl Context {
@@ -83,6 +86,7 @@ impl Context {
             write_timeout: section.write_timeout,
             connections: Arc::new(Semaphore::new(section.max_connections)),
             recipients: RecipientLog::new(MAX_TRANSACTIONS),
+            counters: Arc::new(Counters::default()),
         })
     }
 }
@@ -205,9 +209,15 @@ pub fn raise_nofile_limit() {
 pub struct Running {
     stop: watch::Sender<bool>,
     socket: Option<PathBuf>,
+    counters: Arc<Counters>,
 }
 
 impl Running {
+    /// The server's counters (for `/metrics`).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
     /// Stops accepting and removes the socket file (open connections end
     /// with the process).
     pub fn stop(self) {
@@ -221,6 +231,7 @@ impl Running {
 /// Binds what `[policy]` names and serves on the current tokio runtime.
 pub async fn start(s: &PolicySection, ctx: Arc<Context>) -> Result<Running, ServeError> {
     raise_nofile_limit();
+    let counters = ctx.counters.clone();
     let (stop, rx) = watch::channel(false);
     if let Some(path) = &s.socket {
         let l = bind_unix(s, path)?;
@@ -237,6 +248,7 @@ pub async fn start(s: &PolicySection, ctx: Arc<Context>) -> Result<Running, Serv
     Ok(Running {
         stop,
         socket: s.socket.clone(),
+        counters,
     })
 }
 
@@ -264,6 +276,7 @@ pub async fn accept_loop(l: Listener, ctx: Arc<Context>, mut stop: watch::Receiv
             }
         };
         let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            ctx.counters.refuse();
             refused += 1;
             if refused.is_power_of_two() {
                 warn!(
@@ -275,6 +288,7 @@ pub async fn accept_loop(l: Listener, ctx: Arc<Context>, mut stop: watch::Receiv
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _open = ctx.counters.open();
             match conn {
                 Conn::Unix(s) => serve_connection(s, &ctx).await,
                 Conn::Tcp(s) => serve_connection(s, &ctx).await,
@@ -397,6 +411,10 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
             Ok(Next::Malformed(e)) => {
                 debug!(error = %e, "policy connection: malformed request; deferring and closing");
                 let r = Reply::Defer(format!("wotgate: malformed policy request: {e}"));
+                ctx.counters.record(&Tally {
+                    verdict: Counted::Defer,
+                    ..Tally::default()
+                });
                 let _ = timeout(ctx.write_timeout, rd.write_all(r.to_wire().as_bytes())).await;
                 return;
             }
@@ -413,6 +431,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
                     &mut tally,
                 );
                 drop(snap);
+                ctx.counters.record(&tally);
                 builder.recycle(req);
             }
         }
