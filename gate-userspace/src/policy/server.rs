@@ -419,18 +419,19 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
                 return;
             }
             Ok(Next::Request(req)) => {
-                let snap = ctx.cell.get();
                 let mut tally = Tally::default();
-                judge_wire(
-                    &req,
-                    snap.as_deref(),
-                    SystemTime::now(),
-                    &ctx.settings,
-                    &ctx.recipients,
-                    &mut out,
-                    &mut tally,
-                );
-                drop(snap);
+                let now = SystemTime::now();
+                ctx.cell.with(|snap| {
+                    judge_wire(
+                        &req,
+                        snap,
+                        now,
+                        &ctx.settings,
+                        &ctx.recipients,
+                        &mut out,
+                        &mut tally,
+                    )
+                });
                 ctx.counters.record(&tally);
                 builder.recycle(req);
             }

@@ -242,7 +242,7 @@ impl TrustSnapshot {
 
 /// The current snapshot, shared by every connection. A refresh builds the
 /// new snapshot outside the lock; the lock is held only to swap or clone
-/// one pointer, so a request never waits for a refresh.
+/// one pointer or for one verdict, so a request never waits for a refresh.
 #[derive(Debug, Default)]
 pub struct TrustCell {
     current: RwLock<Option<Arc<TrustSnapshot>>>,
@@ -260,6 +260,16 @@ impl TrustCell {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// `f` on the snapshot in force, read in place: no reference counted
+    /// per call, the lock held for `f` only (a publish waits that long).
+    pub fn with<R>(&self, f: impl FnOnce(Option<&TrustSnapshot>) -> R) -> R {
+        f(self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref())
     }
 
     pub fn publish(&self, snapshot: TrustSnapshot) {

@@ -5,7 +5,7 @@
 //! message) a pass PREPENDs the header; at earlier stages a pass is `DUNNO`
 //! and a failure rejects early; END-OF-MESSAGE is always `DUNNO`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::Ipv6Net;
 use std::time::{Duration, SystemTime};
@@ -364,7 +364,12 @@ pub(super) fn check<'r, 'a>(
             claim: None,
         })
     };
-    let addr = match raw.parse::<IpAddr>() {
+    // IPv6 first: what Postfix sends here, parsed without trying IPv4.
+    let addr = match raw
+        .parse::<Ipv6Addr>()
+        .map(IpAddr::V6)
+        .or_else(|_| raw.parse())
+    {
         Ok(IpAddr::V6(a)) => a,
         Ok(IpAddr::V4(_)) => {
             let ip = printable(raw, 64);
