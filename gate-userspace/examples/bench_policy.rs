@@ -9,8 +9,8 @@
 //! Side by side, answering the same requests in the same run:
 //! - "DUNNO only": the ceiling, a do-nothing server on the same tokio
 //!   runtime with the same I/O as wotgate's server (one unsplit 4 KiB
-//!   `BufReader` per connection, line by line with `read_until`, the reply
-//!   written through it), without parsing, judging or timers.
+//!   `BufReader` per connection, lines found in place in its buffer, the
+//!   reply written through it), without parsing, judging or timers.
 //! - policyd-spf (Debian's postfix-policyd-spf-python): Postfix runs it with
 //!   `spawn`, one process per policy connection with the connected socket as
 //!   its stdin and stdout; the bench does exactly that on a UNIX socket. Each
@@ -71,24 +71,39 @@ fn snapshot() -> TrustSnapshot {
 }
 
 /// The ceiling: reads a request, answers DUNNO, nothing else; the same
-/// buffering and line reading as wotgate's `serve_connection`.
+/// buffering and line scanning as wotgate's `serve_connection` (lines found
+/// in place in one 4 KiB `BufReader`, the reply written through it),
+/// without parsing, judging or timers.
 async fn dunno_server(path: PathBuf) {
     let l = tokio::net::UnixListener::bind(&path).unwrap();
     loop {
         let (s, _) = l.accept().await.unwrap();
         tokio::spawn(async move {
             let mut rd = BufReader::with_capacity(4096, s);
-            let mut line = Vec::with_capacity(512);
+            // Whether the next byte starts a line.
+            let mut line_start = true;
             loop {
-                line.clear();
-                match rd.read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if line == b"\n" => {
-                        if rd.write_all(b"action=DUNNO\n\n").await.is_err() {
-                            return;
-                        }
+                let buf = match rd.fill_buf().await {
+                    Ok(b) if !b.is_empty() => b,
+                    _ => return,
+                };
+                let mut used = 0;
+                let mut end = false;
+                while let Some(i) = buf[used..].iter().position(|&c| c == b'\n') {
+                    end = line_start && i == 0;
+                    used += i + 1;
+                    line_start = true;
+                    if end {
+                        break;
                     }
-                    Ok(_) => {}
+                }
+                if !end && used < buf.len() {
+                    used = buf.len();
+                    line_start = false;
+                }
+                rd.consume(used);
+                if end && rd.write_all(b"action=DUNNO\n\n").await.is_err() {
+                    return;
                 }
             }
         });

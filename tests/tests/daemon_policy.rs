@@ -12,6 +12,7 @@ use std::{
 };
 
 use integration_tests::{
+    daemon::{get, value, METRICS},
     netns::{connect, Listener, Pair},
     require_kernel, unique,
     world::World,
@@ -110,7 +111,7 @@ fn the_daemon_serves_the_policy_from_the_gates_trust_state() {
     std::fs::write(
         &config,
         format!(
-            "{}\n[gate]\ninterfaces = [\"{}\"]\npin_directory = \"{}\"\n[daemon]\nrefresh_interval = \"1h\"\n[metrics]\nlisten = \"\"\n\
+            "{}\n[gate]\ninterfaces = [\"{}\"]\npin_directory = \"{}\"\n[daemon]\nrefresh_interval = \"1h\"\n[metrics]\nlisten = \"{METRICS}\"\n\
              [policy]\nenabled = true\nsocket = \"policy.sock\"\nsocket_owner = \"\"\nauthserv_id = \"mx.example\"\n",
             std::fs::read_to_string(&world.config).unwrap(),
             pair.server_if,
@@ -176,6 +177,34 @@ fn the_daemon_serves_the_policy_from_the_gates_trust_state() {
     wait_log(&log, &["plan loaded", "sighup"]);
     assert!(ask(&mut c, "RCPT", "2001:db8:b::10").starts_with("action=REJECT 5.7.1"));
     assert_eq!(ask(&mut c, "RCPT", "2001:db8:a::10"), "action=DUNNO\n\n");
+    // Every answer is counted in /metrics, with the open connection.
+    let (code, text) = get(&pair.server.name, "/metrics").unwrap();
+    assert_eq!(code, 200, "{text}");
+    let v = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series} in\n{text}"));
+    let admitted = world.parties.iter().filter(|p| p.admitted).count() as f64;
+    let refused = world.parties.len() as f64 - admitted;
+    assert_eq!(
+        v("wotgate_policy_requests_total{stage=\"data\"}"),
+        world.parties.len() as f64 + 1.0
+    );
+    assert_eq!(v("wotgate_policy_requests_total{stage=\"rcpt\"}"), 2.0);
+    assert_eq!(v("wotgate_policy_requests_total{stage=\"other\"}"), 0.0);
+    assert_eq!(
+        v("wotgate_policy_verdicts_total{result=\"pass\"}"),
+        admitted + 1.0
+    );
+    assert_eq!(
+        v("wotgate_policy_verdicts_total{result=\"fail\"}"),
+        refused + 2.0
+    );
+    assert_eq!(v("wotgate_policy_verdicts_total{result=\"defer\"}"), 0.0);
+    assert_eq!(
+        v("wotgate_policy_failures_total{check=\"prefix\"}"),
+        refused + 2.0
+    );
+    assert_eq!(v("wotgate_policy_failures_total{check=\"helo\"}"), 0.0);
+    assert_eq!(v("wotgate_policy_connections"), 1.0);
+    assert_eq!(v("wotgate_policy_connections_refused_total"), 0.0);
     // SIGTERM stops the daemon and removes the socket.
     d.signal(libc::SIGTERM);
     let st = d.wait(Duration::from_secs(10)).expect("stopped");

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http_body_util::Full;
@@ -31,6 +31,7 @@ use tracing::{debug, error, info};
 
 use crate::gate::Gate;
 use crate::model::time::to_timestamp;
+use crate::policy::{self, counters::PolicyCounts};
 use crate::source::crawl::{Outcome, SourceReport};
 
 use super::digest::digest;
@@ -87,6 +88,9 @@ pub struct Snapshot {
     /// Failed writes to the state directory since start, per [`STATE_FILES`] entry.
     pub state_write_errors: [u64; 3],
     pub max_plan_age: Duration,
+    /// The policy server's counters, read at scrape time (`None`: it does
+    /// not run, and its metrics are left out).
+    pub policy: Option<PolicyCounts>,
 }
 
 impl Snapshot {
@@ -107,6 +111,7 @@ impl Snapshot {
             config_reload_failures: 0,
             state_write_errors: [0; 3],
             max_plan_age,
+            policy: None,
         }
     }
 
@@ -461,6 +466,44 @@ pub fn encode(s: &Snapshot, k: Option<&KernelView>) -> String {
                 .set(t as i64);
         }
     }
+    if let Some(p) = &s.policy {
+        let requests = counter_family(
+            &mut reg,
+            "wotgate_policy_requests",
+            "Policy requests answered, by SMTP stage (rcpt, data: DATA or BDAT, other)",
+        );
+        for (stage, n) in policy::counters::STAGES.iter().zip(p.requests) {
+            requests.get_or_create(&labels("stage", *stage)).inc_by(n);
+        }
+        let verdicts = counter_family(
+            &mut reg,
+            "wotgate_policy_verdicts",
+            "Policy verdicts: pass, fail (rejected, or labelled in observe mode), defer (no usable trust state, or a malformed or unsupported request), dunno (no verdict of its own: END-OF-MESSAGE, or a DATA label repeating the recipients' verdicts)",
+        );
+        for (result, n) in policy::counters::RESULTS.iter().zip(p.verdicts) {
+            verdicts.get_or_create(&labels("result", *result)).inc_by(n);
+        }
+        let failures = counter_family(
+            &mut reg,
+            "wotgate_policy_failures",
+            "Failed policy verdicts by the check that failed",
+        );
+        for (check, n) in policy::counters::CHECKS.iter().zip(p.failures) {
+            failures.get_or_create(&labels("check", *check)).inc_by(n);
+        }
+        gauge(
+            &mut reg,
+            "wotgate_policy_connections",
+            "Connections to the policy server open now",
+            p.connections as i64,
+        );
+        counter(
+            &mut reg,
+            "wotgate_policy_connections_refused",
+            "Connections to the policy server closed at once because policy.max_connections were open",
+            p.refused,
+        );
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &reg);
@@ -471,6 +514,8 @@ pub fn encode(s: &Snapshot, k: Option<&KernelView>) -> String {
 pub struct Metrics {
     pin_dir: PathBuf,
     snapshot: Mutex<Snapshot>,
+    /// The policy server's live counters, once it runs.
+    policy: OnceLock<Arc<policy::counters::Counters>>,
 }
 
 impl Metrics {
@@ -478,7 +523,13 @@ impl Metrics {
         Arc::new(Metrics {
             pin_dir,
             snapshot: Mutex::new(snapshot),
+            policy: OnceLock::new(),
         })
+    }
+
+    /// Reports the policy server's counters from now on.
+    pub fn set_policy(&self, counters: Arc<policy::counters::Counters>) {
+        let _ = self.policy.set(counters);
     }
 
     /// Changes the snapshot (held only for the change).
@@ -487,11 +538,15 @@ impl Metrics {
         f(&mut s);
     }
 
+    /// What the daemon recorded, with the policy server's counters now.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot
+        let mut s = self
+            .snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        s.policy = self.policy.get().map(|c| c.read());
+        s
     }
 
     /// One answer to `path` (blocking: reads the maps).
@@ -726,10 +781,66 @@ mod tests {
             line(&encode(&s, Some(&other)), "wotgate_kernel_matches_plan"),
             Some("0")
         );
+        assert!(
+            !t.contains("wotgate_policy"),
+            "no policy server, no policy metrics:\n{t}"
+        );
         // Nothing yet: no plan info, no sources, still well formed.
         let t = encode(&Snapshot::new(Duration::from_secs(60), 0), None);
         assert_eq!(line(&t, "wotgate_plan_entries"), Some("0"));
         assert!(!t.contains("wotgate_plan_info{"), "{t}");
+    }
+
+    #[test]
+    fn encodes_the_policy_counters() {
+        let mut s = Snapshot::new(Duration::from_secs(3600), 0);
+        s.policy = Some(PolicyCounts {
+            requests: [5, 3, 1],
+            verdicts: [4, 3, 1, 1],
+            failures: [1, 2, 0, 0, 0],
+            connections: 2,
+            refused: 7,
+        });
+        let t = encode(&s, None);
+        let v = |series: &str| line(&t, series).unwrap_or_else(|| panic!("{series} in\n{t}"));
+        assert_eq!(v("wotgate_policy_requests_total{stage=\"rcpt\"}"), "5");
+        assert_eq!(v("wotgate_policy_requests_total{stage=\"data\"}"), "3");
+        assert_eq!(v("wotgate_policy_requests_total{stage=\"other\"}"), "1");
+        assert_eq!(v("wotgate_policy_verdicts_total{result=\"pass\"}"), "4");
+        assert_eq!(v("wotgate_policy_verdicts_total{result=\"fail\"}"), "3");
+        assert_eq!(v("wotgate_policy_verdicts_total{result=\"defer\"}"), "1");
+        assert_eq!(v("wotgate_policy_verdicts_total{result=\"dunno\"}"), "1");
+        assert_eq!(v("wotgate_policy_failures_total{check=\"prefix\"}"), "1");
+        assert_eq!(v("wotgate_policy_failures_total{check=\"sender\"}"), "2");
+        assert_eq!(v("wotgate_policy_failures_total{check=\"helo\"}"), "0");
+        assert_eq!(v("wotgate_policy_failures_total{check=\"tls-key\"}"), "0");
+        assert_eq!(v("wotgate_policy_failures_total{check=\"tls-aead\"}"), "0");
+        assert_eq!(v("wotgate_policy_connections"), "2");
+        assert_eq!(v("wotgate_policy_connections_refused_total"), "7");
+        for (name, kind) in [
+            ("wotgate_policy_requests_total", "counter"),
+            ("wotgate_policy_verdicts_total", "counter"),
+            ("wotgate_policy_failures_total", "counter"),
+            ("wotgate_policy_connections", "gauge"),
+            ("wotgate_policy_connections_refused_total", "counter"),
+        ] {
+            assert!(
+                t.contains(&format!("# TYPE {name} {kind}")),
+                "{name} in\n{t}"
+            );
+            assert!(t.contains(&format!("# HELP {name} ")), "{name} in\n{t}");
+        }
+
+        // The live counters reach the scrape through Metrics.
+        let m = Metrics::new(
+            PathBuf::from("/nonexistent"),
+            Snapshot::new(Duration::ZERO, 0),
+        );
+        assert_eq!(m.snapshot().policy, None);
+        let c = Arc::new(policy::counters::Counters::default());
+        m.set_policy(c.clone());
+        c.refuse();
+        assert_eq!(m.snapshot().policy.map(|p| p.refused), Some(1));
     }
 
     #[test]

@@ -574,6 +574,7 @@ async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
         true => match crate::policy::serve(&d.cfg.policy).await {
             Ok((cell, running)) => {
                 d.policy = Some(cell);
+                d.metrics.set_policy(running.counters());
                 Some(running)
             }
             Err(e) => {

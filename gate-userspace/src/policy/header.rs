@@ -6,7 +6,8 @@
 
 use std::fmt::Write;
 
-use super::verdict::{printable, Outcome, VerdictSettings};
+use super::trust::Claim;
+use super::verdict::{printable, Outcome, Passed, VerdictSettings};
 
 /// The method name: unregistered, so experimental (RFC 8601 section 2.7.6).
 pub const METHOD: &str = "x-wot";
@@ -14,15 +15,95 @@ pub const METHOD: &str = "x-wot";
 /// An RFC 5322 quoted-string of printable ASCII.
 fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in printable(s, 300).chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
+    write_quoted(&mut out, s, 300);
     out
+}
+
+/// [`quoted`] of [`printable`]`(s, max)`, written to `w`.
+fn write_quoted<W: Write>(w: &mut W, s: &str, max: usize) {
+    let _ = w.write_char('"');
+    for c in s.chars().take(max) {
+        let c = if (' '..='~').contains(&c) { c } else { '?' };
+        if c == '"' || c == '\\' {
+            let _ = w.write_char('\\');
+        }
+        let _ = w.write_char(c);
+    }
+    let _ = w.write_char('"');
+}
+
+/// Bytes as a [`Write`] (what is written is UTF-8).
+pub(super) struct Bytes<'a>(pub &'a mut Vec<u8>);
+
+impl Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// [`header`] of a pass, written to `w` (the same text; no strings made).
+pub(super) fn write_pass_header<W: Write>(w: &mut W, s: &VerdictSettings, p: &Passed<'_, '_>) {
+    let _ = write!(w, "{}: {}; {METHOD}=", s.header_name, s.authserv_id);
+    let prefix = |w: &mut W| {
+        // An address and a length: printable, nothing to escape.
+        let _ = write!(w, "\"{}\"", p.prefix);
+    };
+    write_pass(
+        w,
+        None,
+        |w| write_quoted(w, p.ip, 64),
+        prefix,
+        p.claim,
+        p.checks.names(),
+    );
+}
+
+/// A pass's result after `x-wot=`; `ip` and `prefix` write them quoted.
+fn write_pass<W: Write>(
+    w: &mut W,
+    web: Option<&str>,
+    ip: impl FnOnce(&mut W),
+    prefix: impl FnOnce(&mut W),
+    claim: Option<&Claim>,
+    checks: impl Iterator<Item = &'static str>,
+) {
+    let _ = w.write_str("pass");
+    if let Some(web) = web {
+        let _ = w.write_str(" policy.web=");
+        let _ = w.write_str(&printable(web, 254));
+    }
+    let _ = w.write_str(" policy.remote-ip=");
+    ip(w);
+    let _ = w.write_str(" policy.prefix=");
+    prefix(w);
+    match claim {
+        None => {
+            let _ = w.write_str(" policy.source=static");
+        }
+        Some(c) => {
+            let _ = write!(
+                w,
+                " policy.domain={} policy.signer={} policy.depth={}{}",
+                c.domain,
+                c.signer,
+                c.depth.unwrap_or(0),
+                if c.testing {
+                    " policy.statement=testing"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    let _ = w.write_str(" policy.checks=\"");
+    for (i, c) in checks.enumerate() {
+        if i > 0 {
+            let _ = w.write_char(',');
+        }
+        let _ = w.write_str(c);
+    }
+    let _ = w.write_char('"');
 }
 
 /// `Name: authserv-id; x-wot=RESULT ...` for a pass or a (labelled) fail.
@@ -34,9 +115,6 @@ pub fn header(s: &VerdictSettings, o: &Outcome<'_>) -> String {
 /// per-recipient web that decided when it is not the system's.
 pub fn resinfo(o: &Outcome<'_>, web: Option<&str>) -> String {
     let mut h = format!("{METHOD}=");
-    let web = web.map_or(String::new(), |w| {
-        format!(" policy.web={}", printable(w, 254))
-    });
     let (ip, claim) = match o {
         Outcome::Pass {
             ip,
@@ -44,33 +122,15 @@ pub fn resinfo(o: &Outcome<'_>, web: Option<&str>) -> String {
             claim,
             checks,
         } => {
-            h.push_str("pass");
-            h.push_str(&web);
-            // Writing into a String cannot fail.
-            let _ = write!(
-                h,
-                " policy.remote-ip={} policy.prefix={}",
-                quoted(ip),
-                quoted(prefix)
+            // The check names are printable, without quotes.
+            write_pass(
+                &mut h,
+                web,
+                |w| write_quoted(w, ip, 300),
+                |w| write_quoted(w, prefix, 300),
+                *claim,
+                checks.iter().copied(),
             );
-            match claim {
-                None => h.push_str(" policy.source=static"),
-                Some(c) => {
-                    let _ = write!(
-                        h,
-                        " policy.domain={} policy.signer={} policy.depth={}{}",
-                        c.domain,
-                        c.signer,
-                        c.depth.unwrap_or(0),
-                        if c.testing {
-                            " policy.statement=testing"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            let _ = write!(h, " policy.checks={}", quoted(&checks.join(",")));
             return h;
         }
         Outcome::Fail {
@@ -79,6 +139,9 @@ pub fn resinfo(o: &Outcome<'_>, web: Option<&str>) -> String {
             detail,
             claim,
         } => {
+            let web = web.map_or(String::new(), |w| {
+                format!(" policy.web={}", printable(w, 254))
+            });
             h.push_str(&format!(
                 "fail{web} reason={}",
                 quoted(&format!("{check}: {detail}"))

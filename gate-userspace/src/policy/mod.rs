@@ -7,7 +7,9 @@
 //! socket and loopback TCP), [`standalone`] (`wotgate policy`, for hosts
 //! without XDP). Inside `wotgate run` the daemon publishes each loaded plan.
 
+pub mod counters;
 pub mod header;
+mod index;
 pub mod recipients;
 pub mod request;
 pub mod server;

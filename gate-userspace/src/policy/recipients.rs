@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::header::resinfo;
 use super::request::Request;
 use super::trust::TrustSnapshot;
-use super::verdict::{evaluate_in, printable, reject, Outcome, Reply, VerdictSettings};
+use super::verdict::{check, printable, reject, Counted, Outcome, Reply, Tally, VerdictSettings};
 use crate::model::config::PolicyMode;
 
 /// How long a transaction's RCPT results wait for its DATA request.
@@ -83,6 +83,7 @@ pub(super) fn per_recipient(
     s: &VerdictSettings,
     log: &RecipientLog,
     stage: &str,
+    tally: &mut Tally,
 ) -> Option<Reply> {
     let snap = snapshot.filter(|s| s.has_recipient_webs())?;
     let idx = snap.webs.as_ref()?;
@@ -92,7 +93,9 @@ pub(super) fn per_recipient(
             let rcpt = req.get("recipient").unwrap_or("");
             let web = idx.web_for(rcpt);
             let name = web.map(|w| idx.name(w));
-            let o = evaluate_in(req, Some(snap), now, s, web);
+            let c = check(req, Some(snap), now, s, web);
+            tally.checked(&c);
+            let o = c.into_outcome();
             Some(match o {
                 Outcome::Temporary(why) => Reply::Defer(format!("wotgate: {why}; try again later")),
                 Outcome::Pass { .. } => {
@@ -115,6 +118,7 @@ pub(super) fn per_recipient(
         }
         "DATA" | "BDAT" => {
             let results = log.take(instance)?;
+            tally.verdict = Counted::Dunno;
             let mut h = format!("{}: {}", s.header_name, s.authserv_id);
             // One line under 998 bytes: the first results that fit.
             for r in results {

@@ -103,6 +103,9 @@ pub struct RequestBuilder {
     lines: usize,
     /// The request being collected; its buffers are kept between requests.
     current: Request,
+    /// A finished request given back with [`RequestBuilder::recycle`]: the
+    /// next one is collected into its buffers.
+    spare: Option<Request>,
 }
 
 impl RequestBuilder {
@@ -112,6 +115,7 @@ impl RequestBuilder {
             bytes: 0,
             lines: 0,
             current: Request::default(),
+            spare: None,
         }
     }
 
@@ -124,6 +128,13 @@ impl RequestBuilder {
     /// Whether no line of this request has arrived yet.
     pub fn is_fresh(&self) -> bool {
         self.lines == 0
+    }
+
+    /// Gives a finished request's buffers back for the next one.
+    pub fn recycle(&mut self, mut done: Request) {
+        done.text.clear();
+        done.attrs.clear();
+        self.spare = Some(done);
     }
 
     /// Adds one line (with or without its `\n`; a `\r` before it is
@@ -143,10 +154,17 @@ impl RequestBuilder {
             if self.current.attrs.is_empty() {
                 return Err(RequestError::Empty);
             }
-            // Exactly sized copies; the builder keeps its grown buffers.
-            let req = self.current.clone();
-            self.current.text.clear();
-            self.current.attrs.clear();
+            // The next request goes into the buffers of a recycled one (no
+            // allocation), else into exactly sized copies.
+            let req = match self.spare.take() {
+                Some(next) => std::mem::replace(&mut self.current, next),
+                None => {
+                    let req = self.current.clone();
+                    self.current.text.clear();
+                    self.current.attrs.clear();
+                    req
+                }
+            };
             self.bytes = 0;
             self.lines = 0;
             return Ok(Some(req));
@@ -188,7 +206,10 @@ impl RequestBuilder {
         let start = r.text.len();
         r.text.push_str(name);
         let mid = r.text.len();
-        r.text.push_str(&String::from_utf8_lossy(value));
+        match std::str::from_utf8(value) {
+            Ok(v) => r.text.push_str(v),
+            Err(_) => r.text.push_str(&String::from_utf8_lossy(value)),
+        }
         r.attrs.push((start, mid, r.text.len()));
         Ok(None)
     }

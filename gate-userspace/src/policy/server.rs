@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::error::Elapsed;
@@ -27,10 +25,11 @@ use tracing::{debug, info, warn};
 
 use crate::model::config::PolicySection;
 
+use super::counters::Counters;
 use super::recipients::RecipientLog;
 use super::request::{Limits, RequestBuilder};
 use super::trust::TrustCell;
-use super::verdict::{judge_logged, Reply, VerdictSettings};
+use super::verdict::{judge_wire, Counted, Reply, Tally, VerdictSettings};
 
 /// Transactions whose per-recipient results wait for DATA (about 1 KiB each).
 const MAX_TRANSACTIONS: usize = 100_000;
@@ -65,6 +64,8 @@ pub struct Context {
     pub connections: Arc<Semaphore>,
     /// Per-recipient results between RCPT and DATA.
     pub recipients: RecipientLog,
+    /// Requests, verdicts and connections, for `/metrics`.
+    pub counters: Arc<Counters>,
 }
 
 impl Context {
@@ -85,6 +86,7 @@ impl Context {
             write_timeout: section.write_timeout,
             connections: Arc::new(Semaphore::new(section.max_connections)),
             recipients: RecipientLog::new(MAX_TRANSACTIONS),
+            counters: Arc::new(Counters::default()),
         })
     }
 }
@@ -207,9 +209,15 @@ pub fn raise_nofile_limit() {
 pub struct Running {
     stop: watch::Sender<bool>,
     socket: Option<PathBuf>,
+    counters: Arc<Counters>,
 }
 
 impl Running {
+    /// The server's counters (for `/metrics`).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
     /// Stops accepting and removes the socket file (open connections end
     /// with the process).
     pub fn stop(self) {
@@ -223,6 +231,7 @@ impl Running {
 /// Binds what `[policy]` names and serves on the current tokio runtime.
 pub async fn start(s: &PolicySection, ctx: Arc<Context>) -> Result<Running, ServeError> {
     raise_nofile_limit();
+    let counters = ctx.counters.clone();
     let (stop, rx) = watch::channel(false);
     if let Some(path) = &s.socket {
         let l = bind_unix(s, path)?;
@@ -239,6 +248,7 @@ pub async fn start(s: &PolicySection, ctx: Arc<Context>) -> Result<Running, Serv
     Ok(Running {
         stop,
         socket: s.socket.clone(),
+        counters,
     })
 }
 
@@ -266,6 +276,7 @@ pub async fn accept_loop(l: Listener, ctx: Arc<Context>, mut stop: watch::Receiv
             }
         };
         let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            ctx.counters.refuse();
             refused += 1;
             if refused.is_power_of_two() {
                 warn!(
@@ -277,6 +288,7 @@ pub async fn accept_loop(l: Listener, ctx: Arc<Context>, mut stop: watch::Receiv
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _open = ctx.counters.open();
             match conn {
                 Conn::Unix(s) => serve_connection(s, &ctx).await,
                 Conn::Tcp(s) => serve_connection(s, &ctx).await,
@@ -305,27 +317,45 @@ enum Next {
     Closed,
 }
 
-/// Reads the lines of one request, never buffering more than the rest of
-/// the request's byte limit.
+/// Reads the lines of one request from the reader's buffer, never keeping
+/// more of a line than the rest of the request's byte limit.
 async fn read_request<R: AsyncBufRead + Unpin>(
     rd: &mut R,
     max: usize,
     builder: &mut RequestBuilder,
     line: &mut Vec<u8>,
 ) -> Next {
+    line.clear();
     loop {
-        line.clear();
-        let budget = (max - builder.bytes() + 1) as u64;
-        match (&mut *rd).take(budget).read_until(b'\n', line).await {
-            Ok(0) | Err(_) => return Next::Closed,
-            // EOF inside a request: nothing to answer.
-            Ok(n) if !line.ends_with(b"\n") && (n as u64) < budget => return Next::Closed,
-            Ok(_) => {}
-        }
-        match builder.push_line(line) {
-            Ok(None) => {}
-            Ok(Some(r)) => return Next::Request(r),
-            Err(e) => return Next::Malformed(e),
+        let buf = match rd.fill_buf().await {
+            Ok(b) if !b.is_empty() => b,
+            // EOF (inside a request: nothing to answer) or an error.
+            _ => return Next::Closed,
+        };
+        let (used, pushed) = match buf.iter().position(|&c| c == b'\n') {
+            // A whole line: parsed where it lies unless it began earlier.
+            Some(i) if line.is_empty() => (i + 1, Some(builder.push_line(&buf[..=i]))),
+            Some(i) => {
+                line.extend_from_slice(&buf[..=i]);
+                let r = builder.push_line(line);
+                line.clear();
+                (i + 1, Some(r))
+            }
+            // Part of a line: kept up to one byte over what the request
+            // may still take, which the builder refuses.
+            None => {
+                let room = (max - builder.bytes() + 1).saturating_sub(line.len());
+                let take = buf.len().min(room);
+                line.extend_from_slice(&buf[..take]);
+                let over = line.len() > max - builder.bytes();
+                (take, over.then(|| builder.push_line(line)))
+            }
+        };
+        rd.consume(used);
+        match pushed {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(r))) => return Next::Request(r),
+            Some(Err(e)) => return Next::Malformed(e),
         }
     }
 }
@@ -371,7 +401,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
         }
         let max = ctx.limits.max_request_bytes;
         let reading = read_request(&mut rd, max, &mut builder, &mut line);
-        let reply = match within(ctx.request_timeout, reading).await {
+        out.clear();
+        match within(ctx.request_timeout, reading).await {
             Err(_) => {
                 debug!("policy connection: request not completed within policy.request_timeout; closing");
                 return;
@@ -380,22 +411,31 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx:
             Ok(Next::Malformed(e)) => {
                 debug!(error = %e, "policy connection: malformed request; deferring and closing");
                 let r = Reply::Defer(format!("wotgate: malformed policy request: {e}"));
+                ctx.counters.record(&Tally {
+                    verdict: Counted::Defer,
+                    ..Tally::default()
+                });
                 let _ = timeout(ctx.write_timeout, rd.write_all(r.to_wire().as_bytes())).await;
                 return;
             }
             Ok(Next::Request(req)) => {
-                let snap = ctx.cell.get();
-                judge_logged(
-                    &req,
-                    snap.as_deref(),
-                    SystemTime::now(),
-                    &ctx.settings,
-                    &ctx.recipients,
-                )
+                let mut tally = Tally::default();
+                let now = SystemTime::now();
+                ctx.cell.with(|snap| {
+                    judge_wire(
+                        &req,
+                        snap,
+                        now,
+                        &ctx.settings,
+                        &ctx.recipients,
+                        &mut out,
+                        &mut tally,
+                    )
+                });
+                ctx.counters.record(&tally);
+                builder.recycle(req);
             }
-        };
-        out.clear();
-        reply.write_wire(&mut out);
+        }
         match within(ctx.write_timeout, rd.write_all(&out)).await {
             Ok(Ok(())) => {}
             _ => {

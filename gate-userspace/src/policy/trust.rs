@@ -3,8 +3,8 @@
 //!
 //! Allow and deny entries answer as in the gate (the longest prefix wins,
 //! the operator's static denies remove allows inside them). Lookups are one
-//! hash probe per prefix length present, so a million prefixes cost no more
-//! than ten.
+//! probe per prefix length present under the address's /16 (see
+//! [`super::index`]), so a million prefixes cost no more than ten.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
@@ -17,6 +17,8 @@ use crate::apply::Prepared;
 use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::time::Timestamp;
 use crate::plan::Provenance;
+
+use super::index::{Found, Item, PrefixIndex};
 
 /// One accepted statement, as the verdict needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,27 +46,15 @@ pub struct Match<'a> {
     pub claims: Vec<&'a Claim>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    prefix: Ipv6Net,
-    verdict: Verdict,
-    /// Range in `TrustSnapshot::claim_refs`.
-    first: u32,
-    count: u32,
-}
-
 /// An immutable trust state; replaced whole on every refresh.
 #[derive(Debug)]
 pub struct TrustSnapshot {
     /// When the refresh that built it judged the statements.
     pub built_at: SystemTime,
     claims: Vec<Claim>,
-    claim_refs: Vec<u32>,
     /// Entries given to `build` (a duplicate prefix counts).
     entries: usize,
-    /// Prefix lengths present, longest first, each with its network → entry
-    /// map (the entry in the map itself: one cache miss fewer per lookup).
-    by_len: Vec<(u8, HashMap<u128, Entry>)>,
+    index: PrefixIndex,
     /// Per-recipient webs, when any are configured (web 0 is this
     /// snapshot's own system web; the others answer for their recipients).
     pub webs: Option<super::webs::WebIndex>,
@@ -87,36 +77,26 @@ impl TrustSnapshot {
         items: Vec<SnapshotEntry>,
     ) -> TrustSnapshot {
         let entries = items.len();
-        let mut claim_refs = Vec::with_capacity(items.len());
-        let mut maps: HashMap<u8, HashMap<u128, Entry>> = HashMap::new();
-        for mut it in items {
-            let prefix = it.prefix.trunc();
+        let mut items = items;
+        for it in &mut items {
             // Shallowest trust first, then by domain: a stable preference.
-            it.claims.sort_by_key(|&i| {
-                let c = &claims[i as usize];
-                (c.depth.unwrap_or(usize::MAX), c.domain.clone())
+            it.claims.sort_by(|&a, &b| {
+                let (a, b) = (&claims[a as usize], &claims[b as usize]);
+                (a.depth.unwrap_or(usize::MAX), &a.domain)
+                    .cmp(&(b.depth.unwrap_or(usize::MAX), &b.domain))
             });
             it.claims.dedup();
-            let first = claim_refs.len() as u32;
-            claim_refs.extend_from_slice(&it.claims);
-            let entry = Entry {
-                prefix,
-                verdict: it.verdict,
-                first,
-                count: it.claims.len() as u32,
-            };
-            maps.entry(prefix.prefix_len())
-                .or_default()
-                .insert(u128::from(prefix.network()), entry);
         }
-        let mut by_len: Vec<(u8, HashMap<u128, Entry>)> = maps.into_iter().collect();
-        by_len.sort_by_key(|b| std::cmp::Reverse(b.0));
+        let index = PrefixIndex::build(items.iter().map(|it| Item {
+            prefix: it.prefix,
+            verdict: it.verdict,
+            claims: &it.claims,
+        }));
         TrustSnapshot {
             built_at,
             claims,
-            claim_refs,
             entries,
-            by_len,
+            index,
             webs: None,
         }
     }
@@ -233,23 +213,22 @@ impl TrustSnapshot {
 
     /// The longest-prefix match for `addr`, as the gate finds it.
     pub fn lookup(&self, addr: Ipv6Addr) -> Option<Match<'_>> {
-        let bits = u128::from(addr);
-        for (len, map) in &self.by_len {
-            let mask = if *len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(*len))
-            };
-            if let Some(e) = map.get(&(bits & mask)) {
-                let refs = &self.claim_refs[e.first as usize..(e.first + e.count) as usize];
-                return Some(Match {
-                    prefix: e.prefix,
-                    verdict: e.verdict,
-                    claims: refs.iter().map(|&c| &self.claims[c as usize]).collect(),
-                });
-            }
-        }
-        None
+        self.find(addr).map(|f| Match {
+            prefix: f.prefix,
+            verdict: f.verdict,
+            claims: f.claims.iter().map(|&c| self.claim(c)).collect(),
+        })
+    }
+
+    /// [`TrustSnapshot::lookup`] without collecting the statements: their
+    /// indices (for [`TrustSnapshot::claim`]), the shallowest trust first.
+    pub(super) fn find(&self, addr: Ipv6Addr) -> Option<Found<'_>> {
+        self.index.lookup(addr)
+    }
+
+    /// A statement by its index in a [`Found`].
+    pub(super) fn claim(&self, i: u32) -> &Claim {
+        &self.claims[i as usize]
     }
 
     pub fn len(&self) -> usize {
@@ -263,7 +242,7 @@ impl TrustSnapshot {
 
 /// The current snapshot, shared by every connection. A refresh builds the
 /// new snapshot outside the lock; the lock is held only to swap or clone
-/// one pointer, so a request never waits for a refresh.
+/// one pointer or for one verdict, so a request never waits for a refresh.
 #[derive(Debug, Default)]
 pub struct TrustCell {
     current: RwLock<Option<Arc<TrustSnapshot>>>,
@@ -281,6 +260,16 @@ impl TrustCell {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// `f` on the snapshot in force, read in place: no reference counted
+    /// per call, the lock held for `f` only (a publish waits that long).
+    pub fn with<R>(&self, f: impl FnOnce(Option<&TrustSnapshot>) -> R) -> R {
+        f(self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref())
     }
 
     pub fn publish(&self, snapshot: TrustSnapshot) {

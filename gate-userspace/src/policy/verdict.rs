@@ -5,7 +5,9 @@
 //! message) a pass PREPENDs the header; at earlier stages a pass is `DUNNO`
 //! and a failure rejects early; END-OF-MESSAGE is always `DUNNO`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::Ipv6Net;
 use std::time::{Duration, SystemTime};
 
 use crate::model::config::{PolicyMode, TlsAead};
@@ -99,10 +101,16 @@ pub fn printable(s: &str, max: usize) -> String {
 
 /// `name` is `domain` or a subdomain of it (case-insensitive, a final dot ignored).
 fn aligned(name: &str, domain: &str) -> bool {
-    let n = name.trim_end_matches('.').to_ascii_lowercase();
-    n == domain
-        || n.strip_suffix(domain)
-            .is_some_and(|rest| rest.ends_with('.'))
+    let n = name.trim_end_matches('.').as_bytes();
+    let d = domain.as_bytes();
+    // `domain` is as the statement has it; compared as the lower-cased name.
+    let lower_eq = |a: &[u8], b: &[u8]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_ascii_lowercase() == *y)
+    };
+    lower_eq(n, d)
+        || (n.len() > d.len()
+            && n[n.len() - d.len() - 1] == b'.'
+            && lower_eq(&n[n.len() - d.len()..], d))
 }
 
 /// TLS 1.3 suites are all AEAD; TLS 1.2 ones by name (CBC suites do not say CBC).
@@ -115,6 +123,30 @@ fn aead_ok(protocol: &str, cipher: &str) -> bool {
     }
 }
 
+/// The checks that held for a pass, in the order they ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Checks(u8);
+
+impl Checks {
+    /// Every check, in the order they run.
+    pub const NAMES: [&'static str; 5] = ["prefix", "sender", "helo", "tls-key", "tls-aead"];
+
+    fn push(&mut self, name: &'static str) {
+        if let Some(i) = Checks::NAMES.iter().position(|n| *n == name) {
+            self.0 |= 1 << i;
+        }
+    }
+
+    /// The names of the checks that held.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Checks::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| n)
+    }
+}
+
 /// Runs the configured checks for one statement; the checks that held, or
 /// the first that failed and why.
 fn check_claim(
@@ -122,8 +154,9 @@ fn check_claim(
     c: &Claim,
     s: &VerdictSettings,
     now: u64,
-) -> Result<Vec<&'static str>, (&'static str, String)> {
-    let mut held = vec!["prefix"];
+) -> Result<Checks, (&'static str, String)> {
+    let mut held = Checks(0);
+    held.push("prefix");
     if now >= c.not_after {
         return Err(("prefix", format!("the statement of {} expired", c.domain)));
     }
@@ -241,82 +274,174 @@ pub fn evaluate_in<'a>(
     s: &VerdictSettings,
     web: Option<usize>,
 ) -> Outcome<'a> {
+    check(req, snapshot, now, s, web).into_outcome()
+}
+
+/// The statements behind a match: a snapshot's indices or a web's list.
+enum Claims<'a> {
+    Snap(&'a TrustSnapshot, &'a [u32]),
+    Web(Vec<&'a Claim>),
+}
+
+impl<'a> Claims<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Claims::Snap(_, r) => r.len(),
+            Claims::Web(v) => v.len(),
+        }
+    }
+
+    fn at(&self, i: usize) -> &'a Claim {
+        match self {
+            Claims::Snap(snap, r) => snap.claim(r[i]),
+            Claims::Web(v) => v[i],
+        }
+    }
+}
+
+/// A pass, before any text is made for it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Passed<'r, 'a> {
+    /// The client address as sent.
+    pub ip: &'r str,
+    pub prefix: Ipv6Net,
+    pub claim: Option<&'a Claim>,
+    pub checks: Checks,
+}
+
+impl<'a> Passed<'_, 'a> {
+    pub fn into_outcome(self) -> Outcome<'a> {
+        Outcome::Pass {
+            ip: printable(self.ip, 64),
+            prefix: self.prefix.to_string(),
+            claim: self.claim,
+            checks: self.checks.names().collect(),
+        }
+    }
+}
+
+/// [`Outcome`], a pass without its strings (the usual case costs none).
+pub(super) enum Checked<'r, 'a> {
+    Pass(Passed<'r, 'a>),
+    Other(Outcome<'a>),
+}
+
+impl<'a> Checked<'_, 'a> {
+    pub fn into_outcome(self) -> Outcome<'a> {
+        match self {
+            Checked::Pass(p) => p.into_outcome(),
+            Checked::Other(o) => o,
+        }
+    }
+}
+
+/// [`evaluate_in`] without strings for a pass.
+pub(super) fn check<'r, 'a>(
+    req: &'r Request,
+    snapshot: Option<&'a TrustSnapshot>,
+    now: SystemTime,
+    s: &VerdictSettings,
+    web: Option<usize>,
+) -> Checked<'r, 'a> {
     let Some(snap) = snapshot else {
-        return Outcome::Temporary(
+        return Checked::Other(Outcome::Temporary(
             "no trust state yet (the first refresh has not succeeded)".into(),
-        );
+        ));
     };
     let age = now.duration_since(snap.built_at).unwrap_or_default();
     if age > s.max_state_age {
-        return Outcome::Temporary(format!(
+        return Checked::Other(Outcome::Temporary(format!(
             "the trust state is {} s old, older than policy.max_state_age",
             age.as_secs()
-        ));
+        )));
     }
     let raw = req.get("client_address").unwrap_or("");
-    let ip = printable(raw, 64);
-    let fail = |check, detail| Outcome::Fail {
-        ip: ip.clone(),
-        check,
-        detail,
-        claim: None,
+    let fail = |check, detail| {
+        Checked::Other(Outcome::Fail {
+            ip: printable(raw, 64),
+            check,
+            detail,
+            claim: None,
+        })
     };
-    let addr = match raw.parse::<IpAddr>() {
+    // IPv6 first: what Postfix sends here, parsed without trying IPv4.
+    let addr = match raw
+        .parse::<Ipv6Addr>()
+        .map(IpAddr::V6)
+        .or_else(|_| raw.parse())
+    {
         Ok(IpAddr::V6(a)) => a,
-        Ok(IpAddr::V4(_)) => return fail("prefix", format!("client {ip} is IPv4; only IPv6 networks named in a trusted signed statement are accepted")),
-        Err(_) => return fail("prefix", format!("client address {ip:?} is not an IP address")),
+        Ok(IpAddr::V4(_)) => {
+            let ip = printable(raw, 64);
+            return fail("prefix", format!("client {ip} is IPv4; only IPv6 networks named in a trusted signed statement are accepted"));
+        }
+        Err(_) => {
+            let ip = printable(raw, 64);
+            return fail(
+                "prefix",
+                format!("client address {ip:?} is not an IP address"),
+            );
+        }
     };
     let found = match (web, &snap.webs) {
-        (Some(w), Some(idx)) => idx.lookup(addr, w),
-        _ => snap.lookup(addr),
+        (Some(w), Some(idx)) => idx
+            .lookup(addr, w)
+            .map(|m| (m.prefix, m.verdict, Claims::Web(m.claims))),
+        _ => snap
+            .find(addr)
+            .map(|f| (f.prefix, f.verdict, Claims::Snap(snap, f.claims))),
     };
-    let Some(m) = found else {
+    let Some((prefix, verdict, claims)) = found else {
+        let ip = printable(raw, 64);
         return fail(
             "prefix",
             format!("{ip} is in no network of a signed statement this server trusts"),
         );
     };
-    let prefix = m.prefix.to_string();
-    if m.verdict == Verdict::Deny {
-        let by = if m.claims.is_empty() {
+    if verdict == Verdict::Deny {
+        let by = if claims.len() == 0 {
             "the operator".to_string()
         } else {
-            format!("a refused key's statement for {}", m.claims[0].domain)
+            format!("a refused key's statement for {}", claims.at(0).domain)
         };
+        let ip = printable(raw, 64);
         return fail("prefix", format!("{ip} is in {prefix}, denied by {by}"));
     }
-    if m.claims.is_empty() {
-        return Outcome::Pass {
-            ip,
+    if claims.len() == 0 {
+        let mut checks = Checks(0);
+        checks.push("prefix");
+        return Checked::Pass(Passed {
+            ip: raw,
             prefix,
             claim: None,
-            checks: vec!["prefix"],
-        };
+            checks,
+        });
     }
     let now = to_timestamp(now);
     let mut first_failure = None;
-    for c in &m.claims {
+    for i in 0..claims.len() {
+        let c = claims.at(i);
         match check_claim(req, c, s, now) {
             Ok(checks) => {
-                return Outcome::Pass {
-                    ip,
+                return Checked::Pass(Passed {
+                    ip: raw,
                     prefix,
                     claim: Some(c),
                     checks,
-                }
+                })
             }
             Err(f) => {
-                first_failure.get_or_insert((f, *c));
+                first_failure.get_or_insert((f, c));
             }
         }
     }
     let ((check, detail), claim) = first_failure.expect("at least one claim");
-    Outcome::Fail {
-        ip,
+    Checked::Other(Outcome::Fail {
+        ip: printable(raw, 64),
         check,
         detail,
         claim: Some(claim),
-    }
+    })
 }
 
 /// The reply for one request: the checks, then the stage and the mode.
@@ -338,35 +463,152 @@ pub fn judge_logged(
     s: &VerdictSettings,
     log: &RecipientLog,
 ) -> Reply {
+    match decide(req, snapshot, now, s, log, &mut Tally::default()) {
+        Decision::Dunno => Reply::Dunno,
+        Decision::Label(p) => {
+            let mut h = String::new();
+            header::write_pass_header(&mut h, s, &p);
+            Reply::Prepend(h)
+        }
+        Decision::Reply(r) => r,
+    }
+}
+
+/// [`judge_logged`], the reply appended to `out` as sent (as
+/// [`Reply::write_wire`] writes it) and what it was counted as in `tally`.
+/// The usual pass makes no string of its own: its header is written
+/// straight into `out`.
+pub fn judge_wire(
+    req: &Request,
+    snapshot: Option<&TrustSnapshot>,
+    now: SystemTime,
+    s: &VerdictSettings,
+    log: &RecipientLog,
+    out: &mut Vec<u8>,
+    tally: &mut Tally,
+) {
+    match decide(req, snapshot, now, s, log, tally) {
+        Decision::Dunno => Reply::Dunno.write_wire(out),
+        Decision::Label(p) => {
+            out.extend_from_slice(b"action=PREPEND ");
+            header::write_pass_header(&mut header::Bytes(out), s, &p);
+            out.extend_from_slice(b"\n\n");
+        }
+        Decision::Reply(r) => r.write_wire(out),
+    }
+}
+
+/// The stage of a request, as the counters name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    Rcpt,
+    /// DATA or BDAT.
+    Data,
+    #[default]
+    Other,
+}
+
+/// What a request's verdict was, as the counters name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Counted {
+    /// The checks held.
+    Pass,
+    /// A check failed (rejected, or labelled in observe mode).
+    Fail,
+    /// No usable trust state or an unsupported request: DEFER_IF_PERMIT.
+    Defer,
+    /// No verdict of its own: END-OF-MESSAGE, or a DATA label repeating
+    /// what RCPT found per recipient.
+    #[default]
+    Dunno,
+}
+
+/// How one request counts: its stage, its verdict and which check failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub stage: Stage,
+    pub verdict: Counted,
+    /// For [`Counted::Fail`]: one of [`Checks::NAMES`].
+    pub failed: Option<&'static str>,
+}
+
+impl Tally {
+    /// Counts `c` as the verdict.
+    pub(super) fn checked(&mut self, c: &Checked<'_, '_>) {
+        (self.verdict, self.failed) = match c {
+            Checked::Pass(_) | Checked::Other(Outcome::Pass { .. }) => (Counted::Pass, None),
+            Checked::Other(Outcome::Fail { check, .. }) => (Counted::Fail, Some(*check)),
+            Checked::Other(Outcome::Temporary(_)) => (Counted::Defer, None),
+        };
+    }
+}
+
+/// The protocol state, canonical: one of the stages we tell apart, else "".
+fn stage_name(raw: &str) -> &'static str {
+    ["RCPT", "DATA", "BDAT", "END-OF-MESSAGE"]
+        .into_iter()
+        .find(|n| raw.eq_ignore_ascii_case(n))
+        .unwrap_or("")
+}
+
+/// What [`judge_logged`] answers, before any text for a pass is made.
+enum Decision<'r, 'a> {
+    Dunno,
+    /// PREPEND the header of this pass.
+    Label(Passed<'r, 'a>),
+    Reply(Reply),
+}
+
+fn decide<'r, 'a>(
+    req: &'r Request,
+    snapshot: Option<&'a TrustSnapshot>,
+    now: SystemTime,
+    s: &VerdictSettings,
+    log: &RecipientLog,
+    tally: &mut Tally,
+) -> Decision<'r, 'a> {
+    let stage = stage_name(req.get("protocol_state").unwrap_or(""));
+    tally.stage = match stage {
+        "RCPT" => Stage::Rcpt,
+        "DATA" | "BDAT" => Stage::Data,
+        _ => Stage::Other,
+    };
     match req.get("request") {
         Some("smtpd_access_policy") => {}
         other => {
-            return Reply::Defer(format!(
+            tally.verdict = Counted::Defer;
+            return Decision::Reply(Reply::Defer(format!(
                 "wotgate: unsupported request type {:?}",
                 printable(other.unwrap_or(""), 40)
-            ))
+            )));
         }
     }
-    let stage = req.get("protocol_state").unwrap_or("").to_ascii_uppercase();
     if stage == "END-OF-MESSAGE" {
-        return Reply::Dunno;
+        tally.verdict = Counted::Dunno;
+        return Decision::Dunno;
     }
-    let data = stage == "DATA" || stage == "BDAT";
-    if let Some(r) = per_recipient(req, snapshot, now, s, log, &stage) {
-        return r;
+    let data = tally.stage == Stage::Data;
+    if let Some(r) = per_recipient(req, snapshot, now, s, log, stage, tally) {
+        return Decision::Reply(r);
     }
-    match evaluate(req, snapshot, now, s) {
-        Outcome::Temporary(why) => Reply::Defer(format!("wotgate: {why}; try again later")),
-        o @ Outcome::Pass { .. } if data => Reply::Prepend(header::header(s, &o)),
-        Outcome::Pass { .. } => Reply::Dunno,
-        o @ Outcome::Fail { .. } if s.mode == PolicyMode::Observe => {
-            if data {
-                Reply::Prepend(header::header(s, &o))
-            } else {
-                Reply::Dunno
+    let c = check(req, snapshot, now, s, None);
+    tally.checked(&c);
+    match c {
+        Checked::Pass(p) if data => Decision::Label(p),
+        Checked::Pass(_) => Decision::Dunno,
+        Checked::Other(o) => Decision::Reply(match o {
+            Outcome::Temporary(why) => Reply::Defer(format!("wotgate: {why}; try again later")),
+            o @ Outcome::Pass { .. } if data => Reply::Prepend(header::header(s, &o)),
+            Outcome::Pass { .. } => Reply::Dunno,
+            o @ Outcome::Fail { .. } if s.mode == PolicyMode::Observe => {
+                if data {
+                    Reply::Prepend(header::header(s, &o))
+                } else {
+                    Reply::Dunno
+                }
             }
-        }
-        Outcome::Fail { check, detail, .. } => reject(s, check, &detail),
+            Outcome::Fail { check, detail, .. } => reject(s, check, &detail),
+        }),
     }
 }
 
