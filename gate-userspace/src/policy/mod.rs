@@ -10,6 +10,7 @@
 pub mod counters;
 pub mod header;
 mod index;
+pub mod postmaster;
 pub mod recipients;
 pub mod request;
 pub mod server;

@@ -66,6 +66,7 @@ enum Command {
     Plan(plan::PlanCmd),
     Run(run::Run),
     Policy(policy::Policy),
+    Postmaster(postmaster::Postmaster),
     Reload(reload::Reload),
     Status(status::Status),
     /// Check the controller's configuration.
@@ -128,6 +129,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(c) => c.run(pin),
         Command::Run(c) => c.run(),
         Command::Policy(c) => c.run(),
+        Command::Postmaster(c) => c.run(),
         Command::Reload(c) => c.run(),
         Command::Status(c) => c.run(),
         Command::Config(ConfigCmd::Check(c)) => c.run(),

@@ -8,6 +8,7 @@ pub mod detach;
 pub mod inspect;
 pub mod plan;
 pub mod policy;
+pub mod postmaster;
 pub mod prefixes;
 pub mod purge;
 pub mod reload;
