@@ -6,6 +6,8 @@
 // nobody. Alice's own web (replace) has beta as its root at depth 1, so it
 // trusts gamma; bob has no web of his own and uses the system's.
 
+// Shared with policy_postfix, which uses the parts this test does not.
+#[allow(dead_code)]
 mod postfix_site;
 
 use postfix_site::{ip, ours, Site, AUTHSERV_ID, ENFORCE, SERVER};
