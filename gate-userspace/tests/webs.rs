@@ -388,11 +388,25 @@ fn one_session_is_accepted_for_alice_and_rejected_for_bob() {
         other => panic!("DATA T3: {other:?}"),
     }
     // An extension is the same user; the domain web answers for the rest.
-    assert_eq!(j("RCPT", "2001:db8:a::25", "alice+lists@mx.example", "T7"), Reply::Dunno);
+    assert_eq!(
+        j("RCPT", "2001:db8:a::25", "alice+lists@mx.example", "T7"),
+        Reply::Dunno
+    );
     let idx = snap.webs.as_ref().unwrap();
-    assert_eq!(idx.web_for("bob+x@example.net").map(|w| idx.name(w)), Some("example.net"));
-    assert_eq!(idx.web_for("bob@sub.example.net"), None, "a subdomain is not the domain");
-    assert_eq!(idx.web_for("system"), None, "the system web is no recipient");
+    assert_eq!(
+        idx.web_for("bob+x@example.net").map(|w| idx.name(w)),
+        Some("example.net")
+    );
+    assert_eq!(
+        idx.web_for("bob@sub.example.net"),
+        None,
+        "a subdomain is not the domain"
+    );
+    assert_eq!(
+        idx.web_for("system"),
+        None,
+        "the system web is no recipient"
+    );
     // Trusted by nobody.
     assert!(matches!(
         j("RCPT", "2001:db8:e::1", "alice@mx.example", "T4"),
