@@ -261,9 +261,18 @@ impl Changes {
 
     /// What turns `old` into `new`: one pass over both (they are sorted).
     pub fn between(old: &PrefixSet, new: &PrefixSet) -> Changes {
+        Self::between_at_most(old, new, usize::MAX).expect("no limit")
+    }
+
+    /// As [`Changes::between`], but `None` as soon as more than `limit`
+    /// entries differ (nothing more is copied then).
+    pub fn between_at_most(old: &PrefixSet, new: &PrefixSet, limit: usize) -> Option<Changes> {
         let mut c = Changes::default();
         let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
         loop {
+            if c.by_prefix.len() > limit {
+                return None;
+            }
             match (a.peek(), b.peek()) {
                 (None, None) => break,
                 (Some(o), None) => {
@@ -293,7 +302,7 @@ impl Changes {
                 },
             }
         }
-        c
+        Some(c)
     }
 
     /// Removes `prefix` (nothing when the set does not hold it).
@@ -633,8 +642,18 @@ impl Gate {
         let _guard = self.hold()?;
         let repaired = self.ensure_mirror()?;
         let mirror = self.mirror.as_ref().expect("ensured");
-        let (removed, written) = count_changes(&mirror.set, set);
-        let mut r = if rewrite_is_cheaper(removed + written, mirror.set.len(), set.len()) {
+        // One pass that stops copying once the change is worth a rewrite.
+        let limit = (mirror.set.len() + set.len()) / 2;
+        let small = Changes::between_at_most(&mirror.set, set, limit);
+        let mut r = if let Some(changes) = small {
+            let mut plan = self.plan(&changes)?;
+            let target = plan.full.then_some(Target::Given(set));
+            if plan.full {
+                plan.labels = Labels::of_set(set);
+            }
+            self.update(plan, target)?
+        } else {
+            let (removed, written) = count_changes(&mirror.set, set);
             // Nothing copied for a change this large: the set is written
             // as it is given.
             let plan = Plan {
@@ -651,14 +670,6 @@ impl Gate {
                 full: true,
             };
             self.update(plan, Some(Target::Given(set)))?
-        } else {
-            let changes = Changes::between(&mirror.set, set);
-            let mut plan = self.plan(&changes)?;
-            let target = plan.full.then_some(Target::Given(set));
-            if plan.full {
-                plan.labels = Labels::of_set(set);
-            }
-            self.update(plan, target)?
         };
         r.repaired |= repaired;
         Ok(r)
@@ -1479,6 +1490,9 @@ mod tests {
             ]
         );
         assert!(Changes::between(&new, &new).is_empty());
+        assert_eq!(count_changes(&old, &new), (1, 2));
+        assert_eq!(Changes::between_at_most(&old, &new, 3), Some(c.clone()));
+        assert_eq!(Changes::between_at_most(&old, &new, 2), None);
         assert_eq!(Changes::between(&PrefixSet::new(), &new).len(), 3);
     }
 
