@@ -638,21 +638,31 @@ impl Gate {
     /// active set once first.
     pub fn load_set(&mut self, set: &PrefixSet) -> Result<LoadReport> {
         let (max_entries, max_labels) = self.capacity();
-        plan_labels(set, max_entries, max_labels)?;
+        if set.len() > max_entries as usize {
+            return Err(GateError::TooManyEntries {
+                got: set.len(),
+                max: max_entries,
+            });
+        }
         let _guard = self.hold()?;
         let repaired = self.ensure_mirror()?;
         let mirror = self.mirror.as_ref().expect("ensured");
         // One pass that stops copying once the change is worth a rewrite.
         let limit = (mirror.set.len() + set.len()) / 2;
         let small = Changes::between_at_most(&mirror.set, set, limit);
+        // A diff checks the labels it writes (the others are in the kernel
+        // already); a rewrite checks them all. Both before any write.
         let mut r = if let Some(changes) = small {
             let mut plan = self.plan(&changes)?;
             let target = plan.full.then_some(Target::Given(set));
             if plan.full {
+                plan_labels(set, max_entries, max_labels)?;
                 plan.labels = Labels::of_set(set);
             }
             self.update(plan, target)?
         } else {
+            plan_labels(set, max_entries, max_labels)?;
+            let mirror = self.mirror.as_ref().expect("ensured");
             let (removed, written) = count_changes(&mirror.set, set);
             // Nothing copied for a change this large: the set is written
             // as it is given.
@@ -835,6 +845,7 @@ impl Gate {
                 }
                 (Some(o), Some(n)) if o == n => {}
                 (o, Some(n)) => {
+                    check_label(n)?;
                     if let Some(o) = o {
                         digest_sub(&mut digest, o);
                         *delta.entry(o.label.as_str()).or_default() -= 1;
@@ -1154,11 +1165,15 @@ impl Gate {
         step(steps.2);
         let fill_time = t1.elapsed();
         let t2 = Instant::now();
-        // Read back a sample of what was written.
-        let every = (plan.written / SAMPLE).max(1);
-        for e in plan.add.iter().chain(&plan.change).step_by(every) {
-            self.check_entry(h, e, &plan.labels)?;
-        }
+        // Read back a sample of what was written (each write's flag
+        // proved the key; this catches wrong values).
+        self.check_sample(
+            h,
+            plan.add.iter().chain(&plan.change),
+            plan.written,
+            SAMPLE_DIFF,
+            &plan.labels,
+        )?;
         Ok((plan.remove.len(), clear_time, fill_time, t2.elapsed()))
     }
 
@@ -1210,10 +1225,7 @@ impl Gate {
         let fill_time = t1.elapsed();
 
         let t2 = Instant::now();
-        let every = (n / SAMPLE).max(1);
-        for e in set.iter().step_by(every) {
-            self.check_entry(h, e, labels)?;
-        }
+        self.check_sample(h, set.iter(), n, SAMPLE, labels)?;
         Ok((cleared, clear_time, fill_time, t2.elapsed()))
     }
 
@@ -1315,14 +1327,45 @@ impl Gate {
         Ok(deleted)
     }
 
-    /// Trie `h` holds exactly `e.prefix`, with `e`'s verdict and label id.
-    fn check_entry(&self, h: usize, e: &PrefixEntry, labels: &Labels) -> Result<()> {
+    /// Trie `h` holds exactly the prefix of `sample` evenly spread entries
+    /// of `entries` (`n` of them), with their verdicts and label ids.
+    fn check_sample<'e>(
+        &self,
+        h: usize,
+        entries: impl Iterator<Item = &'e PrefixEntry>,
+        n: usize,
+        sample: usize,
+        labels: &Labels,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let fd = self.trust[h].map().fd().as_fd();
+        let mut first = [0u8; KEY_BYTES];
+        let any = super::sys::map_next_key(fd, None, &mut first)
+            .map_err(|err| sys_err(h, "reading back", err))?;
+        for e in entries.step_by((n / sample).max(1)) {
+            self.check_entry(h, e, labels, any.then_some(&first))?;
+        }
+        Ok(())
+    }
+
+    /// Trie `h` holds exactly `e.prefix`, with `e`'s verdict and label id;
+    /// `first`: the trie's first key (`None` when it is empty).
+    fn check_entry(
+        &self,
+        h: usize,
+        e: &PrefixEntry,
+        labels: &Labels,
+        first: Option<&[u8; KEY_BYTES]>,
+    ) -> Result<()> {
         let fd = self.trust[h].map().fd().as_fd();
         let io = |err| sys_err(h, "reading back", err);
-        let mut first = [0u8; KEY_BYTES];
         let key = key_bytes(&e.prefix);
-        let exact = super::sys::map_next_key(fd, None, &mut first).map_err(io)?
-            && super::sys::lpm_has_exact(fd, &key, &first).map_err(io)?;
+        let exact = match first {
+            Some(first) => super::sys::lpm_has_exact(fd, &key, first).map_err(io)?,
+            None => false,
+        };
         let want = Entry {
             verdict: e.verdict.to_raw(),
             source: labels.id(&e.label),
@@ -1428,6 +1471,8 @@ const KEY_BYTES: usize = 4 + 16;
 /// Entries read back after writing a trie: enough to catch a systematic
 /// fault (wrong ids, wrong byte order), cheap beside the writes.
 const SAMPLE: usize = 1024;
+/// The same after a diff, whose every write's flag already proved its key.
+const SAMPLE_DIFF: usize = 64;
 
 fn key_bytes(net: &Ipv6Net) -> [u8; KEY_BYTES] {
     let mut k = [0u8; KEY_BYTES];
