@@ -109,8 +109,56 @@ impl Default for Label {
     }
 }
 
+/// `Meta::layout` of this version: bumped with every change of `Meta`.
+/// Pins made by an older wotgate have another value size and are refused
+/// by size before this field is read (the first layout, 48 bytes, had no
+/// such field).
+pub const META_LAYOUT: u64 = 2;
+
+/// `Journal::state`: no update under way; both tries hold the same set.
+pub const JOURNAL_IDLE: u32 = 0;
+/// `Journal::state`: trie `target` (inactive) is being written with the
+/// new set; the selector still points to the other, which holds the old set.
+pub const JOURNAL_FILL: u32 = 1;
+/// `Journal::state`: the selector points to the new set (or is about to);
+/// trie `target`, inactive, is being brought to the same set.
+pub const JOURNAL_SYNC: u32 = 2;
+
+/// `Journal::kind`: the change is applied entry by entry (a diff).
+pub const JOURNAL_DIFF: u32 = 1;
+/// `Journal::kind`: the trie is emptied and filled again (a full rewrite).
+pub const JOURNAL_FULL: u32 = 2;
+
+/// What update is under way, written before a trie is touched and set back
+/// to idle after both tries hold the new set. A process killed in between
+/// leaves it non-idle; the next writer repairs the pair from the active
+/// trie (always a complete set: a trie is written only while inactive).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Journal {
+    /// `JOURNAL_IDLE`, `JOURNAL_FILL` or `JOURNAL_SYNC`.
+    pub state: u32,
+    /// The trie being written (0 or 1).
+    pub target: u32,
+    /// `JOURNAL_DIFF` or `JOURNAL_FULL`.
+    pub kind: u32,
+    /// Process id of the writer (for `inspect`).
+    pub pid: u32,
+    /// Generation of the set the update started from, and of the new one.
+    pub from_generation: u64,
+    pub to_generation: u64,
+    /// Entries removed and written (added or changed) by the update.
+    pub removed: u64,
+    pub written: u64,
+    /// Digest of the new set (see `Meta::digest`).
+    pub digest: [u64; 4],
+}
+
 /// Bookkeeping for the two tries, element 0 of `WG_META`. Written only by
 /// user space, read by `inspect`; the program never reads it.
+///
+/// Between updates both tries hold the same set ("in sync"): the same
+/// generation, entries and digest in both slots, and the same label ids.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -120,6 +168,14 @@ pub struct Meta {
     pub entries: [u64; 2],
     /// Unix time (seconds) each trie was filled.
     pub loaded_at: [u64; 2],
+    /// `META_LAYOUT` once written by this version (0 in a gate never loaded).
+    pub layout: u64,
+    /// Digest of the set each trie holds: the lane-wise wrapping sum of the
+    /// SHA-256 of every entry (order independent, so an update changes it in
+    /// proportion to the change). All zero for the empty set.
+    pub digest: [[u64; 4]; 2],
+    /// The update under way, if any.
+    pub journal: Journal,
 }
 
 /// Why a packet got its verdict; index into the per-CPU `WG_COUNTERS` array.
@@ -227,6 +283,7 @@ mod pod {
     unsafe impl aya::Pod for super::Entry {}
     unsafe impl aya::Pod for super::Label {}
     unsafe impl aya::Pod for super::Meta {}
+    unsafe impl aya::Pod for super::Journal {}
 }
 
 #[cfg(test)]
@@ -241,7 +298,8 @@ mod tests {
         assert_eq!(size_of::<GateConfig>(), 4 + 4 + 2 * MAX_PORTS);
         assert_eq!(size_of::<Entry>(), 8);
         assert_eq!(size_of::<Label>(), LABEL_LEN);
-        assert_eq!(size_of::<Meta>(), 48);
+        assert_eq!(size_of::<Journal>(), 4 * 4 + 4 * 8 + 32);
+        assert_eq!(size_of::<Meta>(), 48 + 8 + 64 + size_of::<Journal>());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `cargo xtask bench xdp`: ns per packet of the real program through
 //! BPF_PROG_TEST_RUN against a pass-only program in the same run, and the
-//! time to load and swap 1,000,000 prefixes.
+//! trusted-set updates at 1,000,000 prefixes (a full load of a new set, one
+//! entry changed, a 1,000-entry diff) beside the previous version's full
+//! rewrite (clear the inactive trie entry by entry, fill it, read every key
+//! back, flip), replayed here on a second gate's maps in the same run.
 //!
 //! The baseline is two instructions loaded here with bpf(2), not part of the
 //! shipped object; it is pinned beside the bench gate so aya opens and runs
@@ -15,13 +18,17 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::{
+    maps::{lpm_trie::Key, lpm_trie::LpmTrie, Array, HashMap, Map, MapData},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
 use aya_obj::programs::XdpAttachType;
+use gate_common::{maps, Entry, Ipv6Bytes, Label};
 use integration_tests::packet::{Builder, ACK, SYN};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wotgate::{
-    gate::Gate,
+    gate::{swap::Changes, Gate},
     model::prefixes::{PrefixEntry, PrefixSet, Verdict},
 };
 
@@ -36,6 +43,8 @@ const ROUNDS: usize = 3;
 struct Purge(PathBuf);
 impl Drop for Purge {
     fn drop(&mut self) {
+        // The baseline is not the gate's: purge leaves it (and the directory).
+        let _ = std::fs::remove_file(self.0.join("bench_baseline"));
         let _ = wotgate::gate::purge(&self.0);
     }
 }
@@ -182,6 +191,211 @@ fn random_set(n: usize, rng: &mut StdRng) -> PrefixSet {
     set
 }
 
+fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(pin: &Path, name: &str) -> Result<T> {
+    let data = MapData::from_pin(pin.join(name))?;
+    Ok(Map::from_map_data(data)?.try_into()?)
+}
+
+/// The previous version's swap, step by step on another gate's maps: clear
+/// the inactive trie and its labels entry by entry, fill them one by one,
+/// read every key back, flip the selector.
+struct OldSwap {
+    trust: [LpmTrie<MapData, Ipv6Bytes, Entry>; 2],
+    labels: [HashMap<MapData, u32, Label>; 2],
+    active: Array<MapData, u32>,
+}
+
+impl OldSwap {
+    fn open(pin: &Path) -> Result<OldSwap> {
+        Ok(OldSwap {
+            trust: [open(pin, maps::TRUST[0])?, open(pin, maps::TRUST[1])?],
+            labels: [open(pin, maps::LABELS[0])?, open(pin, maps::LABELS[1])?],
+            active: open(pin, maps::ACTIVE)?,
+        })
+    }
+
+    /// Seconds for the whole swap.
+    fn load(&mut self, set: &PrefixSet) -> Result<f64> {
+        let t = Instant::now();
+        let target = 1 - (self.active.get(&0, 0)? & 1) as usize;
+        let old: Vec<_> = self.trust[target].keys().collect::<Result<_, _>>()?;
+        for k in &old {
+            self.trust[target].remove(k)?;
+        }
+        let old: Vec<u32> = self.labels[target].keys().collect::<Result<_, _>>()?;
+        for k in &old {
+            self.labels[target].remove(k)?;
+        }
+        let mut ids = std::collections::BTreeMap::new();
+        for e in set.iter() {
+            let next = ids.len() as u32;
+            ids.entry(e.label.as_str()).or_insert(next);
+        }
+        for (text, id) in &ids {
+            let mut l = Label::default();
+            l.bytes[..text.len()].copy_from_slice(text.as_bytes());
+            self.labels[target].insert(id, l, 0)?;
+        }
+        for e in set.iter() {
+            let key = Key::new(e.prefix.prefix_len() as u32, e.prefix.network().octets());
+            let value = Entry {
+                verdict: e.verdict.to_raw(),
+                source: ids[e.label.as_str()],
+            };
+            self.trust[target].insert(&key, value, 0)?;
+        }
+        let mut seen = 0;
+        for k in self.trust[target].keys() {
+            let k = k?;
+            let net = Ipv6Net::new(k.data().into(), k.prefix_len() as u8)?;
+            if set.get(&net).is_none() {
+                bail!("unexpected {net}");
+            }
+            seen += 1;
+        }
+        if seen != set.len() {
+            bail!("{seen} entries, {} wanted", set.len());
+        }
+        self.active.set(0, target as u32, 0)?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
+
+/// Median of `v`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{s:.3} s")
+    }
+}
+
+/// `set` with `n` of its entries (spread over it) relabelled, and what
+/// changed.
+fn changed(set: &PrefixSet, n: usize, tag: &str) -> (PrefixSet, Changes) {
+    let every = (set.len() / n).max(1);
+    let mut new = set.clone();
+    let mut c = Changes::new();
+    for e in set.iter().step_by(every).take(n) {
+        let e = PrefixEntry {
+            label: tag.to_string(),
+            ..e.clone()
+        };
+        new.replace(e.clone());
+        c.upsert(e);
+    }
+    (new, c)
+}
+
+/// The update rows: this version on `gate`, the old swap on `old` (another
+/// gate), in the same run.
+fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<String>> {
+    const N: usize = 1_000_000;
+    const REPS: usize = 5;
+    let mut rows = Vec::new();
+    let mut push = |what: &str, new: f64, detail: String, old: f64| {
+        rows.push(format!(
+            "| {what} | {} ({detail}) | {} | {:.1}x |",
+            ms(new),
+            ms(old),
+            old / new
+        ));
+    };
+    // Full loads into empty gates (the bench gates were emptied first).
+    let a = random_set(N, rng);
+    let t = Instant::now();
+    let r = gate.load_set(&a)?;
+    let new = t.elapsed().as_secs_f64();
+    let o = old.load(&a)?;
+    drop(a);
+    push(
+        "full load of a new 1M set into an empty gate",
+        new,
+        format!(
+            "{}; enforced after {}, other trie in sync {} later",
+            r.mode,
+            ms(r.enforce_time.as_secs_f64()),
+            ms(r.sync_time.as_secs_f64())
+        ),
+        o,
+    );
+    // A new 1M set over the loaded one (nothing in common).
+    let b = random_set(N, rng);
+    let t = Instant::now();
+    let r = gate.load_set(&b)?;
+    let new = t.elapsed().as_secs_f64();
+    let o = old.load(&b)?;
+    push(
+        "full load of a new 1M set over another 1M set",
+        new,
+        format!(
+            "{}, {} removed and {} written per trie; enforced after {}",
+            r.mode,
+            r.removed,
+            r.written,
+            ms(r.enforce_time.as_secs_f64())
+        ),
+        o,
+    );
+    // Small changes to the 1M set, each REPS times (median).
+    for (n, what) in [
+        (1usize, "one entry changed in the 1M set"),
+        (1000, "1,000-entry diff in the 1M set"),
+    ] {
+        let mut by_changes = Vec::new();
+        let mut by_set = Vec::new();
+        let mut diffing = Vec::new();
+        let mut current = b.clone();
+        for i in 0..REPS {
+            let (next, c) = changed(&current, n, &format!("c{n}-{i}"));
+            let t = Instant::now();
+            let r = gate.apply_changes(&c)?;
+            by_changes.push(t.elapsed().as_secs_f64());
+            ensure_mode(r.mode)?;
+            current = next;
+            let (next, _) = changed(&current, n, &format!("s{n}-{i}"));
+            let t = Instant::now();
+            let d = Changes::between(&current, &next);
+            diffing.push(t.elapsed().as_secs_f64());
+            assert_eq!(d.len(), n);
+            let t = Instant::now();
+            let r = gate.load_set(&next)?;
+            by_set.push(t.elapsed().as_secs_f64());
+            ensure_mode(r.mode)?;
+            current = next;
+        }
+        let o = old.load(&current)?;
+        push(
+            &format!("{what}: the change given"),
+            median(by_changes),
+            format!("diff, both tries; median of {REPS}"),
+            o,
+        );
+        push(
+            &format!("{what}: the whole new set given"),
+            median(by_set),
+            format!(
+                "incl. diffing two 1M sets, {} of it; median of {REPS}",
+                ms(median(diffing))
+            ),
+            o,
+        );
+    }
+    Ok(rows)
+}
+
+fn ensure_mode(mode: &str) -> Result<()> {
+    if mode != "diff" {
+        bail!("a small change went {mode}");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
@@ -210,8 +424,9 @@ fn main() -> Result<()> {
         let r = gate.load_set(&set)?;
         let total = t.elapsed();
         swap_rows.push(format!(
-            "| load {n} prefixes | {:.3} s total: clear {} old in {:.3} s, fill {:.3} s, check {:.3} s |",
-            total.as_secs_f64(), r.cleared, r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
+            "| load {n} prefixes | {:.3} s total: {} |",
+            total.as_secs_f64(),
+            r.summary()
         ));
         if n == 1 {
             for (name, pkt) in [
@@ -238,9 +453,21 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let r = gate.load_set(&set)?;
     swap_rows.push(format!(
-        "| swap 1000000 -> 1000000 prefixes | {:.3} s total: clear {} old in {:.3} s, fill {:.3} s, check {:.3} s |",
-        t.elapsed().as_secs_f64(), r.cleared, r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
+        "| swap 1000000 -> 1000000 prefixes | {:.3} s total: {} |",
+        t.elapsed().as_secs_f64(),
+        r.summary()
     ));
+
+    // Updates at 1M on two fresh gates: this version's and the old swap's.
+    drop(set);
+    let upd_dir = PathBuf::from(format!("{}-upd", dir.display()));
+    let old_dir = PathBuf::from(format!("{}-old", dir.display()));
+    let _purge_upd = Purge(upd_dir.clone());
+    let _purge_old = Purge(old_dir.clone());
+    let mut upd_gate = Gate::create(&upd_dir)?;
+    drop(Gate::create(&old_dir)?);
+    let mut old_swap = OldSwap::open(&old_dir)?;
+    let update_rows = updates(&mut upd_gate, &mut old_swap, &mut rng)?;
 
     let mut out = String::new();
     out.push_str(&format!("\n### {}\n\n", record::machine()));
@@ -251,6 +478,11 @@ fn main() -> Result<()> {
     }
     out.push_str("\n| trusted-set update | time |\n|---|---|\n");
     for r in &swap_rows {
+        out.push_str(r);
+        out.push('\n');
+    }
+    out.push_str("\n| update at 1,000,000 prefixes | this version (both tries in sync) | old full rewrite, same run | old / new |\n|---|---|---:|---:|\n");
+    for r in &update_rows {
         out.push_str(r);
         out.push('\n');
     }

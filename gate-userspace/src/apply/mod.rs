@@ -261,17 +261,20 @@ impl Prepared {
         // hold of the pin directory's lock.
         let (diff, load, unchanged) = {
             let mut gate = gate.lock()?;
-            // Under the lock no load flips: trie, metadata and set agree.
-            let (trie, meta) = (gate.active_trie()?, gate.meta()?);
-            let before = gate.read_set(trie)?;
+            // Under the lock no load flips. The gate's copy of what both
+            // tries hold is used when the pinned metadata still names its
+            // generation and digest; otherwise the active trie is read once.
+            let before = gate.loaded_set()?;
             guard
-                .check(&before, &self.set)
+                .check(before, &self.set)
                 .map_err(|e| ApplyError::Guard(Box::new(e)))?;
-            let diff = PlanDiff::between(&before, &self.set);
+            let diff = PlanDiff::between(before, &self.set);
             // Equal sets are equal digests (labels are within the kernel's
             // length, or `load_set` would refuse them).
-            if before == self.set {
-                (diff, enforced(trie, &meta, &self.set), true)
+            if *before == self.set {
+                let (trie, meta) = (gate.active_trie()?, gate.meta()?);
+                let load = LoadReport::unchanged(trie, meta.generation[trie], &self.set);
+                (diff, load, true)
             } else {
                 (diff, gate.load_set(&self.set)?, false)
             }
@@ -293,20 +296,5 @@ impl Prepared {
             unchanged,
             recorded,
         })
-    }
-}
-
-/// The report of a load that found `set` enforced already in trie `trie`.
-fn enforced(trie: usize, meta: &gate_common::Meta, set: &PrefixSet) -> LoadReport {
-    let labels: std::collections::BTreeSet<&str> = set.iter().map(|e| e.label.as_str()).collect();
-    LoadReport {
-        generation: meta.generation[trie],
-        trie,
-        entries: set.len(),
-        labels: labels.len(),
-        cleared: 0,
-        clear_time: Default::default(),
-        fill_time: Default::default(),
-        check_time: Default::default(),
     }
 }

@@ -118,7 +118,19 @@ impl Daemon {
             ..Default::default()
         };
         let (gate, had_plan) = match Gate::open(&pin) {
-            Ok(gate) => {
+            Ok(mut gate) => {
+                // A writer killed in the middle of an update left the other
+                // trie half written: bring it back to the active set now
+                // (the datapath never read it), not at the first load.
+                match gate.repair() {
+                    Ok(true) => {
+                        warn!(pin_dir = %pin.display(), "an interrupted update of the trusted set was repaired: both tries hold the active set again")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(error = %e, "repairing an interrupted update of the trusted set; the next load tries again")
+                    }
+                }
                 let set = gate.active_set()?;
                 let st = gate.status()?;
                 info!(pin_dir = %pin.display(), generation = st.generation, entries = set.len(), digest = %digest(&set), mode = st.mode,

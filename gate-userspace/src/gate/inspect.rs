@@ -26,8 +26,11 @@ pub struct Status {
     pub attachments: Vec<Attachment>,
     pub active_trie: usize,
     pub generation: u64,
-    /// Entries in trie 0 and trie 1 (the inactive one holds the previous set).
+    /// Entries in trie 0 and trie 1 (between updates both hold the same set).
     pub trie_entries: [u64; 2],
+    /// The update the pinned journal says is under way (or was, when its
+    /// writer died: the next load repairs the pair), if any.
+    pub update_under_way: Option<String>,
     pub loaded_at: u64,
     pub entries: Vec<PrefixEntry>,
     pub counters: Vec<(String, u64)>,
@@ -50,6 +53,8 @@ impl Gate {
             active_trie: active,
             generation: meta.generation[active],
             trie_entries: meta.entries,
+            update_under_way: (meta.journal.state != gate_common::JOURNAL_IDLE)
+                .then(|| super::swap::journal_text(&meta.journal)),
             loaded_at: meta.loaded_at[active],
             entries: set.value.iter().cloned().collect(),
             counters: self
@@ -145,6 +150,12 @@ impl Status {
             self.trie_entries[self.active_trie],
             self.trie_entries[1 - self.active_trie]
         );
+        if let Some(u) = &self.update_under_way {
+            let _ = writeln!(
+                s,
+                "update under way (or interrupted; the next load repairs it): {u}"
+            );
+        }
         for e in &self.entries {
             let _ = writeln!(
                 s,

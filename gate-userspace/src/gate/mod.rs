@@ -69,6 +69,9 @@ pub struct Gate {
     /// Whether this handle holds the pin directory's lock now (a
     /// [`Locked`] is alive): its writers then do not take it again.
     locked: bool,
+    /// What this handle knows both tries hold (see `swap`): trusted only
+    /// while the pinned metadata still names its generation and digest.
+    mirror: Option<swap::Mirror>,
 }
 
 impl Gate {
@@ -81,6 +84,10 @@ impl Gate {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let file = lock::lock_dir(&dir)?;
         let prog_pin = dir.join(PROG_PIN);
+        if dir.join(maps::META).exists() {
+            // Old pins are refused before anything is loaded over them.
+            check_layout(&dir)?;
+        }
         if !prog_pin.exists() {
             pins::check_gate_dir(&dir)?;
             if crate::EBPF_OBJECT.is_empty() {
@@ -120,6 +127,7 @@ impl Gate {
         if !pin_dir.join(maps::CONFIG).exists() {
             return Err(GateError::NotPinned(pin_dir));
         }
+        check_layout(&pin_dir)?;
         let t0 = open_map(&pin_dir, maps::TRUST[0])?;
         let t1 = open_map(&pin_dir, maps::TRUST[1])?;
         let l0 = open_map(&pin_dir, maps::LABELS[0])?;
@@ -134,6 +142,7 @@ impl Gate {
             counters: open_map(&pin_dir, maps::COUNTERS)?,
             pin_dir,
             locked: false,
+            mirror: None,
         })
     }
 
@@ -302,6 +311,29 @@ impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.gate.locked = false;
     }
+}
+
+/// Refuses pins whose metadata record is not this version's: a gate pinned
+/// by an older wotgate keeps its old layout until it is purged.
+fn check_layout(pin_dir: &Path) -> Result<()> {
+    let wanted = std::mem::size_of::<Meta>() as u32;
+    let path = pin_dir.join(maps::META);
+    let found = MapInfo::from_pin(&path)
+        .map_err(|cause| GateError::Map {
+            name: maps::META,
+            path: path.clone(),
+            cause,
+        })?
+        .value_size();
+    if found != wanted {
+        return Err(GateError::PinLayout {
+            dir: pin_dir.to_path_buf(),
+            map: maps::META,
+            found,
+            wanted,
+        });
+    }
+    Ok(())
 }
 
 fn open_map<T>(pin_dir: &Path, name: &'static str) -> Result<T>

@@ -103,6 +103,18 @@ impl PrefixSet {
         Ok(())
     }
 
+    /// Removes the entry for `prefix`, returning it.
+    pub fn remove(&mut self, prefix: &Ipv6Net) -> Option<PrefixEntry> {
+        self.entries.remove(&prefix.trunc())
+    }
+
+    /// Puts `entry` in, replacing whatever the set held for its prefix
+    /// (whatever its verdict); returns the entry it replaced.
+    pub fn replace(&mut self, entry: PrefixEntry) -> Option<PrefixEntry> {
+        let prefix = entry.prefix.trunc();
+        self.entries.insert(prefix, PrefixEntry { prefix, ..entry })
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -56,7 +56,7 @@ impl Prefixes {
                 let r = {
                     let mut gate = gate.lock()?;
                     guard
-                        .check(&gate.active_set()?, &set)
+                        .check(gate.loaded_set()?, &set)
                         .with_context(|| format!("{}", file.display()))?;
                     gate.load_set(&set)
                         .with_context(|| format!("loading {}", file.display()))?
@@ -65,9 +65,12 @@ impl Prefixes {
                     outln!("{}", serde_json::to_string_pretty(&r)?);
                 } else {
                     outln!(
-                        "loaded {} entries ({} labels) as generation {} in trie {}: cleared {} old entries in {:.3}s, filled in {:.3}s, checked in {:.3}s",
-                        r.entries, r.labels, r.generation, r.trie, r.cleared,
-                        r.clear_time.as_secs_f64(), r.fill_time.as_secs_f64(), r.check_time.as_secs_f64()
+                        "loaded {} entries ({} labels) as generation {} in trie {}: {}",
+                        r.entries,
+                        r.labels,
+                        r.generation,
+                        r.trie,
+                        r.summary()
                     );
                 }
             }
