@@ -8,6 +8,7 @@
 //! without XDP). Inside `wotgate run` the daemon publishes each loaded plan.
 
 pub mod counters;
+pub mod doctor;
 pub mod header;
 mod index;
 pub mod postmaster;

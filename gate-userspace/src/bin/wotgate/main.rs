@@ -67,6 +67,7 @@ enum Command {
     Run(run::Run),
     Policy(policy::Policy),
     Postmaster(postmaster::Postmaster),
+    Doctor(doctor::Doctor),
     Reload(reload::Reload),
     Status(status::Status),
     /// Check the controller's configuration.
@@ -130,6 +131,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(c) => c.run(),
         Command::Policy(c) => c.run(),
         Command::Postmaster(c) => c.run(),
+        Command::Doctor(c) => c.run(),
         Command::Reload(c) => c.run(),
         Command::Status(c) => c.run(),
         Command::Config(ConfigCmd::Check(c)) => c.run(),

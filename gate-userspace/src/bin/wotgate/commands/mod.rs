@@ -5,6 +5,7 @@ pub mod attach;
 pub mod check;
 pub mod config_check;
 pub mod detach;
+pub mod doctor;
 pub mod inspect;
 pub mod plan;
 pub mod policy;
