@@ -11,6 +11,7 @@ use std::net::Ipv6Addr;
 use ipnet::Ipv6Net;
 
 use super::trust::{Claim, Match};
+use crate::model::config::lookup_names;
 use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::statement::Mode;
 use crate::webs::Webs;
@@ -132,22 +133,12 @@ impl WebIndex {
         }
     }
 
-    /// The web that decides for `recipient` (an address): its own, else
-    /// that of the address without a `+extension` (`alice+lists@` is
-    /// alice's), else its domain's, else `None` (the system default).
+    /// The web that decides for `recipient` (an address), by the
+    /// configuration's rule ([`lookup_names`]); `None`: the system default.
     pub fn web_for(&self, recipient: &str) -> Option<usize> {
-        let r = recipient.trim().to_ascii_lowercase();
-        let get = |k: &str| self.by_name.get(k).copied().filter(|&w| w > 0);
-        if let Some(w) = get(&r) {
-            return Some(w);
-        }
-        let (local, domain) = r.rsplit_once('@')?;
-        if let Some((base, _)) = local.split_once('+') {
-            if let Some(w) = get(&format!("{base}@{domain}")) {
-                return Some(w);
-            }
-        }
-        get(domain)
+        lookup_names(recipient)
+            .iter()
+            .find_map(|n| self.by_name.get(n).copied().filter(|&w| w > 0))
     }
 
     pub fn name(&self, web: usize) -> &str {

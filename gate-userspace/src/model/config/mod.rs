@@ -14,8 +14,8 @@ pub use policy::{
     DEFAULT_POLICY_SOCKET,
 };
 pub use recipients::{
-    read_recipient_webs, Combine, Recipient, RecipientWeb, DEFAULT_MAX_RECIPIENT_WEBS,
-    MAX_RECIPIENT_WEBS,
+    lookup_names, read_recipient_webs, Combine, Recipient, RecipientWeb,
+    DEFAULT_MAX_RECIPIENT_WEBS, MAX_RECIPIENT_WEBS,
 };
 
 use std::net::SocketAddr;

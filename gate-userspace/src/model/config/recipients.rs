@@ -292,23 +292,32 @@ pub fn read_recipient_webs(
         .collect()
 }
 
-/// The web for `address` among `webs` (sorted by name), case-insensitively:
-/// the address's own first, then its domain's; `None` for neither.
+/// The names a recipient address is looked up under, in order: the address
+/// itself, the address without its `+extension` (`alice+lists@` is
+/// alice's), then its domain (not a parent domain); lowercased. Empty for
+/// something that is not an address. The configuration and the policy
+/// server both decide with it.
+pub fn lookup_names(address: &str) -> Vec<String> {
+    let address = address.trim().to_lowercase();
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let mut names = vec![address.clone()];
+    if let Some((base, _)) = local.split_once('+') {
+        names.push(format!("{base}@{domain}"));
+    }
+    names.push(domain.to_string());
+    names
+}
+
+/// The web for `address` among `webs` (sorted by name), by [`lookup_names`];
+/// `None`: the system default.
 pub(super) fn web_for<'a>(webs: &'a [RecipientWeb], address: &str) -> Option<&'a RecipientWeb> {
-    let address = address.to_lowercase();
-    let find = |name: &str| {
+    lookup_names(address).iter().find_map(|name| {
         webs.binary_search_by(|w| w.recipient.name().cmp(name))
             .ok()
             .map(|i| &webs[i])
-    };
-    let (local, domain) = address.rsplit_once('@')?;
-    // `alice+lists@` is alice's (as the policy server decides).
-    let base = local
-        .split_once('+')
-        .map(|(base, _)| format!("{base}@{domain}"));
-    find(&address)
-        .or_else(|| base.as_deref().and_then(find))
-        .or_else(|| find(domain))
+    })
 }
 
 #[cfg(test)]
