@@ -3,15 +3,14 @@
 //! file, with a corrupted file, with a cache filled under another policy, and
 //! after a key's revocation is added.
 
+mod statement_fixtures;
 mod wot_common;
 
-use std::time::{Duration, SystemTime};
-
 use openpgp::cert::prelude::*;
-use openpgp::packet::signature::SignatureBuilder;
 use openpgp::policy::{NullPolicy, StandardPolicy};
-use openpgp::types::{ReasonForRevocation, SignatureType};
+use openpgp::types::ReasonForRevocation;
 use sequoia_openpgp as openpgp;
+use statement_fixtures::{at, certify, Key, DAY, T0};
 use wot_common::*;
 use wotgate::wot::{
     evaluate_cached, KeyStatus, KeyTrust, Keyring, TrustSettings, VerifyCache, VERIFY_CACHE_FILE,
@@ -84,60 +83,25 @@ fn every_fixture_gives_the_same_report_whatever_the_cache() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn at(days: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)
-}
-
-fn key(uid: &str) -> openpgp::Cert {
-    CertBuilder::new()
-        .set_creation_time(at(0))
-        .add_userid(uid)
-        .generate()
-        .unwrap()
-        .0
-}
-
-fn certify(issuer: &openpgp::Cert, target: &openpgp::Cert) -> openpgp::Cert {
-    let mut signer = issuer
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .unwrap()
-        .into_keypair()
-        .unwrap();
-    let uid = target.userids().next().unwrap().userid().clone();
-    let sig = SignatureBuilder::new(SignatureType::GenericCertification)
-        .set_signature_creation_time(at(1))
-        .unwrap()
-        .sign_userid_binding(&mut signer, target.primary_key().key(), &uid)
-        .unwrap();
-    target
-        .clone()
-        .strip_secret_key_material()
-        .insert_packets(sig)
-        .unwrap()
-        .0
-}
-
 #[test]
 fn a_revocation_added_after_caching_counts() {
-    let (root, a, b) = (key("root.example"), key("a.example"), key("b.example"));
-    let ring = Keyring::from_certs([
-        root.clone().strip_secret_key_material(),
-        certify(&root, &a),
-        certify(&a, &b),
-    ]);
-    let s = TrustSettings::new([root.fingerprint()], at(10));
+    let (root, a, b) = (
+        Key::new("root.example"),
+        Key::new("a.example"),
+        Key::new("b.example"),
+    );
+    let ring = Keyring::from_certs([root.public(), certify(&root, &a), certify(&a, &b)]);
+    let s = TrustSettings::new([root.fpr()], at(T0));
     let p = StandardPolicy::new();
     let mut cache = VerifyCache::new();
     let before = evaluate_cached(&ring, &s, &p, &mut cache);
     assert_eq!(
-        before.key(&b.fingerprint()).unwrap().status,
+        before.key(&b.fpr()).unwrap().status,
         KeyStatus::Trusted { depth: 2 }
     );
     // a revokes itself; the cache holds a's and b's certifications.
     let mut signer = a
+        .tsk
         .primary_key()
         .key()
         .clone()
@@ -146,27 +110,23 @@ fn a_revocation_added_after_caching_counts() {
         .into_keypair()
         .unwrap();
     let rev = CertRevocationBuilder::new()
-        .set_signature_creation_time(at(5))
+        .set_signature_creation_time(at(T0 - 10 * DAY))
         .unwrap()
         .set_reason_for_revocation(ReasonForRevocation::KeyCompromised, b"test")
         .unwrap()
-        .build(&mut signer, &a, None)
+        .build(&mut signer, &a.tsk, None)
         .unwrap();
     let revoked_a = certify(&root, &a).insert_packets(rev).unwrap().0;
-    let ring2 = Keyring::from_certs([
-        root.clone().strip_secret_key_material(),
-        revoked_a,
-        certify(&a, &b),
-    ]);
+    let ring2 = Keyring::from_certs([root.public(), revoked_a, certify(&a, &b)]);
     let warm = evaluate_cached(&ring2, &s, &p, &mut cache);
     let cold = evaluate_cached(&ring2, &s, &p, &mut VerifyCache::new());
     assert_eq!(keys(&warm), keys(&cold));
     assert!(matches!(
-        warm.key(&a.fingerprint()).unwrap().status,
+        warm.key(&a.fpr()).unwrap().status,
         KeyStatus::Untrusted { .. }
     ));
     assert!(
-        !warm.key(&b.fingerprint()).unwrap().status.is_trusted(),
+        !warm.key(&b.fpr()).unwrap().status.is_trusted(),
         "b was trusted only through the revoked a"
     );
     assert_eq!(warm.stats.verified, 0, "nothing new to verify");
