@@ -402,7 +402,7 @@ fn web_defs(
                 refuse.push(keys[rng.gen_range(0..participants)].clone());
             }
             // A certifier of the first refused key as a root: refused at depth 1.
-            let c = ring.cert(&refuse[0]).context("refused key")?;
+            let c = ring.full_cert(&refuse[0]).context("refused key")?;
             let mut certifier = None;
             for u in c.userids() {
                 for sig in u.certifications() {

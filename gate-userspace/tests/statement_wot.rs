@@ -30,7 +30,10 @@ fn view(c: &Cast, policy: &StandardPolicy) -> WotView {
     settings.refuse.insert(c.mallory.fpr());
     let keyring = Keyring::from_certs(certs);
     let report = evaluate(&keyring, &settings, policy);
-    WotView { keyring, report }
+    WotView {
+        keyring: keyring.into(),
+        report,
+    }
 }
 
 /// The engine's verdicts as acceptance sees them.

@@ -11,9 +11,11 @@ use openpgp::policy::{NullPolicy, StandardPolicy};
 use openpgp::types::ReasonForRevocation;
 use sequoia_openpgp as openpgp;
 use statement_fixtures::{at, certify, Key, DAY, T0};
+use std::sync::Arc;
 use wot_common::*;
 use wotgate::wot::{
-    evaluate_cached, KeyStatus, KeyTrust, Keyring, TrustSettings, VerifyCache, VERIFY_CACHE_FILE,
+    evaluate_cached, evaluate_lazy, KeyStatus, KeyTrust, Keyring, SharedGraph, TrustSettings,
+    VerifyCache, VERIFY_CACHE_FILE,
 };
 
 fn keys(r: &wotgate::wot::TrustReport) -> Vec<KeyTrust> {
@@ -81,6 +83,94 @@ fn every_fixture_gives_the_same_report_whatever_the_cache() {
     }
     assert!(checked >= 10, "only {checked} fixture cases");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The daemon's lazy computation (verifying only what a search or an
+/// explanation needs) answers exactly as the full report, whatever order
+/// the keys are asked in, cold or warm, sequential or parallel.
+#[test]
+fn lazy_verdicts_equal_the_full_report_on_every_fixture() {
+    let p = StandardPolicy::new();
+    let mut cases = certification_cases();
+    cases.extend(tsig_cases());
+    for c in &cases {
+        let net = Net::load(c.net);
+        let s = net.settings(c);
+        let full = evaluate_cached(&net.ring, &s, &p, &mut VerifyCache::sequential());
+        let want = keys(&full);
+        let ring = Arc::new(net.ring.clone());
+        for (cache, reverse) in [
+            (VerifyCache::new(), true),
+            (VerifyCache::sequential(), false),
+        ] {
+            let lazy = evaluate_lazy(ring.clone(), &s, &p, &cache);
+            assert!(
+                lazy.stats.verified <= full.stats.verified,
+                "{}: the deciding search verifies at most what the report does",
+                c.net
+            );
+            assert_eq!(
+                lazy.trusted_count(),
+                want.iter().filter(|k| k.status.is_trusted()).count(),
+                "{}",
+                c.net
+            );
+            for k in &want {
+                assert_eq!(lazy.is_trusted(&k.fingerprint), k.status.is_trusted());
+            }
+            // Explanations asked one key at a time, in either order.
+            let order: Vec<&KeyTrust> = if reverse {
+                want.iter().rev().collect()
+            } else {
+                want.iter().collect()
+            };
+            for k in order {
+                assert_eq!(lazy.key(&k.fingerprint), Some(k), "{}: lazy key", c.net);
+            }
+            assert_eq!(keys(&lazy), want, "{}: lazy report", c.net);
+            // Warm: the same answers, nothing verified again.
+            let warm = evaluate_lazy(ring.clone(), &s, &p, &cache);
+            assert_eq!(warm.stats.verified, 0, "{}: warm lazy", c.net);
+            assert_eq!(keys(&warm), want, "{}: warm lazy report", c.net);
+        }
+    }
+}
+
+/// Recipient webs search the system web's lazy graph: the same standings
+/// as a graph of their own, for every fixture and every key.
+#[test]
+fn webs_on_the_report_graph_equal_webs_on_their_own() {
+    let p = StandardPolicy::new();
+    let mut cases = certification_cases();
+    cases.extend(tsig_cases());
+    for c in &cases {
+        let net = Net::load(c.net);
+        let s = net.settings(c);
+        let all: Vec<_> = net.names.values().cloned().collect();
+        let mut own_cache = VerifyCache::new();
+        let own = SharedGraph::build(&net.ring, &p, s.reference_time, &s.limits, &mut own_cache);
+        let report = evaluate_lazy(Arc::new(net.ring.clone()), &s, &p, &VerifyCache::new());
+        let shared = SharedGraph::from_report(&report).expect("a lazy report");
+        assert_eq!(
+            shared.standings_and_count(&s, &all),
+            own.standings_and_count(&s, &all),
+            "{}",
+            c.net
+        );
+        // A web with other roots (every named key) on the same graph.
+        let mut wide = s.clone();
+        wide.roots = all.iter().cloned().collect();
+        assert_eq!(
+            shared.standings(&wide, &all),
+            own.standings(&wide, &all),
+            "{}: other roots",
+            c.net
+        );
+        assert!(
+            SharedGraph::from_report(&evaluate_cached(&net.ring, &s, &p, &mut own_cache)).is_none(),
+            "an eager report has no graph to share"
+        );
+    }
 }
 
 #[test]

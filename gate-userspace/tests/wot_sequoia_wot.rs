@@ -50,8 +50,8 @@ const KNOWN_DIVERGENCES: &[(&str, &str, &str)] = &[
 /// Which named keys sequoia-wot authenticates (any User ID, full amount).
 fn sequoia_wot_trusted(net: &Net, case: &Case, max_depth: usize) -> Vec<String> {
     let p = StandardPolicy::new();
-    let certs: Vec<_> = net.ring.certs().collect();
-    let store = CertStore::from_cert_refs(certs.iter().copied(), &p, reference_time()).unwrap();
+    let certs: Vec<_> = net.ring.full_certs().collect();
+    let store = CertStore::from_cert_refs(certs.iter(), &p, reference_time()).unwrap();
     let roots = Roots::new(
         case.roots
             .iter()

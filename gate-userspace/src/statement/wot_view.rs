@@ -2,15 +2,17 @@
 //! `TrustView`: a key's verdict and the domains of its authenticated User IDs.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use sequoia_openpgp::{policy::Policy, Cert, Fingerprint, KeyHandle};
 
 use super::view::{CertLookup, SignerTrust, TrustView};
 use crate::wot::{self, KeyStatus, Keyring, TrustReport, TrustSettings, UserIdTrust};
 
-/// A keyring and the engine's report on it.
+/// A keyring and the engine's report on it (explanations computed when a
+/// statement's signer is looked at).
 pub struct WotView {
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     pub report: TrustReport,
 }
 
@@ -33,7 +35,8 @@ impl WotView {
         policy: &dyn Policy,
         cache: &mut wot::VerifyCache,
     ) -> (WotView, Vec<String>) {
-        let report = wot::evaluate_cached(&keyring, settings, policy, cache);
+        let keyring = Arc::new(keyring);
+        let report = wot::evaluate_lazy(keyring.clone(), settings, policy, cache);
         let warnings = report
             .missing_roots
             .iter()

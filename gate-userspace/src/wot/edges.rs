@@ -1,5 +1,12 @@
 //! Turning third-party certifications into verified graph edges under the
-//! validity rules of the module docs, with a cache of signature verifications.
+//! validity rules of the module docs, lazily: a certification is verified
+//! only when a search or a report needs the edges it may give.
+//!
+//! Certifications over one User ID of one key by one issuer form a group;
+//! a group is resolved (its signatures verified, the newest counting one
+//! turned into an edge, the others into rejections) all at once, so the
+//! result never depends on what was resolved before. The rejections carry
+//! their place in the order an eager computation would list them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +16,10 @@ use sequoia_openpgp::cert::prelude::*;
 use sequoia_openpgp::packet::Signature;
 use sequoia_openpgp::policy::{HashAlgoSecurity, Policy};
 use sequoia_openpgp::regex::RegexSet;
-use sequoia_openpgp::serialize::MarshalInto;
 use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus, SignatureType};
 use sequoia_openpgp::Fingerprint;
 
+use super::keyring::Certification;
 use super::{Keyring, Limits};
 
 /// The validity of a certificate at the reference time.
@@ -45,6 +52,8 @@ pub struct Node {
     pub fingerprint: Fingerprint,
     pub state: NodeState,
     pub userids: Vec<Uid>,
+    /// The primary key's creation time.
+    created: SystemTime,
 }
 
 /// What kind of certification an edge is.
@@ -93,6 +102,8 @@ pub struct Rejected {
     pub userid: usize,
     pub created: Option<SystemTime>,
     pub reason: RejectReason,
+    /// Its place in the eager order: (phase, a, b).
+    order: (u8, u32, u32),
 }
 
 /// Counters of what the edge computation did.
@@ -112,18 +123,56 @@ pub struct EdgeStats {
 pub use super::verify_cache::VerifyCache;
 use super::verify_cache::{key_of, Key};
 
-/// The certification graph at one reference time.
+/// A certification within the flooding limits, with everything the rules
+/// need but the issuer and the cryptography (judged when the graph is built).
+#[derive(Debug)]
+struct Cand {
+    /// Index into the keyring's certifications of the target.
+    cert: u32,
+    uid: u32,
+    created: SystemTime,
+    revocation: bool,
+    /// The policy rejects its hash (for collision-resistant uses).
+    weak: Option<HashAlgorithm>,
+    /// Not expired at the reference time.
+    alive: bool,
+    kind: EdgeKind,
+    scope: Option<Arc<RegexSet>>,
+    hash: HashAlgorithm,
+}
+
+/// The certifications by one issuer over one User ID of one key.
+#[derive(Debug)]
+struct Group {
+    x: u32,
+    y: u32,
+    u: u32,
+    /// Positions in the target's candidates, newest first.
+    cands: Vec<u32>,
+    resolved: bool,
+}
+
+/// The certification graph at one reference time; edges appear as groups
+/// are resolved.
 #[derive(Debug)]
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
-    /// Edge indices by issuer.
+    /// Edge indices by issuer, ordered by (target, User ID).
     pub out: Vec<Vec<usize>>,
-    /// Rejected certifications by target.
-    pub rejected: Vec<Vec<Rejected>>,
+    /// Rejected certifications by target (complete for a target once
+    /// [`Graph::resolve_into`] ran for it; see [`Graph::rejected_of`]).
+    rejected: Vec<Vec<Rejected>>,
     /// Certifications cut by the limits, by target.
     pub cut: Vec<usize>,
     pub stats: EdgeStats,
+    t: SystemTime,
+    cands: Vec<Vec<Cand>>,
+    groups: Vec<Group>,
+    out_groups: Vec<Vec<u32>>,
+    in_groups: Vec<Vec<u32>>,
+    /// How many groups are still unresolved.
+    unresolved: usize,
 }
 
 fn node_of(cert: &Cert, policy: &dyn Policy, t: SystemTime) -> Node {
@@ -157,96 +206,30 @@ fn node_of(cert: &Cert, policy: &dyn Policy, t: SystemTime) -> Node {
         fingerprint: cert.fingerprint(),
         state,
         userids,
+        created: cert.primary_key().key().creation_time(),
     }
 }
 
-pub(super) struct Candidate<'a> {
-    pub(super) sig: &'a Signature,
-    pub(super) uid: usize,
-    created: SystemTime,
-    issuers: Vec<usize>,
-}
-
-/// Computes nodes and verified edges. Certifications by issuers not in the
-/// keyring are skipped before any verification (flooding costs a lookup).
-pub fn build(
-    ring: &Keyring,
-    policy: &dyn Policy,
-    t: SystemTime,
-    limits: &Limits,
-    cache: &mut VerifyCache,
-) -> Graph {
-    let nodes: Vec<Node> = (0..ring.len())
-        .map(|i| node_of(ring.cert_at(i), policy, t))
-        .collect();
-    let mut g = Graph::without_edges(nodes);
-    let checks = Checks { ring, policy, t };
-    let mut all: Vec<(usize, Vec<Candidate>, usize)> = Vec::new();
-    for y in 0..ring.len() {
-        if g.nodes[y].state != NodeState::Valid {
-            continue;
-        }
-        let mut cands = g.candidates(ring, y);
-        let keep = g.cut_by_limits(y, &mut cands, limits);
-        all.push((y, cands, keep));
-    }
-    // The signatures to verify, verified on every core first; the rules
-    // below then find each result ready (and count it as verified).
-    let mut todo: Vec<Job> = Vec::new();
-    for (y, cands, keep) in &all {
-        for c in &cands[..*keep] {
-            for &x in &c.issuers {
-                if checks.precheck(&g, x, c).is_ok() {
-                    let key = key_of(ring.cert_at(x), ring.cert_at(*y), c);
-                    if !cache.contains(&key) {
-                        todo.push(Job { x, y: *y, c, key });
-                    }
-                }
-            }
-        }
-    }
-    let threads = if cache.sequential {
+/// How many threads verify (and parse): every core, at most 16.
+fn threads(cache: &VerifyCache) -> usize {
+    if cache.is_sequential() {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    };
-    let mut fresh = verify_parallel(ring, &todo, threads);
-    drop(todo);
-    for (y, cands, keep) in &all {
-        let newest = checks.newest_verified(&mut g, *y, &cands[..*keep], cache, &mut fresh);
-        g.add_edges(*y, newest, t);
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
     }
-    g
 }
 
-/// One signature to verify.
-struct Job<'a> {
-    x: usize,
-    y: usize,
-    c: &'a Candidate<'a>,
-    key: Key,
-}
-
-/// Verifies `jobs` on every available core; results by key.
-fn verify_parallel(ring: &Keyring, jobs: &[Job], threads: usize) -> HashMap<Key, bool> {
-    let threads = threads.clamp(1, 16);
-    if jobs.len() < 64 || threads == 1 {
-        return jobs
-            .iter()
-            .map(|j| (j.key, verify_one(ring, j.x, j.y, j.c)))
-            .collect();
+/// Maps `items` through `f` on `threads` threads (in order).
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 64 || threads <= 1 {
+        return items.iter().map(f).collect();
     }
-    let chunk = jobs.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|j| (j.key, verify_one(ring, j.x, j.y, j.c)))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
@@ -255,63 +238,117 @@ fn verify_parallel(ring: &Keyring, jobs: &[Job], threads: usize) -> HashMap<Key,
     })
 }
 
+/// The candidate for certification `c` (index `k`), its packet parsed once
+/// to judge what needs no issuer: policy, expiry, trust signature.
+fn cand_of(k: usize, c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Cand> {
+    let sig = c.signature()?;
+    let weak = policy
+        .signature(&sig, HashAlgoSecurity::CollisionResistance)
+        .is_err()
+        .then(|| sig.hash_algo());
+    let kind = match sig.trust_signature() {
+        Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
+        None => EdgeKind::Certification,
+    };
+    let scope = if sig.regular_expressions().next().is_some() {
+        // An unparsable expression matches nothing (sequoia's rule).
+        RegexSet::from_signature(&sig).ok().map(Arc::new)
+    } else {
+        None
+    };
+    Some(Cand {
+        cert: k as u32,
+        uid: c.uid,
+        created: c.created,
+        revocation: c.revocation,
+        weak,
+        alive: sig.signature_alive(t, std::time::Duration::ZERO).is_ok(),
+        kind,
+        scope,
+        hash: sig.hash_algo(),
+    })
+}
+
+/// Computes the nodes and the certification groups; nothing is verified
+/// yet. Certifications by issuers not in the keyring were dropped when it
+/// was loaded (flooding costs a lookup); they are counted here.
+pub fn build(
+    ring: &Keyring,
+    policy: &dyn Policy,
+    t: SystemTime,
+    limits: &Limits,
+    cache: &VerifyCache,
+) -> Graph {
+    let n = ring.len();
+    let threads = threads(cache);
+    let idx: Vec<usize> = (0..n).collect();
+    let nodes = par_map(&idx, threads, |&i| node_of(ring.cert_at(i), policy, t));
+    let mut g = Graph {
+        out: vec![Vec::new(); n],
+        rejected: vec![Vec::new(); n],
+        cut: vec![0; n],
+        stats: EdgeStats::default(),
+        t,
+        cands: Vec::new(),
+        groups: Vec::new(),
+        out_groups: vec![Vec::new(); n],
+        in_groups: vec![Vec::new(); n],
+        unresolved: 0,
+        edges: Vec::new(),
+        nodes,
+    };
+    // Per target: the certifications over valid User IDs, newest first,
+    // within the limits.
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut bounds = vec![(0usize, 0usize); n];
+    for (y, bound) in bounds.iter_mut().enumerate() {
+        if g.nodes[y].state != NodeState::Valid {
+            continue;
+        }
+        let valid = |u: usize| g.nodes[y].userids[u].state == UidState::Valid;
+        for u in (0..g.nodes[y].userids.len()).filter(|&u| valid(u)) {
+            g.stats.unknown_issuer += ring.unknown_at(y, u);
+        }
+        let certs = ring.certifications_at(y);
+        let mut order: Vec<usize> = (0..certs.len())
+            .filter(|&k| valid(certs[k].uid as usize))
+            .collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(certs[k].created));
+        let keep = g.cut_by_limits(y, certs, &order, limits);
+        bound.0 = kept.len();
+        kept.extend(order[..keep].iter().map(|&k| (y, k)));
+        bound.1 = kept.len();
+    }
+    // Parsed on every core; a packet that does not parse again (it was
+    // serialized by sequoia: cannot happen) is left out.
+    let parsed = par_map(&kept, threads, |&(y, k)| {
+        cand_of(k, &ring.certifications_at(y)[k], policy, t)
+    });
+    drop(kept);
+    let mut parsed = parsed.into_iter();
+    g.cands = Vec::with_capacity(n);
+    for (y, &(a, b)) in bounds.iter().enumerate() {
+        let cands: Vec<Cand> = parsed.by_ref().take(b - a).flatten().collect();
+        g.add_groups(ring, y, &cands);
+        g.cands.push(cands);
+    }
+    g
+}
+
 impl Graph {
-    /// The graph of `nodes` before any certification is looked at.
-    fn without_edges(nodes: Vec<Node>) -> Graph {
-        let n = nodes.len();
-        Graph {
-            nodes,
-            edges: Vec::new(),
-            out: vec![Vec::new(); n],
-            rejected: vec![Vec::new(); n],
-            cut: vec![0; n],
-            stats: EdgeStats::default(),
-        }
-    }
-
-    /// The certifications and certification revocations over the valid User
-    /// IDs of `y` whose issuer is in the keyring (the others are counted).
-    fn candidates<'r>(&mut self, ring: &'r Keyring, y: usize) -> Vec<Candidate<'r>> {
-        let mut cands = Vec::new();
-        for (u, ua) in ring.cert_at(y).userids().enumerate() {
-            if self.nodes[y].userids[u].state != UidState::Valid {
-                continue;
-            }
-            for sig in ua.certifications().chain(ua.other_revocations()) {
-                let mut issuers: Vec<usize> = Vec::new();
-                for h in sig.get_issuers() {
-                    for &i in ring.primary_indices(&h) {
-                        if i != y && !issuers.contains(&i) {
-                            issuers.push(i);
-                        }
-                    }
-                }
-                if issuers.is_empty() {
-                    self.stats.unknown_issuer += 1;
-                    continue;
-                }
-                let created = sig
-                    .signature_creation_time()
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                cands.push(Candidate {
-                    sig,
-                    uid: u,
-                    created,
-                    issuers,
-                });
-            }
-        }
-        cands
-    }
-
-    /// Flooding limits: sorts `cands` newest first and returns how many
-    /// stay within the count and byte limits; the rest are recorded as cut.
-    fn cut_by_limits(&mut self, y: usize, cands: &mut [Candidate], limits: &Limits) -> usize {
-        cands.sort_by_key(|c| std::cmp::Reverse(c.created));
+    /// Flooding limits over `order` (newest first): how many stay within
+    /// the count and byte limits; the rest are recorded as cut.
+    fn cut_by_limits(
+        &mut self,
+        y: usize,
+        certs: &[Certification],
+        order: &[usize],
+        limits: &Limits,
+    ) -> usize {
         let mut bytes = 0usize;
-        let mut keep = cands.len();
-        for (k, c) in cands.iter().enumerate() {
-            bytes += c.sig.serialized_len();
+        let mut keep = order.len();
+        for (k, &c) in order.iter().enumerate() {
+            bytes += certs[c].bytes.len();
             if k >= limits.max_certifications_per_cert
                 || bytes > limits.max_certification_bytes_per_cert
             {
@@ -319,202 +356,294 @@ impl Graph {
                 break;
             }
         }
-        for c in &cands[keep..] {
+        for (p, &c) in order.iter().enumerate().skip(keep) {
             self.cut[y] += 1;
             self.stats.cut_by_limits += 1;
-            for &x in &c.issuers {
-                self.reject(y, x, c.uid, c.created, RejectReason::CutByLimits);
+            for (i, &x) in certs[c].issuers.iter().enumerate() {
+                self.rejected[y].push(Rejected {
+                    issuer: x as usize,
+                    userid: certs[c].uid as usize,
+                    created: Some(certs[c].created),
+                    reason: RejectReason::CutByLimits,
+                    order: (0, p as u32, i as u32),
+                });
             }
         }
         keep
     }
 
-    /// Records that the certification of `y`'s User ID `uid` by `issuer` does
-    /// not count.
-    fn reject(
-        &mut self,
-        y: usize,
-        issuer: usize,
-        uid: usize,
-        created: SystemTime,
-        reason: RejectReason,
-    ) {
-        self.rejected[y].push(Rejected {
-            issuer,
-            userid: uid,
-            created: Some(created),
-            reason,
-        });
-    }
-
-    /// Turns the newest verified statement per (issuer, User ID) over `y`
-    /// into an edge, unless it is a revocation or has expired at `t`.
-    fn add_edges(&mut self, y: usize, newest: HashMap<(usize, usize), &Candidate>, t: SystemTime) {
-        let mut keys: Vec<_> = newest.into_iter().collect();
-        keys.sort_by_key(|((x, u), _)| (*x, *u));
-        for ((x, u), c) in keys {
-            let reason = if c.sig.typ() == SignatureType::CertificationRevocation {
-                Some(RejectReason::Revoked)
-            } else if c.sig.signature_alive(t, std::time::Duration::ZERO).is_err() {
-                Some(RejectReason::Expired)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                self.reject(y, x, u, c.created, reason);
-                continue;
-            }
-            self.out[x].push(self.edges.len());
-            self.edges.push(edge(x, y, u, c));
-        }
-    }
-}
-
-/// The edge for a counting certification `c` by `x` over User ID `u` of `y`.
-fn edge(x: usize, y: usize, u: usize, c: &Candidate) -> Edge {
-    let kind = match c.sig.trust_signature() {
-        Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
-        None => EdgeKind::Certification,
-    };
-    let scope = if c.sig.regular_expressions().next().is_some() {
-        // An unparsable expression matches nothing (sequoia's rule).
-        RegexSet::from_signature(c.sig).ok().map(Arc::new)
-    } else {
-        None
-    };
-    Edge {
-        issuer: x,
-        target: y,
-        userid: u,
-        created: c.created,
-        kind,
-        scope,
-        hash: c.sig.hash_algo(),
-    }
-}
-
-/// What a certification is checked against: the keyring, the policy and
-/// the reference time.
-struct Checks<'a> {
-    ring: &'a Keyring,
-    policy: &'a dyn Policy,
-    t: SystemTime,
-}
-
-impl Checks<'_> {
-    /// The newest verified statement per (issuer, User ID) among `cands`
-    /// over `y`; the certifications that fail a check are recorded.
-    fn newest_verified<'c>(
-        &self,
-        g: &mut Graph,
-        y: usize,
-        cands: &'c [Candidate<'c>],
-        cache: &mut VerifyCache,
-        fresh: &mut HashMap<Key, bool>,
-    ) -> HashMap<(usize, usize), &'c Candidate<'c>> {
-        let mut newest: HashMap<(usize, usize), &Candidate> = HashMap::new();
-        for c in cands {
-            for &x in &c.issuers {
-                if let Err(reason) = self.check(g, x, y, c, cache, fresh) {
-                    g.reject(y, x, c.uid, c.created, reason);
-                    continue;
-                }
-                let e = newest.entry((x, c.uid)).or_insert(c);
-                // Same second: a revocation wins over a certification.
-                if c.created > e.created
-                    || (c.created == e.created
-                        && c.sig.typ() == SignatureType::CertificationRevocation)
-                {
-                    *e = c;
-                }
+    /// The groups (issuer, User ID) over `y` from its candidates.
+    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand]) {
+        let certs = ring.certifications_at(y);
+        let mut by: HashMap<(u32, u32), usize> = HashMap::new();
+        for (p, c) in cands.iter().enumerate() {
+            for &x in certs[c.cert as usize].issuers.iter() {
+                let gi = *by.entry((x, c.uid)).or_insert_with(|| {
+                    let gi = self.groups.len();
+                    self.groups.push(Group {
+                        x,
+                        y: y as u32,
+                        u: c.uid,
+                        cands: Vec::new(),
+                        resolved: false,
+                    });
+                    self.out_groups[x as usize].push(gi as u32);
+                    self.in_groups[y].push(gi as u32);
+                    self.unresolved += 1;
+                    gi
+                });
+                self.groups[gi].cands.push(p as u32);
             }
         }
-        newest
     }
 
-    /// The validity rules for one certification by `x` over `y`, the
-    /// cryptographic verification last (counted in `g.stats`).
-    fn check(
-        &self,
-        g: &mut Graph,
-        x: usize,
-        y: usize,
-        c: &Candidate,
-        cache: &mut VerifyCache,
-        fresh: &mut HashMap<Key, bool>,
-    ) -> Result<(), RejectReason> {
-        self.precheck(g, x, c)?;
-        if !verify(self.ring, x, y, c, cache, fresh, &mut g.stats) {
-            g.stats.bad_signatures += 1;
-            return Err(RejectReason::BadSignature);
+    /// The rejected certifications of `y`, in the eager order; complete
+    /// once [`Graph::resolve_into`] ran for `y`.
+    pub fn rejected_of(&self, y: usize) -> Vec<&Rejected> {
+        let mut r: Vec<&Rejected> = self.rejected[y].iter().collect();
+        r.sort_by_key(|r| r.order);
+        r
+    }
+
+    /// Resolves every group.
+    pub fn resolve_all(&mut self, ring: &Keyring, cache: &mut VerifyCache) {
+        if self.unresolved > 0 {
+            let all: Vec<u32> = (0..self.groups.len() as u32).collect();
+            self.resolve(ring, all, cache);
         }
-        Ok(())
+    }
+
+    /// Resolves the certifications made by each of `issuers`.
+    pub fn resolve_out(&mut self, ring: &Keyring, issuers: &[usize], cache: &mut VerifyCache) {
+        let todo: Vec<u32> = issuers
+            .iter()
+            .flat_map(|&x| self.out_groups[x].iter().copied())
+            .filter(|&gi| !self.groups[gi as usize].resolved)
+            .collect();
+        self.resolve(ring, todo, cache);
+    }
+
+    /// Resolves the certifications over `y` (its rejections are complete).
+    pub fn resolve_into(&mut self, ring: &Keyring, y: usize, cache: &mut VerifyCache) {
+        let todo: Vec<u32> = self.in_groups[y]
+            .iter()
+            .copied()
+            .filter(|&gi| !self.groups[gi as usize].resolved)
+            .collect();
+        self.resolve(ring, todo, cache);
+    }
+
+    /// Whether every certification by `x` is resolved.
+    pub fn out_resolved(&self, x: usize) -> bool {
+        self.out_groups[x]
+            .iter()
+            .all(|&gi| self.groups[gi as usize].resolved)
+    }
+
+    /// Resolves groups `todo` in batches: the signatures to verify are
+    /// verified on every core, then the rules run per group.
+    fn resolve(&mut self, ring: &Keyring, mut todo: Vec<u32>, cache: &mut VerifyCache) {
+        todo.sort_unstable();
+        todo.dedup();
+        todo.retain(|&gi| !self.groups[gi as usize].resolved);
+        for batch in todo.chunks(8192) {
+            let mut jobs: Vec<Job> = Vec::new();
+            for &gi in batch {
+                let gr = &self.groups[gi as usize];
+                let (x, y) = (gr.x as usize, gr.y as usize);
+                for &p in &gr.cands {
+                    let c = &self.cands[y][p as usize];
+                    if self.precheck(x, c).is_ok() {
+                        let key = self.key(ring, x, y, c);
+                        if !cache.contains(&key) {
+                            jobs.push(Job { x, y, cand: c, key });
+                        }
+                    }
+                }
+            }
+            jobs.sort_unstable_by_key(|j| j.key);
+            jobs.dedup_by_key(|j| j.key);
+            let results = par_map(&jobs, threads(cache), |j| {
+                (j.key, verify_one(ring, j.x, j.y, j.cand))
+            });
+            drop(jobs);
+            let mut fresh: HashMap<Key, bool> = results.into_iter().collect();
+            for &gi in batch {
+                self.resolve_group(ring, gi as usize, cache, &mut fresh);
+            }
+        }
+    }
+
+    fn key(&self, ring: &Keyring, x: usize, y: usize, c: &Cand) -> Key {
+        let uid = ring.cert_at(y).userids().nth(c.uid as usize);
+        key_of(
+            &self.nodes[x].fingerprint,
+            &self.nodes[y].fingerprint,
+            uid.map_or(&[][..], |u| u.userid().value()),
+            &ring.certifications_at(y)[c.cert as usize].bytes,
+        )
     }
 
     /// The rules before the cryptography: the issuer is valid, the
     /// signature is not from the future nor older than the issuer, and its
     /// hash is acceptable.
-    fn precheck(&self, g: &Graph, x: usize, c: &Candidate) -> Result<(), RejectReason> {
-        if g.nodes[x].state != NodeState::Valid {
+    fn precheck(&self, x: usize, c: &Cand) -> Result<(), RejectReason> {
+        if self.nodes[x].state != NodeState::Valid {
             return Err(RejectReason::IssuerInvalid);
         }
         if c.created > self.t {
             return Err(RejectReason::FromTheFuture);
         }
-        let issuer = self.ring.cert_at(x);
-        if c.created < issuer.primary_key().key().creation_time() {
+        if c.created < self.nodes[x].created {
             return Err(RejectReason::PredatesIssuer);
         }
-        if self
-            .policy
-            .signature(c.sig, HashAlgoSecurity::CollisionResistance)
-            .is_err()
-        {
-            return Err(RejectReason::WeakHash(c.sig.hash_algo()));
+        if let Some(h) = c.weak {
+            return Err(RejectReason::WeakHash(h));
         }
         Ok(())
     }
+
+    /// One group: every certification checked (failures recorded), the
+    /// newest verified statement turned into an edge unless it is a
+    /// revocation or has expired.
+    fn resolve_group(
+        &mut self,
+        ring: &Keyring,
+        gi: usize,
+        cache: &mut VerifyCache,
+        fresh: &mut HashMap<Key, bool>,
+    ) {
+        let (x, y, u) = {
+            let g = &self.groups[gi];
+            (g.x as usize, g.y as usize, g.u as usize)
+        };
+        let certs = ring.certifications_at(y);
+        let cands = std::mem::take(&mut self.groups[gi].cands);
+        let mut newest: Option<usize> = None;
+        for &p in &cands {
+            let c = &self.cands[y][p as usize];
+            let check = match self.precheck(x, c) {
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let key = self.key(ring, x, y, c);
+                    let (ok, fresh_one) = if let Some(ok) = fresh.remove(&key) {
+                        (ok, true)
+                    } else if let Some(ok) = cache.get(&key) {
+                        (ok, false)
+                    } else {
+                        // Not prepared (cannot happen): verified here.
+                        (verify_one(ring, x, y, c), true)
+                    };
+                    if fresh_one {
+                        self.stats.verified += 1;
+                        cache.insert(key, ok);
+                    } else {
+                        self.stats.cache_hits += 1;
+                    }
+                    if ok {
+                        Ok(())
+                    } else {
+                        self.stats.bad_signatures += 1;
+                        Err(RejectReason::BadSignature)
+                    }
+                }
+            };
+            match check {
+                Err(reason) => {
+                    let ipos = certs[c.cert as usize]
+                        .issuers
+                        .iter()
+                        .position(|&i| i as usize == x)
+                        .unwrap_or(0);
+                    let created = Some(c.created);
+                    self.rejected[y].push(Rejected {
+                        issuer: x,
+                        userid: u,
+                        created,
+                        reason,
+                        order: (1, p, ipos as u32),
+                    });
+                }
+                Ok(()) => {
+                    let replace = match newest {
+                        None => true,
+                        Some(e) => {
+                            let e = &self.cands[y][e];
+                            // Same second: a revocation wins over a certification.
+                            c.created > e.created || (c.created == e.created && c.revocation)
+                        }
+                    };
+                    if replace {
+                        newest = Some(p as usize);
+                    }
+                }
+            }
+        }
+        self.groups[gi].resolved = true;
+        self.unresolved -= 1;
+        let Some(p) = newest else { return };
+        let c = &self.cands[y][p];
+        let reason = if c.revocation {
+            Some(RejectReason::Revoked)
+        } else if !c.alive {
+            Some(RejectReason::Expired)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let created = Some(c.created);
+            self.rejected[y].push(Rejected {
+                issuer: x,
+                userid: u,
+                created,
+                reason,
+                order: (2, x as u32, u as u32),
+            });
+            return;
+        }
+        let e = Edge {
+            issuer: x,
+            target: y,
+            userid: u,
+            created: c.created,
+            kind: c.kind,
+            scope: c.scope.clone(),
+            hash: c.hash,
+        };
+        let ei = self.edges.len();
+        self.edges.push(e);
+        let edges = &self.edges;
+        let at = self.out[x].partition_point(|&o| (edges[o].target, edges[o].userid) < (y, u));
+        self.out[x].insert(at, ei);
+    }
 }
 
-fn verify(
-    ring: &Keyring,
+/// One signature to verify.
+struct Job<'a> {
     x: usize,
     y: usize,
-    c: &Candidate,
-    cache: &mut VerifyCache,
-    fresh: &mut HashMap<Key, bool>,
-    stats: &mut EdgeStats,
-) -> bool {
-    let key = key_of(ring.cert_at(x), ring.cert_at(y), c);
-    if let Some(ok) = fresh.remove(&key) {
-        stats.verified += 1;
-        cache.insert(key, ok);
-        return ok;
-    }
-    if let Some(ok) = cache.get(&key) {
-        stats.cache_hits += 1;
-        return ok;
-    }
-    stats.verified += 1;
-    let ok = verify_one(ring, x, y, c);
-    cache.insert(key, ok);
-    ok
+    cand: &'a Cand,
+    key: Key,
 }
 
 /// The cryptographic check of one certification (or its revocation) by
 /// `x`'s primary key over User ID `c.uid` of `y`.
-fn verify_one(ring: &Keyring, x: usize, y: usize, c: &Candidate) -> bool {
+fn verify_one(ring: &Keyring, x: usize, y: usize, c: &Cand) -> bool {
     let issuer = ring.cert_at(x);
     let target = ring.cert_at(y);
-    let Some(ua) = target.userids().nth(c.uid) else {
+    let Some(ua) = target.userids().nth(c.uid as usize) else {
+        return false;
+    };
+    let Some(sig): Option<Signature> = ring.certifications_at(y)[c.cert as usize].signature()
+    else {
         return false;
     };
     let userid = ua.userid();
     let signer = issuer.primary_key().key();
     let pk = target.primary_key().key();
-    if c.sig.typ() == SignatureType::CertificationRevocation {
-        c.sig.verify_userid_revocation(signer, pk, userid).is_ok()
+    if sig.typ() == SignatureType::CertificationRevocation {
+        sig.verify_userid_revocation(signer, pk, userid).is_ok()
     } else {
-        c.sig.verify_userid_binding(signer, pk, userid).is_ok()
+        sig.verify_userid_binding(signer, pk, userid).is_ok()
     }
 }

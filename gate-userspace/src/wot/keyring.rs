@@ -1,12 +1,22 @@
 //! A keyring: certificates parsed from named bytes (binary or armoured, any
 //! source), copies of the same certificate merged, indexed by key.
+//!
+//! Third-party certifications are the bulk of a keyring (100,000 of them on
+//! 10,000 keys): each certificate is stripped of them as it is parsed and
+//! they are kept compact, as their packet bytes and what the graph needs
+//! before it verifies ([`Certification`]); those by issuers that are in no
+//! keyring are only counted. [`Keyring::full_cert`] puts them back.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
+use sequoia_openpgp::packet::Signature;
 use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID};
+use sequoia_openpgp::serialize::MarshalInto;
+use sequoia_openpgp::types::SignatureType;
+use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
 use crate::source::local::read_keyrings;
 use crate::source::{Named, ReadError};
@@ -32,10 +42,53 @@ pub enum LoadProblem {
     },
 }
 
+/// A third-party certification (or certification revocation) over one User
+/// ID of a certificate, kept as its signature packet's bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct Certification {
+    /// Index of the User ID in the (stripped) certificate's `userids()`.
+    pub(crate) uid: u32,
+    pub(crate) revocation: bool,
+    /// The signature creation time (the epoch when it has none).
+    pub(crate) created: SystemTime,
+    /// The issuer's certificates in the keyring (primary keys matching an
+    /// issuer subpacket, the certificate itself excluded).
+    pub(crate) issuers: Box<[u32]>,
+    /// The signature packet's body, as sequoia serializes it.
+    pub(crate) bytes: Box<[u8]>,
+}
+
+impl Certification {
+    /// The signature, parsed again from its bytes.
+    pub(crate) fn signature(&self) -> Option<Signature> {
+        Signature::from_bytes(&self.bytes[..]).ok()
+    }
+}
+
+/// A certification before the issuers are resolved (at the end of a load).
+#[derive(Clone, Debug)]
+struct Pending {
+    uid: u32,
+    revocation: bool,
+    created: SystemTime,
+    handles: Vec<KeyHandle>,
+    bytes: Box<[u8]>,
+}
+
 /// Certificates merged from all sources, indexed by fingerprint and Key ID.
 #[derive(Clone, Debug, Default)]
 pub struct Keyring {
+    /// Stripped of third-party certifications over User IDs and of user
+    /// attributes.
     certs: Vec<Cert>,
+    /// Per certificate, before the issuers are resolved.
+    pending: Vec<Vec<Pending>>,
+    /// Per certificate, the certifications by issuers in the keyring,
+    /// ordered by User ID, then as sequoia lists them.
+    certifications: Vec<Vec<Certification>>,
+    /// Per certificate and User ID index, certifications by issuers in no
+    /// keyring (counted, not kept).
+    unknown: Vec<Vec<(u32, u32)>>,
     by_fpr: HashMap<Fingerprint, usize>,
     /// Primary keys only (certifications are made by primary keys).
     by_primary_keyid: HashMap<KeyID, Vec<usize>>,
@@ -112,18 +165,32 @@ impl Keyring {
         let cert = cert.strip_secret_key_material();
         let fpr = cert.fingerprint();
         match self.by_fpr.get(&fpr) {
-            Some(&i) => match self.certs[i].clone().merge_public(cert) {
-                Ok(m) => self.certs[i] = m,
+            // A second copy (rare): merged whole with the first, put back
+            // together, then stripped again.
+            Some(&i) => match self.full_cert_at(i).merge_public(cert).and_then(strip) {
+                Ok((stripped, pending)) => {
+                    self.certs[i] = stripped;
+                    self.pending[i] = pending;
+                }
                 Err(e) => problems.push(LoadProblem::Merge {
                     origin: origin.to_string(),
                     fingerprint: fpr,
                     error: format!("{e:#}"),
                 }),
             },
-            None => {
-                self.by_fpr.insert(fpr, self.certs.len());
-                self.certs.push(cert);
-            }
+            None => match strip(cert) {
+                Ok((stripped, pending)) => {
+                    self.by_fpr.insert(fpr, self.certs.len());
+                    self.certs.push(stripped);
+                    self.pending.push(pending);
+                }
+                // Cannot happen (its packets came from a certificate).
+                Err(e) => problems.push(LoadProblem::Merge {
+                    origin: origin.to_string(),
+                    fingerprint: fpr,
+                    error: format!("{e:#}"),
+                }),
+            },
         }
     }
 
@@ -131,6 +198,7 @@ impl Keyring {
         self.by_primary_keyid.clear();
         self.by_any_fpr.clear();
         self.by_any_keyid.clear();
+        self.unknown = vec![Vec::new(); self.certs.len()];
         for (i, c) in self.certs.iter().enumerate() {
             self.by_primary_keyid.entry(c.keyid()).or_default().push(i);
             for k in c.keys() {
@@ -151,6 +219,87 @@ impl Keyring {
         {
             v.dedup();
         }
+        self.certifications = Vec::with_capacity(self.certs.len());
+        self.pending.resize_with(self.certs.len(), Vec::new);
+        for y in 0..self.certs.len() {
+            let pending = std::mem::take(&mut self.pending[y]);
+            let mut kept = Vec::with_capacity(pending.len());
+            for p in pending {
+                let mut issuers: Vec<u32> = Vec::new();
+                for h in &p.handles {
+                    for &i in self.primary_indices(h) {
+                        if i != y && !issuers.contains(&(i as u32)) {
+                            issuers.push(i as u32);
+                        }
+                    }
+                }
+                if issuers.is_empty() {
+                    match self.unknown[y].iter_mut().find(|(u, _)| *u == p.uid) {
+                        Some((_, n)) => *n += 1,
+                        None => self.unknown[y].push((p.uid, 1)),
+                    }
+                    continue;
+                }
+                kept.push(Certification {
+                    uid: p.uid,
+                    revocation: p.revocation,
+                    created: p.created,
+                    issuers: issuers.into(),
+                    bytes: p.bytes,
+                });
+            }
+            kept.shrink_to_fit();
+            self.certifications.push(kept);
+        }
+    }
+
+    /// The certificate at `i` with its third-party certifications put back
+    /// (those by issuers in no keyring are not kept).
+    fn full_cert_at(&self, i: usize) -> Cert {
+        let sigs = self.pending[i]
+            .iter()
+            .map(|p| &p.bytes)
+            .chain(
+                self.certifications
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c.bytes),
+            )
+            .filter_map(|b| Signature::from_bytes(&b[..]).ok())
+            .map(Packet::from);
+        let cert = self.certs[i].clone();
+        cert.clone()
+            .insert_packets(sigs)
+            .map(|(c, _)| c)
+            .unwrap_or(cert)
+    }
+
+    /// The certificate with this fingerprint, its third-party certifications
+    /// by issuers in the keyring put back (a new copy: for tools and tests).
+    pub fn full_cert(&self, fpr: &Fingerprint) -> Option<Cert> {
+        self.by_fpr.get(fpr).map(|&i| self.full_cert_at(i))
+    }
+
+    /// Every certificate as [`Keyring::full_cert`] gives it, in load order.
+    pub fn full_certs(&self) -> impl Iterator<Item = Cert> + '_ {
+        // (A certificate kept whole by `strip` gets its certifications
+        // again: sequoia merges the duplicates.)
+        (0..self.certs.len()).map(|i| self.full_cert_at(i))
+    }
+
+    /// The certifications of certificate `i` by issuers in the keyring.
+    pub(crate) fn certifications_at(&self, i: usize) -> &[Certification] {
+        &self.certifications[i]
+    }
+
+    /// How many certifications over User ID `uid` of certificate `i` were
+    /// made by issuers in no keyring.
+    pub(crate) fn unknown_at(&self, i: usize, uid: usize) -> usize {
+        self.unknown[i]
+            .iter()
+            .find(|(u, _)| *u as usize == uid)
+            .map_or(0, |(_, n)| *n as usize)
     }
 
     /// Number of (merged) certificates.
@@ -162,12 +311,14 @@ impl Keyring {
         self.certs.is_empty()
     }
 
-    /// All certificates, in load order.
+    /// All certificates, in load order, without their third-party
+    /// certifications over User IDs (see [`Keyring::full_certs`]).
     pub fn certs(&self) -> impl Iterator<Item = &Cert> {
         self.certs.iter()
     }
 
-    /// The certificate whose primary key has this fingerprint.
+    /// The certificate whose primary key has this fingerprint, without its
+    /// third-party certifications over User IDs (see [`Keyring::full_cert`]).
     pub fn cert(&self, fpr: &Fingerprint) -> Option<&Cert> {
         self.by_fpr.get(fpr).map(|&i| &self.certs[i])
     }
@@ -201,4 +352,110 @@ impl Keyring {
     pub(crate) fn index_of(&self, fpr: &Fingerprint) -> Option<usize> {
         self.by_fpr.get(fpr).copied()
     }
+}
+
+/// `cert` without its third-party certifications and certification
+/// revocations over User IDs (returned beside, compact) and without user
+/// attributes (photos: nothing here reads them). Nothing is verified here:
+/// the packets are regrouped, and sequoia verifies self-signatures lazily.
+fn strip(cert: Cert) -> sequoia_openpgp::Result<(Cert, Vec<Pending>)> {
+    let mut pending = Vec::new();
+    // Per User ID (in order), what identifies its third-party signatures,
+    // which `into_packets` yields last in the bundle, in this order.
+    let mut third: Vec<Vec<(SystemTime, [u8; 2])>> = Vec::new();
+    let uids: Vec<_> = cert.userids().map(|u| u.userid().clone()).collect();
+    for (u, ua) in cert.userids().enumerate() {
+        let mut ids = Vec::new();
+        for s in ua.certifications().chain(ua.other_revocations()) {
+            let created = s
+                .signature_creation_time()
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            ids.push((created, *s.digest_prefix()));
+            let Ok(bytes) = s.to_vec() else { continue };
+            pending.push(Pending {
+                uid: u as u32,
+                revocation: s.typ() == SignatureType::CertificationRevocation,
+                created,
+                handles: s.get_issuers(),
+                bytes: bytes.into(),
+            });
+        }
+        third.push(ids);
+    }
+    // (Signatures sequoia could not place come last, after every
+    // component: should the last component be a User ID, they make the
+    // check below fail and the certificate is kept whole. Counting them
+    // would verify every self-signature.)
+    let packets: Vec<Packet> = cert.into_packets().collect();
+    let body = packets.len();
+    // Which packets to drop: per User ID segment (the User ID and the
+    // signatures up to the next component) its last third-party ones; user
+    // attributes with their signatures.
+    let mut drop = vec![false; packets.len()];
+    let mut ok = true;
+    let mut uid = 0usize;
+    let mut start = 0usize;
+    let mut in_ua = false;
+    let is_component = |p: &Packet| {
+        matches!(
+            p,
+            Packet::UserID(_)
+                | Packet::UserAttribute(_)
+                | Packet::PublicSubkey(_)
+                | Packet::SecretSubkey(_)
+                | Packet::Unknown(_)
+        )
+    };
+    for i in 0..=body {
+        if i == body || is_component(&packets[i]) {
+            if matches!(packets.get(start), Some(Packet::UserID(_))) && start < i {
+                let ids = third.get(uid).map(Vec::as_slice).unwrap_or(&[]);
+                let k = ids.len();
+                let fits = i - start > k
+                    && packets[i - k..i].iter().zip(ids).all(|(p, (t, d))| {
+                        matches!(p, Packet::Signature(s)
+                            if s.signature_creation_time().unwrap_or(SystemTime::UNIX_EPOCH) == *t
+                                && s.digest_prefix() == d)
+                    });
+                ok &= fits;
+                drop[i - k.min(i - start)..i]
+                    .iter_mut()
+                    .for_each(|d| *d = true);
+                uid += 1;
+            }
+            if i < body {
+                in_ua = matches!(packets[i], Packet::UserAttribute(_));
+                start = i;
+            }
+        }
+        if i < body && in_ua {
+            drop[i] = true;
+        }
+    }
+    ok &= uid == uids.len();
+    let keep_all = !ok;
+    let stripped = Cert::from_packets(
+        packets
+            .into_iter()
+            .zip(drop)
+            .filter(|(_, d)| keep_all || !d)
+            .map(|(p, _)| p),
+    );
+    // A certificate that does not strip cleanly is kept whole (its
+    // certifications then are kept twice: still correct). Certifications
+    // refer to User IDs by index: remapped should sequoia order them anew.
+    let c = stripped?;
+    if !c.userids().map(|u| u.userid()).eq(uids.iter()) {
+        let now: Vec<_> = c.userids().map(|u| u.userid().clone()).collect();
+        pending.retain_mut(
+            |p| match now.iter().position(|u| *u == uids[p.uid as usize]) {
+                Some(i) => {
+                    p.uid = i as u32;
+                    true
+                }
+                None => false,
+            },
+        );
+    }
+    Ok((c, pending))
 }

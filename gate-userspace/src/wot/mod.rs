@@ -64,11 +64,19 @@
 //!
 //! # Cost
 //!
-//! Certifications whose issuer is not in the keyring are skipped without
-//! verification; verification results are cached in a [`VerifyCache`] so a
-//! recompute over an unchanged keyring ([`evaluate_cached`]) verifies nothing.
+//! The keyring keeps third-party certifications compact (their packet
+//! bytes), certificates stripped of them, and only counts certifications
+//! whose issuer it does not hold (`keyring.rs`). A certification is
+//! verified only when a search follows its issuer or a report explains its
+//! target (`edges.rs`): the daemon's computation ([`evaluate_lazy`])
+//! verifies the certifications made by the keys its search reaches as
+//! introducers, and explains (verifying what that needs) only the keys it
+//! is asked about; [`evaluate_cached`] explains every key. Both give the
+//! same answers (tests/wot_cache.rs). Verification results are cached in a
+//! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
 
 mod edges;
+mod evaluate;
 mod keyring;
 mod report;
 mod search;
@@ -76,11 +84,11 @@ mod verify_cache;
 mod webs;
 
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
+pub use evaluate::{evaluate, evaluate_cached, evaluate_lazy};
 pub use keyring::{Keyring, LoadProblem};
 pub use report::{
     KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
 };
-pub use search::{evaluate, evaluate_cached};
 pub use verify_cache::CACHE_FILE as VERIFY_CACHE_FILE;
 pub use webs::{SharedGraph, Standing};
 

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use sequoia_openpgp::types::HashAlgorithm;
 use sequoia_openpgp::Fingerprint;
 
 use super::edges::{EdgeKind, EdgeStats, RejectReason};
+use super::evaluate::{engine_depth, engine_time, index_of, Engine, Lazy};
 
 /// The verdict on one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,26 +160,95 @@ pub struct KeyTrust {
     pub rejected: Vec<RejectedCertification>,
 }
 
-/// The verdicts on every key of the keyring.
+/// The verdicts on every key of the keyring (computed on demand when it
+/// comes from [`super::evaluate_lazy`]; the answers are the same).
 #[derive(Clone, Debug)]
 pub struct TrustReport {
-    pub(crate) keys: Vec<KeyTrust>,
-    pub(crate) index: HashMap<Fingerprint, usize>,
+    keys: Vec<OnceLock<KeyTrust>>,
+    index: HashMap<Fingerprint, usize>,
+    /// Per key: trusted (root or within the depth, not refused).
+    trusted: Vec<bool>,
+    lazy: Option<Arc<Mutex<Lazy>>>,
     /// Roots named in the settings but absent from the keyring.
     pub missing_roots: Vec<Fingerprint>,
+    /// What the computation verified; for a lazy report, up to the end of
+    /// the deciding search (explanations asked for later verify more).
     pub stats: EdgeStats,
     pub reference_time: SystemTime,
     pub depth: usize,
 }
 
 impl TrustReport {
+    pub(super) fn new(
+        keys: Vec<OnceLock<KeyTrust>>,
+        engine: &Engine,
+        missing_roots: Vec<Fingerprint>,
+        lazy: Option<Arc<Mutex<Lazy>>>,
+    ) -> TrustReport {
+        let g = &engine.graph;
+        TrustReport {
+            keys,
+            index: index_of(g),
+            trusted: (0..g.nodes.len()).map(|y| engine.trusted(y)).collect(),
+            lazy,
+            missing_roots,
+            stats: g.stats.clone(),
+            reference_time: engine_time(engine),
+            depth: engine_depth(engine),
+        }
+    }
+
+    pub(super) fn with_lazy(self, lazy: Arc<Mutex<Lazy>>) -> TrustReport {
+        TrustReport {
+            lazy: Some(lazy),
+            ..self
+        }
+    }
+
+    /// The lazy computation behind the report, if it is one.
+    pub(super) fn lazy(&self) -> Option<Arc<Mutex<Lazy>>> {
+        self.lazy.clone()
+    }
+
+    fn at(&self, i: usize) -> &KeyTrust {
+        self.keys[i].get_or_init(|| {
+            let lazy = self
+                .lazy
+                .as_ref()
+                .expect("an eager report has every key computed");
+            let mut l = lazy.lock().unwrap_or_else(|e| e.into_inner());
+            let Lazy { keyring, engine } = &mut *l;
+            engine.key_trust(keyring, i)
+        })
+    }
+
     pub fn key(&self, fpr: &Fingerprint) -> Option<&KeyTrust> {
-        self.index.get(fpr).map(|&i| &self.keys[i])
+        self.index.get(fpr).map(|&i| self.at(i))
     }
 
     /// Every key, in keyring order.
     pub fn keys(&self) -> impl Iterator<Item = &KeyTrust> {
-        self.keys.iter()
+        (0..self.keys.len()).map(|i| self.at(i))
+    }
+
+    /// Whether the key is trusted (root or trusted: [`KeyStatus::is_trusted`]),
+    /// without computing its explanation.
+    pub fn is_trusted(&self, fpr: &Fingerprint) -> bool {
+        self.index.get(fpr).is_some_and(|&i| self.trusted[i])
+    }
+
+    /// How many keys are trusted (roots included), without explanations.
+    pub fn trusted_count(&self) -> usize {
+        self.trusted.iter().filter(|t| **t).count()
+    }
+
+    /// How many keys the report covers.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// Keys matching a fingerprint or Key ID (hex, spaces ignored), an e-mail
@@ -189,8 +260,7 @@ impl TrustReport {
             .collect::<String>();
         let hex = hex.trim_start_matches("0x").to_ascii_uppercase();
         let q = query.trim().to_ascii_lowercase();
-        self.keys
-            .iter()
+        self.keys()
             .filter(|k| {
                 let f = k.fingerprint.to_hex();
                 (hex.len() >= 16 && hex.chars().all(|c| c.is_ascii_hexdigit()) && f.ends_with(&hex))

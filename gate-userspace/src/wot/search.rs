@@ -1,18 +1,14 @@
 //! Trust as a bounded breadth-first search from the roots over verified edges,
 //! with trust-signature budgets and scopes, and the reasons for what fails.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::regex::RegexSet;
-use sequoia_openpgp::Fingerprint;
 
-use super::edges::{self, EdgeKind, Graph, NodeState, UidState, VerifyCache};
-use super::report::{
-    KeyStatus, KeyTrust, PathStep, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
-};
-use super::{userid_email_domain, IntroducerMode, Keyring, TrustSettings};
+use super::edges::{EdgeKind, Graph, VerifyCache};
+use super::report::PathStep;
+use super::{IntroducerMode, Keyring};
 
 /// Trust amount from which a trust signature fully delegates (RFC 4880).
 const FULL_TRUST: u8 = 120;
@@ -32,27 +28,30 @@ pub(super) struct Found {
     /// (node, uid) -> (state of the issuer, edge) of the shortest path.
     pub(super) best: HashMap<(usize, usize), (usize, usize)>,
     /// Nodes with a state that can introduce (budget > 0).
-    introducer: Vec<bool>,
+    pub(super) introducer: Vec<bool>,
 }
 
 /// The bounded breadth-first search from `roots` (keys in `ignored` are
-/// reached but introduce nobody).
+/// reached but introduce nobody); the certifications by each layer's
+/// introducers are resolved (verified) before the layer is expanded.
 pub(super) fn search(
-    g: &Graph,
+    g: &mut Graph,
+    ring: &Keyring,
+    cache: &mut VerifyCache,
     roots: &[usize],
     ignored: &[bool],
     max_depth: usize,
     mode: IntroducerMode,
 ) -> Found {
+    let n = g.nodes.len();
     let mut run = Search {
-        g,
         mode,
         f: Found {
             states: Vec::new(),
             best: HashMap::new(),
-            introducer: vec![false; g.nodes.len()],
+            introducer: vec![false; n],
         },
-        kept: vec![Vec::new(); g.nodes.len()],
+        kept: vec![Vec::new(); n],
     };
     let mut frontier = Vec::new();
     for &r in roots {
@@ -67,6 +66,17 @@ pub(super) fn search(
         }
     }
     while !frontier.is_empty() {
+        let expand: Vec<usize> = frontier
+            .iter()
+            .map(|&s| &run.f.states[s])
+            .filter(|st| st.budget > 0 && !ignored[st.node])
+            .map(|st| st.node)
+            .filter(|&x| !g.out_resolved(x))
+            .collect();
+        if !expand.is_empty() {
+            g.resolve_out(ring, &expand, cache);
+        }
+        let g: &Graph = g;
         let mut next = Vec::new();
         for &s in &frontier {
             let x = run.f.states[s].node;
@@ -75,7 +85,7 @@ pub(super) fn search(
             }
             run.f.introducer[x] = true;
             for &ei in &g.out[x] {
-                next.extend(run.follow(s, ei));
+                next.extend(run.follow(g, s, ei));
             }
         }
         frontier = next;
@@ -84,14 +94,13 @@ pub(super) fn search(
 }
 
 /// A search in progress: what it found, and the states kept per node.
-struct Search<'g> {
-    g: &'g Graph,
+struct Search {
     mode: IntroducerMode,
     f: Found,
     kept: Vec<Vec<usize>>,
 }
 
-impl Search<'_> {
+impl Search {
     /// Adds a state, kept for its node; returns its index.
     fn push(&mut self, st: State) -> usize {
         let i = self.f.states.len();
@@ -102,10 +111,10 @@ impl Search<'_> {
 
     /// Follows edge `ei` from state `s`: records the first path to its User
     /// ID and returns the new state when the target may introduce further.
-    fn follow(&mut self, s: usize, ei: usize) -> Option<usize> {
-        let e = &self.g.edges[ei];
+    fn follow(&mut self, g: &Graph, s: usize, ei: usize) -> Option<usize> {
+        let e = &g.edges[ei];
         let from = &self.f.states[s];
-        let uid = &self.g.nodes[e.target].userids[e.userid].value;
+        let uid = &g.nodes[e.target].userids[e.userid].value;
         if !from.scopes.iter().all(|r| r.is_match(uid)) {
             return None;
         }
@@ -155,7 +164,7 @@ impl Search<'_> {
 }
 
 impl Found {
-    fn depth_of(&self, node: usize, nuids: usize) -> Option<usize> {
+    pub(super) fn depth_of(&self, node: usize, nuids: usize) -> Option<usize> {
         (0..nuids)
             .filter_map(|u| {
                 self.best
@@ -165,7 +174,7 @@ impl Found {
             .min()
     }
 
-    fn path(&self, g: &Graph, (mut s, e): (usize, usize)) -> Vec<PathStep> {
+    pub(super) fn path(&self, g: &Graph, (mut s, e): (usize, usize)) -> Vec<PathStep> {
         let mut edges = vec![e];
         while let Some((p, pe)) = self.states[s].parent {
             edges.push(pe);
@@ -186,238 +195,5 @@ impl Found {
                 }
             })
             .collect()
-    }
-}
-
-/// Computes the verdict on every key of `keyring` (fresh verification cache).
-pub fn evaluate(keyring: &Keyring, settings: &TrustSettings, policy: &dyn Policy) -> TrustReport {
-    evaluate_cached(keyring, settings, policy, &mut VerifyCache::new())
-}
-
-/// Like [`evaluate`], reusing (and filling) a cache of signature
-/// verifications: a recompute over an unchanged keyring verifies nothing.
-pub fn evaluate_cached(
-    keyring: &Keyring,
-    settings: &TrustSettings,
-    policy: &dyn Policy,
-    cache: &mut VerifyCache,
-) -> TrustReport {
-    let t = settings.reference_time;
-    let g = edges::build(keyring, policy, t, &settings.limits, cache);
-    let (roots, missing_roots) = resolve_roots(keyring, &g, settings);
-    let searches = Searches::run(&g, &roots, settings);
-    let refused = flags(&g, &settings.refuse);
-    let n = g.nodes.len();
-    let mut keys = Vec::with_capacity(n);
-    let mut index = HashMap::with_capacity(n);
-    for (y, &refused) in refused.iter().enumerate() {
-        let is_root = roots.contains(&y);
-        let key = searches.key_trust(y, is_root, refused, settings);
-        index.insert(key.fingerprint.clone(), keys.len());
-        keys.push(key);
-    }
-    TrustReport {
-        keys,
-        index,
-        missing_roots,
-        stats: g.stats,
-        reference_time: t,
-        depth: settings.depth,
-    }
-}
-
-/// The keyring indices of the roots valid at the reference time, and the
-/// roots that are in no keyring.
-fn resolve_roots(
-    keyring: &Keyring,
-    g: &Graph,
-    settings: &TrustSettings,
-) -> (Vec<usize>, Vec<Fingerprint>) {
-    let mut missing_roots = Vec::new();
-    let mut roots = Vec::new();
-    for r in &settings.roots {
-        match keyring.index_of(r) {
-            Some(i) if g.nodes[i].state == NodeState::Valid => roots.push(i),
-            Some(_) => {}
-            None => missing_roots.push(r.clone()),
-        }
-    }
-    (roots, missing_roots)
-}
-
-/// Per node: whether its fingerprint is in `set`.
-fn flags(g: &Graph, set: &BTreeSet<Fingerprint>) -> Vec<bool> {
-    g.nodes
-        .iter()
-        .map(|nd| set.contains(&nd.fingerprint))
-        .collect()
-}
-
-/// The search that decides, and the further searches that explain failures.
-struct Searches<'g> {
-    g: &'g Graph,
-    main: Found,
-    /// Without the depth bound.
-    longer: Found,
-    /// With ignored introducers counting.
-    unignored: Found,
-    /// `trust-signatures` mode only: every certification delegating.
-    as_certs: Option<Found>,
-}
-
-impl<'g> Searches<'g> {
-    /// Runs the searches over `g` from `roots`.
-    fn run(g: &'g Graph, roots: &[usize], settings: &TrustSettings) -> Searches<'g> {
-        let n = g.nodes.len();
-        let ignored = flags(g, &settings.ignore_certifications_by);
-        let none = vec![false; n];
-        let unbounded = n.max(settings.depth);
-        let mode = settings.mode;
-        Searches {
-            g,
-            main: search(g, roots, &ignored, settings.depth, mode),
-            longer: search(g, roots, &ignored, unbounded, mode),
-            unignored: search(g, roots, &none, settings.depth, mode),
-            as_certs: (mode == IntroducerMode::TrustSignatures).then(|| {
-                search(
-                    g,
-                    roots,
-                    &ignored,
-                    unbounded,
-                    IntroducerMode::Certifications,
-                )
-            }),
-        }
-    }
-
-    /// The verdict on key `y`, its User IDs and its rejected certifications.
-    fn key_trust(
-        &self,
-        y: usize,
-        is_root: bool,
-        refused: bool,
-        settings: &TrustSettings,
-    ) -> KeyTrust {
-        let g = self.g;
-        let node = &g.nodes[y];
-        let userids = (0..node.userids.len())
-            .map(|u| self.userid_trust(y, u, is_root, refused))
-            .collect();
-        let status = if refused {
-            KeyStatus::Refused
-        } else if is_root {
-            KeyStatus::Root
-        } else if let (Some(d), NodeState::Valid) =
-            (self.main.depth_of(y, node.userids.len()), &node.state)
-        {
-            KeyStatus::Trusted { depth: d }
-        } else {
-            KeyStatus::Untrusted {
-                reason: self.untrusted_reason(y, settings),
-            }
-        };
-        let rejected = g.rejected[y]
-            .iter()
-            .map(|r| RejectedCertification {
-                issuer: g.nodes[r.issuer].fingerprint.clone(),
-                userid: node.userids[r.userid].value.clone(),
-                created: r.created,
-                reason: r.reason.clone(),
-            })
-            .collect();
-        KeyTrust {
-            fingerprint: node.fingerprint.clone(),
-            status,
-            userids,
-            introducer: self.main.introducer[y],
-            certifications_cut: g.cut[y],
-            rejected,
-        }
-    }
-
-    /// The verdict on User ID `u` of key `y`, with its shortest path.
-    fn userid_trust(&self, y: usize, u: usize, is_root: bool, refused: bool) -> UserIdTrust {
-        let node = &self.g.nodes[y];
-        let uid = &node.userids[u];
-        let (email, domain) = userid_email_domain(&uid.value);
-        let usable = uid.state == UidState::Valid && node.state == NodeState::Valid;
-        let found = if !usable {
-            None
-        } else if is_root {
-            Some((0, Vec::new()))
-        } else {
-            self.main
-                .best
-                .get(&(y, u))
-                .map(|&b| (self.main.states[b.0].depth + 1, self.main.path(self.g, b)))
-        };
-        let ok = found.is_some();
-        let (depth, path) = found
-            .map(|(d, p)| (Some(d), p))
-            .unwrap_or((None, Vec::new()));
-        UserIdTrust {
-            userid: uid.value.clone(),
-            email,
-            domain,
-            authenticated: ok && !refused,
-            authenticated_if_not_refused: ok,
-            depth,
-            path,
-            binding_problem: match &uid.state {
-                UidState::Valid => None,
-                UidState::Revoked => Some("revoked".into()),
-                UidState::Invalid(e) => Some(e.clone()),
-            },
-        }
-    }
-
-    /// Why key `y` (neither refused nor a root) is not trusted: its own
-    /// state first, then what the further searches show.
-    fn untrusted_reason(&self, y: usize, settings: &TrustSettings) -> UntrustedReason {
-        let node = &self.g.nodes[y];
-        match &node.state {
-            NodeState::Revoked => UntrustedReason::Revoked,
-            NodeState::Expired => UntrustedReason::Expired,
-            NodeState::Invalid(e) => UntrustedReason::InvalidKey(e.clone()),
-            NodeState::Valid if !node.userids.iter().any(|u| u.state == UidState::Valid) => {
-                UntrustedReason::NoValidUserId
-            }
-            NodeState::Valid => self.missing_path_reason(y, settings),
-        }
-    }
-
-    /// Why a valid key `y` with a valid User ID has no path within the rules.
-    fn missing_path_reason(&self, y: usize, settings: &TrustSettings) -> UntrustedReason {
-        let g = self.g;
-        let nuids = g.nodes[y].userids.len();
-        let by_introducer = g.rejected[y]
-            .iter()
-            .find(|r| self.main.introducer[r.issuer]);
-        if let Some(r) = by_introducer {
-            UntrustedReason::Certification {
-                issuer: g.nodes[r.issuer].fingerprint.clone(),
-                reason: r.reason.clone(),
-            }
-        } else if self.unignored.depth_of(y, nuids).is_some() {
-            let mut introducers: Vec<_> = (0..nuids)
-                .filter_map(|u| self.unignored.best.get(&(y, u)))
-                .flat_map(|&b| self.unignored.path(g, b))
-                .map(|s| s.issuer)
-                .filter(|f| settings.ignore_certifications_by.contains(f))
-                .collect();
-            introducers.sort();
-            introducers.dedup();
-            UntrustedReason::OnlyThroughIgnoredIntroducer { introducers }
-        } else if let Some(d) = self.longer.depth_of(y, nuids) {
-            UntrustedReason::PathTooLong { needs_depth: d }
-        } else if self
-            .as_certs
-            .as_ref()
-            .is_some_and(|c| c.depth_of(y, nuids).is_some())
-        {
-            UntrustedReason::NotDelegated
-        } else {
-            UntrustedReason::NoPath
-        }
     }
 }

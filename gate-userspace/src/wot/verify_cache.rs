@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use sequoia_openpgp::serialize::MarshalInto;
-use sequoia_openpgp::Cert;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sequoia_openpgp::Fingerprint;
 use sha2::{Digest, Sha256};
 
-use super::edges::Candidate;
 use crate::source::local::{read_limited, Limit};
 
 /// A digest of one verification's inputs.
@@ -33,34 +33,36 @@ const CACHE_LIMIT: Limit = Limit {
     bytes: 140 << 20,
 };
 
-/// Verification results by input digest.
+/// Verification results by input digest. A clone shares the results with
+/// the original (a report that verifies lazily fills its caller's cache).
 #[derive(Debug, Default, Clone)]
 pub struct VerifyCache {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     map: HashMap<Key, bool>,
     /// Results added since the last load or save.
     added: usize,
     /// Verify on the calling thread only.
-    pub(super) sequential: bool,
+    sequential: bool,
 }
 
-pub(super) fn key_of(issuer: &Cert, target: &Cert, c: &Candidate) -> Key {
+/// The key of the verification of signature packet `sig` (its body as
+/// sequoia serializes it) by `issuer` over User ID `uid` of `target`.
+pub(super) fn key_of(issuer: &Fingerprint, target: &Fingerprint, uid: &[u8], sig: &[u8]) -> Key {
     let mut h = Sha256::new();
     h.update(TAG);
-    for f in [issuer.fingerprint(), target.fingerprint()] {
+    for f in [issuer, target] {
         let b = f.as_bytes();
         h.update((b.len() as u32).to_be_bytes());
         h.update(b);
     }
-    let uid = target
-        .userids()
-        .nth(c.uid)
-        .map(|u| u.userid().value().to_vec())
-        .unwrap_or_default();
     h.update((uid.len() as u32).to_be_bytes());
-    h.update(&uid);
-    let sig = c.sig.to_vec().unwrap_or_default();
+    h.update(uid);
     h.update((sig.len() as u32).to_be_bytes());
-    h.update(&sig);
+    h.update(sig);
     h.finalize().into()
 }
 
@@ -73,37 +75,46 @@ impl VerifyCache {
     /// An empty cache whose computations verify on the calling thread only
     /// (the parallel verification must give the same results: tests compare).
     pub fn sequential() -> Self {
-        VerifyCache {
-            sequential: true,
-            ..Self::default()
-        }
+        let c = Self::default();
+        c.lock().sequential = true;
+        c
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding it leaves a map that is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn is_sequential(&self) -> bool {
+        self.lock().sequential
     }
 
     pub(super) fn contains(&self, k: &Key) -> bool {
-        self.map.contains_key(k)
+        self.lock().map.contains_key(k)
     }
 
     pub(super) fn get(&self, k: &Key) -> Option<bool> {
-        self.map.get(k).copied()
+        self.lock().map.get(k).copied()
     }
 
     pub(super) fn insert(&mut self, k: Key, ok: bool) {
-        if self.map.insert(k, ok).is_none() {
-            self.added += 1;
+        let mut i = self.lock();
+        if i.map.insert(k, ok).is_none() {
+            i.added += 1;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.lock().map.is_empty()
     }
 
     /// Results added since it was loaded or saved (nothing to save when 0).
     pub fn added(&self) -> usize {
-        self.added
+        self.lock().added
     }
 
     /// The cache saved in `dir`; an empty one when there is none. A file
@@ -145,18 +156,21 @@ impl VerifyCache {
             map.insert(k, r[32] == 1);
         }
         Ok(VerifyCache {
-            map,
-            added: 0,
-            sequential: false,
+            inner: Arc::new(Mutex::new(Inner {
+                map,
+                added: 0,
+                sequential: false,
+            })),
         })
     }
 
     /// Writes the cache to `dir` (a temporary file renamed over the old).
     pub fn save(&mut self, dir: &Path) -> std::io::Result<()> {
-        let mut body = Vec::with_capacity(16 + self.map.len() * 33 + 32);
+        let mut inner = self.lock();
+        let mut body = Vec::with_capacity(16 + inner.map.len() * 33 + 32);
         body.extend_from_slice(MAGIC);
-        body.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
-        for (k, ok) in &self.map {
+        body.extend_from_slice(&(inner.map.len() as u64).to_le_bytes());
+        for (k, ok) in &inner.map {
             body.extend_from_slice(k);
             body.push(u8::from(*ok));
         }
@@ -172,7 +186,7 @@ impl VerifyCache {
         f.write_all(&body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(CACHE_FILE))?;
-        self.added = 0;
+        inner.added = 0;
         Ok(())
     }
 }

@@ -6,11 +6,14 @@
 //! and reasons stays for one web at a time (`trust explain --recipient`).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::Fingerprint;
 
 use super::edges::{self, Graph, NodeState, UidState, VerifyCache};
+use super::evaluate::Lazy;
+use super::report::TrustReport;
 use super::search::{search, Found};
 use super::{userid_email_domain, Keyring, Limits, TrustSettings};
 
@@ -26,15 +29,28 @@ pub enum Standing {
     Untrusted,
 }
 
-/// The verified graph of one keyring, shared by every web.
+/// The certification graph of one keyring, shared by every web; what a
+/// web's search needs is verified once, when the first web needs it.
 pub struct SharedGraph<'k> {
-    keyring: &'k Keyring,
-    graph: Graph,
+    holder: Holder<'k>,
+    cache: VerifyCache,
+}
+
+/// Where the graph lives: its own, or the one of a lazy [`TrustReport`]
+/// (built once for the system web's report and every recipient's web).
+enum Holder<'k> {
+    Own {
+        keyring: &'k Keyring,
+        graph: Box<Mutex<Graph>>,
+    },
+    Report(Arc<Mutex<Lazy>>),
 }
 
 impl<'k> SharedGraph<'k> {
-    /// Verifies the keyring's certifications once, at `t` under `limits`
-    /// (the system's: every web is bounded by the same limits).
+    /// The keyring's certification graph at `t` under `limits` (the
+    /// system's: every web is bounded by the same limits). A certification
+    /// is verified once, when the first web's search needs it (results go
+    /// into `cache`, which the graph shares).
     pub fn build(
         keyring: &'k Keyring,
         policy: &dyn Policy,
@@ -43,22 +59,56 @@ impl<'k> SharedGraph<'k> {
         cache: &mut VerifyCache,
     ) -> SharedGraph<'k> {
         SharedGraph {
-            keyring,
-            graph: edges::build(keyring, policy, t, limits, cache),
+            holder: Holder::Own {
+                keyring,
+                graph: Box::new(Mutex::new(edges::build(keyring, policy, t, limits, cache))),
+            },
+            cache: cache.clone(),
+        }
+    }
+
+    /// The graph of a report from [`super::evaluate_lazy`] (its keyring,
+    /// reference time, limits and policy), searched by every web without
+    /// building or verifying anything twice; `None` for an eager report.
+    pub fn from_report(report: &TrustReport) -> Option<SharedGraph<'static>> {
+        let lazy = report.lazy()?;
+        let cache = lazy.lock().unwrap_or_else(|e| e.into_inner()).cache();
+        Some(SharedGraph {
+            holder: Holder::Report(lazy),
+            cache,
+        })
+    }
+
+    /// Runs `f` on the keyring and the graph (locked).
+    fn with<R>(&self, f: impl FnOnce(&Keyring, &mut Graph) -> R) -> R {
+        match &self.holder {
+            Holder::Own { keyring, graph } => {
+                let mut g = graph.lock().unwrap_or_else(|e| e.into_inner());
+                f(keyring, &mut g)
+            }
+            Holder::Report(lazy) => {
+                let mut l = lazy.lock().unwrap_or_else(|e| e.into_inner());
+                let Lazy { keyring, engine } = &mut *l;
+                f(keyring, &mut engine.graph)
+            }
         }
     }
 
     /// The standing of each of `keys` in the web `settings` describes (its
     /// reference time and limits are the graph's).
     pub fn standings(&self, settings: &TrustSettings, keys: &[Fingerprint]) -> Vec<Standing> {
-        let (roots, found) = self.search(settings);
-        self.standings_in(settings, &roots, &found, keys)
+        self.with(|ring, g| {
+            let (roots, found) = self.search(ring, g, settings);
+            self.standings_in(ring, g, settings, &roots, &found, keys)
+        })
     }
 
     /// Keys trusted (roots included) in the web: for the metrics.
     pub fn trusted_count(&self, settings: &TrustSettings) -> usize {
-        let (roots, found) = self.search(settings);
-        self.count_in(settings, &roots, &found)
+        self.with(|ring, g| {
+            let (roots, found) = self.search(ring, g, settings);
+            self.count_in(g, settings, &roots, &found)
+        })
     }
 
     /// [`SharedGraph::standings`] and [`SharedGraph::trusted_count`] from
@@ -68,20 +118,26 @@ impl<'k> SharedGraph<'k> {
         settings: &TrustSettings,
         keys: &[Fingerprint],
     ) -> (Vec<Standing>, usize) {
-        let (roots, found) = self.search(settings);
-        (
-            self.standings_in(settings, &roots, &found, keys),
-            self.count_in(settings, &roots, &found),
-        )
+        self.with(|ring, g| {
+            let (roots, found) = self.search(ring, g, settings);
+            (
+                self.standings_in(ring, g, settings, &roots, &found, keys),
+                self.count_in(g, settings, &roots, &found),
+            )
+        })
     }
 
     /// The web's valid roots (graph indices) and its search from them.
-    fn search(&self, settings: &TrustSettings) -> (Vec<usize>, Found) {
-        let g = &self.graph;
+    fn search(
+        &self,
+        ring: &Keyring,
+        g: &mut Graph,
+        settings: &TrustSettings,
+    ) -> (Vec<usize>, Found) {
         let roots: Vec<usize> = settings
             .roots
             .iter()
-            .filter_map(|r| self.keyring.index_of(r))
+            .filter_map(|r| ring.index_of(r))
             .filter(|&i| g.nodes[i].state == NodeState::Valid)
             .collect();
         let ignored: Vec<bool> = g
@@ -89,7 +145,16 @@ impl<'k> SharedGraph<'k> {
             .iter()
             .map(|n| settings.ignore_certifications_by.contains(&n.fingerprint))
             .collect();
-        let found = search(g, &roots, &ignored, settings.depth, settings.mode);
+        let mut cache = self.cache.clone();
+        let found = search(
+            g,
+            ring,
+            &mut cache,
+            &roots,
+            &ignored,
+            settings.depth,
+            settings.mode,
+        );
         (roots, found)
     }
 
@@ -99,12 +164,13 @@ impl<'k> SharedGraph<'k> {
     /// User ID reached.
     fn depth_of(
         &self,
+        g: &Graph,
         y: usize,
         roots: &[usize],
         found: &Found,
         mut each: impl FnMut(&str),
     ) -> Option<usize> {
-        let node = &self.graph.nodes[y];
+        let node = &g.nodes[y];
         if node.state != NodeState::Valid {
             return None;
         }
@@ -132,6 +198,8 @@ impl<'k> SharedGraph<'k> {
 
     fn standings_in(
         &self,
+        ring: &Keyring,
+        g: &Graph,
         settings: &TrustSettings,
         roots: &[usize],
         found: &Found,
@@ -139,14 +207,14 @@ impl<'k> SharedGraph<'k> {
     ) -> Vec<Standing> {
         keys.iter()
             .map(|k| {
-                let Some(y) = self.keyring.index_of(k) else {
+                let Some(y) = ring.index_of(k) else {
                     return Standing::Untrusted;
                 };
-                if self.graph.nodes[y].state != NodeState::Valid {
+                if g.nodes[y].state != NodeState::Valid {
                     return Standing::Untrusted;
                 }
                 let mut domains = BTreeSet::new();
-                let depth = self.depth_of(y, roots, found, |uid| {
+                let depth = self.depth_of(g, y, roots, found, |uid| {
                     if let (_, Some(dom)) = userid_email_domain(uid) {
                         domains.insert(dom.to_ascii_lowercase());
                     }
@@ -165,7 +233,13 @@ impl<'k> SharedGraph<'k> {
 
     /// How many keys are trusted in a search: a depth and not refused. Only
     /// the roots and the keys the search reached can have a depth.
-    fn count_in(&self, settings: &TrustSettings, roots: &[usize], found: &Found) -> usize {
+    fn count_in(
+        &self,
+        g: &Graph,
+        settings: &TrustSettings,
+        roots: &[usize],
+        found: &Found,
+    ) -> usize {
         let mut reached: Vec<usize> = roots
             .iter()
             .copied()
@@ -175,8 +249,8 @@ impl<'k> SharedGraph<'k> {
         reached.dedup();
         reached
             .into_iter()
-            .filter(|&y| !settings.refuse.contains(&self.graph.nodes[y].fingerprint))
-            .filter(|&y| self.depth_of(y, roots, found, |_| ()).is_some())
+            .filter(|&y| !settings.refuse.contains(&g.nodes[y].fingerprint))
+            .filter(|&y| self.depth_of(g, y, roots, found, |_| ()).is_some())
             .count()
     }
 }
