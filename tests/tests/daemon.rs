@@ -245,12 +245,21 @@ fn the_daemon_keeps_the_gate_equal_to_the_web_of_trust() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("(pid {})", d.pid())), "{err}");
 
-    // A new statement and SIGHUP admit beta.
+    // A new statement and SIGHUP admit beta, written as a diff of beta's
+    // entries alone (the daemon's gate handle knows what the gate holds).
+    let (_, before) = status(ns, &config);
+    let entries_before = before["gate"]["entries"].as_u64().expect("entries");
     std::fs::rename(&held, &beta_asc).unwrap();
     d.signal(libc::SIGHUP);
-    wait_status(ns, &config, &log, "the SIGHUP refresh", |v| {
+    let v = wait_status(ns, &config, &log, "the SIGHUP refresh", |v| {
         loaded_count(v) >= 2
     });
+    let entries_after = v["gate"]["entries"].as_u64().expect("entries");
+    let load = &v["status"]["last_refresh"]["load"];
+    assert_eq!(load["mode"], "diff", "{v:#}");
+    assert!(entries_after > entries_before, "{v:#}");
+    assert_eq!(load["written"], entries_after - entries_before, "{v:#}");
+    assert_eq!(load["removed"], 0, "{v:#}");
     assert!(admitted(&pair, beta), "beta after its statement and SIGHUP");
     assert!(!admitted(&pair, eve));
 

@@ -1,6 +1,7 @@
 //! The load guard: what a new trusted set may not do without the operator's
 //! say-so (leave nothing trusted, lose too much, trust half the Internet).
 
+use super::delta::Delta;
 use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
 
 /// An allow entry broader than this (`/16`) covers more than any registry
@@ -63,6 +64,18 @@ impl LoadGuard {
     /// something, takes away more than the bound of `before`'s allow entries,
     /// or allows a prefix broader than [`MIN_ALLOW_LEN`].
     pub fn check(&self, before: &PrefixSet, after: &PrefixSet) -> Result<(), GuardError> {
+        self.check_delta(before, &Delta::between(before, after), after)
+    }
+
+    /// [`LoadGuard::check`] with the changes already found: what is lost
+    /// comes from `delta`; `before`'s allows are counted only when some
+    /// are lost, and `after` is scanned once for broad allows.
+    pub fn check_delta(
+        &self,
+        before: &PrefixSet,
+        delta: &Delta,
+        after: &PrefixSet,
+    ) -> Result<(), GuardError> {
         if self.force {
             return Ok(());
         }
@@ -74,15 +87,16 @@ impl LoadGuard {
         if !broad.is_empty() {
             return Err(GuardError::TooBroad { broad });
         }
-        let allows = |s: &PrefixSet| s.iter().filter(|e| e.verdict == Verdict::Allow).count();
-        let loaded_allows = allows(before);
-        let remaining_allows = allows(after);
-        let lost: Vec<PrefixEntry> = before
+        let (lost, gained) = delta.allow_moves();
+        if lost.is_empty() {
+            // Nothing trusted is taken away: neither a shrink nor emptying.
+            return Ok(());
+        }
+        let loaded_allows = before
             .iter()
             .filter(|e| e.verdict == Verdict::Allow)
-            .filter(|e| after.get(&e.prefix).map(|n| n.verdict) != Some(Verdict::Allow))
-            .cloned()
-            .collect();
+            .count();
+        let remaining_allows = loaded_allows - lost.len() + gained;
         let bound = (loaded_allows * usize::from(self.max_shrink_percent) / 100).max(1);
         let emptied = loaded_allows > 0 && remaining_allows == 0;
         if emptied || lost.len() > bound {

@@ -9,7 +9,10 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::policy::Policy;
 
+mod delta;
 mod guard;
+
+pub use delta::Delta;
 
 pub use guard::{GuardError, LoadGuard, MIN_ALLOW_LEN};
 
@@ -168,7 +171,7 @@ pub fn prepare_gathered_cached(
     problems.extend(parse_problems.iter().map(|p| p.to_string()));
     let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, cache);
     problems.extend(missing);
-    let trusted_keys = view.report.keys().filter(|k| k.status.is_trusted()).count();
+    let trusted_keys = view.report.trusted_count();
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
     let prepared = prepare(
         &cfg.rules,
@@ -187,7 +190,11 @@ pub fn prepare_gathered_cached(
         let mut defs = vec![(crate::webs::SYSTEM_WEB.to_string(), cfg.trust_at(at))];
         defs.extend(recipients);
         let t = defs[0].1.clone();
-        let graph = SharedGraph::build(&view.keyring, policy, t.reference_time, &t.limits, cache);
+        // The system web's lazy report already holds the graph (same
+        // keyring, time, limits and policy): every web searches that one.
+        let graph = SharedGraph::from_report(&view.report).unwrap_or_else(|| {
+            SharedGraph::build(&view.keyring, policy, t.reference_time, &t.limits, cache)
+        });
         let acceptor = Acceptor {
             rules: &cfg.rules,
             trust: &view,
@@ -261,22 +268,27 @@ impl Prepared {
         // hold of the pin directory's lock.
         let (diff, load, unchanged) = {
             let mut gate = gate.lock()?;
-            // Under the lock no load flips. The gate's copy of what both
-            // tries hold is used when the pinned metadata still names its
-            // generation and digest; otherwise the active trie is read once.
+            // Under the lock no load flips. The gate's copy of what it
+            // enforces is used when the pinned metadata still names its
+            // generation and digest (the same handle loaded it last);
+            // otherwise the active set is read once (first load, after a
+            // repair or another writer's load).
             let before = gate.loaded_set()?;
+            // One pass over both sets; the guard, the diff and the gate's
+            // writes all work from what differs.
+            let delta = Delta::between(before, &self.set);
             guard
-                .check(before, &self.set)
+                .check_delta(before, &delta, &self.set)
                 .map_err(|e| ApplyError::Guard(Box::new(e)))?;
-            let diff = PlanDiff::between(before, &self.set);
-            // Equal sets are equal digests (labels are within the kernel's
-            // length, or `load_set` would refuse them).
-            if *before == self.set {
+            let diff = delta.plan_diff();
+            if delta.is_empty() {
                 let (trie, meta) = (gate.active_trie()?, gate.meta()?);
                 let load = LoadReport::unchanged(trie, meta.generation[trie], &self.set);
                 (diff, load, true)
             } else {
-                (diff, gate.load_set(&self.set)?, false)
+                // In proportion to the change; the gate itself rewrites
+                // when the change is too large for entry-by-entry writes.
+                (diff, gate.apply_changes(&delta.changes())?, false)
             }
         };
         let recorded = self.accepted_serials();

@@ -4,8 +4,10 @@
 //! A layer above [`crate::apply`], and the only one with tokio. The pins are
 //! the truth: a running gate is adopted as it is (no detach, no gap); after a
 //! reboot the last good plan from the state directory is enforced at once.
-//! Every refresh builds the plan completely ([`refresh::build`]) and loads it
-//! through the load guard; a failing refresh keeps the current set.
+//! Every refresh builds the plan completely ([`refresh::build`]) and loads
+//! what changed against the set the gate enforces (the gate handle keeps a
+//! copy of it, re-read only when another writer changed the pins) through
+//! the load guard; a failing refresh keeps the current set.
 
 pub mod digest;
 pub mod instance;
@@ -129,6 +131,18 @@ impl Daemon {
                     Ok(false) => {}
                     Err(e) => {
                         warn!(error = %e, "repairing an interrupted update of the trusted set; the next load tries again")
+                    }
+                }
+                // A new wotgate adopting an older gate: its program is
+                // replaced in place (atomic, maps kept), or kept running
+                // when this build cannot use the pinned maps.
+                match gate.upgrade(true) {
+                    Ok(u) if u.unchanged => {}
+                    Ok(u) => {
+                        info!(old_program = ?u.old_program, new_program = ?u.new_program, links = ?u.links, "the gate's program was replaced by this build's in place (maps kept, no detach)")
+                    }
+                    Err(e) => {
+                        error!(error = %e, "the gate's program could not be upgraded; the old one keeps running")
                     }
                 }
                 let set = gate.active_set()?;
@@ -404,6 +418,12 @@ impl Daemon {
             }
             Err(e) => return Err(e.into()),
         };
+        rec.load = Some(state::LoadSummary {
+            mode: load.mode.into(),
+            written: load.written,
+            removed: load.removed,
+            enforce_us: load.enforce_time.as_micros() as u64,
+        });
         let d = match state::save_plan(&state_dir, &p.set) {
             Ok(d) => d,
             Err(e) => {
@@ -417,6 +437,8 @@ impl Daemon {
             generation = load.generation,
             entries = load.entries,
             digest = %d,
+            mode = load.mode,
+            enforce_us = load.enforce_time.as_micros() as u64,
             added = diff.as_ref().map_or(0, |d| d.added.len()),
             removed = diff.as_ref().map_or(0, |d| d.removed.len()),
             changed = diff.as_ref().map_or(0, |d| d.changed.len()),

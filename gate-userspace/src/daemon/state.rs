@@ -120,10 +120,26 @@ pub struct RefreshRecord {
     #[serde(default)]
     pub unchanged: bool,
     pub forced: bool,
+    /// How the kernel was written, when something was loaded.
+    #[serde(default)]
+    pub load: Option<LoadSummary>,
     /// Inputs that could not be read completely.
     pub problems: Vec<String>,
     pub accepted_statements: usize,
     pub rejected_statements: usize,
+}
+
+/// How a refresh wrote the gate (from the swap's report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoadSummary {
+    /// `diff` (entry by entry), `full` (rewritten) or `unchanged`.
+    pub mode: String,
+    /// Entries added or changed.
+    pub written: usize,
+    /// Entries removed.
+    pub removed: usize,
+    /// From the start of the update to the flip, in microseconds.
+    pub enforce_us: u64,
 }
 
 /// The loaded plan as the daemon last loaded it.

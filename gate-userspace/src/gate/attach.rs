@@ -24,7 +24,7 @@ const LINK_PREFIX: &str = "link_";
 
 /// Pin name of an interface's link: `link_<mode>_<ifname>`. bpffs refuses
 /// dots in names, which interface names may have (`eth0.100`): escaped.
-fn link_pin(pin_dir: &Path, mode: XdpMode, iface: &str) -> PathBuf {
+pub(super) fn link_pin(pin_dir: &Path, mode: XdpMode, iface: &str) -> PathBuf {
     let escaped = iface.replace('%', "%25").replace('.', "%2e");
     pin_dir.join(format!("{LINK_PREFIX}{}_{escaped}", mode.as_str()))
 }

@@ -1,5 +1,6 @@
 //! The gate in the kernel as user space sees it: pinned maps and links, the
-//! trusted-set swap, inspection, address checks and pcap replay.
+//! trusted-set swap, inspection, address checks, pcap replay and program
+//! upgrades in place.
 
 pub mod attach;
 pub mod capture;
@@ -11,11 +12,13 @@ pub mod replay;
 mod settings;
 pub mod swap;
 pub mod sys;
+pub mod upgrade;
 
 pub use error::{Causes, GateError};
 pub use lock::{set_lock_wait, LockHolder, LockWait, Waiting};
 pub use pins::{purge, purge_if_unattached, PurgeReport};
 pub use settings::{Settings, SettingsUpdate};
+pub use upgrade::{UpgradeError, Upgraded};
 
 use std::{
     fs::File,

@@ -81,7 +81,10 @@ pub(super) fn resolve_existing(given: &Path) -> Result<PathBuf> {
 
 /// Whether `name` is one of the names the gate pins.
 fn is_gate_pin(name: &str) -> bool {
-    maps::ALL.contains(&name) || name == PROG_PIN || attach::parse_link_pin(name).is_some()
+    maps::ALL.contains(&name)
+        || name == PROG_PIN
+        || name == super::upgrade::PROG_NEXT_PIN
+        || attach::parse_link_pin(name).is_some()
 }
 
 /// Refuses a directory that is not a gate's: outside bpffs, a bpffs root,
@@ -183,7 +186,7 @@ pub(super) fn purge_locked(dir: &Path) -> Result<PurgeReport> {
     let order = |n: &String| {
         if attach::parse_link_pin(n).is_some() {
             0
-        } else if n == PROG_PIN {
+        } else if n == PROG_PIN || n == super::upgrade::PROG_NEXT_PIN {
             1
         } else {
             2
@@ -243,7 +246,13 @@ mod tests {
 
     #[test]
     fn only_the_gates_names_are_its_pins() {
-        for n in ["WG_CONFIG", "WG_TRUST_1", "prog", "link_skb_eth0"] {
+        for n in [
+            "WG_CONFIG",
+            "WG_TRUST_1",
+            "prog",
+            "prog_next",
+            "link_skb_eth0",
+        ] {
             assert!(is_gate_pin(n), "{n}");
         }
         for n in [

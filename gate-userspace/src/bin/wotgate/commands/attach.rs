@@ -18,6 +18,12 @@ use wotgate::model::{
 
 /// Attach the gate to an interface (loads and pins it on first use).
 ///
+/// On a pinned gate whose program is not this build's (after installing a
+/// new wotgate), attach first replaces the program in place, as `wotgate
+/// upgrade` does: atomic link updates, maps and trusted set kept, no
+/// detach; a build whose maps do not fit the pinned ones is refused and
+/// the old program keeps running.
+///
 /// Settings are shared by every gated interface and kept across attaches:
 /// only the flags given change them (a new gate starts with port 25, every
 /// destination, enforce). Enforcing with a trusted set that trusts nobody
@@ -110,7 +116,15 @@ impl Attach {
             None => None,
         };
         let (mut gate, created) = match Gate::open(pin_dir) {
-            Ok(gate) => (gate, false),
+            Ok(gate) => {
+                // The running program becomes this build's before anything
+                // else changes (nothing at all when it is already).
+                let u = gate.upgrade(true)?;
+                if !u.unchanged {
+                    outln!("{}", super::upgrade::describe(&u));
+                }
+                (gate, false)
+            }
             Err(GateError::NotPinned(_)) => {
                 // A new gate: judge against the defaults before pinning anything.
                 self.decide(&Settings::default(), &PrefixSet::new(), new_set.as_ref())?;

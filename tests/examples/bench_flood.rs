@@ -1,0 +1,453 @@
+//! `cargo xtask bench flood`: CPU time per dropped SYN when the gate on a
+//! veth pair in namespaces is flooded with SYNs to port 25 from random
+//! untrusted documentation sources (a different source each packet, drawn
+//! among the set's own prefixes so lookups go deep and miss), against a
+//! two-instruction drop-all program in the same run, at 1, 100,000 and
+//! 1,000,000 prefixes, while a trusted peer opens real TCP connections.
+//!
+//! How CPU is measured. On veth the receiving side's XDP program runs in the
+//! NAPI poll of the receiving device, scheduled on the sending CPU and run
+//! in softirq when the sender's transmit re-enables bottom halves, else by
+//! ksoftirqd. So per run: the sender thread's own CPU time
+//! (CLOCK_THREAD_CPUTIME_ID, which without IRQ time accounting includes the
+//! softirq work done in its context) plus every ksoftirqd's run time
+//! (/proc/PID/schedstat), divided by the packets that reached the program
+//! (the receiving veth's rx counter: every packet its XDP program ran on). Sending costs the same for
+//! both programs, so the difference is what the gate adds per packet.
+//! Rounds interleave the two programs; medians are reported.
+
+use std::{
+    ffi::CString,
+    net::{Ipv6Addr, SocketAddr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use integration_tests::{
+    netns::{connect, in_netns, Listener, Pair},
+    synflood::{mac_of, random_sources, rx_packets, SynSender, BATCH},
+    wotgate_cmd,
+};
+use ipnet::Ipv6Net;
+use rand::{rngs::StdRng, SeedableRng};
+use wotgate::gate::Gate;
+
+#[path = "../../gate-userspace/examples/common/record.rs"]
+mod record;
+
+const TRUSTED: &str = "2001:db8:1::10";
+const SERVER: &str = "2001:db8:ffff::1";
+/// The padding prefixes (/56 to /64) and the flood's sources share this block.
+const FLOOD: &str = "2001:db8:8000::/33";
+const SIZES: [usize; 3] = [1, 100_000, 1_000_000];
+/// Distinct flood sources, cycled.
+const SOURCES: usize = 1 << 20;
+
+fn arg(name: &str, default: u64) -> Result<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} needs a number")),
+        None => Ok(default),
+    }
+}
+
+/// Removes the bench gate, also when the bench fails.
+struct Purge(PathBuf);
+impl Drop for Purge {
+    fn drop(&mut self) {
+        if let Err(e) = wotgate::gate::purge(&self.0) {
+            eprintln!("cleanup of {}: {e}", self.0.display());
+        }
+    }
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr is a zero-padded bpf_attr prefix for cmd, of the size given.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, size_of::<T>()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// `bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`.
+#[repr(C)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `bpf_attr` for BPF_LINK_CREATE (XDP).
+#[repr(C)]
+struct LinkCreate {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+    _pad: [u64; 4],
+}
+
+/// `r0 = XDP_DROP; exit`, loaded with BPF_PROG_LOAD.
+fn load_drop_all() -> Result<OwnedFd> {
+    // BPF_ALU64|BPF_MOV|BPF_K r0 = 1 (XDP_DROP), then BPF_JMP|BPF_EXIT.
+    let insns: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
+    let license = CString::new("GPL")?;
+    let mut prog_name = [0u8; 16];
+    prog_name[..11].copy_from_slice(b"wg_drop_all");
+    let attr = ProgLoad {
+        prog_type: 6, // BPF_PROG_TYPE_XDP
+        insn_cnt: 2,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+        prog_ifindex: 0,
+        expected_attach_type: 0,
+    };
+    let fd = bpf(5, &attr).context("BPF_PROG_LOAD of the drop-all program")?;
+    // SAFETY: the kernel returned a fresh fd we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches `prog` to `iface` in `ns` in native mode through a link that
+/// lives as long as the returned fd.
+fn attach_link(ns: &str, iface: &str, prog: &OwnedFd) -> Result<OwnedFd> {
+    let prog = prog.try_clone()?;
+    let iface = iface.to_string();
+    in_netns(ns, move || -> Result<OwnedFd> {
+        let index = wotgate::gate::sys::ifindex(&iface).context("no such interface")?;
+        let attr = LinkCreate {
+            prog_fd: prog.as_raw_fd() as u32,
+            target_ifindex: index,
+            attach_type: 37, // BPF_XDP
+            flags: 0,
+            _pad: [0; 4],
+        };
+        let fd = bpf(28, &attr).context("BPF_LINK_CREATE of the drop-all program")?;
+        // SAFETY: the kernel returned a fresh fd we now own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    })
+}
+
+fn wotgate(pair: &Pair, pin: &Path, args: &[&str]) -> Result<()> {
+    let out = wotgate_cmd(Some(&pair.server), pin, args).output()?;
+    if !out.status.success() {
+        bail!("wotgate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Total run time of every ksoftirqd thread, ns.
+fn ksoftirqd_ns(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn ksoftirqd_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// One flood run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    /// Packets that reached the XDP program.
+    arrived: u64,
+    /// SYNs the sender handed to the kernel.
+    sent: u64,
+    /// CPU ns of the sender thread plus ksoftirqd.
+    cpu_ns: u64,
+    /// The gate's untrusted drops (gate runs only).
+    gate_drops: Option<u64>,
+    trusted_ok: u64,
+    trusted_failed: u64,
+}
+
+impl Run {
+    fn ns_per_packet(&self) -> f64 {
+        self.cpu_ns as f64 / self.arrived.max(1) as f64
+    }
+}
+
+struct Flood<'a> {
+    pair: &'a Pair,
+    sender: SynSender,
+    sources: &'a [Ipv6Addr],
+    next: usize,
+    softirq: Vec<u32>,
+    seconds: u64,
+}
+
+impl Flood<'_> {
+    /// One run; the trusted peer connects only through the gate (the
+    /// drop-all program drops its SYNs too).
+    fn run(&mut self, pin: Option<&Path>) -> Result<Run> {
+        let drops_before = pin.map(gate_drops).transpose()?;
+        let rx = rx_packets(&self.pair.server, &self.pair.server_if);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (good, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let with_peer = pin.is_some();
+        let trusted = {
+            let (stop, good, bad) = (stop.clone(), good.clone(), bad.clone());
+            let client = self.pair.client.name.clone();
+            std::thread::spawn(move || {
+                let dst: SocketAddr = format!("[{SERVER}]:25").parse().unwrap();
+                while with_peer && !stop.load(Ordering::Relaxed) {
+                    let r = connect(
+                        &client,
+                        TRUSTED.parse().unwrap(),
+                        dst,
+                        Duration::from_secs(5),
+                    );
+                    let n = if r.is_ok() { &good } else { &bad };
+                    n.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let soft0 = ksoftirqd_ns(&self.softirq);
+        let cpu0 = thread_cpu_ns();
+        let t0 = Instant::now();
+        let mut sent = 0u64;
+        let limit = Duration::from_secs(self.seconds);
+        while t0.elapsed() < limit {
+            let i = self.next;
+            sent += self.sender.send(&self.sources[i..i + BATCH])? as u64;
+            self.next = (i + BATCH) % self.sources.len();
+        }
+        let cpu = thread_cpu_ns() - cpu0 + ksoftirqd_ns(&self.softirq) - soft0;
+        stop.store(true, Ordering::Relaxed);
+        trusted.join().expect("trusted peer");
+        // Every packet the receiving veth's program ran on (the trusted
+        // peer's few included).
+        let arrived = rx_packets(&self.pair.server, &self.pair.server_if) - rx;
+        let gate_drops = match (pin, drops_before) {
+            (Some(p), Some(b)) => Some(gate_drops(p)? - b),
+            _ => None,
+        };
+        Ok(Run {
+            arrived,
+            sent,
+            cpu_ns: cpu,
+            gate_drops,
+            trusted_ok: good.load(Ordering::Relaxed),
+            trusted_failed: bad.load(Ordering::Relaxed),
+        })
+    }
+}
+
+fn gate_drops(pin: &Path) -> Result<u64> {
+    Ok(Gate::open(pin)?
+        .counters()?
+        .into_iter()
+        .find(|(r, _)| r.name() == "untrusted_drop")
+        .map_or(0, |(_, v)| v))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `n` distinct /56-/64 prefixes inside [`FLOOD`].
+fn padding(n: usize, rng: &mut StdRng) -> Vec<Ipv6Net> {
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    let block: Ipv6Net = FLOOD.parse().unwrap();
+    while out.len() < n {
+        for a in random_sources(n - out.len(), block, rng, |_| false) {
+            let len = 56 + (out.len() % 9) as u8;
+            let net = Ipv6Net::new(a, len).unwrap().trunc();
+            if seen.insert(net) {
+                out.push(net);
+            }
+        }
+    }
+    out
+}
+
+fn main() -> Result<()> {
+    integration_tests::require_kernel();
+    let record = std::env::args().any(|a| a == "--record");
+    let rounds = arg("--rounds", 5)? as usize;
+    let seconds = arg("--seconds", 2)?;
+    let machine = record::machine();
+    let pair = Pair::new("bf", &[TRUSTED]);
+    let pin = PathBuf::from(format!(
+        "/sys/fs/bpf/wotgate-bench-flood-{}",
+        std::process::id()
+    ));
+    let _purge = Purge(pin.clone());
+    drop(Gate::create(&pin).context("creating the bench gate")?);
+    let _listener = Listener::start(&pair.server.name, 25);
+
+    let mut rng = StdRng::seed_from_u64(25);
+    let t = Instant::now();
+    let pads = padding(SIZES[SIZES.len() - 1] - 1, &mut rng);
+    let lookup: std::collections::HashSet<Ipv6Net> = pads.iter().copied().collect();
+    let covered =
+        |a: Ipv6Addr| (56..=64).any(|l| lookup.contains(&Ipv6Net::new(a, l).unwrap().trunc()));
+    let sources = random_sources(SOURCES, FLOOD.parse().unwrap(), &mut rng, covered);
+    eprintln!(
+        "{} padding prefixes and {} untrusted sources in {:.1}s",
+        pads.len(),
+        sources.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let server_mac = mac_of(&pair.server, &pair.server_if)?;
+    let sender = SynSender::open(
+        &pair.client,
+        &pair.client_if,
+        server_mac,
+        SERVER.parse().unwrap(),
+        25,
+    )?;
+    let drop_all = load_drop_all()?;
+    let mut flood = Flood {
+        pair: &pair,
+        sender,
+        sources: &sources,
+        next: 0,
+        softirq: ksoftirqd_pids(),
+        seconds,
+    };
+    let file = std::env::temp_dir().join(format!("bench-flood-{}.prefixes", std::process::id()));
+    let mut rows = Vec::new();
+    let mut failed_total = 0;
+    let mut mismatch = Vec::new();
+    for &size in &SIZES {
+        let mut text = String::from("allow 2001:db8:1::/48 trusted peer\n");
+        for p in &pads[..size - 1] {
+            text.push_str(&format!("allow {p} pad\n"));
+        }
+        std::fs::write(&file, &text)?;
+        let t = Instant::now();
+        wotgate(&pair, &pin, &["prefixes", "load", file.to_str().unwrap()])?;
+        eprintln!(
+            "{size} prefixes loaded in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        let (mut gate_runs, mut base_runs) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let order = if r % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for is_gate in order {
+                let run = if is_gate {
+                    wotgate(&pair, &pin, &["attach", "--iface", &pair.server_if])?;
+                    let run = flood.run(Some(&pin));
+                    wotgate(&pair, &pin, &["detach", "--iface", &pair.server_if])?;
+                    run?
+                } else {
+                    let link = attach_link(&pair.server.name, &pair.server_if, &drop_all)?;
+                    let run = flood.run(None);
+                    drop(link);
+                    run?
+                };
+                eprintln!(
+                    "{size} prefixes, round {r}, {}: {} packets, {:.0} ns/pkt, trusted {} ok {} failed",
+                    if is_gate { "gate" } else { "drop-all" },
+                    run.arrived,
+                    run.ns_per_packet(),
+                    run.trusted_ok,
+                    run.trusted_failed
+                );
+                failed_total += run.trusted_failed;
+                if let Some(d) = run.gate_drops {
+                    // The trusted peer's packets pass; everything else drops.
+                    let passed = run.arrived.saturating_sub(d);
+                    if d > run.arrived || d > run.sent || passed > 20 * run.trusted_ok + 200 {
+                        mismatch.push(format!(
+                            "{size}: {d} drops for {} packets arrived, {} sent",
+                            run.arrived, run.sent
+                        ));
+                    }
+                }
+                if is_gate {
+                    gate_runs.push(run);
+                } else {
+                    base_runs.push(run);
+                }
+            }
+        }
+        rows.push((size, gate_runs, base_runs));
+    }
+    let _ = std::fs::remove_file(&file);
+
+    let mut out = String::new();
+    out.push_str(&format!("\n### {machine}\n\n"));
+    out.push_str(&format!("veth pair in namespaces, native XDP; one AF_PACKET sender thread (sendmmsg of {BATCH}) flooding SYNs to port 25 from {SOURCES} distinct random sources in {FLOOD} (the padding prefixes' block, none covered), {seconds} s per run, {rounds} rounds interleaving the gate and a two-instruction drop-all program; a trusted peer connects throughout the gate's runs. CPU = sender thread + ksoftirqd, per packet the receiving veth's program ran on (its rx counter); medians.\n\n"));
+    out.push_str("| prefixes | drop-all ns/pkt | gate ns/pkt | gate extra ns/pkt | ratio | packets/run (gate) | trusted connects ok / failed |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size, gate, base) in &rows {
+        let g = median(gate.iter().map(Run::ns_per_packet).collect());
+        let b = median(base.iter().map(Run::ns_per_packet).collect());
+        let pk = median(gate.iter().map(|r| r.arrived as f64).collect());
+        let ok: u64 = gate.iter().chain(base).map(|r| r.trusted_ok).sum();
+        let bad: u64 = gate.iter().chain(base).map(|r| r.trusted_failed).sum();
+        out.push_str(&format!(
+            "| {size} | {b:.0} | {g:.0} | {:.0} | {:.2}x | {pk:.0} | {ok} / {bad} |\n",
+            g - b,
+            g / b
+        ));
+    }
+    print!("{out}");
+    if record {
+        record::record(
+            "## Flood",
+            "`cargo xtask bench flood`: CPU per dropped SYN under a veth SYN flood from random untrusted sources, against a drop-all XDP program in the same run (method: tests/examples/bench_flood.rs and docs/datapath.md, \"Flood\").",
+            &out,
+        )?;
+    }
+    if failed_total > 0 || !mismatch.is_empty() {
+        bail!(
+            "{failed_total} trusted connect(s) failed; drop counts off: {}",
+            mismatch.join(", ")
+        );
+    }
+    Ok(())
+}
