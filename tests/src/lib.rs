@@ -4,12 +4,14 @@
 
 pub mod daemon;
 pub mod daemon_world;
+pub mod demo;
 pub mod https;
 pub mod mounts;
 pub mod netns;
 pub mod packet;
 pub mod postfix;
 pub mod reference;
+pub mod synflood;
 pub mod world;
 
 use std::path::{Path, PathBuf};

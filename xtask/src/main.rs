@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask setup|build|test|demo|build-and-attach|bench`.
+//! Project tasks: `cargo xtask setup|build|test|demo|deb|build-and-attach|bench`.
 //! Every task installs what it needs first (see `setup`).
 
+mod deb;
 mod setup;
 
 use std::{
@@ -31,8 +32,17 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run the main job on the embedded default, in namespaces of its own.
-    Demo,
+    /// Run the whole system with real mail on the embedded default, in
+    /// namespaces of its own, and check every outcome (docs/demo.md). Needs root.
+    Demo {
+        /// Leave it running until Ctrl-C and print how to look around.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Build the Debian package (cargo-deb, installed when missing): the
+    /// release binary, the systemd unit, the example configuration, man
+    /// pages and shell completions. Prints the package's path.
+    Deb,
     /// Build everything and attach the gate to an interface.
     BuildAndAttach {
         #[arg(long)]
@@ -44,7 +54,7 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: xdp, wot, plan, controller, policy or webs. `--record`
+    /// Benchmarks: xdp, flood, wot, plan, controller, policy or webs. `--record`
     /// appends to BENCHMARKS.md.
     Bench {
         which: String,
@@ -52,13 +62,13 @@ enum Cmd {
         record: bool,
         /// Further arguments for the benchmark (controller: --participants
         /// N, --per M prefixes each, --reps R; webs: --statements N, --reps
-        /// R, --webs 100,1000).
+        /// R, --webs 100,1000; flood: --rounds R, --seconds S).
         #[arg(last = true)]
         args: Vec<String>,
     },
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -76,7 +86,7 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
-fn run(mut c: Command) -> Result<()> {
+pub(crate) fn run(mut c: Command) -> Result<()> {
     let desc = format!("{c:?}");
     let st = c.status().with_context(|| format!("spawning {desc}"))?;
     if !st.success() {
@@ -127,8 +137,17 @@ fn test_with_summary(mut c: Command) -> Result<()> {
     Ok(())
 }
 
+/// Where cargo puts what it builds (`CARGO_TARGET_DIR` when set, relative
+/// to the workspace root when relative).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root().join(t) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// Release build of the XDP program and the `wotgate` binary; its path.
-fn build_release() -> Result<PathBuf> {
+pub(crate) fn build_release() -> Result<PathBuf> {
     run(cargo(&[
         "build",
         "--release",
@@ -136,7 +155,7 @@ fn build_release() -> Result<PathBuf> {
         "gate-userspace",
         "--bins",
     ]))?;
-    Ok(root().join("target/release/wotgate"))
+    Ok(target_dir().join("release/wotgate"))
 }
 
 fn main() -> Result<()> {
@@ -162,29 +181,44 @@ fn main() -> Result<()> {
             run(cargo(&clippy))?;
             // The kernel tests drive the real `wotgate` binary.
             run(cargo(&["build", "-p", "gate-userspace", "--bins"]))?;
+            // tests/tests/package.rs checks the package built here (a
+            // release build: about as long as the debug one).
+            let package = deb::deb()?;
             let mut t = vec!["test", "--no-fail-fast"];
             t.extend(host);
             if !args.is_empty() {
                 t.push("--");
                 t.extend(args.iter().map(String::as_str));
             }
-            test_with_summary(cargo(&t))
+            let mut c = cargo(&t);
+            c.env("WOTGATE_DEB", package);
+            test_with_summary(c)
         }
-        Cmd::Demo => {
+        Cmd::Demo { keep } => {
             setup::setup()?;
             setup::require_root("the demo attaches XDP inside network namespaces")?;
             let wotgate = build_release()?;
-            let mut c = cargo(&[
-                "run",
+            run(cargo(&[
+                "build",
                 "--release",
                 "-p",
                 "integration-tests",
                 "--example",
                 "demo",
-            ]);
-            c.env("WOTGATE_BIN", wotgate);
-            run(c)
+            ]))?;
+            // Replace this process with the demo, so Ctrl-C reaches the
+            // demo alone (it cleans up) and not a parent that would exit
+            // while the demo still removes its namespaces.
+            use std::os::unix::process::CommandExt;
+            let mut c = Command::new(target_dir().join("release/examples/demo"));
+            c.env("WOTGATE_BIN", wotgate).env("RUST_LIB_BACKTRACE", "0");
+            if keep {
+                c.arg("--keep");
+            }
+            let e = c.exec();
+            bail!("cannot run the demo: {e}")
         }
+        Cmd::Deb => deb::deb().map(|_| ()),
         Cmd::BuildAndAttach {
             iface,
             xdp_mode,
@@ -215,6 +249,10 @@ fn main() -> Result<()> {
                     setup::require_root("BPF_PROG_TEST_RUN")?;
                     ("integration-tests", "bench_xdp")
                 }
+                "flood" => {
+                    setup::require_root("the flood runs XDP on a veth pair in namespaces")?;
+                    ("integration-tests", "bench_flood")
+                }
                 "wot" => ("gate-userspace", "bench_wot"),
                 "plan" => ("gate-userspace", "bench_plan"),
                 "controller" => {
@@ -224,7 +262,7 @@ fn main() -> Result<()> {
                 "policy" => ("gate-userspace", "bench_policy"),
                 "webs" => ("gate-userspace", "bench_webs"),
                 other => {
-                    bail!("unknown benchmark {other:?}: xdp, wot, plan, controller, policy or webs")
+                    bail!("unknown benchmark {other:?}: xdp, flood, wot, plan, controller, policy or webs")
                 }
             };
             let mut args = vec![
@@ -244,6 +282,10 @@ fn main() -> Result<()> {
             if which == "controller" {
                 // The benchmark runs the daemon: the release binary, built first.
                 c.env("WOTGATE_BIN", build_release()?);
+            } else if which == "flood" {
+                // It loads and attaches through the release binary, found
+                // beside the example.
+                build_release()?;
             }
             run(c)
         }

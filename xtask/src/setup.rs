@@ -30,8 +30,14 @@ const PACKAGES: &[(&str, &str)] = &[
     // so the package's scripts neither configure nor start it; the tests run
     // without that file), and on machines without an init system (like this
     // project's) nothing starts services anyway.
-    ("postfix", "the real MTA of the Postfix policy tests"),
-    ("swaks", "the SMTP client of the Postfix policy tests"),
+    (
+        "postfix",
+        "the real MTA of the Postfix policy tests and the demo",
+    ),
+    (
+        "swaks",
+        "the SMTP client of the Postfix policy tests and the demo",
+    ),
     // Recommended by swaks, so not pulled in with --no-install-recommends:
     // without them swaks can do neither STARTTLS nor IPv6.
     ("libnet-ssleay-perl", "STARTTLS in swaks"),
@@ -40,6 +46,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "openssl",
         "the Postfix tests compute a client key's SPKI fingerprint independently",
     ),
+    // The package test (tests/tests/package.rs).
+    ("lintian", "checks the Debian package"),
+    ("groff-base", "the package test renders every man page"),
+    ("systemd", "systemd-analyze verifies the packaged unit"),
 ];
 
 /// Only for `cargo xtask bench wot` (a large download the tests do not need).
@@ -59,6 +69,35 @@ pub const BENCH_POLICY_PACKAGES: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Only for `cargo xtask deb` (and `test`, which checks the package): the
+/// Debian package builder, pinned like bpf-linker.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// Installs cargo-deb when it is missing or another version.
+pub fn ensure_cargo_deb() -> Result<()> {
+    let ok = Command::new(cargo_bin().join("cargo-deb"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION))
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION}");
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "install",
+            "--locked",
+            &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+        ])
+        .status()
+        .context("running cargo install cargo-deb")?;
+    if !st.success() {
+        bail!("cargo install cargo-deb failed");
+    }
+    Ok(())
+}
 
 pub fn cargo_bin() -> PathBuf {
     let home = std::env::var_os("CARGO_HOME")

@@ -1,16 +1,20 @@
 //! `wotgate doctor`'s judgement of a Postfix configuration against ours: what
 //! stands between this host and a correct roll-out, each with the line to change.
 //!
-//! Pure: the caller passes `postconf`'s parameters (defaults included) and
-//! the text of the `header_checks` tables; nothing here runs Postfix.
+//! Pure: the caller passes `postconf`'s parameters (defaults included), the
+//! text of the `header_checks` tables and, for the gate check (`gate`), the
+//! host's interfaces and the gate's attachments; nothing here runs Postfix.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::model::config::{Config, TlsAead};
 
+mod gate;
+pub use gate::{diagnose_gate, HostInterface};
+
 /// One check's outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub check: &'static str,
     pub ok: bool,

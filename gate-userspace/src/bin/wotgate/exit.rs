@@ -10,7 +10,8 @@ pub const ERROR: u8 = 1;
 #[allow(dead_code)]
 pub const USAGE: u8 = 2;
 /// The command ran, and a verdict was negative: a statement rejected, a key
-/// not trusted, a body malformed.
+/// not trusted, a body malformed, something to fix (`doctor`), the daemon
+/// down or the kernel not equal to the plan (`status`).
 pub const NEGATIVE: u8 = 3;
 /// The command ran, but some of its input could not be used: `replay`
 /// skipped records it could not run (each is named on standard error).
@@ -21,7 +22,7 @@ pub const TABLE: &str = "Exit codes:
   0  done; every verdict positive
   1  error: the command could not do what was asked
   2  usage: the command line was wrong
-  3  negative verdict: a statement rejected, a key or address not trusted
+  3  negative verdict: a statement rejected, a key or address not trusted, something to fix (doctor), the daemon down or the kernel not equal to the plan (status)
   4  partial: the command ran, but skipped input it could not use (replay)";
 
 pub fn code(ok: bool) -> ExitCode {

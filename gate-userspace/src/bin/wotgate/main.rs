@@ -22,6 +22,7 @@ mod args;
 mod commands;
 mod exit;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 
@@ -33,7 +34,7 @@ use commands::*;
 #[command(name = "wotgate", version, about, after_help = exit::TABLE)]
 struct Cli {
     /// Directory in bpffs where the gate's maps, program and links are
-    /// pinned; used by attach, detach, prefixes, inspect, check, replay and
+    /// pinned; used by attach, upgrade, detach, prefixes, inspect, check, replay and
     /// plan (run, reload and status use the configuration's gate.pin_directory).
     #[arg(long, env = "WOTGATE_PIN_DIR", default_value = wotgate::gate::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
@@ -49,6 +50,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Attach(attach::Attach),
+    Upgrade(upgrade::Upgrade),
     Detach(detach::Detach),
     Purge(purge::Purge),
     /// Manage the trusted set.
@@ -73,6 +75,8 @@ enum Command {
     /// Check the controller's configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    #[command(hide = true)]
+    Generate(generate::Generate),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +125,7 @@ fn main() -> std::process::ExitCode {
     let pin = cli.pin_dir.as_path();
     let result = match cli.command {
         Command::Attach(c) => c.run(pin),
+        Command::Upgrade(c) => c.run(pin),
         Command::Detach(c) => c.run(pin),
         Command::Purge(c) => c.run(pin),
         Command::Prefixes(c) => c.run(pin),
@@ -141,6 +146,7 @@ fn main() -> std::process::ExitCode {
         Command::Statement(Statement::Sign(c)) => c.run(),
         Command::Statement(Statement::Verify(c)) => c.run(),
         Command::Statement(Statement::Show(c)) => c.run(),
+        Command::Generate(c) => c.run(<Cli as clap::CommandFactory>::command()),
     };
     let result = result.and_then(|code| output::flush().map(|_| code).map_err(Into::into));
     match result {

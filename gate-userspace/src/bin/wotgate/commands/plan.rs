@@ -56,7 +56,12 @@ impl PlanCmd {
         let cfg = Config::load(&self.config)?;
         let at = self.at;
         let policy = StandardPolicy::new();
-        let prepared = prepare_from_config(&cfg, &policy, at)?;
+        let spinner = crate::progress::Spinner::start(
+            "building the plan (keyrings, web of trust, statements)",
+        );
+        let prepared = prepare_from_config(&cfg, &policy, at);
+        drop(spinner);
+        let prepared = prepared?;
         for w in &prepared.problems {
             errln!("wotgate: warning: {w}");
         }

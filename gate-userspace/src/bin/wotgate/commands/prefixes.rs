@@ -37,8 +37,13 @@ File format, one entry per line (# comments):
     /// Print the active set in prefix-file format.
     #[command(after_help = "Examples:
   wotgate prefixes show
-  wotgate prefixes show > backup.prefixes   # reload later with prefixes load")]
-    Show,
+  wotgate prefixes show > backup.prefixes   # reload later with prefixes load
+  wotgate prefixes show --json | jq length")]
+    Show {
+        /// Print the entries (prefix, verdict, label) as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Prefixes {
@@ -74,10 +79,15 @@ impl Prefixes {
                     );
                 }
             }
-            Prefixes::Show => {
+            Prefixes::Show { json } => {
                 // Read in one generation, without the lock; printed after.
                 let set = Gate::open(pin_dir)?.active_set()?;
-                out!("{}", set.to_file_text());
+                if json {
+                    let entries: Vec<_> = set.iter().collect();
+                    outln!("{}", serde_json::to_string_pretty(&entries)?);
+                } else {
+                    out!("{}", set.to_file_text());
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -55,8 +55,10 @@ impl Replay {
         if self.json {
             out!("{{\n  \"packets\": [");
         }
+        let counter = crate::progress::Spinner::counter("replaying packets");
         for r in replay {
             let r = r.with_context(|| format!("replaying {}", self.file.display()))?;
+            counter.inc();
             match r.result {
                 Ok(o) => {
                     *totals.entry(o.reason.name()).or_default() += 1;
@@ -81,11 +83,13 @@ impl Replay {
                         outln!("{:6} {:4} skip  {why}", r.record, r.len);
                     }
                     if skipped <= LISTED_SKIPS {
-                        errln!(
-                            "wotgate: {}: record {} skipped: {why}",
-                            self.file.display(),
-                            r.record
-                        );
+                        counter.suspend(|| {
+                            errln!(
+                                "wotgate: {}: record {} skipped: {why}",
+                                self.file.display(),
+                                r.record
+                            )
+                        });
                         listed.push(SkipRow {
                             record: r.record,
                             len: r.len,

@@ -13,11 +13,15 @@ use crate::exit;
 
 /// Print a statement's body and signer without judging trust.
 #[derive(Args)]
-#[command(after_help = "Example:
-  wotgate statement show example.org.asc")]
+#[command(after_help = "Examples:
+  wotgate statement show example.org.asc
+  wotgate statement show example.org.asc --json | jq .statement.prefixes")]
 pub struct Show {
     /// A signed statement (armoured).
     statement: PathBuf,
+    /// Print the issuers and the parsed statement (or why it is malformed) as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 impl Show {
@@ -28,6 +32,18 @@ impl Show {
             .bytes;
         let (body, issuers) = signed::peek(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.statement.display()))?;
+        if self.json {
+            let parsed = Statement::parse(&body);
+            let v = serde_json::json!({
+                "file": self.statement.display().to_string(),
+                "issuers": issuers,
+                "signature_checked": false,
+                "statement": parsed.as_ref().ok(),
+                "malformed": parsed.as_ref().err().map(|e| e.to_string()),
+            });
+            outln!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(exit::code(parsed.is_ok()));
+        }
         println!(
             "# signed by issuer {} (signature NOT checked: use `wotgate statement verify`)",
             issuers.join(", ")

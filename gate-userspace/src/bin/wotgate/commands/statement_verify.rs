@@ -20,7 +20,8 @@ use crate::exit;
 #[derive(Args)]
 #[command(after_help = "Examples:
   wotgate statement verify --config /etc/wotgate/wotgate.toml example.org.asc
-  wotgate statement verify --keyring keys.pgp --root 0123...CDEF --depth 1 *.asc")]
+  wotgate statement verify --keyring keys.pgp --root 0123...CDEF --depth 1 *.asc
+  wotgate statement verify --config /etc/wotgate/wotgate.toml --json *.asc | jq '.[] | select(.accepted == null)'")]
 pub struct Verify {
     /// Signed statements (armoured).
     #[arg(required = true)]
@@ -29,6 +30,40 @@ pub struct Verify {
     trust: TrustArgs,
     #[command(flatten)]
     rules: RuleArgs,
+    /// Print one JSON object per file: the checks passed, and either
+    /// `accepted` (the statement, signer, depth, role) or `rejected`
+    /// (rule and detail).
+    #[arg(long)]
+    json: bool,
+}
+
+/// A rejection as `--json` shows it.
+#[derive(serde::Serialize)]
+struct Rejected {
+    domain: Option<String>,
+    signer: Option<String>,
+    rule: String,
+    detail: String,
+}
+
+impl From<&Rejection> for Rejected {
+    fn from(r: &Rejection) -> Rejected {
+        Rejected {
+            domain: r.domain.clone(),
+            signer: r.signer.clone(),
+            rule: r.rule.to_string(),
+            detail: r.detail.clone(),
+        }
+    }
+}
+
+/// One file's verdict as `--json` shows it.
+#[derive(serde::Serialize)]
+struct FileVerdict<'a> {
+    file: String,
+    checks: &'a [String],
+    accepted: Option<&'a wotgate::statement::Accepted>,
+    rejected: Option<Rejected>,
 }
 
 impl Verify {
@@ -36,11 +71,14 @@ impl Verify {
         let trust = self.trust.resolve()?;
         let (rules, state_dir) = self.rules.resolve(trust.config.as_ref())?;
         let policy = StandardPolicy::new();
+        let spinner = crate::progress::Spinner::start("reading keyrings");
         let (keyring, problems) = Keyring::load(&trust.keyrings);
+        spinner.set("evaluating the web of trust");
+        let (view, warnings) = WotView::evaluate(keyring, &trust.settings, &policy);
+        drop(spinner);
         for p in &problems {
             eprintln!("wotgate: warning: {p}");
         }
-        let (view, warnings) = WotView::evaluate(keyring, &trust.settings, &policy);
         for w in &warnings {
             eprintln!("wotgate: warning: {w}");
         }
@@ -56,6 +94,7 @@ impl Verify {
             state: &state,
         };
         let mut all_ok = true;
+        let mut json = Vec::new();
         for path in &self.statements {
             let file = path.display().to_string();
             let bytes = match read_bounded(path, rules.max_size) {
@@ -69,11 +108,30 @@ impl Verify {
                         rule: Rule::Unreadable,
                         detail: e.detail(),
                     };
-                    println!("{r}");
+                    if self.json {
+                        json.push(serde_json::to_value(FileVerdict {
+                            file: r.file.clone(),
+                            checks: &[],
+                            accepted: None,
+                            rejected: Some((&r).into()),
+                        })?);
+                    } else {
+                        outln!("{r}");
+                    }
                     continue;
                 }
             };
             let j = acceptor.judge(&file, &bytes);
+            all_ok &= j.result.is_ok();
+            if self.json {
+                json.push(serde_json::to_value(FileVerdict {
+                    file: j.file.clone(),
+                    checks: &j.explanation,
+                    accepted: j.result.as_ref().ok(),
+                    rejected: j.result.as_ref().err().map(Into::into),
+                })?);
+                continue;
+            }
             for line in &j.explanation {
                 println!("{}: ok: {line}", j.file);
             }
@@ -88,11 +146,11 @@ impl Verify {
                     },
                     a.statement.prefixes.len()
                 ),
-                Err(r) => {
-                    all_ok = false;
-                    println!("{r}");
-                }
+                Err(r) => println!("{r}"),
             }
+        }
+        if self.json {
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         }
         Ok(exit::code(all_ok))
     }

@@ -67,14 +67,20 @@ pub fn evaluate(
             })
         }
     };
+    let spinner = crate::progress::Spinner::start("reading keyrings");
     let (ring, problems) = Keyring::load(&trust.keyrings);
+    spinner.set(&format!(
+        "evaluating the web of trust ({} certificates)",
+        ring.len()
+    ));
+    let report = wot::evaluate(&ring, &trust.settings, &StandardPolicy::new());
+    drop(spinner);
     for p in &problems {
         errln!("wotgate: warning: {p}");
     }
     if ring.is_empty() {
         bail!("no certificate could be loaded from {:?}", trust.keyrings);
     }
-    let report = wot::evaluate(&ring, &trust.settings, &StandardPolicy::new());
     for r in &report.missing_roots {
         errln!("wotgate: warning: root {r} is not in the keyring");
     }
