@@ -388,6 +388,30 @@ fn the_daemon_fetches_the_web_of_trust_from_the_participants() {
     );
     assert!(env.requested("alpha.example/.well-known/wotgate/certified.pgp"));
     assert!(env.requested("beta.example/.well-known/wotgate/statement.asc"));
+    // `trust explain --config` judges what the daemon judged: beta's key
+    // exists only in alpha's fetched certified.pgp (the local keyring holds
+    // ours alone), and it is found, trusted at depth 2.
+    let out = wotgate(
+        &env.pair.server,
+        &[
+            "trust",
+            "explain",
+            "--config",
+            env.config.to_str().unwrap(),
+            "--json",
+            "beta.example",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "trust explain: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(found[0]["fingerprint"], fpr(&beta), "{found:#}");
+    assert_eq!(found[0]["status"], "trusted", "{found:#}");
+    assert_eq!(found[0]["depth"], 2, "{found:#}");
     assert!(
         !env.requested("beta.example/.well-known/wotgate/certified.pgp"),
         "{:#?}",

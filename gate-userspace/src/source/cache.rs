@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::wellknown::{Domain, SourceKind};
+use super::Named;
 
 const MAGIC: &str = "wotgate-cache 1 ";
 /// Longest header line (magic, seconds, URL).
@@ -172,6 +173,41 @@ impl Cache {
         }))
     }
 
+    /// Every participant's copy of `kind`, named by the URL it came from:
+    /// what the daemon fetched last (`trust explain --config` adds the
+    /// fetched keys to the local keyrings). No cache yet is no copies.
+    pub fn all(&self, kind: SourceKind) -> (Vec<Named>, Vec<CacheError>) {
+        let (mut found, mut problems) = (Vec::new(), Vec::new());
+        let dirs = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (found, problems),
+            Err(error) => {
+                problems.push(CacheError::Io {
+                    path: self.dir.clone(),
+                    step: "list",
+                    error,
+                });
+                return (found, problems);
+            }
+            Ok(d) => d,
+        };
+        let mut domains: Vec<Domain> = dirs
+            .filter_map(|d| d.ok())
+            .filter_map(|d| Domain::parse(d.file_name().to_str()?).ok())
+            .collect();
+        domains.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        for d in domains {
+            match self.load(&d, kind) {
+                Ok(Some(e)) => found.push(Named {
+                    origin: format!("{} (cached from {})", self.path(&d, kind).display(), e.url),
+                    bytes: e.bytes,
+                }),
+                Ok(None) => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        (found, problems)
+    }
+
     /// Forgets the copy (the participant no longer publishes it).
     pub fn remove(&self, domain: &Domain, kind: SourceKind) -> Result<(), CacheError> {
         let path = self.path(domain, kind);
@@ -240,6 +276,37 @@ mod tests {
         c.remove(&d, SourceKind::Wkd).unwrap();
         c.remove(&d, SourceKind::Wkd).unwrap();
         assert_eq!(c.load(&d, SourceKind::Wkd).unwrap(), None);
+        let _ = std::fs::remove_dir_all(&state);
+    }
+
+    #[test]
+    fn all_lists_every_domain_and_reports_damaged_copies() {
+        let state = temp("all");
+        let c = Cache::new(&state, 1000);
+        assert_eq!(c.all(SourceKind::Wkd).0, Vec::new());
+        for (dom, body) in [("beta.example", b"B".as_slice()), ("alpha.example", b"A")] {
+            let d = Domain::parse(dom).unwrap();
+            c.store(&d, SourceKind::Wkd, "https://x/", UNIX_EPOCH, body)
+                .unwrap();
+        }
+        let d = Domain::parse("gamma.example").unwrap();
+        std::fs::create_dir_all(c.path(&d, SourceKind::Wkd).parent().unwrap()).unwrap();
+        std::fs::write(c.path(&d, SourceKind::Wkd), b"junk").unwrap();
+        let (found, problems) = c.all(SourceKind::Wkd);
+        let bodies: Vec<&[u8]> = found.iter().map(|n| n.bytes.as_slice()).collect();
+        assert_eq!(bodies, [b"A".as_slice(), b"B"]);
+        assert!(
+            found[0].origin.contains("alpha.example"),
+            "{}",
+            found[0].origin
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].to_string().contains("gamma.example"),
+            "{}",
+            problems[0]
+        );
+        assert!(c.all(SourceKind::Certified).0.is_empty());
         let _ = std::fs::remove_dir_all(&state);
     }
 

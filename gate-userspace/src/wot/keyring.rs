@@ -107,6 +107,16 @@ impl Keyring {
         (ring, problems)
     }
 
+    /// [`Keyring::load`] plus certificates from other sources (fetched
+    /// copies), merged by fingerprint.
+    pub fn load_with(paths: &[PathBuf], more: Vec<Named>) -> (Keyring, Vec<LoadProblem>) {
+        let (mut read, errors) = read_keyrings(paths);
+        read.extend(more);
+        let (ring, mut problems) = Keyring::parse(&read);
+        problems.extend(errors.into_iter().map(LoadProblem::Read));
+        (ring, problems)
+    }
+
     /// Parses and merges certificates from named bytes (binary or armoured
     /// keyrings, from any source). Problems are returned, not fatal.
     pub fn parse(sources: &[Named]) -> (Keyring, Vec<LoadProblem>) {

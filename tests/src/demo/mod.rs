@@ -175,7 +175,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         "first plan loaded: {} gate entries",
         v["gate"]["entries"].as_u64().unwrap_or(0)
     ));
-    let explain_config = explain_config(&wdir, &config)?;
 
     let d = site.daemon.as_ref().expect("daemon");
     let ctx = Ctx {
@@ -194,7 +193,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         ctx.address("bob")
     ));
     for case in cases::first_round() {
-        play(&out, &ctx, &case, &explain_config, &names, &mut outcome)?;
+        play(&out, &ctx, &case, &config, &names, &mut outcome)?;
     }
 
     out.title("What the MX says about itself");
@@ -211,12 +210,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         "reloaded: {} gate entries",
         v["gate"]["entries"].as_u64().unwrap_or(0)
     ));
-    explain_config_refresh(&wdir)?;
     play(
         &out,
         &ctx,
         &cases::after_reload(),
-        &explain_config,
+        &config,
         &names,
         &mut outcome,
     )?;
@@ -253,7 +251,9 @@ fn play(
     out: &Out,
     ctx: &Ctx,
     case: &Case,
-    explain_config: &Path,
+    // The daemon's own configuration: `trust explain --config` adds the keys
+    // the daemon fetched (its cache), so it sees what the daemon judged.
+    config: &Path,
     names: &Names,
     outcome: &mut Outcome,
 ) -> Result<()> {
@@ -279,12 +279,7 @@ fn play(
         }
     }
     for (query, recipient) in &case.explain {
-        let mut args = vec![
-            "trust",
-            "explain",
-            "--config",
-            explain_config.to_str().unwrap(),
-        ];
+        let mut args = vec!["trust", "explain", "--config", config.to_str().unwrap()];
         let addr;
         if let Some(r) = recipient {
             addr = ctx.address(r);
@@ -381,29 +376,6 @@ fn keep(out: &Out, site: &Running, config: &Path, pin: &Path) -> Result<()> {
     while !interrupted() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    Ok(())
-}
-
-/// A copy of the daemon's configuration whose keyrings add what the daemon
-/// fetched, for `trust explain` (which reads local keyrings only).
-fn explain_config(dir: &Path, config: &Path) -> Result<PathBuf> {
-    explain_config_refresh(dir)?;
-    let mut cfg: toml::Table = std::fs::read_to_string(config)?.parse()?;
-    let trust = cfg
-        .get_mut("trust")
-        .and_then(|t| t.as_table_mut())
-        .context("[trust]")?;
-    trust.insert(
-        "keyrings".into(),
-        toml::Value::Array(vec!["keyring.pgp".into(), "fetched".into()]),
-    );
-    let path = dir.join("explain.toml");
-    std::fs::write(&path, toml::to_string(&cfg)?)?;
-    Ok(path)
-}
-
-fn explain_config_refresh(dir: &Path) -> Result<()> {
-    mx::export_fetched_keys(&dir.join("state"), &dir.join("fetched"))?;
     Ok(())
 }
 

@@ -209,28 +209,3 @@ pub fn gate_packets(text: &str, reason: &str) -> f64 {
         &format!("wotgate_gate_packets_total{{reason=\"{reason}\"}}"),
     )
 }
-
-/// Copies the daemon's cache of fetched keys (`state/cache/DOMAIN/wkd`
-/// and `certified`, a header line then the body) to `out/DOMAIN-KIND.pgp`,
-/// so `trust explain` can see what the daemon fetched.
-pub fn export_fetched_keys(state: &Path, out: &Path) -> Result<usize> {
-    let _ = std::fs::remove_dir_all(out);
-    std::fs::create_dir_all(out)?;
-    let mut n = 0;
-    let cache = state.join("cache");
-    for dom in std::fs::read_dir(&cache).with_context(|| format!("{}", cache.display()))? {
-        let dom = dom?;
-        for kind in ["wkd", "certified"] {
-            let Ok(bytes) = std::fs::read(dom.path().join(kind)) else {
-                continue;
-            };
-            let Some(nl) = bytes.iter().position(|b| *b == b'\n') else {
-                continue;
-            };
-            let name = format!("{}-{kind}.pgp", dom.file_name().to_string_lossy());
-            std::fs::write(out.join(name), &bytes[nl + 1..])?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}

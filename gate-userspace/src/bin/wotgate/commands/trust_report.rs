@@ -6,6 +6,8 @@ use sequoia_openpgp::policy::StandardPolicy;
 use serde_json::{json, Value};
 use wotgate::model::config::{Recipient, RecipientWeb};
 use wotgate::model::time::format_time;
+use wotgate::source::cache::Cache;
+use wotgate::source::wellknown::SourceKind;
 use wotgate::wot::{self, EdgeKind, KeyStatus, KeyTrust, Keyring, TrustReport};
 
 use crate::args::{RecipientArg, TrustArgs};
@@ -68,7 +70,22 @@ pub fn evaluate(
         }
     };
     let spinner = crate::progress::Spinner::start("reading keyrings");
-    let (ring, problems) = Keyring::load(&trust.keyrings);
+    // With --config, also the keys the daemon fetched (its cache in the
+    // state directory), so the answer matches what the daemon judged.
+    let mut fetched = Vec::new();
+    let mut cache_problems = Vec::new();
+    if let Some(config) = &trust.config {
+        let cache = Cache::new(
+            &config.state_directory,
+            config.sources.fetch.max_response_bytes,
+        );
+        for kind in [SourceKind::Wkd, SourceKind::Certified] {
+            let (found, problems) = cache.all(kind);
+            fetched.extend(found);
+            cache_problems.extend(problems);
+        }
+    }
+    let (ring, problems) = Keyring::load_with(&trust.keyrings, fetched);
     spinner.set(&format!(
         "evaluating the web of trust ({} certificates)",
         ring.len()
@@ -76,6 +93,9 @@ pub fn evaluate(
     let report = wot::evaluate(&ring, &trust.settings, &StandardPolicy::new());
     drop(spinner);
     for p in &problems {
+        errln!("wotgate: warning: {p}");
+    }
+    for p in &cache_problems {
         errln!("wotgate: warning: {p}");
     }
     if ring.is_empty() {
