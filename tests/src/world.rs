@@ -329,6 +329,16 @@ impl World {
             .expect("read examples/wotgate.toml")
             .parse()
             .expect("examples/wotgate.toml is TOML");
+        // The example ships observe mode for a roll-out; the tests start
+        // from the built-in default (enforce) and say when they observe.
+        for section in ["gate", "policy"] {
+            let table = cfg
+                .get_mut(section)
+                .and_then(toml::Value::as_table_mut)
+                .unwrap_or_else(|| panic!("examples/wotgate.toml has no [{section}]"));
+            assert_eq!(table.get("mode").and_then(|m| m.as_str()), Some("observe"));
+            table.insert("mode".into(), "enforce".into());
+        }
         let ours: toml::Table = std::fs::read_to_string(&self.config)
             .unwrap()
             .parse()

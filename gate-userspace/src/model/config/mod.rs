@@ -443,7 +443,13 @@ mod tests {
         let c = parse(text).unwrap();
         assert_eq!(c.gate.interfaces, ["eth0"]);
         assert_eq!(c.gate.pin_directory, PathBuf::from(DEFAULT_PIN_DIRECTORY));
-        assert!(!c.gate.observe && !c.gate.detach_on_stop);
+        // Shipped in observe mode for the roll-out (marked there); the
+        // built-in default enforces.
+        assert!(c.gate.observe && !c.gate.detach_on_stop);
+        assert!(!parse(&text.replace("mode = \"observe\"", "mode = \"enforce\""))
+            .unwrap()
+            .gate
+            .observe);
         assert_eq!(c.daemon.refresh_interval, DEFAULT_REFRESH_INTERVAL);
         assert_eq!(c.daemon.max_plan_age, DEFAULT_MAX_PLAN_AGE);
         assert_eq!(c.daemon.startup, StartupPolicy::Observe);
@@ -467,7 +473,13 @@ mod tests {
         ] {
             assert!(text.contains(section), "{section}");
         }
-        assert_eq!(c.policy, PolicySection::default());
+        assert_eq!(
+            c.policy,
+            PolicySection {
+                mode: PolicyMode::Observe,
+                ..PolicySection::default()
+            }
+        );
         assert_eq!(c.max_recipient_webs, DEFAULT_MAX_RECIPIENT_WEBS);
         // The commented recipient's file is valid as shown.
         let (_, rest) = text
