@@ -30,23 +30,37 @@ pub mod maps {
     pub const TRUST: [&str; 2] = ["WG_TRUST_0", "WG_TRUST_1"];
     pub const LABELS: [&str; 2] = ["WG_LABELS_0", "WG_LABELS_1"];
     pub const META: &str = "WG_META";
-    pub const PROTECT: &str = "WG_PROTECT";
+    /// Protected destinations, one trie per settings slot.
+    pub const PROTECT: [&str; 2] = ["WG_PROTECT_0", "WG_PROTECT_1"];
     pub const COUNTERS: &str = "WG_COUNTERS";
     /// Every map, in the order `inspect` reports them.
-    pub const ALL: [&str; 9] = [
-        CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT, COUNTERS,
+    pub const ALL: [&str; 10] = [
+        CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT[0], PROTECT[1],
+        COUNTERS,
     ];
 }
 
 /// Name of the XDP program function in the object.
 pub const PROGRAM_NAME: &str = "wotgate";
 
+/// `WG_ACTIVE`, the one word the datapath reads first: bit 0 names the trie
+/// of the trusted set (`WG_TRUST_0` or `_1`), bit 1 the settings slot (the
+/// `WG_CONFIG` element and the `WG_PROTECT_0` or `_1` trie). User space
+/// writes the inactive half and flips its bit with one aligned store, so a
+/// packet sees the old set or the new one, the old settings or the new ones.
+pub const ACTIVE_TRIE: u32 = 1 << 0;
+pub const ACTIVE_SETTINGS: u32 = 1 << 1;
+/// `WG_CONFIG` elements: one per settings slot.
+pub const CONFIG_SLOTS: u32 = 2;
+
 /// `GateConfig::flags`: count would-be drops but pass everything.
 pub const FLAG_OBSERVE: u32 = 1 << 0;
-/// `GateConfig::flags`: only SYNs to destinations in `WG_PROTECT` are gated.
+/// `GateConfig::flags`: only SYNs to destinations in the slot's
+/// `WG_PROTECT_*` trie are gated.
 pub const FLAG_PROTECT_DST: u32 = 1 << 1;
 
-/// Global gate configuration, element 0 of the `WG_CONFIG` array.
+/// Gate-wide configuration, one element of the `WG_CONFIG` array per
+/// settings slot (`ACTIVE_SETTINGS` picks the one in force).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GateConfig {

@@ -13,17 +13,20 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use gate_common::{
-    Entry, GateConfig, Ipv6Bytes, Label, Meta, Reason, COUNTER_SLOTS, FLAG_OBSERVE,
-    FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS, MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES,
-    REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES, VERDICT_ALLOW,
+    Entry, GateConfig, Ipv6Bytes, Label, Meta, Reason, ACTIVE_SETTINGS, ACTIVE_TRIE, CONFIG_SLOTS,
+    COUNTER_SLOTS, FLAG_OBSERVE, FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS,
+    MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES, REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES,
+    VERDICT_ALLOW,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// One configuration per settings slot.
 #[map(name = "WG_CONFIG")]
-static WG_CONFIG: Array<GateConfig> = Array::pinned(1, 0);
-/// Which trie (0 or 1) the datapath reads; flipped by user space after the
-/// other trie has been filled and checked.
+static WG_CONFIG: Array<GateConfig> = Array::pinned(CONFIG_SLOTS, 0);
+/// Which trie (bit 0) and which settings slot (bit 1) the datapath reads;
+/// a bit is flipped by user space after the inactive half has been written
+/// (and, for the trie, checked).
 #[map(name = "WG_ACTIVE")]
 static WG_ACTIVE: Array<u32> = Array::pinned(1, 0);
 #[map(name = "WG_TRUST_0")]
@@ -37,8 +40,11 @@ static WG_LABELS_0: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BP
 static WG_LABELS_1: HashMap<u32, Label> = HashMap::pinned(LABELS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 #[map(name = "WG_META")]
 static WG_META: Array<Meta> = Array::pinned(1, 0);
-#[map(name = "WG_PROTECT")]
-static WG_PROTECT: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
+/// Protected destinations, one trie per settings slot.
+#[map(name = "WG_PROTECT_0")]
+static WG_PROTECT_0: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
+#[map(name = "WG_PROTECT_1")]
+static WG_PROTECT_1: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
 #[map(name = "WG_COUNTERS")]
 static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 
@@ -82,9 +88,12 @@ const MAX_OFF: usize = 0x7000;
 
 #[xdp]
 pub fn wotgate(ctx: XdpContext) -> u32 {
-    // One config lookup per packet; no config means nothing is protected.
-    let (reason, observe) = match WG_CONFIG.get(0) {
-        Some(cfg) => (classify(&ctx, cfg), cfg.flags & FLAG_OBSERVE != 0),
+    // The selector, then the settings slot it names: one word read first,
+    // so a packet sees one settings slot and one trie, each complete.
+    let active = WG_ACTIVE.get(0).copied().unwrap_or(0);
+    let slot = ((active & ACTIVE_SETTINGS) != 0) as u32;
+    let (reason, observe) = match WG_CONFIG.get(slot) {
+        Some(cfg) => (classify(&ctx, cfg, active), cfg.flags & FLAG_OBSERVE != 0),
         None => (Reason::OtherPass, false),
     };
     let bank = if ctx.ingress_ifindex() as u32 == TEST_RUN_IFINDEX {
@@ -147,7 +156,7 @@ impl Hdr {
 }
 
 #[inline(always)]
-fn classify(ctx: &XdpContext, cfg: &GateConfig) -> Reason {
+fn classify(ctx: &XdpContext, cfg: &GateConfig, active: u32) -> Reason {
     let mut ethertype = match hdr::<ETH_HLEN>(ctx, 0) {
         Some(h) => h.be16(ETH_TYPE_OFF),
         None => return Reason::OtherPass,
@@ -164,7 +173,7 @@ fn classify(ctx: &XdpContext, cfg: &GateConfig) -> Reason {
         off += VLAN_HLEN;
     }
     match ethertype {
-        ETH_P_IPV6 => ipv6(ctx, cfg, off).unwrap_or(Reason::OtherPass),
+        ETH_P_IPV6 => ipv6(ctx, cfg, active, off).unwrap_or(Reason::OtherPass),
         ETH_P_IP => ipv4(ctx, cfg, off).unwrap_or(Reason::OtherPass),
         _ => Reason::OtherPass,
     }
@@ -193,17 +202,21 @@ fn ipv4(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<Reason> {
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<Reason> {
+fn ipv6(ctx: &XdpContext, cfg: &GateConfig, active: u32, off: usize) -> Option<Reason> {
     let ip = hdr::<IPV6_HLEN>(ctx, off)?;
     if ip.u8(0) >> 4 != 6 {
         return Some(Reason::OtherPass);
     }
-    if cfg.flags & FLAG_PROTECT_DST != 0
-        && WG_PROTECT
-            .get(&Key::new(128, ip.addr(IPV6_DST_OFF)))
-            .is_none()
-    {
-        return Some(Reason::OtherPass);
+    if cfg.flags & FLAG_PROTECT_DST != 0 {
+        let dst = Key::new(128, ip.addr(IPV6_DST_OFF));
+        let protected = if active & ACTIVE_SETTINGS == 0 {
+            WG_PROTECT_0.get(&dst)
+        } else {
+            WG_PROTECT_1.get(&dst)
+        };
+        if protected.is_none() {
+            return Some(Reason::OtherPass);
+        }
     }
     let mut next = ip.u8(IPV6_NEXT_OFF);
     let mut off = off + IPV6_HLEN;
@@ -211,7 +224,7 @@ fn ipv6(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<Reason> {
     // MAX_EXT_HEADERS a further extension header is one too many.
     for i in 0..=MAX_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return tcp6(ctx, cfg, ip, off),
+            IPPROTO_TCP => return tcp6(ctx, cfg, active, ip, off),
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             }
             // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
@@ -255,14 +268,13 @@ fn is_gated_syn(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<bool> 
 }
 
 #[inline(always)]
-fn tcp6(ctx: &XdpContext, cfg: &GateConfig, ip: Hdr, off: usize) -> Option<Reason> {
+fn tcp6(ctx: &XdpContext, cfg: &GateConfig, active: u32, ip: Hdr, off: usize) -> Option<Reason> {
     if !is_gated_syn(ctx, cfg, off)? {
         return Some(Reason::OtherPass);
     }
     // The source is read only here, for SYNs to protected ports.
     let key = Key::new(128, ip.addr(IPV6_SRC_OFF));
-    let active = WG_ACTIVE.get(0).copied().unwrap_or(0);
-    let entry = if active & 1 == 0 {
+    let entry = if active & ACTIVE_TRIE == 0 {
         WG_TRUST_0.get(&key)
     } else {
         WG_TRUST_1.get(&key)

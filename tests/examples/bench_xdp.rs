@@ -256,7 +256,8 @@ impl OldSwap {
         if seen != set.len() {
             bail!("{seen} entries, {} wanted", set.len());
         }
-        self.active.set(0, target as u32, 0)?;
+        let word = self.active.get(&0, 0)?;
+        self.active.set(0, (word & !1) | target as u32, 0)?;
         Ok(t.elapsed().as_secs_f64())
     }
 }

@@ -142,12 +142,12 @@ pub enum GateError {
     Verify { trie: usize, problem: String },
     #[error("trie {trie} holds entries that do not form a set: {problem}")]
     Inconsistent { trie: usize, problem: String },
-    #[error("the gate pinned at {} was made by another wotgate version: its {map} holds {found}-byte records, this version needs {wanted}; nothing was read or changed. Remove it and attach again (wotgate detach --purge, then wotgate attach; the daemon reloads its last good plan at once)", dir.display())]
+    #[error("the gate pinned at {} was made by another wotgate version: its {map} holds {found}, this version needs {wanted}; nothing was read or changed. Remove it and attach again (wotgate detach --purge, then wotgate attach; the daemon reloads its last good plan at once)", dir.display())]
     PinLayout {
         dir: PathBuf,
         map: &'static str,
-        found: u32,
-        wanted: u32,
+        found: String,
+        wanted: String,
     },
     #[error("an update of the trusted set was interrupted (journal: {journal}) and the pair could not be repaired: {problem}; the active set is unchanged")]
     Repair { journal: String, problem: String },

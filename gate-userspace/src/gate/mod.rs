@@ -67,7 +67,8 @@ pub struct Gate {
     trust: [LpmTrie<MapData, Ipv6Bytes, Entry>; 2],
     labels: [HashMap<MapData, u32, Label>; 2],
     meta: Array<MapData, Meta>,
-    protect: LpmTrie<MapData, Ipv6Bytes, u32>,
+    /// Protected destinations, one trie per settings slot.
+    protect: [LpmTrie<MapData, Ipv6Bytes, u32>; 2],
     counters: PerCpuArray<MapData, u64>,
     /// Whether this handle holds the pin directory's lock now (a
     /// [`Locked`] is alive): its writers then do not take it again.
@@ -141,7 +142,10 @@ impl Gate {
             trust: [t0, t1],
             labels: [l0, l1],
             meta: open_map(&pin_dir, maps::META)?,
-            protect: open_map(&pin_dir, maps::PROTECT)?,
+            protect: [
+                open_map(&pin_dir, maps::PROTECT[0])?,
+                open_map(&pin_dir, maps::PROTECT[1])?,
+            ],
             counters: open_map(&pin_dir, maps::COUNTERS)?,
             pin_dir,
             locked: false,
@@ -163,16 +167,46 @@ impl Gate {
         Ok(Xdp::from_pin(&path, XdpAttachType::Interface)?)
     }
 
-    fn raw_config(&self) -> Result<GateConfig> {
-        self.config.get(&0, 0).map_err(read_err(maps::CONFIG))
+    fn active_word(&self) -> Result<u32> {
+        self.active.get(&0, 0).map_err(read_err(maps::ACTIVE))
     }
 
-    /// The gate-wide settings currently in force.
+    /// The settings slot in force (0 or 1).
+    fn settings_slot(&self) -> Result<usize> {
+        Ok(usize::from(
+            self.active_word()? & gate_common::ACTIVE_SETTINGS != 0,
+        ))
+    }
+
+    fn raw_config(&self) -> Result<GateConfig> {
+        let slot = self.settings_slot()? as u32;
+        self.config.get(&slot, 0).map_err(read_err(maps::CONFIG))
+    }
+
+    /// The gate-wide settings currently in force, read from one slot (read
+    /// again if a writer flipped the slot meanwhile).
     pub fn settings(&self) -> Result<Settings> {
-        let c = self.raw_config()?;
+        let mut slot = self.settings_slot()?;
+        for _ in 0..8 {
+            let s = self.read_settings(slot)?;
+            let now = self.settings_slot()?;
+            if now == slot {
+                return Ok(s);
+            }
+            slot = now;
+        }
+        // Still flipping: take the lock and read once more.
+        let _guard = self.hold()?;
+        self.read_settings(self.settings_slot()?)
+    }
+
+    fn read_settings(&self, slot: usize) -> Result<Settings> {
+        let c = self
+            .config
+            .get(&(slot as u32), 0)
+            .map_err(read_err(maps::CONFIG))?;
         let n = (c.nports as usize).min(gate_common::MAX_PORTS);
-        let mut protect: Vec<Ipv6Net> = self
-            .protect
+        let mut protect: Vec<Ipv6Net> = self.protect[slot]
             .keys()
             .filter_map(|k| k.ok())
             .filter_map(|k| Ipv6Net::new(k.data().into(), k.prefix_len() as u8).ok())
@@ -185,20 +219,34 @@ impl Gate {
         })
     }
 
-    /// Replaces the gate-wide settings. The protected-destination list is
-    /// written before the flag that enables it, and cleared after it is off.
+    /// Replaces the gate-wide settings atomically: the inactive settings
+    /// slot (its protected-destination trie, then its configuration) is
+    /// written whole, then the slot bit of the selector flips in one store,
+    /// so the datapath sees the old settings or the new ones, never a mix.
+    /// A writer killed before the flip leaves the settings in force as they
+    /// were; the next one rewrites the inactive slot from scratch.
     pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
         s.validate()?;
         let _guard = self.hold()?;
-        let upd = update_err(maps::PROTECT);
-        let old: Vec<_> = self.protect.keys().filter_map(|k| k.ok()).collect();
+        let word = self.active_word()?;
+        let next = usize::from(word & gate_common::ACTIVE_SETTINGS == 0);
+        let upd = update_err(maps::PROTECT[next]);
+        let old: Vec<_> = self.protect[next].keys().filter_map(|k| k.ok()).collect();
         let wanted: Vec<_> = s
             .protect
             .iter()
             .map(|n| aya::maps::lpm_trie::Key::new(n.prefix_len() as u32, n.network().octets()))
             .collect();
+        for k in old {
+            let keep = wanted
+                .iter()
+                .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data());
+            if !keep {
+                self.protect[next].remove(&k).map_err(upd)?;
+            }
+        }
         for k in &wanted {
-            self.protect.insert(k, 1, 0).map_err(upd)?;
+            self.protect[next].insert(k, 1, 0).map_err(upd)?;
         }
         let mut cfg = GateConfig {
             nports: s.ports.len() as u32,
@@ -212,16 +260,12 @@ impl Gate {
             cfg.flags |= gate_common::FLAG_PROTECT_DST;
         }
         self.config
-            .set(0, cfg, 0)
+            .set(next as u32, cfg, 0)
             .map_err(update_err(maps::CONFIG))?;
-        for k in old {
-            let keep = wanted
-                .iter()
-                .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data());
-            if !keep {
-                self.protect.remove(&k).map_err(upd)?;
-            }
-        }
+        swap::step_settings();
+        self.active
+            .set(0, word ^ gate_common::ACTIVE_SETTINGS, 0)
+            .map_err(update_err(maps::ACTIVE))?;
         Ok(())
     }
 
@@ -319,21 +363,28 @@ impl Drop for Locked<'_> {
 /// Refuses pins whose metadata record is not this version's: a gate pinned
 /// by an older wotgate keeps its old layout until it is purged.
 fn check_layout(pin_dir: &Path) -> Result<()> {
+    let info = |name: &'static str| {
+        let path = pin_dir.join(name);
+        MapInfo::from_pin(&path).map_err(|cause| GateError::Map { name, path, cause })
+    };
     let wanted = std::mem::size_of::<Meta>() as u32;
-    let path = pin_dir.join(maps::META);
-    let found = MapInfo::from_pin(&path)
-        .map_err(|cause| GateError::Map {
-            name: maps::META,
-            path: path.clone(),
-            cause,
-        })?
-        .value_size();
+    let found = info(maps::META)?.value_size();
     if found != wanted {
         return Err(GateError::PinLayout {
             dir: pin_dir.to_path_buf(),
             map: maps::META,
-            found,
-            wanted,
+            found: format!("{found}-byte records"),
+            wanted: format!("{wanted}-byte records"),
+        });
+    }
+    // Before the settings had two slots, WG_CONFIG had one element.
+    let found = info(maps::CONFIG)?.max_entries();
+    if found != gate_common::CONFIG_SLOTS {
+        return Err(GateError::PinLayout {
+            dir: pin_dir.to_path_buf(),
+            map: maps::CONFIG,
+            found: format!("{found} settings slot(s)"),
+            wanted: format!("{}", gate_common::CONFIG_SLOTS),
         });
     }
     Ok(())

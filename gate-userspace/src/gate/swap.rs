@@ -231,6 +231,14 @@ pub const KILL_AT_STEP_ENV: &str = "WOTGATE_TEST_KILL_AT_STEP";
 /// the journal's next phase recorded; 6 the selector flipped; 7 to 9 the
 /// same as 2 to 4 on the other trie; 10 the journal closed.
 pub const STEPS: u32 = 10;
+/// The step of a settings update (`Gate::set_settings`) between writing
+/// the inactive settings slot and flipping to it.
+pub const SETTINGS_STEP: u32 = 11;
+
+/// The kill point of a settings update (see [`SETTINGS_STEP`]).
+pub(crate) fn step_settings() {
+    step(SETTINGS_STEP);
+}
 
 fn step(k: u32) {
     static AT: OnceLock<Option<u32>> = OnceLock::new();
@@ -577,7 +585,7 @@ const OPTIMISTIC_READS: u32 = 3;
 impl Gate {
     /// Index (0 or 1) of the trie the datapath reads now.
     pub fn active_trie(&self) -> Result<usize> {
-        Ok((self.active.get(&0, 0).map_err(rd(maps::ACTIVE))? & 1) as usize)
+        Ok((self.active.get(&0, 0).map_err(rd(maps::ACTIVE))? & gate_common::ACTIVE_TRIE) as usize)
     }
 
     pub fn meta(&self) -> Result<Meta> {
@@ -1007,7 +1015,11 @@ impl Gate {
         meta.journal.target = a as u32;
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         step(5);
-        self.active.set(0, t as u32, 0).map_err(upd(maps::ACTIVE))?;
+        // The trie bit alone; the settings bit stays as it is (both are
+        // written only under the pin directory's lock, held here).
+        let word = self.active.get(&0, 0).map_err(rd(maps::ACTIVE))?;
+        let word = (word & !gate_common::ACTIVE_TRIE) | t as u32;
+        self.active.set(0, word, 0).map_err(upd(maps::ACTIVE))?;
         step(6);
         let enforce_time = start.elapsed();
 
