@@ -216,7 +216,7 @@ impl Daemon {
             }
         }
         d.save_status();
-        d.update_metrics();
+        d.update_metrics(|_| {});
         Ok(d)
     }
 
@@ -225,11 +225,14 @@ impl Daemon {
         self.metrics.clone()
     }
 
-    /// Copies the loaded plan and the mode into the metrics snapshot.
-    fn update_metrics(&self) {
+    /// Copies the loaded plan and the mode into the metrics snapshot, with
+    /// `more` in the same update, so a scrape never sees a refresh counted
+    /// without its plan.
+    fn update_metrics(&self, more: impl FnOnce(&mut metrics::Snapshot)) {
         let (plan, observing) = (self.status.loaded.clone(), self.waiting_for_first_plan);
         let max_age = self.cfg.daemon.max_plan_age;
         self.metrics.update(|s| {
+            more(s);
             s.plan = plan;
             s.observing = observing;
             s.max_plan_age = max_age;
@@ -355,15 +358,17 @@ impl Daemon {
             error: rec.error.clone(),
         };
         let unchanged = rec.unchanged;
-        self.metrics.update(|s| {
+        self.status.last_refresh = Some(rec);
+        self.schedule();
+        self.save_status();
+        // The refresh's count and its plan in one update, after the status
+        // file (a scrape between two updates saw refresh_total{ok} 1 and
+        // plan_entries 0).
+        self.update_metrics(|s| {
             s.record_refresh(last);
             s.safety_valve_refusals += u64::from(valve);
             s.refreshes_unchanged += u64::from(unchanged);
         });
-        self.status.last_refresh = Some(rec);
-        self.schedule();
-        self.save_status();
-        self.update_metrics();
     }
 
     fn try_refresh(
