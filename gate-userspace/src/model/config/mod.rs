@@ -446,10 +446,12 @@ mod tests {
         // Shipped in observe mode for the roll-out (marked there); the
         // built-in default enforces.
         assert!(c.gate.observe && !c.gate.detach_on_stop);
-        assert!(!parse(&text.replace("mode = \"observe\"", "mode = \"enforce\""))
-            .unwrap()
-            .gate
-            .observe);
+        assert!(
+            !parse(&text.replace("mode = \"observe\"", "mode = \"enforce\""))
+                .unwrap()
+                .gate
+                .observe
+        );
         assert_eq!(c.daemon.refresh_interval, DEFAULT_REFRESH_INTERVAL);
         assert_eq!(c.daemon.max_plan_age, DEFAULT_MAX_PLAN_AGE);
         assert_eq!(c.daemon.startup, StartupPolicy::Observe);
