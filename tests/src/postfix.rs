@@ -28,6 +28,13 @@ pub const POLICY_SOCKET: &str = "private/wotgate";
 /// short timeout so a hung test server costs 10 s, not Postfix's 100 s.
 pub const CHECK_POLICY: &str = "check_policy_service { unix:private/wotgate, timeout=10s }";
 
+/// The policy service as operators list it (README, "Postfix: main.cf and
+/// master.cf"), at RCPT (early rejection) and at DATA (the verdict and
+/// header, once per message). A value with blanks needs its own braces:
+/// `default_action=DEFER_IF_PERMIT 4.3.5 ...` bare makes every smtpd die
+/// with "malformed option: missing '='".
+pub const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, timeout=10s, { default_action = DEFER_IF_PERMIT 4.3.5 wotgate policy service unavailable } }";
+
 /// Fails loudly (never skips) when Postfix or swaks is missing.
 pub fn require_postfix() {
     // SAFETY: trivial libc call.

@@ -20,7 +20,7 @@ pub const MX_NAME: &str = "mx.example";
 
 /// The policy service at RCPT (each recipient in its own web) and at DATA
 /// (one verdict and header per message), as docs/recipients.md asks.
-const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, timeout=10s, { default_action = DEFER_IF_PERMIT 4.3.5 wotgate policy service unavailable } }";
+use crate::postfix::POLICY_SERVICE;
 
 /// Starts Postfix in the MX namespace, listening on both MX addresses (so
 /// an IPv4 SYN has somewhere to go: if it times out, the gate dropped it).

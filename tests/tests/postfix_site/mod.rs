@@ -32,11 +32,7 @@ pub const CLIENT_V4: &str = "192.0.2.2";
 pub const AUTHSERV_ID: &str = "mx.example";
 pub const POLICY_URL: &str = "https://mx.example/wotgate";
 
-/// The policy service as operators list it, at RCPT (early rejection) and
-/// at DATA (the verdict and header, once per message). A value with blanks
-/// needs its own braces: `default_action=DEFER_IF_PERMIT 4.3.5 ...` bare
-/// makes every smtpd die with "malformed option: missing '='".
-pub const POLICY_SERVICE: &str = "check_policy_service { unix:private/wotgate, timeout=10s, { default_action = DEFER_IF_PERMIT 4.3.5 wotgate policy service unavailable } }";
+pub use integration_tests::postfix::POLICY_SERVICE;
 
 /// The forged-header recipe (README, "Forged Authentication-Results
 /// headers"), as a `regexp:` table: the policy server PREPENDs under the
