@@ -274,6 +274,7 @@ fn snapshot(c: &Cast) -> TrustSnapshot {
         state: c.prepared.state.clone(),
         trusted_keys: 0,
         webs: Some(c.webs.clone()),
+        key_expiry: None,
     };
     TrustSnapshot::from_prepared(&prepared, None::<&PrefixSet>, at(T0))
 }

@@ -20,7 +20,7 @@ use crate::gate::{swap::LoadReport, Gate, GateError};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::settings::{AcceptRules, TestingPolicy};
-use crate::model::time::{format_time, Timestamp};
+use crate::model::time::{format_time, to_system_time, to_timestamp, Timestamp};
 use crate::plan::{Plan, PlanDiff, PlanError};
 use crate::source::{Gathered, Named, ReadError};
 use crate::statement::{state::StateError, Acceptor, Judgement, SerialState, TrustView, WotView};
@@ -71,6 +71,10 @@ pub struct Prepared {
     /// Every web's accepted statements when per-recipient webs are
     /// configured; `set` is then their union (`Webs::union_set`).
     pub webs: Option<Webs>,
+    /// The earliest expiry after the judging time of any key or subkey in
+    /// the keyring (it can end a signer's or an introducer's trust); `None`
+    /// when `prepare` was given a trust view without a keyring.
+    pub key_expiry: Option<SystemTime>,
 }
 
 /// What loading did.
@@ -131,6 +135,7 @@ pub fn prepare(
         state,
         trusted_keys: 0,
         webs: None,
+        key_expiry: None,
     })
 }
 
@@ -172,6 +177,7 @@ pub fn prepare_gathered_cached(
     let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, cache);
     problems.extend(missing);
     let trusted_keys = view.report.trusted_count();
+    let key_expiry = next_key_expiry(&view.keyring, policy, at);
     let state = SerialState::load(&cfg.state_directory).map_err(ApplyError::State)?;
     let prepared = prepare(
         &cfg.rules,
@@ -221,8 +227,25 @@ pub fn prepare_gathered_cached(
     Ok(Prepared {
         trusted_keys,
         webs,
+        key_expiry,
         ..prepared
     })
+}
+
+/// The earliest expiry after `at` of any primary key or subkey valid at `at`
+/// under `policy`, from the keyring already parsed for the judgement.
+fn next_key_expiry(ring: &Keyring, policy: &dyn Policy, at: SystemTime) -> Option<SystemTime> {
+    ring.certs()
+        .filter_map(|c| c.with_policy(policy, at).ok())
+        .flat_map(|vc| {
+            vc.keys()
+                .filter_map(|k| k.key_expiration_time())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| *t > at)
+        // Whole seconds, as every other time here.
+        .map(|t| to_system_time(to_timestamp(t)))
+        .min()
 }
 
 /// The per-recipient webs of the configuration, named, judged at `at`.
@@ -308,5 +331,42 @@ impl Prepared {
             unchanged,
             recorded,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use sequoia_openpgp::cert::CertBuilder;
+    use sequoia_openpgp::policy::StandardPolicy;
+
+    use super::*;
+
+    #[test]
+    fn the_next_key_expiry_is_the_earliest_one_still_ahead() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Duration::from_secs(86_400);
+        let cert = |uid: &str, days: Option<u32>| {
+            CertBuilder::general_purpose(Some(uid))
+                .set_creation_time(t0)
+                .set_validity_period(days.map(|d| day * d))
+                .generate()
+                .unwrap()
+                .0
+        };
+        let ring = Keyring::from_certs([
+            cert("<a@a.example>", Some(10)),
+            cert("<b@b.example>", Some(3)),
+            cert("<c@c.example>", None),
+        ]);
+        let p = StandardPolicy::new();
+        assert_eq!(next_key_expiry(&ring, &p, t0 + day), Some(t0 + day * 3));
+        // b has expired: a's expiry is next; then none is left.
+        assert_eq!(
+            next_key_expiry(&ring, &p, t0 + day * 5),
+            Some(t0 + day * 10)
+        );
+        assert_eq!(next_key_expiry(&ring, &p, t0 + day * 11), None);
     }
 }

@@ -10,10 +10,10 @@ use sequoia_openpgp::policy::Policy;
 use crate::apply::{prepare_gathered_cached, ApplyError, Prepared};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
-use crate::model::time::{to_system_time, to_timestamp};
+use crate::model::time::to_system_time;
 use crate::source::crawl::Crawler;
-use crate::source::{Gathered, Named};
-use crate::wot::{IntroducerMode, Keyring, TrustSettings, VerifyCache};
+use crate::source::Gathered;
+use crate::wot::{IntroducerMode, TrustSettings, VerifyCache};
 
 /// Why a plan could not be built; the current set stays.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,6 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
     let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
         .map_err(ApplyError::Statements)?;
     let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at)?;
-    let key_expiry = next_key_expiry(&gathered.keyrings, policy, at);
     // Certifications verified before (by this process or an earlier one)
     // are not verified again: the results live in the state directory.
     let (mut cache, why) = VerifyCache::load(&cfg.state_directory);
@@ -76,9 +75,13 @@ pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built,
         .map(|a| to_system_time(a.statement.not_after))
         .filter(|t| *t > at)
         .min();
+    let next_expiry = [statement_expiry, prepared.key_expiry]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(Built {
         prepared,
-        next_expiry: [statement_expiry, key_expiry].into_iter().flatten().min(),
+        next_expiry,
         fetch_notes,
         sources,
         trusted_keys,
@@ -179,25 +182,6 @@ pub fn merge_overrides(plan: &PrefixSet, overrides: &PrefixSet) -> PrefixSet {
         let _ = out.insert(e.clone());
     }
     out
-}
-
-/// The earliest expiry after `at` of any primary key or subkey valid at `at`
-/// under `policy` (a key's expiry can end a statement signer's or an
-/// introducer's trust). Parses the keyrings once more; problems were
-/// reported by the plan already.
-fn next_key_expiry(keyrings: &[Named], policy: &dyn Policy, at: SystemTime) -> Option<SystemTime> {
-    let (ring, _) = Keyring::parse(keyrings);
-    ring.certs()
-        .filter_map(|c| c.with_policy(policy, at).ok())
-        .flat_map(|vc| {
-            vc.keys()
-                .filter_map(|k| k.key_expiration_time())
-                .collect::<Vec<_>>()
-        })
-        .filter(|t| *t > at)
-        // Whole seconds, as every other time here.
-        .map(|t| to_system_time(to_timestamp(t)))
-        .min()
 }
 
 #[cfg(test)]
