@@ -103,18 +103,40 @@ pub fn read_text(path: &Path, limit: Limit) -> Result<String, ReadError> {
 /// (recursively, in name order), each file once however many links lead to
 /// it. What cannot be read is returned beside what could.
 pub fn read_keyrings(paths: &[PathBuf]) -> (Vec<Named>, Vec<ReadError>) {
+    let (files, mut errors) = keyring_files(paths);
+    let mut read = Vec::new();
+    for f in files {
+        match read_limited(&f, KEYRING_FILE) {
+            Ok(named) => read.push(named),
+            Err(e) => errors.push(e),
+        }
+    }
+    (read, errors)
+}
+
+/// The files [`read_keyrings`] reads, in the same order, not read yet.
+pub fn keyring_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<ReadError>) {
     let mut walk = Walk::default();
     for p in paths {
         walk.visit(p, true);
     }
-    let mut read = Vec::new();
-    for f in walk.files {
-        match read_limited(&f, KEYRING_FILE) {
-            Ok(named) => read.push(named),
-            Err(e) => walk.errors.push(e),
-        }
+    (walk.files, walk.errors)
+}
+
+/// Opens one of [`keyring_files`] (a regular file) for a streaming parser,
+/// bounded like [`read_keyrings`]: a file larger than [`KEYRING_FILE`] is an
+/// error naming it, and the reader never yields more than that limit.
+pub fn open_keyring(path: &Path) -> Result<std::io::Take<std::fs::File>, ReadError> {
+    let f = std::fs::File::open(path).map_err(io_error(path))?;
+    let len = f.metadata().map_err(io_error(path))?.len();
+    if len > KEYRING_FILE.bytes {
+        return Err(ReadError::TooLarge {
+            origin: path.display().to_string(),
+            limit: KEYRING_FILE.bytes,
+            what: KEYRING_FILE.what,
+        });
     }
-    (read, walk.errors)
+    Ok(f.take(KEYRING_FILE.bytes))
 }
 
 /// A directory walk that visits each directory and file once (by canonical

@@ -18,7 +18,7 @@ use sequoia_openpgp::serialize::MarshalInto;
 use sequoia_openpgp::types::SignatureType;
 use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
-use crate::source::local::read_keyrings;
+use crate::source::local::{keyring_files, open_keyring, read_limited, KEYRING_FILE};
 use crate::source::{Named, ReadError};
 
 /// A problem met while loading; what parsed is kept.
@@ -99,20 +99,46 @@ pub struct Keyring {
 
 impl Keyring {
     /// Loads every keyring file named and the keyring files inside every
-    /// directory named (see [`read_keyrings`]). Problems are returned, not fatal.
+    /// directory named (see [`crate::source::local::read_keyrings`]). Problems are returned, not fatal.
     pub fn load(paths: &[PathBuf]) -> (Keyring, Vec<LoadProblem>) {
-        let (read, errors) = read_keyrings(paths);
-        let (ring, mut problems) = Keyring::parse(&read);
-        problems.extend(errors.into_iter().map(LoadProblem::Read));
-        (ring, problems)
+        Keyring::load_with(paths, Vec::new())
     }
 
     /// [`Keyring::load`] plus certificates from other sources (fetched
-    /// copies), merged by fingerprint.
+    /// copies), merged by fingerprint. Files are parsed as they are read
+    /// (streaming), so a large keyring is never held whole in memory beside
+    /// its certificates.
     pub fn load_with(paths: &[PathBuf], more: Vec<Named>) -> (Keyring, Vec<LoadProblem>) {
-        let (mut read, errors) = read_keyrings(paths);
-        read.extend(more);
-        let (ring, mut problems) = Keyring::parse(&read);
+        let (files, errors) = keyring_files(paths);
+        let mut ring = Keyring::default();
+        let mut problems = Vec::new();
+        for f in files {
+            let origin = f.display().to_string();
+            if !std::fs::metadata(&f).is_ok_and(|m| m.is_file()) {
+                // A device or a pipe has no size to check first: read it
+                // bounded, as every other input.
+                match read_limited(&f, KEYRING_FILE) {
+                    Ok(n) => ring.add_bytes(&n.origin, &n.bytes, &mut problems),
+                    Err(e) => problems.push(LoadProblem::Read(e)),
+                }
+                continue;
+            }
+            match open_keyring(&f) {
+                Ok(r) => match CertParser::from_reader(r) {
+                    Ok(parser) => ring.add_parsed(&origin, parser, &mut problems),
+                    Err(e) => problems.push(LoadProblem::Parse {
+                        origin,
+                        certs_kept: 0,
+                        error: format!("{e:#}"),
+                    }),
+                },
+                Err(e) => problems.push(LoadProblem::Read(e)),
+            }
+        }
+        for s in &more {
+            ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+        }
+        ring.reindex();
         problems.extend(errors.into_iter().map(LoadProblem::Read));
         (ring, problems)
     }
@@ -141,17 +167,22 @@ impl Keyring {
     }
 
     fn add_bytes(&mut self, origin: &str, bytes: &[u8], problems: &mut Vec<LoadProblem>) {
-        let parser = match CertParser::from_bytes(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(LoadProblem::Parse {
-                    origin: origin.to_string(),
-                    certs_kept: 0,
-                    error: format!("{e:#}"),
-                });
-                return;
-            }
-        };
+        match CertParser::from_bytes(bytes) {
+            Ok(parser) => self.add_parsed(origin, parser, problems),
+            Err(e) => problems.push(LoadProblem::Parse {
+                origin: origin.to_string(),
+                certs_kept: 0,
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+
+    fn add_parsed(
+        &mut self,
+        origin: &str,
+        parser: CertParser<'_>,
+        problems: &mut Vec<LoadProblem>,
+    ) {
         let mut kept = 0;
         for item in parser {
             match item {
