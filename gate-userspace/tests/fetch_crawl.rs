@@ -195,6 +195,29 @@ async fn b_is_found_through_as_certifications_at_depth_2() {
 }
 
 #[tokio::test]
+async fn a_crawl_with_the_persistent_cache_verifies_nothing_twice() {
+    let w = World::new("crawl-verified").await;
+    let p = StandardPolicy::new();
+    let mut cache = wotgate::wot::VerifyCache::new();
+    let first = w
+        .crawler(&settings())
+        .gather_cached(w.local(), &w.trust(2), &p, &mut cache)
+        .await;
+    let verified = cache.len();
+    assert!(
+        verified > 0,
+        "the rounds' judgements verified certifications"
+    );
+    let again = w
+        .crawler(&settings())
+        .gather_cached(w.local(), &w.trust(2), &p, &mut cache)
+        .await;
+    assert_eq!(cache.len(), verified, "nothing verified a second time");
+    assert_eq!(statement_origins(&again), statement_origins(&first));
+    assert_eq!(again.rounds, first.rounds);
+}
+
+#[tokio::test]
 async fn b_is_not_fetched_at_depth_1() {
     let w = World::new("crawl-depth1").await;
     let c = w.crawl(&settings(), 1).await;

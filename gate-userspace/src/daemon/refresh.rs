@@ -48,13 +48,14 @@ pub struct Built {
 pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built, BuildError> {
     let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
         .map_err(ApplyError::Statements)?;
-    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at)?;
     // Certifications verified before (by this process or an earlier one)
-    // are not verified again: the results live in the state directory.
+    // are not verified again, neither by the crawl's trust judgements nor
+    // by the plan's: the results live in the state directory.
     let (mut cache, why) = VerifyCache::load(&cfg.state_directory);
     if let Some(why) = why {
         tracing::warn!("verification cache ignored: {why}");
     }
+    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at, &mut cache)?;
     let mut prepared = prepare_gathered_cached(cfg, gathered, policy, at, &mut cache)?;
     if cache.added() > 0 {
         if let Err(e) = cache.save(&cfg.state_directory) {
@@ -98,6 +99,7 @@ fn crawl(
     local: Gathered,
     policy: &dyn Policy,
     at: SystemTime,
+    cache: &mut VerifyCache,
 ) -> Result<
     (
         Gathered,
@@ -112,7 +114,7 @@ fn crawl(
     let crawler = Crawler::new(&cfg.sources, &cfg.state_directory)?;
     let local_problems = local.problems.len();
     let trust = crawl_trust(cfg, at);
-    let fut = crawler.gather(local, &trust, policy);
+    let fut = crawler.gather_cached(local, &trust, policy, cache);
     let mut crawled = match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle.block_on(fut),
         Err(_) => tokio::runtime::Builder::new_current_thread()

@@ -121,6 +121,20 @@ impl Crawler {
         trust: &TrustSettings,
         policy: &dyn Policy,
     ) -> Crawled {
+        self.gather_cached(local, trust, policy, &mut VerifyCache::new())
+            .await
+    }
+
+    /// [`Crawler::gather`] with a cache of certification verifications
+    /// that outlives the crawl (the daemon's persistent one), so the rounds'
+    /// trust judgements verify nothing verified before.
+    pub async fn gather_cached(
+        &self,
+        local: Gathered,
+        trust: &TrustSettings,
+        policy: &dyn Policy,
+        verified: &mut VerifyCache,
+    ) -> Crawled {
         let bounds = &self.settings.crawl;
         let deadline = Instant::now() + bounds.max_time;
         let budget = Arc::new(Budget::new(bounds.max_total_bytes));
@@ -144,10 +158,9 @@ impl Crawler {
                     .push(format!("participant {p:?}: {e}; not fetched")),
             }
         }
-        let mut verified = VerifyCache::new();
         loop {
             let (ring, _) = Keyring::parse(&out.gathered.keyrings);
-            let report = evaluate_cached(&ring, trust, policy, &mut verified);
+            let report = evaluate_cached(&ring, trust, policy, verified);
             let mut wanted = seeds.clone();
             for key in report.keys() {
                 let usable = key.status.is_trusted() || key.status == KeyStatus::Refused;
