@@ -17,21 +17,17 @@
 //! Rounds interleave the two programs; medians are reported.
 
 use std::{
-    ffi::CString,
-    net::{Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    net::Ipv6Addr,
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use integration_tests::{
-    netns::{connect, in_netns, Listener, Pair},
-    synflood::{mac_of, random_sources, rx_packets, SynSender, BATCH},
+    baseline,
+    netns::{in_netns, Listener, Pair},
+    synflood::{mac_of, random_sources, rx_packets, Connector, SynSender, BATCH},
     wotgate_cmd,
 };
 use ipnet::Ipv6Net;
@@ -70,68 +66,6 @@ impl Drop for Purge {
     }
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a zero-padded bpf_attr prefix for cmd, of the size given.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, size_of::<T>()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(rc)
-}
-
-/// `bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`.
-#[repr(C)]
-struct ProgLoad {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// `bpf_attr` for BPF_LINK_CREATE (XDP).
-#[repr(C)]
-struct LinkCreate {
-    prog_fd: u32,
-    target_ifindex: u32,
-    attach_type: u32,
-    flags: u32,
-    _pad: [u64; 4],
-}
-
-/// `r0 = XDP_DROP; exit`, loaded with BPF_PROG_LOAD.
-fn load_drop_all() -> Result<OwnedFd> {
-    // BPF_ALU64|BPF_MOV|BPF_K r0 = 1 (XDP_DROP), then BPF_JMP|BPF_EXIT.
-    let insns: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
-    let license = CString::new("GPL")?;
-    let mut prog_name = [0u8; 16];
-    prog_name[..11].copy_from_slice(b"wg_drop_all");
-    let attr = ProgLoad {
-        prog_type: 6, // BPF_PROG_TYPE_XDP
-        insn_cnt: 2,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name,
-        prog_ifindex: 0,
-        expected_attach_type: 0,
-    };
-    let fd = bpf(5, &attr).context("BPF_PROG_LOAD of the drop-all program")?;
-    // SAFETY: the kernel returned a fresh fd we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Attaches `prog` to `iface` in `ns` in native mode through a link that
 /// lives as long as the returned fd.
 fn attach_link(ns: &str, iface: &str, prog: &OwnedFd) -> Result<OwnedFd> {
@@ -139,16 +73,7 @@ fn attach_link(ns: &str, iface: &str, prog: &OwnedFd) -> Result<OwnedFd> {
     let iface = iface.to_string();
     in_netns(ns, move || -> Result<OwnedFd> {
         let index = wotgate::gate::sys::ifindex(&iface).context("no such interface")?;
-        let attr = LinkCreate {
-            prog_fd: prog.as_raw_fd() as u32,
-            target_ifindex: index,
-            attach_type: 37, // BPF_XDP
-            flags: 0,
-            _pad: [0; 4],
-        };
-        let fd = bpf(28, &attr).context("BPF_LINK_CREATE of the drop-all program")?;
-        // SAFETY: the kernel returned a fresh fd we now own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        baseline::link_xdp(&prog, index).context("BPF_LINK_CREATE of the drop-all program")
     })
 }
 
@@ -227,27 +152,15 @@ impl Flood<'_> {
     fn run(&mut self, pin: Option<&Path>) -> Result<Run> {
         let drops_before = pin.map(gate_drops).transpose()?;
         let rx = rx_packets(&self.pair.server, &self.pair.server_if);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (good, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let with_peer = pin.is_some();
-        let trusted = {
-            let (stop, good, bad) = (stop.clone(), good.clone(), bad.clone());
-            let client = self.pair.client.name.clone();
-            std::thread::spawn(move || {
-                let dst: SocketAddr = format!("[{SERVER}]:25").parse().unwrap();
-                while with_peer && !stop.load(Ordering::Relaxed) {
-                    let r = connect(
-                        &client,
-                        TRUSTED.parse().unwrap(),
-                        dst,
-                        Duration::from_secs(5),
-                    );
-                    let n = if r.is_ok() { &good } else { &bad };
-                    n.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
+        let trusted = pin.map(|_| {
+            Connector::start(
+                &self.pair.client.name,
+                TRUSTED.parse().unwrap(),
+                format!("[{SERVER}]:25").parse().unwrap(),
+                Duration::from_secs(5),
+                Duration::from_millis(50),
+            )
+        });
         let soft0 = ksoftirqd_ns(&self.softirq);
         let cpu0 = thread_cpu_ns();
         let t0 = Instant::now();
@@ -259,8 +172,7 @@ impl Flood<'_> {
             self.next = (i + BATCH) % self.sources.len();
         }
         let cpu = thread_cpu_ns() - cpu0 + ksoftirqd_ns(&self.softirq) - soft0;
-        stop.store(true, Ordering::Relaxed);
-        trusted.join().expect("trusted peer");
+        let (trusted_ok, trusted_failed) = trusted.map_or((0, 0), Connector::finish);
         // Every packet the receiving veth's program ran on (the trusted
         // peer's few included).
         let arrived = rx_packets(&self.pair.server, &self.pair.server_if) - rx;
@@ -273,8 +185,8 @@ impl Flood<'_> {
             sent,
             cpu_ns: cpu,
             gate_drops,
-            trusted_ok: good.load(Ordering::Relaxed),
-            trusted_failed: bad.load(Ordering::Relaxed),
+            trusted_ok,
+            trusted_failed,
         })
     }
 }
@@ -345,7 +257,8 @@ fn main() -> Result<()> {
         SERVER.parse().unwrap(),
         25,
     )?;
-    let drop_all = load_drop_all()?;
+    let drop_all = baseline::load_constant(wotgate::gate::replay::XDP_DROP, "wg_drop_all")
+        .context("BPF_PROG_LOAD of the drop-all program")?;
     let mut flood = Flood {
         pair: &pair,
         sender,

@@ -10,9 +10,7 @@
 //! it exactly like the gate's program.
 
 use std::{
-    ffi::CString,
     net::Ipv6Addr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -24,7 +22,10 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use gate_common::{maps, Entry, Ipv6Bytes, Label};
-use integration_tests::packet::{Builder, ACK, SYN};
+use integration_tests::{
+    baseline,
+    packet::{Builder, ACK, SYN},
+};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use wotgate::{
@@ -56,81 +57,12 @@ fn ns(prog: &Xdp, pkt: &[u8]) -> Result<f64> {
     Ok(prog.test_run(o)?.duration.as_nanos() as f64)
 }
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_PROG_TYPE_XDP: u32 = 6;
-
-/// `bpf_attr` for BPF_PROG_LOAD, up to `expected_attach_type`.
-#[repr(C)]
-struct ProgLoad {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// `bpf_attr` for BPF_OBJ_PIN.
-#[repr(C)]
-struct ObjPin {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    path_fd: i32,
-    _pad: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a zero-padded bpf_attr prefix for cmd, of the size given.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, size_of::<T>()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(rc)
-}
-
-/// The baseline `r0 = XDP_PASS; exit`, loaded with BPF_PROG_LOAD, pinned at
-/// `pin` and opened through aya like the gate's pinned program.
+/// The baseline `r0 = XDP_PASS; exit` (`integration_tests::baseline`),
+/// pinned at `pin` and opened through aya like the gate's pinned program.
 fn load_baseline(pin: &Path) -> Result<Xdp> {
-    // bpf_insn: code, dst/src registers, offset, immediate (little endian).
-    // BPF_ALU64|BPF_MOV|BPF_K r0 = 2 (XDP_PASS), then BPF_JMP|BPF_EXIT.
-    let insns: [u64; 2] = [0x0000_0002_0000_00b7, 0x0000_0000_0000_0095];
-    let license = CString::new("GPL")?;
-    let mut prog_name = [0u8; 16];
-    prog_name[..11].copy_from_slice(b"wg_baseline");
-    let attr = ProgLoad {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name,
-        prog_ifindex: 0,
-        expected_attach_type: 0,
-    };
-    let fd = bpf(BPF_PROG_LOAD, &attr).context("BPF_PROG_LOAD of the baseline")?;
-    // SAFETY: the kernel returned a fresh fd we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let path = CString::new(pin.as_os_str().as_encoded_bytes())?;
-    let attr = ObjPin {
-        pathname: path.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    bpf(BPF_OBJ_PIN, &attr)
+    let fd = baseline::load_constant(wotgate::gate::replay::XDP_PASS, "wg_baseline")
+        .context("BPF_PROG_LOAD of the baseline")?;
+    baseline::pin(&fd, pin)
         .with_context(|| format!("pinning the baseline at {}", pin.display()))?;
     let prog = Xdp::from_pin(pin, XdpAttachType::Interface)?;
     let mut o = TestRunOptions::new();

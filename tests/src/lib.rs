@@ -2,6 +2,7 @@
 //! or a network namespace and remove it on drop, also when a test fails;
 //! the packet builder and the reference classifier the tests check against.
 
+pub mod baseline;
 pub mod daemon;
 pub mod daemon_world;
 pub mod demo;
