@@ -1,18 +1,25 @@
 //! A small SYN sender for the flood and upgrade tests: prebuilt Ethernet +
 //! IPv6 + TCP SYN frames with the sources the caller gives (documentation
 //! addresses only), sent on an AF_PACKET socket inside a test namespace with
-//! sendmmsg, checksums correct so a SYN that slipped through would be seen.
+//! sendmmsg, checksums correct so a SYN that slipped through would be seen;
+//! and the trusted peer that connects meanwhile ([`Connector`]).
 
 use std::{
     io,
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use ipnet::Ipv6Net;
 use rand::Rng;
 
-use crate::netns::{in_netns, NetNs};
+use crate::netns::{connect, in_netns, NetNs};
 
 /// Ethernet (14) + IPv6 (40) + TCP without options (20).
 pub const FRAME_LEN: usize = 74;
@@ -304,4 +311,70 @@ pub fn tx_dropped(ns: &NetNs, ifname: &str) -> u64 {
 /// the packets its program ran on, dropped or not.
 pub fn rx_packets(ns: &NetNs, ifname: &str) -> u64 {
     dev_stat(ns, ifname, 1)
+}
+
+/// A trusted peer beside a flood: opens real TCP connections from `src` in
+/// its namespace to `dst` in a loop, on a thread of its own, until
+/// [`Connector::finish`]; counts the connects that succeeded and failed.
+pub struct Connector {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Connector {
+    /// Each connect waits up to `timeout` (a SYN lost in a full veth queue
+    /// is sent again after 1 s); `pause` between connects.
+    pub fn start(
+        ns: &str,
+        src: IpAddr,
+        dst: SocketAddr,
+        timeout: Duration,
+        pause: Duration,
+    ) -> Connector {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let thread = {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let ns = ns.to_string();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = match connect(&ns, src, dst, timeout) {
+                        Ok(_) => &ok,
+                        Err(_) => &failed,
+                    };
+                    n.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        Connector {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops, waits for the connect under way; (succeeded, failed).
+    pub fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("trusted peer thread");
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -5,17 +5,13 @@
 //! untrusted drop, and the listener takes only the trusted connections.
 
 use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use integration_tests::{
-    netns::{connect, Listener, Pair},
-    synflood::{mac_of, random_sources, tcp_counter, tx_dropped, SynSender, BATCH},
+    netns::{Listener, Pair},
+    synflood::{mac_of, random_sources, tcp_counter, tx_dropped, Connector, SynSender, BATCH},
     wotgate_cmd, PinnedGate,
 };
 use ipnet::Ipv6Net;
@@ -96,27 +92,14 @@ fn a_syn_flood_from_random_sources_is_dropped_and_trusted_peers_connect() {
     let opens = tcp_counter(&pair.server, "PassiveOpens");
     let drops = counter(&pin, "untrusted_drop");
     let lost = tx_dropped(&pair.client, &pair.client_if);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (good, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let trusted = {
-        let (stop, good, bad) = (stop.clone(), good.clone(), bad.clone());
-        let client = pair.client.name.clone();
-        std::thread::spawn(move || {
-            let dst: SocketAddr = format!("[{SERVER}]:25").parse().unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                // A SYN lost in a full veth queue is sent again after 1 s.
-                let r = connect(
-                    &client,
-                    TRUSTED.parse().unwrap(),
-                    dst,
-                    Duration::from_secs(5),
-                );
-                let n = if r.is_ok() { &good } else { &bad };
-                n.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    // A SYN lost in a full veth queue is sent again after 1 s: 5 s each.
+    let trusted = Connector::start(
+        &pair.client.name,
+        TRUSTED.parse().unwrap(),
+        format!("[{SERVER}]:25").parse().unwrap(),
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+    );
     let t0 = Instant::now();
     let mut sent = 0u64;
     let mut i = 0;
@@ -127,9 +110,7 @@ fn a_syn_flood_from_random_sources_is_dropped_and_trusted_peers_connect() {
     let secs = t0.elapsed().as_secs_f64();
     // The trusted peer goes on a little after the flood, then stops.
     std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    trusted.join().unwrap();
-    let (good, bad) = (good.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+    let (good, bad) = trusted.finish();
     let opens = tcp_counter(&pair.server, "PassiveOpens") - opens;
     let drops = counter(&pin, "untrusted_drop") - drops;
     let lost = tx_dropped(&pair.client, &pair.client_if) - lost;

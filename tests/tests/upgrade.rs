@@ -19,7 +19,7 @@ use std::{
 use aya::maps::{MapData, MapInfo};
 use integration_tests::{
     netns::{connect, Listener, Pair},
-    synflood::{mac_of, random_sources, tcp_counter, SynSender},
+    synflood::{mac_of, random_sources, tcp_counter, Connector, SynSender},
     wotgate_cmd, PinnedGate,
 };
 use rand::{rngs::StdRng, SeedableRng};
@@ -81,22 +81,19 @@ fn counter(pin: &Path, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name}"))
 }
 
-/// Untrusted SYNs about every 100 µs and trusted connects in a loop, from
-/// their own threads, until stopped.
+/// Untrusted SYNs about every 100 µs from a thread of their own, and a
+/// trusted peer connecting in a loop, until stopped.
 struct Traffic {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-    trusted_ok: Arc<AtomicU64>,
-    trusted_failed: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<()>>,
+    flood: Option<JoinHandle<()>>,
+    trusted: Option<Connector>,
 }
 
 impl Traffic {
     fn start(pair: &Pair) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let (trusted_ok, trusted_failed) =
-            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let server_mac = mac_of(&pair.server, &pair.server_if).expect("server MAC");
         let mut sender = SynSender::open(
             &pair.client,
@@ -120,44 +117,29 @@ impl Traffic {
                 }
             })
         };
-        let client = pair.client.name.clone();
-        let trusted = {
-            let (stop, good, bad) = (stop.clone(), trusted_ok.clone(), trusted_failed.clone());
-            std::thread::spawn(move || {
-                let dst: SocketAddr = format!("[{SERVER}]:25").parse().unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    let r = connect(
-                        &client,
-                        TRUSTED.parse().unwrap(),
-                        dst,
-                        Duration::from_secs(1),
-                    );
-                    let n = if r.is_ok() { &good } else { &bad };
-                    n.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
+        let trusted = Connector::start(
+            &pair.client.name,
+            TRUSTED.parse().unwrap(),
+            format!("[{SERVER}]:25").parse().unwrap(),
+            Duration::from_secs(1),
+            Duration::from_millis(5),
+        );
         Traffic {
             stop,
             sent,
-            trusted_ok,
-            trusted_failed,
-            threads: vec![flood, trusted],
+            flood: Some(flood),
+            trusted: Some(trusted),
         }
     }
 
     /// Stops; returns (untrusted SYNs sent, trusted connects ok, failed).
     fn finish(mut self) -> (u64, u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            t.join().expect("traffic thread");
+        if let Some(t) = self.flood.take() {
+            t.join().expect("flood thread");
         }
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.trusted_ok.load(Ordering::Relaxed),
-            self.trusted_failed.load(Ordering::Relaxed),
-        )
+        let (ok, failed) = self.trusted.take().expect("trusted peer").finish();
+        (self.sent.load(Ordering::Relaxed), ok, failed)
     }
 }
 
