@@ -285,16 +285,7 @@ fn compare(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<
 
 fn ours_only(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Vec<Row>> {
     eprintln!("bench_wot: {input}: wotgate ...");
-    let exe = std::env::current_exe()?;
-    let (out, peak) = run_measured(
-        wotgate_child(exe).args([
-            "--measure",
-            ring.to_str().unwrap(),
-            &root.to_hex(),
-            &at.to_string(),
-        ]),
-        None,
-    )?;
+    let (out, peak) = run_child("--measure", ring, root, at, &[])?;
     let v: Vec<f64> = out
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(f64::NAN))
@@ -322,17 +313,7 @@ fn ours_only(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Ve
         "bench_wot:   wotgate: parse {:.3} s, verify {:.3} s ({} signatures), search {:.3} s, recompute {:.3} s",
         v[0], v[1], v[7], v[2], v[4]
     );
-    let exe = std::env::current_exe()?;
-    let (out, peak) = run_measured(
-        wotgate_child(exe).args([
-            "--measure",
-            ring.to_str().unwrap(),
-            &root.to_hex(),
-            &at.to_string(),
-            "eager",
-        ]),
-        None,
-    )?;
+    let (out, peak) = run_child("--measure", ring, root, at, &["eager"])?;
     let e: Vec<f64> = out
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(f64::NAN))
@@ -361,17 +342,8 @@ fn ours_only(input: &str, ring: &Path, root: &Fingerprint, at: u64) -> Result<Ve
 /// to exit.
 fn ours_whole(ring: &Path, root: &Fingerprint, at: u64) -> Result<Whole> {
     eprintln!("bench_wot: whole process: wotgate ...");
-    let exe = std::env::current_exe()?;
     let t = Instant::now();
-    let (_, peak) = run_measured(
-        wotgate_child(exe).args([
-            "--whole",
-            ring.to_str().unwrap(),
-            &root.to_hex(),
-            &at.to_string(),
-        ]),
-        None,
-    )?;
+    let (_, peak) = run_child("--whole", ring, root, at, &[])?;
     Ok(Whole {
         tool: "wotgate (one process: parse, the daemon's verdicts)",
         wall: Some(t.elapsed()),
@@ -681,6 +653,23 @@ fn vm_hwm_kib(pid: libc::pid_t) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// This benchmark run again as a child in `mode` (`--measure`, `--whole`)
+/// on one input: its output and peak RSS.
+fn run_child(
+    mode: &str,
+    ring: &Path,
+    root: &Fingerprint,
+    at: u64,
+    extra: &[&str],
+) -> Result<(String, u64)> {
+    let mut c = wotgate_child(std::env::current_exe()?);
+    c.arg(mode)
+        .arg(ring)
+        .args([root.to_hex(), at.to_string()])
+        .args(extra);
+    run_measured(&mut c, None)
 }
 
 fn run_measured(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<(String, u64)> {

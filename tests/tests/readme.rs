@@ -658,26 +658,24 @@ fn the_participant_commands_make_a_statement_mxs_accept() {
         gpg(&net, &["--export", "--armor", "postmaster@example.net"]),
     )
     .unwrap();
-    let verify = Command::new(wotgate_bin())
-        .args([
-            "statement",
-            "verify",
-            "--keyring",
-            "net.pub",
-            "--keyring",
-            "certified.pgp",
-        ])
-        .args([
-            "--root",
-            &net_fpr,
-            "--depth",
-            "1",
-            "--allow-documentation-prefixes",
-        ])
-        .arg(site.join(".well-known/wotgate/statement.asc"))
-        .current_dir(d)
-        .output()
-        .unwrap();
+    // An MX that trusts only the network key, with `keyring` beside it.
+    let verify_with = |keyring: &str| {
+        Command::new(wotgate_bin())
+            .args(["statement", "verify", "--keyring", "net.pub", "--keyring"])
+            .arg(keyring)
+            .args([
+                "--root",
+                &net_fpr,
+                "--depth",
+                "1",
+                "--allow-documentation-prefixes",
+            ])
+            .arg(site.join(".well-known/wotgate/statement.asc"))
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let verify = verify_with("certified.pgp");
     assert!(
         verify.status.success(),
         "statement verify: {}{}",
@@ -685,26 +683,7 @@ fn the_participant_commands_make_a_statement_mxs_accept() {
         String::from_utf8_lossy(&verify.stderr)
     );
     // Without the certification, it is not.
-    let unverified = Command::new(wotgate_bin())
-        .args([
-            "statement",
-            "verify",
-            "--keyring",
-            "net.pub",
-            "--keyring",
-            "example.org.pub.asc",
-        ])
-        .args([
-            "--root",
-            &net_fpr,
-            "--depth",
-            "1",
-            "--allow-documentation-prefixes",
-        ])
-        .arg(site.join(".well-known/wotgate/statement.asc"))
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let unverified = verify_with("example.org.pub.asc");
     assert_eq!(unverified.status.code(), Some(3));
 
     // The certifications you published introduce example.com to MXs that trust you.
