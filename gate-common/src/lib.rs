@@ -2,6 +2,8 @@
 //! Every type here is `#[repr(C)]` and crosses the kernel boundary unchanged.
 #![no_std]
 
+pub mod lookup;
+
 /// Maximum number of protected TCP destination ports.
 pub const MAX_PORTS: usize = 8;
 /// Default protected port: SMTP.
@@ -33,10 +35,18 @@ pub mod maps {
     /// Protected destinations, one trie per settings slot.
     pub const PROTECT: [&str; 2] = ["WG_PROTECT_0", "WG_PROTECT_1"];
     pub const COUNTERS: &str = "WG_COUNTERS";
+    /// The compiled lookup: one header per copy, then each copy's arrays
+    /// (see `lookup`); copy N goes with trie N.
+    pub const LOOKUP: &str = "WG_LOOKUP";
+    pub const BUCKETS: [&str; 2] = ["WG_BUCKETS_0", "WG_BUCKETS_1"];
+    pub const LISTS: [&str; 2] = ["WG_LISTS_0", "WG_LISTS_1"];
+    pub const NODES: [&str; 2] = ["WG_NODES_0", "WG_NODES_1"];
+    pub const LEAVES: [&str; 2] = ["WG_LEAVES_0", "WG_LEAVES_1"];
     /// Every map, in the order `inspect` reports them.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 19] = [
         CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT[0], PROTECT[1],
-        COUNTERS,
+        COUNTERS, LOOKUP, BUCKETS[0], BUCKETS[1], LISTS[0], LISTS[1], NODES[0], NODES[1],
+        LEAVES[0], LEAVES[1],
     ];
 }
 
@@ -298,6 +308,10 @@ mod pod {
     unsafe impl aya::Pod for super::Label {}
     unsafe impl aya::Pod for super::Meta {}
     unsafe impl aya::Pod for super::Journal {}
+    unsafe impl aya::Pod for super::lookup::LookupHeader {}
+    unsafe impl aya::Pod for super::lookup::Bucket {}
+    unsafe impl aya::Pod for super::lookup::ListEntry {}
+    unsafe impl aya::Pod for super::lookup::Node {}
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use gate_common::{
+    lookup::{
+        self as lk, Bucket, Found, ListEntry, LookupHeader, Node, Store, BPF_F_MMAPABLE,
+        DEFAULT_BUCKETS, DEFAULT_LEAF_WORDS, DEFAULT_LISTS, DEFAULT_NODES, HDR_SHORT, HDR_VALID,
+        LV_ALLOW, LV_DENY, LV_NONE,
+    },
     Entry, GateConfig, Ipv6Bytes, Label, Meta, Reason, ACTIVE_SETTINGS, ACTIVE_TRIE, CONFIG_SLOTS,
     COUNTER_SLOTS, FLAG_OBSERVE, FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS,
     MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES, REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES,
@@ -45,6 +50,27 @@ static WG_META: Array<Meta> = Array::pinned(1, 0);
 static WG_PROTECT_0: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
 #[map(name = "WG_PROTECT_1")]
 static WG_PROTECT_1: LpmTrie<Ipv6Bytes, u32> = LpmTrie::pinned(PROTECT_MAX_ENTRIES, 0);
+/// The compiled lookup (see `gate_common::lookup`): one header per copy,
+/// and each copy's arrays; copy N is written with trie N and selected by
+/// the same bit of `WG_ACTIVE`.
+#[map(name = "WG_LOOKUP")]
+static WG_LOOKUP: Array<LookupHeader> = Array::pinned(2, 0);
+#[map(name = "WG_BUCKETS_0")]
+static WG_BUCKETS_0: Array<Bucket> = Array::pinned(DEFAULT_BUCKETS, BPF_F_MMAPABLE);
+#[map(name = "WG_BUCKETS_1")]
+static WG_BUCKETS_1: Array<Bucket> = Array::pinned(DEFAULT_BUCKETS, BPF_F_MMAPABLE);
+#[map(name = "WG_LISTS_0")]
+static WG_LISTS_0: Array<ListEntry> = Array::pinned(DEFAULT_LISTS, BPF_F_MMAPABLE);
+#[map(name = "WG_LISTS_1")]
+static WG_LISTS_1: Array<ListEntry> = Array::pinned(DEFAULT_LISTS, BPF_F_MMAPABLE);
+#[map(name = "WG_NODES_0")]
+static WG_NODES_0: Array<Node> = Array::pinned(DEFAULT_NODES, BPF_F_MMAPABLE);
+#[map(name = "WG_NODES_1")]
+static WG_NODES_1: Array<Node> = Array::pinned(DEFAULT_NODES, BPF_F_MMAPABLE);
+#[map(name = "WG_LEAVES_0")]
+static WG_LEAVES_0: Array<u64> = Array::pinned(DEFAULT_LEAF_WORDS, BPF_F_MMAPABLE);
+#[map(name = "WG_LEAVES_1")]
+static WG_LEAVES_1: Array<u64> = Array::pinned(DEFAULT_LEAF_WORDS, BPF_F_MMAPABLE);
 #[map(name = "WG_COUNTERS")]
 static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 
@@ -273,19 +299,80 @@ fn tcp6(ctx: &XdpContext, cfg: &GateConfig, active: u32, ip: Hdr, off: usize) ->
         return Some(Reason::OtherPass);
     }
     // The source is read only here, for SYNs to protected ports.
-    let key = Key::new(128, ip.addr(IPV6_SRC_OFF));
-    let entry = if active & ACTIVE_TRIE == 0 {
+    let src = ip.addr(IPV6_SRC_OFF);
+    let t = active & ACTIVE_TRIE;
+    let compiled = match WG_LOOKUP.get(t) {
+        Some(h) if h.flags & HDR_VALID != 0 => {
+            let found = if t == 0 {
+                lk::lookup(&Copy0, h.bucket_mask, &src)
+            } else {
+                lk::lookup(&Copy1, h.bucket_mask, &src)
+            };
+            match found {
+                Found::Verdict(v) => Some(v),
+                Found::Miss if h.flags & HDR_SHORT == 0 => Some(LV_NONE),
+                // Only a prefix shorter than /32 can hold it: the trie.
+                Found::Miss => None,
+            }
+        }
+        _ => None,
+    };
+    let verdict = match compiled {
+        Some(v) => v,
+        None => trie_verdict(t, src),
+    };
+    Some(match verdict {
+        LV_NONE => Reason::UntrustedDrop,
+        LV_ALLOW => Reason::TrustedPass,
+        // Deny, or anything that is not a well-formed allow: fail closed.
+        _ => Reason::DeniedDrop,
+    })
+}
+
+/// The longest match in LPM trie `t` as a compiled-lookup verdict.
+#[inline(always)]
+fn trie_verdict(t: u32, src: Ipv6Bytes) -> u32 {
+    let key = Key::new(128, src);
+    let entry = if t == 0 {
         WG_TRUST_0.get(&key)
     } else {
         WG_TRUST_1.get(&key)
     };
-    Some(match entry {
-        None => Reason::UntrustedDrop,
-        Some(e) if e.verdict == VERDICT_ALLOW => Reason::TrustedPass,
-        // Deny, or anything that is not a well-formed allow: fail closed.
-        Some(_) => Reason::DeniedDrop,
-    })
+    match entry {
+        None => LV_NONE,
+        Some(e) if e.verdict == VERDICT_ALLOW => LV_ALLOW,
+        Some(_) => LV_DENY,
+    }
 }
+
+/// The arrays of compiled copy 0 and copy 1.
+struct Copy0;
+struct Copy1;
+
+macro_rules! store {
+    ($t:ty, $b:ident, $l:ident, $n:ident, $v:ident) => {
+        impl Store for $t {
+            #[inline(always)]
+            fn bucket(&self, i: u32) -> Option<&Bucket> {
+                $b.get(i)
+            }
+            #[inline(always)]
+            fn list(&self, i: u32) -> Option<&ListEntry> {
+                $l.get(i)
+            }
+            #[inline(always)]
+            fn node(&self, i: u32) -> Option<&Node> {
+                $n.get(i)
+            }
+            #[inline(always)]
+            fn leaf_word(&self, i: u32) -> Option<u64> {
+                $v.get(i).copied()
+            }
+        }
+    };
+}
+store!(Copy0, WG_BUCKETS_0, WG_LISTS_0, WG_NODES_0, WG_LEAVES_0);
+store!(Copy1, WG_BUCKETS_1, WG_LISTS_1, WG_NODES_1, WG_LEAVES_1);
 
 /// Keeps the user-space-only maps in the object so the loader creates and
 /// pins them with the rest. Never loaded.

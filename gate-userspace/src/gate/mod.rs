@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod capture;
+pub mod compile;
 mod error;
 pub mod inspect;
 pub mod lock;

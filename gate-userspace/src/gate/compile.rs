@@ -1,0 +1,389 @@
+//! Compiles a trusted set into the lookup structure the XDP program reads
+//! (`gate_common::lookup`): a cuckoo table on the /32, then lists or tries.
+
+use std::collections::HashMap;
+
+use gate_common::lookup::{
+    self as lk, Bucket, ListEntry, LookupHeader, Node, Store, BUCKET_SLOTS, HDR_SHORT, HDR_VALID,
+    LEAVES_PER_WORD, LIST_DEFAULT_SHIFT, LIST_INDEX_MASK, LIST_LEN_SHIFT, LIST_MAX, LV_ALLOW,
+    LV_DENY, LV_NONE, TAG_LIST, TAG_SHIFT, TAG_TRIE, TAG_VERDICT, TRIE_INDEX_MASK,
+};
+
+use crate::model::prefixes::{PrefixSet, Verdict};
+
+/// Elements of each array of one compiled copy, as pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    pub buckets: u32,
+    pub lists: u32,
+    pub nodes: u32,
+    pub leaf_words: u32,
+}
+
+impl Default for Capacity {
+    /// The object's sizes (about 3.4 MB a copy).
+    fn default() -> Capacity {
+        Capacity {
+            buckets: lk::DEFAULT_BUCKETS,
+            lists: lk::DEFAULT_LISTS,
+            nodes: lk::DEFAULT_NODES,
+            leaf_words: lk::DEFAULT_LEAF_WORDS,
+        }
+    }
+}
+
+impl Capacity {
+    /// Room for `n` prefixes, each in a /32 of its own (buckets at most
+    /// 75% full) or in lists, with trie nodes for a quarter of them.
+    pub fn for_prefixes(n: usize) -> Capacity {
+        let n = n.max(1024) as u64;
+        let clamp = |v: u64| v.min(u64::from(LIST_INDEX_MASK)) as u32;
+        Capacity {
+            buckets: clamp((n * 4 / 3 / BUCKET_SLOTS as u64).next_power_of_two()),
+            lists: clamp(n),
+            nodes: clamp(n / 4),
+            leaf_words: clamp(n / 4),
+        }
+    }
+
+    /// Kernel memory of one copy, in bytes.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.buckets) * 64
+            + u64::from(self.lists) * 16
+            + u64::from(self.nodes) * 72
+            + u64::from(self.leaf_words) * 8
+    }
+}
+
+/// Why a set was not compiled (the datapath then uses the LPM trie).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("the compiled lookup needs {needed} {what}, the gate was created with room for {capacity}")]
+    Full {
+        what: &'static str,
+        needed: u64,
+        capacity: u32,
+    },
+}
+
+/// One compiled copy, ready to be written into a copy's arrays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compiled {
+    pub header: LookupHeader,
+    pub buckets: Vec<Bucket>,
+    pub lists: Vec<ListEntry>,
+    pub nodes: Vec<Node>,
+    pub leaves: Vec<u64>,
+}
+
+/// A prefix as the compiler handles it: address, length, `LV_*` verdict.
+#[derive(Clone, Copy, Debug)]
+struct Pfx {
+    addr: u128,
+    len: u8,
+    verdict: u32,
+}
+
+fn lv(v: Verdict) -> u32 {
+    match v {
+        Verdict::Allow => LV_ALLOW,
+        Verdict::Deny => LV_DENY,
+    }
+}
+
+fn byte(addr: u128, k: usize) -> usize {
+    ((addr >> (8 * (15 - k))) & 0xff) as usize
+}
+
+/// Compiles `set` within `cap`.
+pub fn compile(set: &PrefixSet, cap: &Capacity) -> Result<Compiled, CompileError> {
+    // Prefixes shorter than /32 by length, keyed by their top bits.
+    let mut short: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 32];
+    let mut groups: Vec<(u32, Vec<Pfx>)> = Vec::new();
+    for e in set.iter() {
+        let p = Pfx {
+            addr: u128::from(e.prefix.network()),
+            len: e.prefix.prefix_len(),
+            verdict: lv(e.verdict),
+        };
+        let top = (p.addr >> 96) as u32;
+        if p.len < 32 {
+            let k = if p.len == 0 { 0 } else { top >> (32 - p.len) };
+            short[p.len as usize].insert(k, p.verdict);
+            continue;
+        }
+        // The set is sorted by address: a /32's prefixes are adjacent.
+        match groups.last_mut() {
+            Some((k, v)) if *k == top => v.push(p),
+            _ => groups.push((top, vec![p])),
+        }
+    }
+    let has_short = short.iter().any(|m| !m.is_empty());
+    let covering = |key: u32| -> u32 {
+        for len in (0..32u32).rev() {
+            let k = if len == 0 { 0 } else { key >> (32 - len) };
+            if let Some(v) = short[len as usize].get(&k) {
+                return *v;
+            }
+        }
+        LV_NONE
+    };
+    let mut c = Compiled::default();
+    let mut leaves = Leaves::default();
+    let mut slots: Vec<(u32, u32)> = Vec::with_capacity(groups.len());
+    for (key, mut pfx) in groups {
+        let mut default = covering(key);
+        if pfx[0].len == 32 {
+            default = pfx.remove(0).verdict;
+        }
+        let value = if pfx.is_empty() {
+            (TAG_VERDICT << TAG_SHIFT) | default
+        } else if pfx.len() <= LIST_MAX {
+            let first = c.lists.len() as u32;
+            if first + LIST_MAX as u32 > LIST_INDEX_MASK {
+                return Err(full("list entries", u64::from(first), LIST_INDEX_MASK));
+            }
+            // Longest first: the first match is the longest.
+            pfx.sort_by(|a, b| b.len.cmp(&a.len));
+            for p in &pfx {
+                c.lists.push(list_entry(p));
+            }
+            (TAG_LIST << TAG_SHIFT)
+                | (default << LIST_DEFAULT_SHIFT)
+                | (((pfx.len() - 1) as u32) << LIST_LEN_SHIFT)
+                | first
+        } else {
+            let root = c.nodes.len() as u32;
+            if root > TRIE_INDEX_MASK {
+                return Err(full("trie nodes", u64::from(root), TRIE_INDEX_MASK));
+            }
+            c.nodes.push(Node::default());
+            fill(&mut c.nodes, &mut leaves, root as usize, &pfx, 0, default);
+            (TAG_TRIE << TAG_SHIFT) | root
+        };
+        slots.push((key, value));
+    }
+    c.leaves = pack_leaves(&leaves.values);
+    c.buckets = cuckoo(&slots, cap.buckets)?;
+    check(c.lists.len(), "list entries", cap.lists)?;
+    check(c.nodes.len(), "trie nodes", cap.nodes)?;
+    check(c.leaves.len(), "leaf words", cap.leaf_words)?;
+    c.header = LookupHeader {
+        flags: HDR_VALID | if has_short { HDR_SHORT } else { 0 },
+        bucket_mask: c.buckets.len() as u32 - 1,
+        groups: slots.len() as u32,
+        lists: c.lists.len() as u32,
+        nodes: c.nodes.len() as u32,
+        leaf_words: c.leaves.len() as u32,
+    };
+    Ok(c)
+}
+
+fn full(what: &'static str, needed: u64, capacity: u32) -> CompileError {
+    CompileError::Full {
+        what,
+        needed,
+        capacity,
+    }
+}
+
+fn check(n: usize, what: &'static str, capacity: u32) -> Result<(), CompileError> {
+    if n > capacity as usize {
+        return Err(full(what, n as u64, capacity));
+    }
+    Ok(())
+}
+
+fn list_entry(p: &Pfx) -> ListEntry {
+    let mask = if p.len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(p.len))
+    };
+    let a = p.addr & mask;
+    ListEntry {
+        words: [(a >> 64) as u32, (a >> 32) as u32, a as u32],
+        meta: u32::from(p.len) | (p.verdict << 8),
+    }
+}
+
+/// Leaf verdicts of all tries, in the order the nodes number them.
+#[derive(Default)]
+struct Leaves {
+    values: Vec<u32>,
+}
+
+/// Leaf verdicts packed 2 bits each, `LEAVES_PER_WORD` to a word.
+fn pack_leaves(values: &[u32]) -> Vec<u64> {
+    let mut words = Vec::with_capacity(values.len().div_ceil(LEAVES_PER_WORD as usize));
+    for chunk in values.chunks(LEAVES_PER_WORD as usize) {
+        let mut w = 0u64;
+        for (i, v) in chunk.iter().enumerate() {
+            w |= u64::from(*v) << (2 * i);
+        }
+        words.push(w);
+    }
+    words
+}
+
+/// Fills node `at` (depth `depth`, covering the /(32 + 8 depth) that all
+/// of `pfx` lie in) and, below it, its children; `default` is the longest
+/// match of the prefixes above it. `pfx` are sorted by address.
+fn fill(nodes: &mut Vec<Node>, leaves: &mut Leaves, at: usize, pfx: &[Pfx], depth: usize, default: u32) {
+    let k = 4 + depth;
+    let edge = 40 + 8 * depth as u8; // a prefix this long ends in this node
+    let mut paint = [default; 256];
+    let mut here: Vec<&Pfx> = pfx.iter().filter(|p| p.len <= edge).collect();
+    here.sort_by_key(|p| p.len);
+    for p in here {
+        let start = byte(p.addr, k);
+        let n = 1usize << (edge - p.len);
+        paint[start..start + n].fill(p.verdict);
+    }
+    // Deeper prefixes, by position (adjacent: sorted by address).
+    let mut below: Vec<(usize, Vec<Pfx>)> = Vec::new();
+    for p in pfx.iter().filter(|p| p.len > edge) {
+        let pos = byte(p.addr, k);
+        match below.last_mut() {
+            Some((q, v)) if *q == pos => v.push(*p),
+            _ => below.push((pos, vec![*p])),
+        }
+    }
+    let mut node = Node {
+        child_base: nodes.len() as u32,
+        ..Node::default()
+    };
+    for (pos, _) in &below {
+        node.child[pos >> 6] |= 1 << (pos & 63);
+    }
+    let mut last: Option<u32> = None;
+    let leaf_base = leaves.values.len();
+    for (pos, v) in paint.iter().enumerate() {
+        if node.child[pos >> 6] >> (pos & 63) & 1 != 0 {
+            continue;
+        }
+        if last != Some(*v) {
+            node.leaf[pos >> 6] |= 1 << (pos & 63);
+            leaves.values.push(*v);
+            last = Some(*v);
+        }
+    }
+    node.leaf_base = leaf_base as u32;
+    let base = nodes.len();
+    nodes.extend(std::iter::repeat_n(Node::default(), below.len()));
+    nodes[at] = node;
+    for (i, (pos, sub)) in below.iter().enumerate() {
+        fill(nodes, leaves, base + i, sub, depth + 1, paint[*pos]);
+    }
+}
+
+/// The cuckoo table for `slots` (distinct keys): the smallest power of two
+/// of buckets, up to `capacity`, into which they all fit.
+fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Vec<Bucket>, CompileError> {
+    let max = if capacity.is_power_of_two() {
+        capacity
+    } else {
+        capacity.next_power_of_two() / 2
+    };
+    let mut n = ((slots.len() as u64 * 4 / 3 / BUCKET_SLOTS as u64).max(1))
+        .next_power_of_two()
+        .min(u64::from(max.max(1))) as u32;
+    loop {
+        let mut t = Table::new(n);
+        if slots.iter().all(|(k, v)| t.insert(*k, *v)) {
+            return Ok(t.buckets);
+        }
+        if n >= max {
+            return Err(full("cuckoo buckets", u64::from(n) * 2, capacity));
+        }
+        n *= 2;
+    }
+}
+
+/// A cuckoo table being built (nobody reads it meanwhile).
+pub(crate) struct Table {
+    pub(crate) buckets: Vec<Bucket>,
+    rng: u64,
+}
+
+/// Evictions before an insert gives up (the table is then grown).
+const MAX_KICKS: usize = 500;
+
+impl Table {
+    pub(crate) fn new(n: u32) -> Table {
+        Table {
+            buckets: vec![Bucket::default(); n as usize],
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn choices(&self, key: u32) -> [usize; 2] {
+        let mask = self.buckets.len() as u32 - 1;
+        let (a, b) = lk::bucket_hashes(key);
+        [(a & mask) as usize, (b & mask) as usize]
+    }
+
+    fn free_slot(&self, b: usize) -> Option<usize> {
+        self.buckets[b].values.iter().position(|v| *v == 0)
+    }
+
+    /// Puts `key` in one of its two buckets, moving others to their other
+    /// bucket to make room; false when that fails.
+    pub(crate) fn insert(&mut self, mut key: u32, mut value: u32) -> bool {
+        let mut b = self.choices(key)[0];
+        for _ in 0..MAX_KICKS {
+            for c in self.choices(key) {
+                if let Some(s) = self.free_slot(c) {
+                    self.buckets[c].keys[s] = key;
+                    self.buckets[c].values[s] = value;
+                    return true;
+                }
+            }
+            // Evict a random slot of one of the two buckets.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let s = (self.rng % BUCKET_SLOTS as u64) as usize;
+            let [c0, c1] = self.choices(key);
+            b = if b == c0 { c1 } else { c0 };
+            let (k, v) = (self.buckets[b].keys[s], self.buckets[b].values[s]);
+            self.buckets[b].keys[s] = key;
+            self.buckets[b].values[s] = value;
+            key = k;
+            value = v;
+        }
+        false
+    }
+
+    /// Removes `key`; false when it is not there.
+    pub(crate) fn remove(&mut self, key: u32) -> bool {
+        for c in self.choices(key) {
+            let bk = &mut self.buckets[c];
+            if let Some(s) = (0..BUCKET_SLOTS).find(|s| bk.keys[*s] == key && bk.values[*s] != 0) {
+                bk.keys[s] = 0;
+                bk.values[s] = 0;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Store for Compiled {
+    fn bucket(&self, i: u32) -> Option<&Bucket> {
+        self.buckets.get(i as usize)
+    }
+    fn list(&self, i: u32) -> Option<&ListEntry> {
+        self.lists.get(i as usize)
+    }
+    fn node(&self, i: u32) -> Option<&Node> {
+        self.nodes.get(i as usize)
+    }
+    fn leaf_word(&self, i: u32) -> Option<u64> {
+        self.leaves.get(i as usize).copied()
+    }
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;
