@@ -354,19 +354,6 @@ impl Table {
         }
         false
     }
-
-    /// Removes `key`; false when it is not there.
-    pub(crate) fn remove(&mut self, key: u32) -> bool {
-        for c in self.choices(key) {
-            let bk = &mut self.buckets[c];
-            if let Some(s) = (0..BUCKET_SLOTS).find(|s| bk.keys[*s] == key && bk.values[*s] != 0) {
-                bk.keys[s] = 0;
-                bk.values[s] = 0;
-                return true;
-            }
-        }
-        false
-    }
 }
 
 impl Store for Compiled {

@@ -180,7 +180,7 @@ fn a_set_too_large_for_the_capacity_is_refused() {
 }
 
 #[test]
-fn the_cuckoo_table_moves_keys_to_make_room_and_removes_them() {
+fn the_cuckoo_table_moves_keys_to_make_room() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut t = Table::new(128);
     let keys: Vec<u32> = (0..128 * 8 * 9 / 10).map(|_| rng.gen()).collect();
@@ -201,16 +201,5 @@ fn the_cuckoo_table_moves_keys_to_make_room_and_removes_them() {
     for k in &held {
         let i = keys.iter().position(|x| x == k).unwrap() as u32 + 1;
         assert_eq!(lk::find_slot(&store, 127, *k), i);
-    }
-    for k in held.iter().step_by(2) {
-        assert!(t.remove(*k));
-        assert!(!t.remove(*k));
-    }
-    let store = Compiled {
-        buckets: t.buckets,
-        ..Compiled::default()
-    };
-    for (n, k) in held.iter().enumerate() {
-        assert_eq!(lk::find_slot(&store, 127, *k) != 0, n % 2 == 1);
     }
 }

@@ -8,6 +8,7 @@ pub mod compile;
 mod error;
 pub mod inspect;
 pub mod lock;
+mod lookup;
 pub mod pins;
 pub mod replay;
 mod settings;
@@ -32,7 +33,7 @@ use aya::{
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
-use gate_common::{maps, Entry, GateConfig, Ipv6Bytes, Label, Meta};
+use gate_common::{lookup::LookupHeader, maps, Entry, GateConfig, Ipv6Bytes, Label, Meta};
 use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
@@ -71,6 +72,11 @@ pub struct Gate {
     /// Protected destinations, one trie per settings slot.
     protect: [LpmTrie<MapData, Ipv6Bytes, u32>; 2],
     counters: PerCpuArray<MapData, u64>,
+    /// Headers of the compiled copies; their arrays, mapped when first
+    /// written; the grace-period waiter, made when first needed.
+    lookup: Array<MapData, LookupHeader>,
+    copies: Option<lookup::Copies>,
+    grace: Option<lookup::Grace>,
     /// Whether this handle holds the pin directory's lock now (a
     /// [`Locked`] is alive): its writers then do not take it again.
     locked: bool,
@@ -85,6 +91,13 @@ impl Gate {
     /// directory must be inside a bpf filesystem (bpffs is mounted at
     /// /sys/fs/bpf when nothing is mounted there and the directory is below it).
     pub fn create(pin_dir: &Path) -> Result<Gate> {
+        Self::create_with(pin_dir, &compile::Capacity::default())
+    }
+
+    /// As [`Gate::create`], with the compiled lookup's arrays sized to
+    /// `capacity` (only when the gate's maps are created here; a set that
+    /// does not fit is answered by the LPM trie instead).
+    pub fn create_with(pin_dir: &Path, capacity: &compile::Capacity) -> Result<Gate> {
         let dir = pins::prepare(pin_dir)?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let file = lock::lock_dir(&dir)?;
@@ -99,9 +112,15 @@ impl Gate {
                 return Err(GateError::NoObject);
             }
             sys::raise_memlock();
-            let mut ebpf = EbpfLoader::new()
-                .default_map_pin_directory(&dir)
-                .load(crate::EBPF_OBJECT)?;
+            let mut loader = EbpfLoader::new();
+            loader.default_map_pin_directory(&dir);
+            for c in 0..2 {
+                loader.map_max_entries(maps::BUCKETS[c], capacity.buckets);
+                loader.map_max_entries(maps::LISTS[c], capacity.lists);
+                loader.map_max_entries(maps::NODES[c], capacity.nodes);
+                loader.map_max_entries(maps::LEAVES[c], capacity.leaf_words);
+            }
+            let mut ebpf = loader.load(crate::EBPF_OBJECT)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(gate_common::PROGRAM_NAME)
                 .ok_or(GateError::MissingProgram(gate_common::PROGRAM_NAME))?
@@ -148,6 +167,9 @@ impl Gate {
                 open_map(&pin_dir, maps::PROTECT[1])?,
             ],
             counters: open_map(&pin_dir, maps::COUNTERS)?,
+            lookup: open_map(&pin_dir, maps::LOOKUP)?,
+            copies: None,
+            grace: None,
             pin_dir,
             locked: false,
             mirror: None,
@@ -376,6 +398,22 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
             map: maps::META,
             found: format!("{found}-byte records"),
             wanted: format!("{wanted}-byte records"),
+        });
+    }
+    // Before the compiled lookup, there was no WG_LOOKUP (nor its arrays).
+    if !pin_dir.join(maps::LOOKUP).exists() {
+        return Err(GateError::PinLayout {
+            dir: pin_dir.to_path_buf(),
+            map: maps::LOOKUP,
+            found: "nothing (it is not pinned: the gate predates the compiled lookup)".into(),
+            wanted: format!(
+                "{} and its arrays {}/{}/{}/{}_0 and _1",
+                maps::LOOKUP,
+                maps::BUCKETS[0].trim_end_matches("_0"),
+                maps::LISTS[0].trim_end_matches("_0"),
+                maps::NODES[0].trim_end_matches("_0"),
+                maps::LEAVES[0].trim_end_matches("_0")
+            ),
         });
     }
     // Before the settings had two slots, WG_CONFIG had one element.

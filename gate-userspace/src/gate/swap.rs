@@ -59,6 +59,18 @@ pub struct LoadReport {
     /// After the flip: bringing the other trie to the same set.
     #[serde(serialize_with = "secs")]
     pub sync_time: Duration,
+    /// What the datapath looks sources up in: `compiled` (the compiled
+    /// lookup) or `trie` (the LPM trie: the set did not fit the compiled
+    /// lookup's capacity).
+    pub lookup: &'static str,
+    /// Compiling the set and writing the inactive copy (part of
+    /// `enforce_time`).
+    #[serde(serialize_with = "secs")]
+    pub compile_time: Duration,
+    /// After the flip: the wait until nothing reads the old copy, before
+    /// it is written (part of `sync_time`).
+    #[serde(serialize_with = "secs")]
+    pub grace_time: Duration,
     /// An interrupted update was repaired first (or the pair after this
     /// one's own failure past the flip).
     pub repaired: bool,
@@ -83,6 +95,9 @@ impl LoadReport {
             check_time: Duration::ZERO,
             enforce_time: Duration::ZERO,
             sync_time: Duration::ZERO,
+            lookup: "unchanged",
+            compile_time: Duration::ZERO,
+            grace_time: Duration::ZERO,
             repaired: false,
         }
     }
@@ -90,7 +105,7 @@ impl LoadReport {
     /// One line for people: what was written and how long it took.
     pub fn summary(&self) -> String {
         format!(
-            "{} update: {} removed, {} added or changed; enforced after {:.3}s (cleared {} in {:.3}s, wrote in {:.3}s, checked in {:.3}s), other trie in sync after {:.3}s more{}",
+            "{} update: {} removed, {} added or changed; enforced after {:.3}s (cleared {} in {:.3}s, wrote in {:.3}s, checked in {:.3}s, compiled the {} lookup in {:.3}s), other half in sync after {:.3}s more{}",
             self.mode,
             self.removed,
             self.written,
@@ -99,6 +114,8 @@ impl LoadReport {
             self.clear_time.as_secs_f64(),
             self.fill_time.as_secs_f64(),
             self.check_time.as_secs_f64(),
+            self.lookup,
+            self.compile_time.as_secs_f64(),
             self.sync_time.as_secs_f64(),
             if self.repaired {
                 "; an interrupted update was repaired"
@@ -800,6 +817,10 @@ impl Gate {
         let h = 1 - a;
         self.write_full(h, &set, &labels, None, (0, 0, 0))
             .map_err(fail)?;
+        // The copy may have been read until the interrupted flip.
+        self.grace().map_err(fail)?;
+        let (compiled, _) = self.compile_for(&set).map_err(fail)?;
+        self.write_copy(h, compiled.as_ref()).map_err(fail)?;
         let digest = set_digest(&set);
         let generation = meta.generation[a];
         meta.generation = [generation; 2];
@@ -997,8 +1018,28 @@ impl Gate {
         }
         let digest = plan.digest.unwrap_or_default();
         meta.journal.digest = digest;
-        let (cleared, clear_time, fill_time, check_time) = match before {
-            Ok(times) => times,
+        // The compiled copy of the same half, from the new set (a diff's
+        // is the mirror's set with the plan applied).
+        let mut applied = None;
+        let before = before.and_then(|times| {
+            if new_set.is_none() {
+                let mut m = self.mirror.take().expect("ensured");
+                for p in &plan.remove {
+                    m.set.remove(p);
+                }
+                for e in plan.add.iter().chain(&plan.change) {
+                    m.set.replace(e.clone());
+                }
+                applied = Some(m.set);
+            }
+            let set = new_set.as_ref().or(applied.as_ref()).expect("one of them");
+            let (compiled, compile_time) = self.compile_for(set)?;
+            self.write_copy(t, compiled.as_ref())?;
+            Ok((times, compiled, compile_time))
+        });
+        let ((cleared, clear_time, fill_time, check_time), compiled, compile_time) = match before
+        {
+            Ok(r) => r,
             Err(e) => {
                 self.mirror = None;
                 if let Err(r) = self.repair_locked() {
@@ -1027,7 +1068,13 @@ impl Gate {
         // brought to it the same way.
         let t2 = Instant::now();
         let mut repaired = false;
-        if let Err(e) = self.write_half(a, &plan, new_set.as_ref(), (7, 8, 9)) {
+        let mut grace_time = Duration::ZERO;
+        let sync = self.grace().and_then(|g| {
+            grace_time = g;
+            self.write_copy(a, compiled.as_ref())?;
+            self.write_half(a, &plan, new_set.as_ref(), (7, 8, 9))
+        });
+        if let Err(e) = sync {
             tracing::warn!(error = %e, "bringing the other trie in sync; repairing it from the active one");
             self.repair_locked().map_err(|r| GateError::Repair {
                 journal: journal_text(&meta.journal),
@@ -1051,19 +1098,7 @@ impl Gate {
         let mode = if plan.full { "full" } else { "diff" };
         let labels = plan.labels.len();
         if !repaired {
-            let set = match new_set.take() {
-                Some(s) => s,
-                None => {
-                    let mut m = self.mirror.take().expect("ensured");
-                    for p in &plan.remove {
-                        m.set.remove(p);
-                    }
-                    for e in plan.add.iter().chain(&plan.change) {
-                        m.set.replace(e.clone());
-                    }
-                    m.set
-                }
-            };
+            let set = new_set.take().or(applied).expect("one of them");
             self.mirror = Some(Mirror {
                 generation,
                 digest,
@@ -1085,8 +1120,34 @@ impl Gate {
             check_time,
             enforce_time,
             sync_time,
+            lookup: if compiled.is_some() {
+                "compiled"
+            } else {
+                "trie"
+            },
+            compile_time,
+            grace_time,
             repaired,
         })
+    }
+
+    /// The compiled lookup for `set` and the time it took; `None` when it
+    /// does not fit the gate's capacity (the datapath then reads the LPM
+    /// trie, which holds any set).
+    fn compile_for(
+        &self,
+        set: &PrefixSet,
+    ) -> Result<(Option<super::compile::Compiled>, Duration)> {
+        let t = Instant::now();
+        let cap = self.lookup_capacity()?;
+        let compiled = match super::compile::compile(set, &cap) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "the datapath looks this set up in the LPM trie");
+                None
+            }
+        };
+        Ok((compiled, t.elapsed()))
     }
 
     /// Writes the planned update into trie `h` (inactive): entry by entry,

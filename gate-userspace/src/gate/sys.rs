@@ -522,3 +522,49 @@ pub fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
         },
     )
 }
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+
+/// `bpf_attr` for `BPF_MAP_CREATE`, up to `inner_map_fd`.
+#[repr(C)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+}
+
+/// `BPF_MAP_CREATE` of an unpinned map (a map-in-map with `inner` as its
+/// template).
+pub fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    inner: Option<&OwnedFd>,
+) -> io::Result<OwnedFd> {
+    let attr = MapCreate {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: 0,
+        inner_map_fd: inner.map_or(0, |f| f.as_raw_fd() as u32),
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_CREATE.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &attr as *const MapCreate,
+            std::mem::size_of::<MapCreate>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new file descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+}
