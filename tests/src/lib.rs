@@ -61,6 +61,15 @@ impl PinnedGate {
         pg
     }
 
+    /// A gate whose compiled lookup has room for `capacity`.
+    pub fn with_capacity(tag: &str, capacity: &wotgate::gate::compile::Capacity) -> PinnedGate {
+        require_kernel();
+        let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-test-{}", unique(tag)));
+        let mut pg = PinnedGate { dir, gate: None };
+        pg.gate = Some(Gate::create_with(&pg.dir, capacity).expect("create test gate"));
+        pg
+    }
+
     pub fn gate(&mut self) -> &mut Gate {
         self.gate.as_mut().expect("gate open")
     }

@@ -593,7 +593,9 @@ fn kernel_agrees_with_reference() {
         let cfg = &configs[phase % configs.len()];
         let set = &sets[phase % sets.len()];
         pg.gate().set_settings(cfg).unwrap();
-        pg.gate().load_set(set).unwrap();
+        let loaded = pg.gate().load_set(set).unwrap();
+        // The compiled lookup answers (not the LPM trie behind it).
+        assert_eq!(loaded.lookup, "compiled");
         let ph = Phase {
             ports: cfg.ports.clone(),
             src: Pool {

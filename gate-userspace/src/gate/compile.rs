@@ -46,6 +46,30 @@ impl Capacity {
         }
     }
 
+    /// Room for `set` compiled, and `headroom` times as much again (0.25:
+    /// a quarter more).
+    pub fn for_set(set: &PrefixSet, headroom: f64) -> Capacity {
+        let unbounded = Capacity {
+            buckets: 1 << 30,
+            lists: LIST_INDEX_MASK,
+            nodes: TRIE_INDEX_MASK,
+            leaf_words: u32::MAX,
+        };
+        let grow = |v: u32| {
+            ((f64::from(v) * (1.0 + headroom)) as u64).clamp(1024, u64::from(TRIE_INDEX_MASK))
+                as u32
+        };
+        match compile(set, &unbounded) {
+            Ok(c) => Capacity {
+                buckets: grow(c.buckets.len() as u32).next_power_of_two(),
+                lists: grow(c.header.lists).min(LIST_INDEX_MASK),
+                nodes: grow(c.header.nodes),
+                leaf_words: grow(c.header.leaf_words),
+            },
+            Err(_) => Capacity::for_prefixes(set.len()),
+        }
+    }
+
     /// Kernel memory of one copy, in bytes.
     pub fn bytes(&self) -> u64 {
         u64::from(self.buckets) * 64
@@ -58,7 +82,9 @@ impl Capacity {
 /// Why a set was not compiled (the datapath then uses the LPM trie).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    #[error("the compiled lookup needs {needed} {what}, the gate was created with room for {capacity}")]
+    #[error(
+        "the compiled lookup needs {needed} {what}, the gate was created with room for {capacity}"
+    )]
     Full {
         what: &'static str,
         needed: u64,
@@ -229,7 +255,14 @@ fn pack_leaves(values: &[u32]) -> Vec<u64> {
 /// Fills node `at` (depth `depth`, covering the /(32 + 8 depth) that all
 /// of `pfx` lie in) and, below it, its children; `default` is the longest
 /// match of the prefixes above it. `pfx` are sorted by address.
-fn fill(nodes: &mut Vec<Node>, leaves: &mut Leaves, at: usize, pfx: &[Pfx], depth: usize, default: u32) {
+fn fill(
+    nodes: &mut Vec<Node>,
+    leaves: &mut Leaves,
+    at: usize,
+    pfx: &[Pfx],
+    depth: usize,
+    default: u32,
+) {
     let k = 4 + depth;
     let edge = 40 + 8 * depth as u8; // a prefix this long ends in this node
     let mut paint = [default; 256];

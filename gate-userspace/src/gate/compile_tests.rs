@@ -83,7 +83,11 @@ fn probes(rng: &mut StdRng, set: &PrefixSet, n: usize) -> Vec<Ipv6Addr> {
 fn check(set: &PrefixSet, rng: &mut StdRng, n: usize) -> Compiled {
     let c = compile(set, &Capacity::for_prefixes(set.len() * 40)).unwrap();
     for addr in probes(rng, set, n) {
-        assert_eq!(datapath(&c, set, addr), naive(set, addr), "{addr} in {set:?}");
+        assert_eq!(
+            datapath(&c, set, addr),
+            naive(set, addr),
+            "{addr} in {set:?}"
+        );
     }
     c
 }
@@ -174,7 +178,10 @@ fn a_set_too_large_for_the_capacity_is_refused() {
     };
     assert!(matches!(
         compile(&set, &small),
-        Err(CompileError::Full { what: "cuckoo buckets", .. })
+        Err(CompileError::Full {
+            what: "cuckoo buckets",
+            ..
+        })
     ));
     assert!(compile(&set, &Capacity::for_prefixes(5000)).is_ok());
 }

@@ -1037,8 +1037,7 @@ impl Gate {
             self.write_copy(t, compiled.as_ref())?;
             Ok((times, compiled, compile_time))
         });
-        let ((cleared, clear_time, fill_time, check_time), compiled, compile_time) = match before
-        {
+        let ((cleared, clear_time, fill_time, check_time), compiled, compile_time) = match before {
             Ok(r) => r,
             Err(e) => {
                 self.mirror = None;
@@ -1134,10 +1133,7 @@ impl Gate {
     /// The compiled lookup for `set` and the time it took; `None` when it
     /// does not fit the gate's capacity (the datapath then reads the LPM
     /// trie, which holds any set).
-    fn compile_for(
-        &self,
-        set: &PrefixSet,
-    ) -> Result<(Option<super::compile::Compiled>, Duration)> {
+    fn compile_for(&self, set: &PrefixSet) -> Result<(Option<super::compile::Compiled>, Duration)> {
         let t = Instant::now();
         let cap = self.lookup_capacity()?;
         let compiled = match super::compile::compile(set, &cap) {
