@@ -1,9 +1,12 @@
 //! `cargo xtask bench xdp`: ns per packet of the real program through
-//! BPF_PROG_TEST_RUN against a pass-only program in the same run, and the
-//! trusted-set updates at 1,000,000 prefixes (a full load of a new set, one
-//! entry changed, a 1,000-entry diff) beside the previous version's full
-//! rewrite (clear the inactive trie entry by entry, fill it, read every key
-//! back, flip), replayed here on a second gate's maps in the same run.
+//! BPF_PROG_TEST_RUN with the compiled lookup and with the LPM trie (the
+//! compiled copy switched off), against a pass-only program in the same run,
+//! hot (one packet repeated) and cold (a different source per run) on random
+//! /48-/64 sets and a hard set; kernel memory; and the trusted-set updates at
+//! 1,000,000 prefixes (a full load of a new set, one entry changed, a
+//! 1,000-entry diff) beside the previous version's full rewrite (clear the
+//! inactive trie entry by entry, fill it, read every key back, flip),
+//! replayed here on a second gate's maps in the same run.
 //!
 //! The baseline is two instructions loaded here with bpf(2), not part of the
 //! shipped object; it is pinned beside the bench gate so aya opens and runs
@@ -27,18 +30,20 @@ use integration_tests::{
     packet::{Builder, ACK, SYN},
 };
 use ipnet::Ipv6Net;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, SeedableRng};
 use wotgate::{
-    gate::{swap::Changes, Gate},
-    model::prefixes::{PrefixEntry, PrefixSet, Verdict},
+    gate::{compile::Capacity, swap::Changes, Gate},
+    model::prefixes::{PrefixEntry, PrefixSet},
 };
 
 // Shared with the wot and plan benchmarks (BENCHMARKS.md is found from this
 // crate's directory, one level below the workspace root like theirs).
+#[path = "bench_xdp/lookup.rs"]
+mod lookup;
 #[path = "../../gate-userspace/examples/common/record.rs"]
 mod record;
 
-const REPEAT: u32 = 1_000_000;
+pub(crate) const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 3;
 
 struct Purge(PathBuf);
@@ -50,7 +55,7 @@ impl Drop for Purge {
     }
 }
 
-fn ns(prog: &Xdp, pkt: &[u8]) -> Result<f64> {
+pub(crate) fn ns(prog: &Xdp, pkt: &[u8]) -> Result<f64> {
     let mut o = TestRunOptions::new();
     o.data_in = Some(pkt);
     o.repeat = REPEAT;
@@ -76,7 +81,7 @@ fn load_baseline(pin: &Path) -> Result<Xdp> {
 }
 
 /// Median of ROUNDS interleaved (gate, baseline) measurements.
-fn measure(gate: &Xdp, base: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
+pub(crate) fn measure(gate: &Xdp, base: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
     let mut g = Vec::new();
     let mut b = Vec::new();
     for _ in 0..ROUNDS {
@@ -88,42 +93,10 @@ fn measure(gate: &Xdp, base: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
     Ok((g[ROUNDS / 2], b[ROUNDS / 2]))
 }
 
-/// `n` distinct random prefixes (/40 to /64) inside 2001:db8::/32, plus the
-/// trusted peer's 2001:db8:ffff:ff00::/56 so trusted lookups hit deep.
-fn random_set(n: usize, rng: &mut StdRng) -> PrefixSet {
-    let mut set = PrefixSet::new();
-    let trusted: Ipv6Net = "2001:db8:ffff:ff00::/56".parse().unwrap();
-    set.insert(PrefixEntry {
-        verdict: Verdict::Allow,
-        prefix: trusted,
-        label: "trusted".into(),
-    })
-    .unwrap();
-    while set.len() < n {
-        let len = rng.gen_range(40..=64u8);
-        let bits: u128 = (0x2001_0db8u128 << 96) | ((rng.gen::<u64>() as u128) << 32 >> 32 << 32);
-        let Ok(net) = Ipv6Net::new(Ipv6Addr::from(bits), len) else {
-            continue;
-        };
-        let net = net.trunc();
-        if net.contains(&trusted)
-            || trusted.contains(&net)
-            || net.contains(&Ipv6Addr::from(
-                0x2001_0db8_ffff_ff00_0000_0000_0000_0001u128,
-            ))
-        {
-            continue;
-        }
-        let _ = set.insert(PrefixEntry {
-            verdict: Verdict::Allow,
-            prefix: net,
-            label: String::new(),
-        });
-    }
-    set
-}
-
-fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(pin: &Path, name: &str) -> Result<T> {
+pub(crate) fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    pin: &Path,
+    name: &str,
+) -> Result<T> {
     let data = MapData::from_pin(pin.join(name))?;
     Ok(Map::from_map_data(data)?.try_into()?)
 }
@@ -195,7 +168,7 @@ impl OldSwap {
 }
 
 /// Median of `v`.
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -240,25 +213,33 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         ));
     };
     // Full loads into empty gates (the bench gates were emptied first).
-    let a = random_set(N, rng);
+    let slab = lookup::slab_kb();
+    let a = lookup::random_48_64(N, rng);
     let t = Instant::now();
     let r = gate.load_set(&a)?;
     let new = t.elapsed().as_secs_f64();
+    let slab_mb = lookup::slab_kb().saturating_sub(slab) as f64 / 1e3;
     let o = old.load(&a)?;
     drop(a);
     push(
         "full load of a new 1M set into an empty gate",
         new,
         format!(
-            "{}; enforced after {}, other trie in sync {} later",
+            "{}, lookup {}; enforced after {} (compile {}), other half in sync {} later (grace {})",
             r.mode,
+            r.lookup,
             ms(r.enforce_time.as_secs_f64()),
-            ms(r.sync_time.as_secs_f64())
+            ms(r.compile_time.as_secs_f64()),
+            ms(r.sync_time.as_secs_f64()),
+            ms(r.grace_time.as_secs_f64())
         ),
         o,
     );
+    let slab_row = format!(
+        "| kernel slab growth of that load (the two LPM tries and labels; the compiled arrays are preallocated vmalloc memory, see above) | {slab_mb:.0} MB | | |"
+    );
     // A new 1M set over the loaded one (nothing in common).
-    let b = random_set(N, rng);
+    let b = lookup::random_48_64(N, rng);
     let t = Instant::now();
     let r = gate.load_set(&b)?;
     let new = t.elapsed().as_secs_f64();
@@ -267,11 +248,13 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         "full load of a new 1M set over another 1M set",
         new,
         format!(
-            "{}, {} removed and {} written per trie; enforced after {}",
+            "{}, {} removed and {} written per trie; enforced after {} (compile {}), whole {}",
             r.mode,
             r.removed,
             r.written,
-            ms(r.enforce_time.as_secs_f64())
+            ms(r.enforce_time.as_secs_f64()),
+            ms(r.compile_time.as_secs_f64()),
+            ms((r.enforce_time + r.sync_time).as_secs_f64())
         ),
         o,
     );
@@ -283,12 +266,16 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         let mut by_changes = Vec::new();
         let mut by_set = Vec::new();
         let mut diffing = Vec::new();
+        let (mut enforced, mut compiled, mut graces) = (Vec::new(), Vec::new(), Vec::new());
         let mut current = b.clone();
         for i in 0..REPS {
             let (next, c) = changed(&current, n, &format!("c{n}-{i}"));
             let t = Instant::now();
             let r = gate.apply_changes(&c)?;
             by_changes.push(t.elapsed().as_secs_f64());
+            enforced.push(r.enforce_time.as_secs_f64());
+            compiled.push(r.compile_time.as_secs_f64());
+            graces.push(r.grace_time.as_secs_f64());
             ensure_mode(r.mode)?;
             current = next;
             let (next, _) = changed(&current, n, &format!("s{n}-{i}"));
@@ -306,7 +293,12 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         push(
             &format!("{what}: the change given"),
             median(by_changes),
-            format!("diff, both tries; median of {REPS}"),
+            format!(
+                "diff, both halves; enforced after {} (compile {}), grace {}; median of {REPS}",
+                ms(median(enforced.clone())),
+                ms(median(compiled.clone())),
+                ms(median(graces.clone()))
+            ),
             o,
         );
         push(
@@ -319,6 +311,7 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
             o,
         );
     }
+    rows.insert(1, slab_row);
     Ok(rows)
 }
 
@@ -333,92 +326,112 @@ fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
     let _purge = Purge(dir.clone());
-    let mut gate =
-        Gate::create(&dir).context("creating the bench gate (root? built with xtask?)")?;
+    let mut rng = StdRng::seed_from_u64(25);
+    // The 1M sets first: the gates are sized for the larger compiled one.
+    let big_a = lookup::random_48_64(1_000_000, &mut rng);
+    let big_b = lookup::hard_set(1_000_000, &mut rng);
+    let cap = lookup::max_capacity(
+        &Capacity::for_set(&big_a, 0.25),
+        &Capacity::for_set(&big_b, 0.25),
+    );
+    let mut gate = Gate::create_with(&dir, &cap)
+        .context("creating the bench gate (root? built with xtask?)")?;
     let prog = gate.program()?;
     let base = &load_baseline(&dir.join("bench_baseline"))?;
 
     let dst: Ipv6Addr = "2001:db8:25::1".parse().unwrap();
-    let trusted: Ipv6Addr = "2001:db8:ffff:ff00::1".parse().unwrap();
     let untrusted: Ipv6Addr = "2001:db8:ffff:ffff::1".parse().unwrap();
     let udp = Builder::ipv6_udp(untrusted, dst, 5353, 53).build();
     let ack = Builder::ipv6_tcp(untrusted, dst, 40000, 25, ACK).build();
-    let syn_t = Builder::ipv6_tcp(trusted, dst, 40000, 25, SYN).build();
-    let syn_u = Builder::ipv6_tcp(untrusted, dst, 40000, 25, SYN).build();
     let syn4 =
         Builder::ipv4_tcp([192, 0, 2, 2].into(), [192, 0, 2, 1].into(), 40000, 25, SYN).build();
 
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
-    let mut rng = StdRng::seed_from_u64(25);
+    let mut lookup_rows = Vec::new();
     let mut swap_rows = Vec::new();
-    for n in [1usize, 10_000, 100_000, 1_000_000] {
-        let set = random_set(n, &mut rng);
-        let t = Instant::now();
-        let r = gate.load_set(&set)?;
-        let total = t.elapsed();
-        swap_rows.push(format!(
-            "| load {n} prefixes | {:.3} s total: {} |",
-            total.as_secs_f64(),
-            r.summary()
-        ));
-        if n == 1 {
-            for (name, pkt) in [
-                ("IPv6 UDP (non-TCP)", &udp),
-                ("IPv6 TCP ACK to 25 (non-SYN)", &ack),
-                ("IPv4 SYN to 25", &syn4),
-            ] {
-                let (g, b) = measure(&prog, base, pkt)?;
-                rows.push((name.to_string(), g, b));
+    let mut memory_rows = Vec::new();
+    for kind in ["random /48-/64", "hard"] {
+        for n in [1usize, 10_000, 100_000, 1_000_000] {
+            let set = match (kind, n) {
+                ("hard", 1_000_000) => big_b.clone(),
+                (_, 1_000_000) => big_a.clone(),
+                ("hard", _) => lookup::hard_set(n, &mut rng),
+                _ => lookup::random_48_64(n, &mut rng),
+            };
+            let t = Instant::now();
+            let r = gate.load_set(&set)?;
+            let total = t.elapsed();
+            swap_rows.push(format!(
+                "| load {n} prefixes ({kind}) | {:.3} s total: {} |",
+                total.as_secs_f64(),
+                r.summary()
+            ));
+            if n == 1_000_000 {
+                memory_rows.push(lookup::memory_row(&gate, kind)?);
+            }
+            if n == 1 && kind == "hard" {
+                for (name, pkt) in [
+                    ("IPv6 UDP (non-TCP)", &udp),
+                    ("IPv6 TCP ACK to 25 (non-SYN)", &ack),
+                    ("IPv4 SYN to 25", &syn4),
+                ] {
+                    let (g, b) = measure(&prog, base, pkt)?;
+                    rows.push((name.to_string(), g, b));
+                }
+            }
+            lookup_rows.extend(lookup::rows(
+                &mut gate, &prog, base, &set, kind, n, &mut rng,
+            )?);
+            if n == 1_000_000 {
+                let (g, b) = measure(&prog, base, &ack)?;
+                rows.push((format!("IPv6 TCP ACK to 25, {n} prefixes ({kind})"), g, b));
             }
         }
-        for (what, pkt) in [("trusted", &syn_t), ("untrusted", &syn_u)] {
-            let (g, b) = measure(&prog, base, pkt)?;
-            rows.push((format!("IPv6 SYN to 25, {what}, {n} prefixes"), g, b));
-        }
-        // The non-SYN path must not depend on the set size.
-        if n == 1_000_000 {
-            let (g, b) = measure(&prog, base, &ack)?;
-            rows.push((format!("IPv6 TCP ACK to 25, {n} prefixes"), g, b));
-        }
     }
-    // A swap of 1M over 1M: the next load clears the previous-but-one set.
-    let set = random_set(1_000_000, &mut rng);
-    let t = Instant::now();
-    let r = gate.load_set(&set)?;
-    swap_rows.push(format!(
-        "| swap 1000000 -> 1000000 prefixes | {:.3} s total: {} |",
-        t.elapsed().as_secs_f64(),
-        r.summary()
-    ));
+    drop(big_b);
 
     // Updates at 1M on two fresh gates: this version's and the old swap's.
-    drop(set);
     let upd_dir = PathBuf::from(format!("{}-upd", dir.display()));
     let old_dir = PathBuf::from(format!("{}-old", dir.display()));
     let _purge_upd = Purge(upd_dir.clone());
     let _purge_old = Purge(old_dir.clone());
-    let mut upd_gate = Gate::create(&upd_dir)?;
+    let mut upd_gate = Gate::create_with(&upd_dir, &cap)?;
     drop(Gate::create(&old_dir)?);
     let mut old_swap = OldSwap::open(&old_dir)?;
+    drop(big_a);
     let update_rows = updates(&mut upd_gate, &mut old_swap, &mut rng)?;
 
     let mut out = String::new();
     out.push_str(&format!("\n### {}\n\n", record::machine()));
-    out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT}, median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run.\n\n"));
-    out.push_str("| packet | gate ns/pkt | baseline ns/pkt | ratio |\n|---|---:|---:|---:|\n");
+    out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT} (hot) or 1 per source (cold), median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run; LPM = the same program with its compiled copy switched off. Load average at the start: {}.\n\n", lookup::loadavg()));
+    out.push_str(&lookup::table_header());
+    for r in &lookup_rows {
+        out.push_str(r);
+        out.push('\n');
+    }
+    out.push_str("\n| packet | gate ns/pkt | baseline ns/pkt | ratio |\n|---|---:|---:|---:|\n");
     for (name, g, b) in &rows {
         out.push_str(&format!("| {name} | {g:.1} | {b:.1} | {:.2}x |\n", g / b));
+    }
+    out.push_str(&format!("\n{}", lookup::memory_header()));
+    for r in &memory_rows {
+        out.push_str(r);
+        out.push('\n');
     }
     out.push_str("\n| trusted-set update | time |\n|---|---|\n");
     for r in &swap_rows {
         out.push_str(r);
         out.push('\n');
     }
-    out.push_str("\n| update at 1,000,000 prefixes | this version (both tries in sync) | old full rewrite, same run | old / new |\n|---|---|---:|---:|\n");
+    out.push_str("\n| update at 1,000,000 prefixes (random /48-/64) | this version (both halves in sync) | old full rewrite, same run | old / new |\n|---|---|---:|---:|\n");
     for r in &update_rows {
         out.push_str(r);
         out.push('\n');
     }
+    out.push_str(&format!(
+        "\nLoad average at the end: {}.\n",
+        lookup::loadavg()
+    ));
     print!("{out}");
     if record {
         record::record(
