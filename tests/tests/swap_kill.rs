@@ -10,10 +10,11 @@
 use std::{collections::BTreeMap, net::Ipv6Addr, os::unix::process::ExitStatusExt, path::Path};
 
 use aya::maps::{HashMap, Map, MapData};
-use gate_common::{maps, Label, JOURNAL_IDLE};
+use gate_common::{lookup::HDR_VALID, maps, Label, JOURNAL_IDLE};
 use integration_tests::{wotgate_cmd, PinnedGate, TmpDir};
 use wotgate::{
     gate::{
+        compile::compile,
         replay::{syn_frame, XDP_DROP, XDP_PASS},
         swap::{set_digest, KILL_AT_STEP_ENV, STEPS},
         Gate,
@@ -83,6 +84,13 @@ fn assert_in_sync(pin: &Path, want: &PrefixSet, what: &str) {
     assert_eq!(meta.digest, [set_digest(want); 2], "{what}: {meta:?}");
     assert_eq!(gate.read_set(a).unwrap(), *want, "{what}: active trie");
     assert_eq!(gate.read_set(1 - a).unwrap(), *want, "{what}: other trie");
+    // Both compiled copies hold the set, compiled the same way.
+    let compiled = compile(want, &gate.lookup_capacity().unwrap()).unwrap();
+    for h in 0..2 {
+        let header = gate.lookup_header(h).unwrap();
+        assert_ne!(header.flags & HDR_VALID, 0, "{what}: compiled copy {h}");
+        assert_eq!(header, compiled.header, "{what}: compiled copy {h}");
+    }
     assert_eq!(
         label_table(pin, 0),
         label_table(pin, 1),

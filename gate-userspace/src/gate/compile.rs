@@ -61,7 +61,11 @@ impl Capacity {
         };
         match compile(set, &unbounded) {
             Ok(c) => Capacity {
-                buckets: grow(c.buckets.len() as u32).next_power_of_two(),
+                buckets: ((f64::from(c.header.groups) * (1.0 + headroom)) as u64 * 4
+                    / 3
+                    / BUCKET_SLOTS as u64)
+                    .max(1)
+                    .next_power_of_two() as u32,
                 lists: grow(c.header.lists).min(LIST_INDEX_MASK),
                 nodes: grow(c.header.nodes),
                 leaf_words: grow(c.header.leaf_words),
@@ -104,10 +108,20 @@ pub struct Compiled {
 
 /// A prefix as the compiler handles it: address, length, `LV_*` verdict.
 #[derive(Clone, Copy, Debug)]
-struct Pfx {
+pub(crate) struct Pfx {
     addr: u128,
     len: u8,
     verdict: u32,
+}
+
+impl Pfx {
+    pub(crate) fn of(e: &crate::model::prefixes::PrefixEntry) -> Pfx {
+        Pfx {
+            addr: u128::from(e.prefix.network()),
+            len: e.prefix.prefix_len(),
+            verdict: lv(e.verdict),
+        }
+    }
 }
 
 fn lv(v: Verdict) -> u32 {
@@ -121,88 +135,134 @@ fn byte(addr: u128, k: usize) -> usize {
     ((addr >> (8 * (15 - k))) & 0xff) as usize
 }
 
-/// Compiles `set` within `cap`.
-pub fn compile(set: &PrefixSet, cap: &Capacity) -> Result<Compiled, CompileError> {
-    // Prefixes shorter than /32 by length, keyed by their top bits.
-    let mut short: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 32];
+/// Prefixes shorter than /32, by length, keyed by their top bits.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Short {
+    by_len: Vec<HashMap<u32, u32>>,
+}
+
+impl Short {
+    fn insert(&mut self, p: &Pfx) {
+        if self.by_len.is_empty() {
+            self.by_len = vec![HashMap::new(); 32];
+        }
+        let top = (p.addr >> 96) as u32;
+        let k = if p.len == 0 { 0 } else { top >> (32 - p.len) };
+        self.by_len[p.len as usize].insert(k, p.verdict);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_len.iter().all(HashMap::is_empty)
+    }
+
+    /// The verdict of the longest of them covering the /32 `key`.
+    pub(crate) fn covering(&self, key: u32) -> u32 {
+        for (len, m) in self.by_len.iter().enumerate().rev() {
+            let k = if len == 0 { 0 } else { key >> (32 - len) };
+            if let Some(v) = m.get(&k) {
+                return *v;
+            }
+        }
+        LV_NONE
+    }
+}
+
+/// `set` split into its short prefixes and its /32 groups (each group's
+/// prefixes sorted by address).
+pub(crate) fn split(set: &PrefixSet) -> (Short, Vec<(u32, Vec<Pfx>)>) {
+    let mut short = Short::default();
     let mut groups: Vec<(u32, Vec<Pfx>)> = Vec::new();
     for e in set.iter() {
-        let p = Pfx {
-            addr: u128::from(e.prefix.network()),
-            len: e.prefix.prefix_len(),
-            verdict: lv(e.verdict),
-        };
-        let top = (p.addr >> 96) as u32;
+        let p = Pfx::of(e);
         if p.len < 32 {
-            let k = if p.len == 0 { 0 } else { top >> (32 - p.len) };
-            short[p.len as usize].insert(k, p.verdict);
+            short.insert(&p);
             continue;
         }
         // The set is sorted by address: a /32's prefixes are adjacent.
+        let top = (p.addr >> 96) as u32;
         match groups.last_mut() {
             Some((k, v)) if *k == top => v.push(p),
             _ => groups.push((top, vec![p])),
         }
     }
-    let has_short = short.iter().any(|m| !m.is_empty());
-    let covering = |key: u32| -> u32 {
-        for len in (0..32u32).rev() {
-            let k = if len == 0 { 0 } else { key >> (32 - len) };
-            if let Some(v) = short[len as usize].get(&k) {
-                return *v;
-            }
+    (short, groups)
+}
+
+/// Compiles one /32 group (`pfx` sorted by address, all /32 or longer)
+/// into `c`'s lists or a new trie, appended; returns its slot value.
+pub(crate) fn group_value(
+    c: &mut Compiled,
+    mut pfx: Vec<Pfx>,
+    mut default: u32,
+) -> Result<u32, CompileError> {
+    if pfx.first().is_some_and(|p| p.len == 32) {
+        default = pfx.remove(0).verdict;
+    }
+    Ok(if pfx.is_empty() {
+        (TAG_VERDICT << TAG_SHIFT) | default
+    } else if pfx.len() <= LIST_MAX {
+        let first = c.lists.len() as u32;
+        if first + LIST_MAX as u32 > LIST_INDEX_MASK {
+            return Err(full("list entries", u64::from(first), LIST_INDEX_MASK));
         }
-        LV_NONE
-    };
-    let mut c = Compiled::default();
-    let mut leaves = Leaves::default();
-    let mut slots: Vec<(u32, u32)> = Vec::with_capacity(groups.len());
-    for (key, mut pfx) in groups {
-        let mut default = covering(key);
-        if pfx[0].len == 32 {
-            default = pfx.remove(0).verdict;
+        // Longest first: the first match is the longest.
+        pfx.sort_by(|a, b| b.len.cmp(&a.len));
+        for p in &pfx {
+            c.lists.push(list_entry(p));
         }
-        let value = if pfx.is_empty() {
-            (TAG_VERDICT << TAG_SHIFT) | default
-        } else if pfx.len() <= LIST_MAX {
-            let first = c.lists.len() as u32;
-            if first + LIST_MAX as u32 > LIST_INDEX_MASK {
-                return Err(full("list entries", u64::from(first), LIST_INDEX_MASK));
-            }
-            // Longest first: the first match is the longest.
-            pfx.sort_by(|a, b| b.len.cmp(&a.len));
-            for p in &pfx {
-                c.lists.push(list_entry(p));
-            }
-            (TAG_LIST << TAG_SHIFT)
-                | (default << LIST_DEFAULT_SHIFT)
-                | (((pfx.len() - 1) as u32) << LIST_LEN_SHIFT)
-                | first
-        } else {
-            let root = c.nodes.len() as u32;
-            if root > TRIE_INDEX_MASK {
-                return Err(full("trie nodes", u64::from(root), TRIE_INDEX_MASK));
-            }
-            c.nodes.push(Node::default());
-            fill(&mut c.nodes, &mut leaves, root as usize, &pfx, 0, default);
-            (TAG_TRIE << TAG_SHIFT) | root
+        (TAG_LIST << TAG_SHIFT)
+            | (default << LIST_DEFAULT_SHIFT)
+            | (((pfx.len() - 1) as u32) << LIST_LEN_SHIFT)
+            | first
+    } else {
+        let root = c.nodes.len() as u32;
+        if root > TRIE_INDEX_MASK {
+            return Err(full("trie nodes", u64::from(root), TRIE_INDEX_MASK));
+        }
+        // A trie's leaves start on a word of their own, so a trie is
+        // self-contained: nodes and leaf words in two ranges.
+        let mut leaves = Leaves {
+            values: Vec::new(),
+            offset: c.leaves.len() as u32 * LEAVES_PER_WORD,
         };
+        c.nodes.push(Node::default());
+        fill(&mut c.nodes, &mut leaves, root as usize, &pfx, 0, default);
+        c.leaves.extend(pack_leaves(&leaves.values));
+        (TAG_TRIE << TAG_SHIFT) | root
+    })
+}
+
+/// Compiles `set` within `cap`.
+pub fn compile(set: &PrefixSet, cap: &Capacity) -> Result<Compiled, CompileError> {
+    Ok(compile_table(set, cap)?.0)
+}
+
+/// As [`compile`], with the cuckoo table's state for later inserts.
+pub(crate) fn compile_table(
+    set: &PrefixSet,
+    cap: &Capacity,
+) -> Result<(Compiled, Table, Short), CompileError> {
+    let (short, groups) = split(set);
+    let mut c = Compiled::default();
+    let mut slots: Vec<(u32, u32)> = Vec::with_capacity(groups.len());
+    for (key, pfx) in groups {
+        let value = group_value(&mut c, pfx, short.covering(key))?;
         slots.push((key, value));
     }
-    c.leaves = pack_leaves(&leaves.values);
-    c.buckets = cuckoo(&slots, cap.buckets)?;
+    let table = cuckoo(&slots, cap.buckets)?;
+    c.buckets = table.buckets.clone();
     check(c.lists.len(), "list entries", cap.lists)?;
     check(c.nodes.len(), "trie nodes", cap.nodes)?;
     check(c.leaves.len(), "leaf words", cap.leaf_words)?;
     c.header = LookupHeader {
-        flags: HDR_VALID | if has_short { HDR_SHORT } else { 0 },
+        flags: HDR_VALID | if short.is_empty() { 0 } else { HDR_SHORT },
         bucket_mask: c.buckets.len() as u32 - 1,
         groups: slots.len() as u32,
         lists: c.lists.len() as u32,
         nodes: c.nodes.len() as u32,
         leaf_words: c.leaves.len() as u32,
     };
-    Ok(c)
+    Ok((c, table, short))
 }
 
 fn full(what: &'static str, needed: u64, capacity: u32) -> CompileError {
@@ -233,10 +293,11 @@ fn list_entry(p: &Pfx) -> ListEntry {
     }
 }
 
-/// Leaf verdicts of all tries, in the order the nodes number them.
-#[derive(Default)]
+/// Leaf verdicts of one trie, in the order its nodes number them, from
+/// leaf number `offset` of the copy.
 struct Leaves {
     values: Vec<u32>,
+    offset: u32,
 }
 
 /// Leaf verdicts packed 2 bits each, `LEAVES_PER_WORD` to a word.
@@ -290,7 +351,7 @@ fn fill(
         node.child[pos >> 6] |= 1 << (pos & 63);
     }
     let mut last: Option<u32> = None;
-    let leaf_base = leaves.values.len();
+    let leaf_base = leaves.offset as usize + leaves.values.len();
     for (pos, v) in paint.iter().enumerate() {
         if node.child[pos >> 6] >> (pos & 63) & 1 != 0 {
             continue;
@@ -312,7 +373,7 @@ fn fill(
 
 /// The cuckoo table for `slots` (distinct keys): the smallest power of two
 /// of buckets, up to `capacity`, into which they all fit.
-fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Vec<Bucket>, CompileError> {
+fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Table, CompileError> {
     let max = if capacity.is_power_of_two() {
         capacity
     } else {
@@ -324,7 +385,8 @@ fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Vec<Bucket>, CompileErr
     loop {
         let mut t = Table::new(n);
         if slots.iter().all(|(k, v)| t.insert(*k, *v)) {
-            return Ok(t.buckets);
+            t.dirty.clear();
+            return Ok(t);
         }
         if n >= max {
             return Err(full("cuckoo buckets", u64::from(n) * 2, capacity));
@@ -333,10 +395,14 @@ fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Vec<Bucket>, CompileErr
     }
 }
 
-/// A cuckoo table being built (nobody reads it meanwhile).
+/// A cuckoo table as user space builds and changes it (nobody reads this
+/// copy; the kernel's copies get the buckets it marks dirty).
+#[derive(Clone, Debug)]
 pub(crate) struct Table {
     pub(crate) buckets: Vec<Bucket>,
     rng: u64,
+    /// Buckets written since the last `take_dirty`.
+    dirty: Vec<u32>,
 }
 
 /// Evictions before an insert gives up (the table is then grown).
@@ -347,6 +413,54 @@ impl Table {
         Table {
             buckets: vec![Bucket::default(); n as usize],
             rng: 0x9e37_79b9_7f4a_7c15,
+            dirty: Vec::new(),
+        }
+    }
+
+    /// The buckets written since the last call, each once, in order.
+    pub(crate) fn take_dirty(&mut self) -> Vec<u32> {
+        let mut d = std::mem::take(&mut self.dirty);
+        d.sort_unstable();
+        d.dedup();
+        d
+    }
+
+    pub(crate) fn contains(&self, key: u32) -> bool {
+        self.find(key).is_some()
+    }
+
+    fn find(&self, key: u32) -> Option<(usize, usize)> {
+        self.choices(key).into_iter().find_map(|c| {
+            let b = &self.buckets[c];
+            (0..BUCKET_SLOTS)
+                .find(|s| b.keys[*s] == key && b.values[*s] != 0)
+                .map(|s| (c, s))
+        })
+    }
+
+    /// Sets `key`'s value, in place when it is there; false when an insert
+    /// found no room.
+    pub(crate) fn set(&mut self, key: u32, value: u32) -> bool {
+        match self.find(key) {
+            Some((c, s)) => {
+                self.buckets[c].values[s] = value;
+                self.dirty.push(c as u32);
+                true
+            }
+            None => self.insert(key, value),
+        }
+    }
+
+    /// Removes `key`; false when it is not there.
+    pub(crate) fn remove(&mut self, key: u32) -> bool {
+        match self.find(key) {
+            Some((c, s)) => {
+                self.buckets[c].keys[s] = 0;
+                self.buckets[c].values[s] = 0;
+                self.dirty.push(c as u32);
+                true
+            }
+            None => false,
         }
     }
 
@@ -369,6 +483,7 @@ impl Table {
                 if let Some(s) = self.free_slot(c) {
                     self.buckets[c].keys[s] = key;
                     self.buckets[c].values[s] = value;
+                    self.dirty.push(c as u32);
                     return true;
                 }
             }
@@ -382,6 +497,7 @@ impl Table {
             let (k, v) = (self.buckets[b].keys[s], self.buckets[b].values[s]);
             self.buckets[b].keys[s] = key;
             self.buckets[b].values[s] = value;
+            self.dirty.push(b as u32);
             key = k;
             value = v;
         }

@@ -7,6 +7,7 @@ use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::*;
+use crate::gate::compiled::{Live, Patch};
 use crate::model::prefixes::PrefixEntry;
 
 /// What the datapath answers for `addr` with copy `c` (a miss goes to the
@@ -209,4 +210,139 @@ fn the_cuckoo_table_moves_keys_to_make_room() {
         let i = keys.iter().position(|x| x == k).unwrap() as u32 + 1;
         assert_eq!(lk::find_slot(&store, 127, *k), i);
     }
+}
+
+/// A kernel copy as the writer sees it: arrays of the capacity's size,
+/// changed only through patches.
+struct SimCopy {
+    header: LookupHeader,
+    buckets: Vec<Bucket>,
+    lists: Vec<ListEntry>,
+    nodes: Vec<Node>,
+    leaves: Vec<u64>,
+}
+
+impl SimCopy {
+    fn new(cap: &Capacity) -> SimCopy {
+        SimCopy {
+            header: LookupHeader::default(),
+            buckets: vec![Bucket::default(); cap.buckets as usize],
+            lists: vec![ListEntry::default(); cap.lists as usize],
+            nodes: vec![Node::default(); cap.nodes as usize],
+            leaves: vec![0; cap.leaf_words as usize],
+        }
+    }
+
+    fn write(&mut self, live: &Live, p: &Patch) {
+        match &p.buckets {
+            None => self.buckets[..live.buckets().len()].copy_from_slice(live.buckets()),
+            Some(d) => {
+                for i in d.iter().map(|i| *i as usize) {
+                    self.buckets[i] = live.buckets()[i];
+                }
+            }
+        }
+        let n = live.lists().len();
+        self.lists[p.lists_from..n].copy_from_slice(&live.lists()[p.lists_from..]);
+        let n = live.nodes().len();
+        self.nodes[p.nodes_from..n].copy_from_slice(&live.nodes()[p.nodes_from..]);
+        let n = live.leaves().len();
+        self.leaves[p.leaves_from..n].copy_from_slice(&live.leaves()[p.leaves_from..]);
+        self.header = live.header();
+    }
+
+    fn verdict(&self, set: &PrefixSet, addr: Ipv6Addr) -> u32 {
+        match lk::lookup(self, self.header.bucket_mask, &addr.octets()) {
+            lk::Found::Verdict(v) => v,
+            lk::Found::Miss if self.header.flags & HDR_SHORT == 0 => LV_NONE,
+            lk::Found::Miss => naive(
+                &set.iter()
+                    .filter(|e| e.prefix.prefix_len() < 32)
+                    .cloned()
+                    .fold(PrefixSet::new(), |mut s, e| {
+                        s.replace(e);
+                        s
+                    }),
+                addr,
+            ),
+        }
+    }
+}
+
+impl Store for SimCopy {
+    fn bucket(&self, i: u32) -> Option<&Bucket> {
+        self.buckets.get(i as usize)
+    }
+    fn list(&self, i: u32) -> Option<&ListEntry> {
+        self.lists.get(i as usize)
+    }
+    fn node(&self, i: u32) -> Option<&Node> {
+        self.nodes.get(i as usize)
+    }
+    fn leaf_word(&self, i: u32) -> Option<u64> {
+        self.leaves.get(i as usize).copied()
+    }
+}
+
+#[test]
+fn updates_recompile_only_touched_groups_and_patches_keep_a_copy_right() {
+    let mut rng = StdRng::seed_from_u64(99);
+    let bases = [0x2001_0db8u128 << 96, 0x2a00_1450u128 << 96];
+    let cap = Capacity::for_prefixes(6_000);
+    let mut set = random_set(&mut rng, 400, &bases);
+    let mut live = Live::build(&set, &cap).unwrap();
+    // Two copies, as the gate keeps them: each gets every patch.
+    let mut copies = [SimCopy::new(&cap), SimCopy::new(&cap)];
+    for c in &mut copies {
+        c.write(&live, &Patch::full());
+    }
+    let (mut by_group, mut whole) = (0, 0);
+    for round in 0..150 {
+        let nets: Vec<Ipv6Net> = set.iter().map(|e| e.prefix).collect();
+        let mut next = set.clone();
+        let mut changed = Vec::new();
+        for _ in 0..rng.gen_range(1..12) {
+            let p = nets[rng.gen_range(0..nets.len())];
+            if rng.gen_bool(0.4) {
+                next.remove(&p);
+                changed.push(p);
+            } else {
+                let a = u128::from(p.network());
+                let l = p.prefix_len().max(if round % 10 == 0 { 0 } else { 32 });
+                let free = u128::MAX.checked_shr(u32::from(l)).unwrap_or(0);
+                let e = entry(
+                    a | (rng.gen::<u128>() & free),
+                    rng.gen_range(l..=128),
+                    rng.gen_bool(0.6),
+                );
+                changed.push(e.prefix);
+                next.replace(e);
+            }
+        }
+        let patch = match live.apply(&next, &changed) {
+            Ok(p) => {
+                by_group += 1;
+                p
+            }
+            Err(_) => {
+                whole += 1;
+                live = Live::build(&next, &cap).unwrap();
+                Patch::full()
+            }
+        };
+        for c in &mut copies {
+            c.write(&live, &patch);
+        }
+        set = next;
+        for addr in probes(&mut rng, &set, 300) {
+            let want = naive(&set, addr);
+            for c in &copies {
+                assert_eq!(c.verdict(&set, addr), want, "round {round}: {addr}");
+            }
+        }
+    }
+    assert!(
+        by_group > 50 && whole > 5,
+        "{by_group} by group, {whole} whole"
+    );
 }

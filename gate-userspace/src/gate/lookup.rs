@@ -16,7 +16,8 @@ use aya::maps::MapInfo;
 use gate_common::{lookup::LookupHeader, maps};
 
 use super::{
-    compile::{Capacity, Compiled},
+    compile::Capacity,
+    compiled::{Live, Patch},
     update_err, Gate, GateError, Result,
 };
 
@@ -65,13 +66,15 @@ impl Mmap {
         })
     }
 
-    /// Copies `items` to the start of the array.
-    fn write<T: Copy>(&mut self, items: &[T]) {
+    /// Copies `items` to the array from element `at` on (the elements'
+    /// sizes are multiples of 8, as the kernel lays them out).
+    fn write_at<T: Copy>(&mut self, at: usize, items: &[T]) {
+        let start = at * std::mem::size_of::<T>();
         let bytes = std::mem::size_of_val(items);
-        assert!(bytes <= self.len, "checked against the capacity");
+        assert!(start + bytes <= self.len, "checked against the capacity");
         // SAFETY: in bounds; T is a repr(C) map value without padding.
         unsafe {
-            std::ptr::copy_nonoverlapping(items.as_ptr() as *const u8, self.ptr, bytes);
+            std::ptr::copy_nonoverlapping(items.as_ptr() as *const u8, self.ptr.add(start), bytes);
         }
     }
 }
@@ -177,22 +180,35 @@ impl Gate {
         }
     }
 
-    /// Writes `compiled` into copy `copy`, header last; `None` marks the
-    /// copy invalid (the datapath then reads the LPM trie of that half).
-    /// The copy must be inactive, and unread since (see [`Gate::grace`]).
-    pub(super) fn write_copy(&mut self, copy: usize, compiled: Option<&Compiled>) -> Result<()> {
+    /// Writes `patch` of `live` into copy `copy`, header last; `None`
+    /// marks the copy invalid (the datapath then reads the LPM trie of that
+    /// half). The copy must be inactive, and unread since (see
+    /// [`Gate::grace`]), and hold what `live` held before the patch unless
+    /// the patch is full.
+    pub(super) fn write_copy(
+        &mut self,
+        copy: usize,
+        compiled: Option<(&Live, &Patch)>,
+    ) -> Result<()> {
         let header = match compiled {
             None => LookupHeader::default(),
-            Some(c) => {
+            Some((live, patch)) => {
                 if self.copies.is_none() {
                     self.copies = Some(Copies::open(&self.pin_dir)?);
                 }
                 let a = &mut self.copies.as_mut().expect("opened").arrays[copy];
-                a[0].write(&c.buckets);
-                a[1].write(&c.lists);
-                a[2].write(&c.nodes);
-                a[3].write(&c.leaves);
-                c.header
+                match &patch.buckets {
+                    None => a[0].write_at(0, live.buckets()),
+                    Some(dirty) => {
+                        for i in dirty.iter().map(|i| *i as usize) {
+                            a[0].write_at(i, &live.buckets()[i..=i]);
+                        }
+                    }
+                }
+                a[1].write_at(patch.lists_from, &live.lists()[patch.lists_from..]);
+                a[2].write_at(patch.nodes_from, &live.nodes()[patch.nodes_from..]);
+                a[3].write_at(patch.leaves_from, &live.leaves()[patch.leaves_from..]);
+                live.header()
             }
         };
         self.lookup

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod capture;
 pub mod compile;
+pub mod compiled;
 mod error;
 pub mod inspect;
 pub mod lock;

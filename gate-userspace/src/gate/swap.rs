@@ -24,7 +24,10 @@ use gate_common::{maps, Entry, Journal, Label, Meta};
 use ipnet::Ipv6Net;
 use sha2::{Digest, Sha256};
 
-use super::{read_err as rd, update_err as upd, Gate, GateError, Result};
+use super::{
+    compiled::{Live, Patch},
+    read_err as rd, update_err as upd, Gate, GateError, Result,
+};
 use crate::model::prefixes::{PrefixEntry, PrefixSet, Verdict};
 
 /// What an update did and how long each step took.
@@ -63,6 +66,9 @@ pub struct LoadReport {
     /// lookup) or `trie` (the LPM trie: the set did not fit the compiled
     /// lookup's capacity).
     pub lookup: &'static str,
+    /// How the compiled copies were written: `groups` (only the /32 groups
+    /// the change touched), `whole` (compiled afresh) or `none`.
+    pub recompiled: &'static str,
     /// Compiling the set and writing the inactive copy (part of
     /// `enforce_time`).
     #[serde(serialize_with = "secs")]
@@ -96,6 +102,7 @@ impl LoadReport {
             enforce_time: Duration::ZERO,
             sync_time: Duration::ZERO,
             lookup: "unchanged",
+            recompiled: "none",
             compile_time: Duration::ZERO,
             grace_time: Duration::ZERO,
             repaired: false,
@@ -435,6 +442,9 @@ pub struct Mirror {
     digest: [u64; 4],
     set: PrefixSet,
     labels: Labels,
+    /// The compiled set as both copies hold it (same layout in both), when
+    /// this handle wrote them; `None` after a repair or a read.
+    live: Option<Live>,
 }
 
 /// One update, planned before anything is written.
@@ -786,6 +796,7 @@ impl Gate {
             digest,
             set,
             labels,
+            live: None,
         });
         Ok(false)
     }
@@ -819,8 +830,9 @@ impl Gate {
             .map_err(fail)?;
         // The copy may have been read until the interrupted flip.
         self.grace().map_err(fail)?;
-        let (compiled, _) = self.compile_for(&set).map_err(fail)?;
-        self.write_copy(h, compiled.as_ref()).map_err(fail)?;
+        let (compiled, _) = self.recompile(None, &set, None).map_err(fail)?;
+        self.write_copy(h, compiled.as_ref().map(|(l, p)| (l, p)))
+            .map_err(fail)?;
         let digest = set_digest(&set);
         let generation = meta.generation[a];
         meta.generation = [generation; 2];
@@ -831,11 +843,14 @@ impl Gate {
         meta.journal.state = gate_common::JOURNAL_IDLE;
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         tracing::info!(%journal, entries = set.len(), generation, "repaired the pair of tries after an interrupted update");
+        // The copies may differ in layout now (the active one may have
+        // been patched): the next update writes both whole.
         self.mirror = Some(Mirror {
             generation,
             digest,
             set,
             labels,
+            live: None,
         });
         Ok(())
     }
@@ -1022,8 +1037,17 @@ impl Gate {
         // is the mirror's set with the plan applied).
         let mut applied = None;
         let before = before.and_then(|times| {
+            let (mut old_live, mut changed) = (None, None);
             if new_set.is_none() {
                 let mut m = self.mirror.take().expect("ensured");
+                old_live = m.live.take();
+                changed = Some(
+                    plan.remove
+                        .iter()
+                        .copied()
+                        .chain(plan.add.iter().chain(&plan.change).map(|e| e.prefix))
+                        .collect::<Vec<_>>(),
+                );
                 for p in &plan.remove {
                     m.set.remove(p);
                 }
@@ -1033,8 +1057,8 @@ impl Gate {
                 applied = Some(m.set);
             }
             let set = new_set.as_ref().or(applied.as_ref()).expect("one of them");
-            let (compiled, compile_time) = self.compile_for(set)?;
-            self.write_copy(t, compiled.as_ref())?;
+            let (compiled, compile_time) = self.recompile(old_live, set, changed)?;
+            self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
             Ok((times, compiled, compile_time))
         });
         let ((cleared, clear_time, fill_time, check_time), compiled, compile_time) = match before {
@@ -1070,7 +1094,7 @@ impl Gate {
         let mut grace_time = Duration::ZERO;
         let sync = self.grace().and_then(|g| {
             grace_time = g;
-            self.write_copy(a, compiled.as_ref())?;
+            self.write_copy(a, compiled.as_ref().map(|(l, p)| (l, p)))?;
             self.write_half(a, &plan, new_set.as_ref(), (7, 8, 9))
         });
         if let Err(e) = sync {
@@ -1096,6 +1120,16 @@ impl Gate {
         let (removed, written) = (plan.removed, plan.written);
         let mode = if plan.full { "full" } else { "diff" };
         let labels = plan.labels.len();
+        let lookup = if compiled.is_some() {
+            "compiled"
+        } else {
+            "trie"
+        };
+        let recompiled = match &compiled {
+            Some((_, p)) if p.buckets.is_some() => "groups",
+            Some(_) => "whole",
+            None => "none",
+        };
         if !repaired {
             let set = new_set.take().or(applied).expect("one of them");
             self.mirror = Some(Mirror {
@@ -1103,6 +1137,7 @@ impl Gate {
                 digest,
                 set,
                 labels: plan.labels,
+                live: compiled.map(|(l, _)| l),
             });
         }
         Ok(LoadReport {
@@ -1119,25 +1154,35 @@ impl Gate {
             check_time,
             enforce_time,
             sync_time,
-            lookup: if compiled.is_some() {
-                "compiled"
-            } else {
-                "trie"
-            },
+            lookup,
+            recompiled,
             compile_time,
             grace_time,
             repaired,
         })
     }
 
-    /// The compiled lookup for `set` and the time it took; `None` when it
-    /// does not fit the gate's capacity (the datapath then reads the LPM
-    /// trie, which holds any set).
-    fn compile_for(&self, set: &PrefixSet) -> Result<(Option<super::compile::Compiled>, Duration)> {
+    /// The compiled lookup for `set` after an update, the patch to write
+    /// into each copy, and the time it took: `live` changed group by group
+    /// when it is given with the `changed` prefixes (and that works), else
+    /// compiled afresh. `None` when the set does not fit the gate's
+    /// capacity (the datapath then reads the LPM trie, which holds any set).
+    fn recompile(
+        &self,
+        live: Option<Live>,
+        set: &PrefixSet,
+        changed: Option<Vec<Ipv6Net>>,
+    ) -> Result<(Option<(Live, Patch)>, Duration)> {
         let t = Instant::now();
+        if let (Some(mut live), Some(changed)) = (live, changed) {
+            match live.apply(set, &changed) {
+                Ok(patch) => return Ok((Some((live, patch)), t.elapsed())),
+                Err(why) => tracing::debug!(?why, "compiling the whole set"),
+            }
+        }
         let cap = self.lookup_capacity()?;
-        let compiled = match super::compile::compile(set, &cap) {
-            Ok(c) => Some(c),
+        let compiled = match Live::build(set, &cap) {
+            Ok(live) => Some((live, Patch::full())),
             Err(e) => {
                 tracing::warn!(error = %e, "the datapath looks this set up in the LPM trie");
                 None

@@ -128,6 +128,17 @@ impl PrefixSet {
         self.entries.values()
     }
 
+    /// The entries inside `net` (`net` itself included), in order.
+    pub fn within(&self, net: Ipv6Net) -> impl Iterator<Item = &PrefixEntry> {
+        let net = net.trunc();
+        let lo = Ipv6Net::new(net.network(), 0).expect("length 0");
+        let hi = Ipv6Net::new(net.broadcast(), 128).expect("length 128");
+        self.entries
+            .range(lo..=hi)
+            .map(|(_, e)| e)
+            .filter(move |e| e.prefix.prefix_len() >= net.prefix_len())
+    }
+
     pub fn get(&self, prefix: &Ipv6Net) -> Option<&PrefixEntry> {
         self.entries.get(prefix)
     }
