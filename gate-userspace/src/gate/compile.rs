@@ -206,7 +206,7 @@ pub(crate) fn group_value(
             return Err(full("list entries", u64::from(first), LIST_INDEX_MASK));
         }
         // Longest first: the first match is the longest.
-        pfx.sort_by(|a, b| b.len.cmp(&a.len));
+        pfx.sort_by_key(|p| std::cmp::Reverse(p.len));
         for p in &pfx {
             c.lists.push(list_entry(p));
         }
