@@ -323,3 +323,36 @@ fn programs_raw(pin: &Path) -> u64 {
     assert!(fd.contains(&id));
     u64::from(id)
 }
+
+/// A gate pinned before the compiled lookup (no `WG_LOOKUP`, no arrays) is
+/// refused by `upgrade` and by every command that opens it, with the
+/// purge-and-attach message, and nothing is loaded over it.
+#[test]
+fn pins_without_the_compiled_lookup_are_refused() {
+    let mut pg = PinnedGate::new("uplk");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    for name in gate_common::maps::ALL.iter().filter(|n| {
+        n.starts_with("WG_LOOKUP")
+            || n.starts_with("WG_BUCKETS")
+            || n.starts_with("WG_LISTS")
+            || n.starts_with("WG_NODES")
+            || n.starts_with("WG_LEAVES")
+    }) {
+        std::fs::remove_file(pin.join(name)).unwrap();
+    }
+    let err = Gate::open(&pin).err().expect("refused").to_string();
+    assert!(err.contains("was made by another wotgate version"), "{err}");
+    assert!(err.contains("WG_LOOKUP"), "{err}");
+    for args in [&["upgrade"][..], &["inspect"][..]] {
+        let out = wotgate_cmd(None, &pin, args).output().expect("run wotgate");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {text}");
+        assert!(text.contains("WG_LOOKUP"), "{args:?}: {text}");
+        assert!(text.contains("wotgate detach --purge"), "{args:?}: {text}");
+    }
+    assert!(
+        !pin.join("WG_LOOKUP").exists(),
+        "nothing was loaded over it"
+    );
+}
