@@ -324,6 +324,7 @@ fn ensure_mode(mode: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
+    let load_at_start = lookup::loadavg();
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
     let _purge = Purge(dir.clone());
     let mut rng = StdRng::seed_from_u64(25);
@@ -403,7 +404,7 @@ fn main() -> Result<()> {
 
     let mut out = String::new();
     out.push_str(&format!("\n### {}\n\n", record::machine()));
-    out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT} (hot) or 1 per source (cold), median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run; LPM = the same program with its compiled copy switched off. Load average at the start: {}.\n\n", lookup::loadavg()));
+    out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT} (hot) or 1 per source (cold), median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run; LPM = the same program with its compiled copy switched off. Load average at the start: {load_at_start}.\n\n"));
     out.push_str(&lookup::table_header());
     for r in &lookup_rows {
         out.push_str(r);
