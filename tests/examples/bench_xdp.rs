@@ -331,10 +331,7 @@ fn main() -> Result<()> {
     // The 1M sets first: the gates are sized for the larger compiled one.
     let big_a = lookup::random_48_64(1_000_000, &mut rng);
     let big_b = lookup::hard_set(1_000_000, &mut rng);
-    let cap = lookup::max_capacity(
-        &Capacity::for_set(&big_a, 0.25),
-        &Capacity::for_set(&big_b, 0.25),
-    );
+    let cap = Capacity::for_set(&big_a, 0.25).at_least(&Capacity::for_set(&big_b, 0.25));
     let mut gate = Gate::create_with(&dir, &cap)
         .context("creating the bench gate (root? built with xtask?)")?;
     let prog = gate.program()?;

@@ -74,6 +74,16 @@ impl Capacity {
         }
     }
 
+    /// Each array at least as large as in `other`.
+    pub fn at_least(&self, other: &Capacity) -> Capacity {
+        Capacity {
+            buckets: self.buckets.max(other.buckets),
+            lists: self.lists.max(other.lists),
+            nodes: self.nodes.max(other.nodes),
+            leaf_words: self.leaf_words.max(other.leaf_words),
+        }
+    }
+
     /// Kernel memory of one copy, in bytes.
     pub fn bytes(&self) -> u64 {
         u64::from(self.buckets) * 64

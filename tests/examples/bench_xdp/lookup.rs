@@ -13,7 +13,7 @@ use integration_tests::packet::{Builder, SYN};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng};
 use wotgate::{
-    gate::{compile::Capacity, Gate},
+    gate::Gate,
     model::prefixes::{PrefixEntry, PrefixSet, Verdict},
 };
 
@@ -117,15 +117,6 @@ pub fn hard_set(n: usize, rng: &mut StdRng) -> PrefixSet {
         }
     }
     set
-}
-
-pub fn max_capacity(a: &Capacity, b: &Capacity) -> Capacity {
-    Capacity {
-        buckets: a.buckets.max(b.buckets),
-        lists: a.lists.max(b.lists),
-        nodes: a.nodes.max(b.nodes),
-        leaf_words: a.leaf_words.max(b.leaf_words),
-    }
 }
 
 fn meminfo(key: &str) -> u64 {

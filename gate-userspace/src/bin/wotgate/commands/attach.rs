@@ -9,6 +9,7 @@ use ipnet::Ipv6Net;
 use wotgate::apply::LoadGuard;
 use wotgate::gate::{
     attach::{check_iface, Attachment, XdpMode, SKB_WARNING},
+    compile::Capacity,
     purge_if_unattached, Gate, GateError, Settings, SettingsUpdate,
 };
 use wotgate::model::{
@@ -128,7 +129,14 @@ impl Attach {
             Err(GateError::NotPinned(_)) => {
                 // A new gate: judge against the defaults before pinning anything.
                 self.decide(&Settings::default(), &PrefixSet::new(), new_set.as_ref())?;
-                (Gate::create(pin_dir)?, true)
+                // The compiled lookup sized for the first set with room to
+                // double (never below the default); a larger set later is
+                // looked up in the LPM trie (see docs/datapath.md).
+                let capacity = match &new_set {
+                    Some(set) => Capacity::for_set(set, 1.0).at_least(&Capacity::default()),
+                    None => Capacity::default(),
+                };
+                (Gate::create_with(pin_dir, &capacity)?, true)
             }
             Err(e) => return Err(e.into()),
         };
