@@ -9,7 +9,7 @@
 //! their place in the order an eager computation would list them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
@@ -141,6 +141,27 @@ struct Cand {
     hash: HashAlgorithm,
 }
 
+/// What a certification gives the graph that depends on neither its
+/// issuer nor the rest of the keyring (only on it, the policy and the time).
+#[derive(Clone, Debug)]
+struct Info {
+    weak: Option<HashAlgorithm>,
+    alive: bool,
+    kind: EdgeKind,
+    scope: Option<Arc<RegexSet>>,
+    hash: HashAlgorithm,
+}
+
+/// What one certificate gives the graph at one reference time under one
+/// policy, whatever else the keyring holds: its node and (filled when first
+/// needed) its certifications' [`Info`], by position as parsed. Kept by
+/// [`super::TrustEngine`] for certificates whose bytes do not change.
+#[derive(Debug)]
+pub(crate) struct CertDerived {
+    node: Node,
+    infos: Box<[OnceLock<Option<Info>>]>,
+}
+
 /// The certifications by one issuer over one User ID of one key.
 #[derive(Debug)]
 struct Group {
@@ -238,9 +259,24 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     })
 }
 
-/// The candidate for certification `c` (index `k`), its packet parsed once
-/// to judge what needs no issuer: policy, expiry, trust signature.
-fn cand_of(k: usize, c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Cand> {
+/// The candidate for certification `c` (index `k`) from its [`Info`].
+fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
+    Cand {
+        cert: k as u32,
+        uid: c.uid,
+        created: c.created,
+        revocation: c.revocation,
+        weak: i.weak,
+        alive: i.alive,
+        kind: i.kind,
+        scope: i.scope,
+        hash: i.hash,
+    }
+}
+
+/// Certification `c`'s packet parsed again to judge what needs no issuer:
+/// policy, expiry, trust signature.
+fn info_of(c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Info> {
     let sig = c.signature()?;
     let weak = policy
         .signature(&sig, HashAlgoSecurity::CollisionResistance)
@@ -256,11 +292,7 @@ fn cand_of(k: usize, c: &Certification, policy: &dyn Policy, t: SystemTime) -> O
     } else {
         None
     };
-    Some(Cand {
-        cert: k as u32,
-        uid: c.uid,
-        created: c.created,
-        revocation: c.revocation,
+    Some(Info {
         weak,
         alive: sig.signature_alive(t, std::time::Duration::ZERO).is_ok(),
         kind,
@@ -279,10 +311,43 @@ pub fn build(
     limits: &Limits,
     cache: &VerifyCache,
 ) -> Graph {
+    build_with(ring, policy, t, limits, cache, None).0
+}
+
+/// [`build`], taking what `prior` holds for a certificate (computed at the
+/// same time under the same policy: the caller's promise) instead of
+/// computing it; with `prior`, returns beside what every certificate
+/// gives (to keep for the next computation).
+pub(crate) fn build_with(
+    ring: &Keyring,
+    policy: &dyn Policy,
+    t: SystemTime,
+    limits: &Limits,
+    cache: &VerifyCache,
+    prior: Option<&[Option<Arc<CertDerived>>]>,
+) -> (Graph, Option<Vec<Arc<CertDerived>>>) {
     let n = ring.len();
     let threads = threads(cache);
     let idx: Vec<usize> = (0..n).collect();
-    let nodes = par_map(&idx, threads, |&i| node_of(ring.cert_at(i), policy, t));
+    let known = |i: usize| prior.and_then(|p| p.get(i)?.clone());
+    let nodes = par_map(&idx, threads, |&i| match known(i) {
+        Some(d) => d.node.clone(),
+        None => node_of(ring.cert_at(i), policy, t),
+    });
+    let derived: Option<Vec<Arc<CertDerived>>> = prior.map(|_| {
+        (0..n)
+            .map(|i| {
+                known(i).unwrap_or_else(|| {
+                    Arc::new(CertDerived {
+                        node: nodes[i].clone(),
+                        infos: (0..ring.pending_len_at(i))
+                            .map(|_| OnceLock::new())
+                            .collect(),
+                    })
+                })
+            })
+            .collect()
+    });
     let mut g = Graph {
         out: vec![Vec::new(); n],
         rejected: vec![Vec::new(); n],
@@ -322,7 +387,12 @@ pub fn build(
     // Parsed on every core; a packet that does not parse again (it was
     // serialized by sequoia: cannot happen) is left out.
     let parsed = par_map(&kept, threads, |&(y, k)| {
-        cand_of(k, &ring.certifications_at(y)[k], policy, t)
+        let c = &ring.certifications_at(y)[k];
+        let info = match derived.as_ref().and_then(|d| d[y].infos.get(c.at as usize)) {
+            Some(slot) => slot.get_or_init(|| info_of(c, policy, t)).clone(),
+            None => info_of(c, policy, t),
+        };
+        info.map(|i| cand_of(k, c, i))
     });
     drop(kept);
     let mut parsed = parsed.into_iter();
@@ -332,7 +402,7 @@ pub fn build(
         g.add_groups(ring, y, &cands);
         g.cands.push(cands);
     }
-    g
+    (g, derived)
 }
 
 impl Graph {

@@ -75,7 +75,9 @@
 //! same answers (tests/wot_cache.rs). Verification results are cached in a
 //! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
 
+mod chunks;
 mod edges;
+mod engine;
 mod evaluate;
 mod keyring;
 mod report;
@@ -83,7 +85,9 @@ mod search;
 mod verify_cache;
 mod webs;
 
+pub use chunks::ParseCache;
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
+pub use engine::{EngineRun, Evaluated, TrustEngine};
 pub use evaluate::{evaluate, evaluate_cached, evaluate_lazy};
 pub use keyring::{Keyring, LoadProblem};
 pub use report::{
