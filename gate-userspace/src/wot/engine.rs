@@ -85,8 +85,8 @@ impl TrustEngine {
     }
 
     /// The policy every computation of this engine judges under.
-    pub fn policy(&self) -> &dyn Policy {
-        &*self.policy
+    pub fn policy(&self) -> Arc<dyn Policy> {
+        self.policy.clone()
     }
 
     /// The verification cache (shared with the reports it made).
