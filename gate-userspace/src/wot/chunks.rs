@@ -8,9 +8,11 @@
 //! merges are exactly those of [`Keyring::parse`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+use super::edges::par_map;
 use super::keyring::{Digest, Parsed};
 use super::{Keyring, LoadProblem};
 use crate::source::Named;
@@ -26,6 +28,9 @@ pub struct ParseCache {
     pub(crate) parsed: usize,
     /// Certificates found in the cache by the last load.
     pub(crate) reused: usize,
+    /// The last load's keyring (its issuer resolutions are reused when the
+    /// primary keys stay the same).
+    last: Option<Arc<Keyring>>,
 }
 
 impl ParseCache {
@@ -103,41 +108,57 @@ impl Keyring {
     /// [`Keyring::parse`], parsing only the certificates whose bytes are
     /// not in `cache`; the cache then holds exactly this load's
     /// certificates. Same keyring, same problems.
-    pub fn parse_cached(sources: &[Named], cache: &mut ParseCache) -> (Keyring, Vec<LoadProblem>) {
+    pub fn parse_cached(
+        sources: &[Named],
+        cache: &mut ParseCache,
+    ) -> (Arc<Keyring>, Vec<LoadProblem>) {
         let mut ring = Keyring::default();
         let mut problems = Vec::new();
         let mut next: HashMap<Digest, Parsed> = HashMap::new();
         let (mut parsed, mut reused) = (0, 0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
         for s in sources {
-            let Some(items) = split(&s.bytes).and_then(|chunks| {
-                chunks
-                    .into_iter()
-                    .map(|c| {
-                        let d: Digest = Sha256::digest(c).into();
-                        let p = match next.get(&d).or_else(|| cache.map.get(&d)) {
-                            Some(p) => {
-                                reused += 1;
-                                p.clone()
-                            }
-                            None => {
-                                parsed += 1;
-                                Parsed::one(c)?
-                            }
-                        };
-                        Some((c, d, p))
-                    })
-                    .collect::<Option<Vec<_>>>()
-            }) else {
+            let Some(chunks) = split(&s.bytes) else {
                 ring.add_bytes(&s.origin, &s.bytes, &mut problems);
                 continue;
             };
-            for (c, d, p) in items {
+            let digests: Vec<Digest> = par_map(&chunks, threads, |c| Sha256::digest(c).into());
+            let known = |d: &Digest| next.get(d).or_else(|| cache.map.get(d)).cloned();
+            let missing: Vec<usize> = (0..chunks.len())
+                .filter(|&i| {
+                    !next.contains_key(&digests[i]) && !cache.map.contains_key(&digests[i])
+                })
+                .collect();
+            let fresh = par_map(&missing, threads, |&i| Parsed::one(chunks[i]));
+            let mut fresh = missing.into_iter().zip(fresh).peekable();
+            let items: Option<Vec<(&[u8], Digest, Parsed, bool)>> = chunks
+                .iter()
+                .zip(digests)
+                .enumerate()
+                .map(|(i, (c, d))| match fresh.next_if(|(j, _)| *j == i) {
+                    Some((_, p)) => Some((*c, d, p?, true)),
+                    None => Some((*c, d, known(&d)?, false)),
+                })
+                .collect();
+            // A range that does not parse alone: the source is parsed whole.
+            let Some(items) = items else {
+                ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+                continue;
+            };
+            for (c, d, p, new) in items {
+                if new {
+                    parsed += 1;
+                } else {
+                    reused += 1;
+                }
                 next.insert(d, p.clone());
                 ring.insert_parsed(&s.origin, c, d, p, &mut problems);
             }
         }
-        ring.reindex();
+        ring.reindex_after(cache.last.as_deref());
+        let ring = Arc::new(ring);
         cache.map = next;
+        cache.last = Some(ring.clone());
         cache.parsed = parsed;
         cache.reused = reused;
         (ring, problems)

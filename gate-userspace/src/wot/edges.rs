@@ -168,8 +168,10 @@ struct Group {
     x: u32,
     y: u32,
     u: u32,
-    /// Positions in the target's candidates, newest first.
-    cands: Vec<u32>,
+    /// Where its candidates' positions in the target's candidates (newest
+    /// first) are in [`Graph::members`].
+    start: u32,
+    len: u32,
     resolved: bool,
 }
 
@@ -190,6 +192,8 @@ pub struct Graph {
     t: SystemTime,
     cands: Vec<Vec<Cand>>,
     groups: Vec<Group>,
+    /// The groups' candidates, one range per group.
+    members: Vec<u32>,
     out_groups: Vec<Vec<u32>>,
     in_groups: Vec<Vec<u32>>,
     /// How many groups are still unresolved.
@@ -241,7 +245,11 @@ fn threads(cache: &VerifyCache) -> usize {
 }
 
 /// Maps `items` through `f` on `threads` threads (in order).
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(super) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     if items.len() < 64 || threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -356,6 +364,7 @@ pub(crate) fn build_with(
         t,
         cands: Vec::new(),
         groups: Vec::new(),
+        members: Vec::new(),
         out_groups: vec![Vec::new(); n],
         in_groups: vec![Vec::new(); n],
         unresolved: 0,
@@ -397,9 +406,11 @@ pub(crate) fn build_with(
     drop(kept);
     let mut parsed = parsed.into_iter();
     g.cands = Vec::with_capacity(n);
+    g.members.reserve(parsed.len());
+    let mut scratch = (Vec::new(), Vec::new());
     for (y, &(a, b)) in bounds.iter().enumerate() {
         let cands: Vec<Cand> = parsed.by_ref().take(b - a).flatten().collect();
-        g.add_groups(ring, y, &cands);
+        g.add_groups(ring, y, &cands, &mut scratch);
         g.cands.push(cands);
     }
     (g, derived)
@@ -442,29 +453,58 @@ impl Graph {
         keep
     }
 
-    /// The groups (issuer, User ID) over `y` from its candidates.
-    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand]) {
+    /// The groups (issuer, User ID) over `y` from its candidates, in the
+    /// order they first occur (`scratch`: buffers reused between targets).
+    fn add_groups(
+        &mut self,
+        ring: &Keyring,
+        y: usize,
+        cands: &[Cand],
+        scratch: &mut (Vec<(u32, u32)>, Vec<(u32, u32)>),
+    ) {
         let certs = ring.certifications_at(y);
-        let mut by: HashMap<(u32, u32), usize> = HashMap::new();
+        let (keys, members) = scratch;
+        keys.clear();
+        members.clear();
         for (p, c) in cands.iter().enumerate() {
             for &x in certs[c.cert as usize].issuers.iter() {
-                let gi = *by.entry((x, c.uid)).or_insert_with(|| {
-                    let gi = self.groups.len();
-                    self.groups.push(Group {
-                        x,
-                        y: y as u32,
-                        u: c.uid,
-                        cands: Vec::new(),
-                        resolved: false,
-                    });
-                    self.out_groups[x as usize].push(gi as u32);
-                    self.in_groups[y].push(gi as u32);
-                    self.unresolved += 1;
-                    gi
-                });
-                self.groups[gi].cands.push(p as u32);
+                let k = (x, c.uid);
+                let local = match keys.iter().position(|&o| o == k) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(k);
+                        keys.len() - 1
+                    }
+                };
+                members.push((local as u32, p as u32));
             }
         }
+        // Stable: a group's candidates stay newest first.
+        members.sort_by_key(|m| m.0);
+        let mut rest = &members[..];
+        for (local, &(x, u)) in keys.iter().enumerate() {
+            let len = rest.iter().take_while(|m| m.0 == local as u32).count();
+            let gi = self.groups.len() as u32;
+            self.groups.push(Group {
+                x,
+                y: y as u32,
+                u,
+                start: self.members.len() as u32,
+                len: len as u32,
+                resolved: false,
+            });
+            self.members.extend(rest[..len].iter().map(|m| m.1));
+            rest = &rest[len..];
+            self.out_groups[x as usize].push(gi);
+            self.in_groups[y].push(gi);
+            self.unresolved += 1;
+        }
+    }
+
+    /// The candidates' positions of group `gi`.
+    fn members_of(&self, gi: usize) -> &[u32] {
+        let g = &self.groups[gi];
+        &self.members[g.start as usize..(g.start + g.len) as usize]
     }
 
     /// The rejected certifications of `y`, in the eager order; complete
@@ -521,7 +561,7 @@ impl Graph {
             for &gi in batch {
                 let gr = &self.groups[gi as usize];
                 let (x, y) = (gr.x as usize, gr.y as usize);
-                for &p in &gr.cands {
+                for &p in self.members_of(gi as usize) {
                     let c = &self.cands[y][p as usize];
                     if self.precheck(x, c).is_ok() {
                         let key = self.key(ring, x, y, c);
@@ -588,9 +628,10 @@ impl Graph {
             (g.x as usize, g.y as usize, g.u as usize)
         };
         let certs = ring.certifications_at(y);
-        let cands = std::mem::take(&mut self.groups[gi].cands);
+        let (start, len) = (self.groups[gi].start as usize, self.groups[gi].len as usize);
         let mut newest: Option<usize> = None;
-        for &p in &cands {
+        for q in start..start + len {
+            let p = self.members[q];
             let c = &self.cands[y][p as usize];
             let check = match self.precheck(x, c) {
                 Err(r) => Err(r),

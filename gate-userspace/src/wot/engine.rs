@@ -119,7 +119,6 @@ impl TrustEngine {
             })
             .collect();
         let judged_before = prior.iter().filter(|p| p.is_some()).count();
-        let ring = Arc::new(ring);
         let started = Instant::now();
         let (report, derived, graph) = evaluate_lazy_with(
             ring.clone(),

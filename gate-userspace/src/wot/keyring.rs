@@ -123,16 +123,16 @@ pub struct Keyring {
     pending_len: Vec<u32>,
     /// Per certificate, the certifications by issuers in the keyring,
     /// ordered by User ID, then as sequoia lists them.
-    certifications: Vec<Vec<Certification>>,
+    certifications: Vec<Arc<[Certification]>>,
     /// Per certificate and User ID index, certifications by issuers in no
     /// keyring (counted, not kept).
     unknown: Vec<Vec<(u32, u32)>>,
     by_fpr: HashMap<Fingerprint, usize>,
     /// Primary keys only (certifications are made by primary keys).
-    by_primary_keyid: HashMap<KeyID, Vec<usize>>,
+    by_primary_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
     /// Every key and subkey.
-    by_any_fpr: HashMap<Fingerprint, Vec<usize>>,
-    by_any_keyid: HashMap<KeyID, Vec<usize>>,
+    by_any_fpr: Arc<HashMap<Fingerprint, Vec<usize>>>,
+    by_any_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
 }
 
 impl Keyring {
@@ -326,36 +326,50 @@ impl Keyring {
     }
 
     pub(crate) fn reindex(&mut self) {
-        self.by_primary_keyid.clear();
-        self.by_any_fpr.clear();
-        self.by_any_keyid.clear();
-        self.unknown = vec![Vec::new(); self.certs.len()];
-        self.digests.resize(self.certs.len(), None);
-        for (i, c) in self.certs.iter().enumerate() {
-            self.by_primary_keyid.entry(c.keyid()).or_default().push(i);
-            for k in c.keys() {
-                self.by_any_fpr
-                    .entry(k.key().fingerprint())
-                    .or_default()
-                    .push(i);
-                self.by_any_keyid
-                    .entry(k.key().keyid())
-                    .or_default()
-                    .push(i);
-            }
-        }
-        for v in self
-            .by_any_fpr
-            .values_mut()
-            .chain(self.by_any_keyid.values_mut())
-        {
-            v.dedup();
-        }
-        self.certifications = Vec::with_capacity(self.certs.len());
-        self.pending.resize_with(self.certs.len(), || Arc::from([]));
+        self.reindex_after(None)
+    }
+
+    /// Indexes the keys and resolves the certifications' issuers. With
+    /// `prior` (an earlier load) holding the same primary keys in the same
+    /// order, what depends only on a certificate and that order is taken
+    /// from it for the certificates parsed from the same bytes (and the
+    /// key indexes when no certificate's keys changed).
+    pub(crate) fn reindex_after(&mut self, prior: Option<&Keyring>) {
+        let n = self.certs.len();
+        self.digests.resize(n, None);
+        self.pending.resize_with(n, || Arc::from([]));
         self.pending_len = self.pending.iter().map(|p| p.len() as u32).collect();
-        for y in 0..self.certs.len() {
+        let same_cert = |p: &Keyring, i: usize| Arc::ptr_eq(&p.certs[i], &self.certs[i]);
+        let prior = prior.filter(|p| {
+            p.certs.len() == n
+                && (0..n).all(|i| {
+                    same_cert(p, i) || p.certs[i].fingerprint() == self.certs[i].fingerprint()
+                })
+        });
+        let keys_unchanged = prior.is_some_and(|p| {
+            (0..n).all(|i| {
+                let fprs = |c: &Cert| c.keys().map(|k| k.key().fingerprint()).collect::<Vec<_>>();
+                same_cert(p, i) || fprs(&p.certs[i]) == fprs(&self.certs[i])
+            })
+        });
+        match prior {
+            Some(p) if keys_unchanged => {
+                self.by_primary_keyid = p.by_primary_keyid.clone();
+                self.by_any_fpr = p.by_any_fpr.clone();
+                self.by_any_keyid = p.by_any_keyid.clone();
+            }
+            _ => self.index_keys(),
+        }
+        self.unknown = vec![Vec::new(); n];
+        self.certifications = Vec::with_capacity(n);
+        for y in 0..n {
             let pending = std::mem::replace(&mut self.pending[y], Arc::from([]));
+            let digest = self.digests[y];
+            if let Some(p) = prior.filter(|p| digest.is_some() && p.digests[y] == digest) {
+                self.certifications.push(p.certifications[y].clone());
+                self.unknown[y] = p.unknown[y].clone();
+                continue;
+            }
             let mut kept = Vec::with_capacity(pending.len());
             for (at, p) in pending.iter().enumerate() {
                 let mut issuers: Vec<u32> = Vec::new();
@@ -382,9 +396,29 @@ impl Keyring {
                     at: at as u32,
                 });
             }
-            kept.shrink_to_fit();
-            self.certifications.push(kept);
+            self.certifications.push(kept.into());
         }
+    }
+
+    /// The indexes of primary keys, and of every key, by Key ID and
+    /// fingerprint.
+    fn index_keys(&mut self) {
+        let mut by_primary_keyid: HashMap<KeyID, Vec<usize>> = HashMap::new();
+        let mut by_any_fpr: HashMap<Fingerprint, Vec<usize>> = HashMap::new();
+        let mut by_any_keyid: HashMap<KeyID, Vec<usize>> = HashMap::new();
+        for (i, c) in self.certs.iter().enumerate() {
+            by_primary_keyid.entry(c.keyid()).or_default().push(i);
+            for k in c.keys() {
+                by_any_fpr.entry(k.key().fingerprint()).or_default().push(i);
+                by_any_keyid.entry(k.key().keyid()).or_default().push(i);
+            }
+        }
+        for v in by_any_fpr.values_mut().chain(by_any_keyid.values_mut()) {
+            v.dedup();
+        }
+        self.by_primary_keyid = Arc::new(by_primary_keyid);
+        self.by_any_fpr = Arc::new(by_any_fpr);
+        self.by_any_keyid = Arc::new(by_any_keyid);
     }
 
     /// The certificate at `i` with its third-party certifications put back
@@ -397,7 +431,7 @@ impl Keyring {
                 self.certifications
                     .get(i)
                     .into_iter()
-                    .flatten()
+                    .flat_map(|c| c.iter())
                     .map(|c| &c.bytes),
             )
             .filter_map(|b| Signature::from_bytes(&b[..]).ok())
