@@ -17,6 +17,10 @@ use super::keyring::{Digest, Parsed};
 use super::{Keyring, LoadProblem};
 use crate::source::Named;
 
+/// One range of a source: its bytes, digest, parse, and whether it was
+/// parsed now (not found in the cache).
+type Item<'a> = (&'a [u8], Digest, Parsed, bool);
+
 /// OpenPGP packet tags that start a certificate (public and secret key).
 const PRIMARY_TAGS: [u8; 2] = [5, 6];
 
@@ -131,7 +135,7 @@ impl Keyring {
                 .collect();
             let fresh = par_map(&missing, threads, |&i| Parsed::one(chunks[i]));
             let mut fresh = missing.into_iter().zip(fresh).peekable();
-            let items: Option<Vec<(&[u8], Digest, Parsed, bool)>> = chunks
+            let items: Option<Vec<Item>> = chunks
                 .iter()
                 .zip(digests)
                 .enumerate()

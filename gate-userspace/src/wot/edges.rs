@@ -162,6 +162,10 @@ pub(crate) struct CertDerived {
     infos: Box<[OnceLock<Option<Info>>]>,
 }
 
+/// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
+/// (group, candidate) pairs.
+type Scratch = (Vec<(u32, u32)>, Vec<(u32, u32)>);
+
 /// The certifications by one issuer over one User ID of one key.
 #[derive(Debug)]
 struct Group {
@@ -455,13 +459,7 @@ impl Graph {
 
     /// The groups (issuer, User ID) over `y` from its candidates, in the
     /// order they first occur (`scratch`: buffers reused between targets).
-    fn add_groups(
-        &mut self,
-        ring: &Keyring,
-        y: usize,
-        cands: &[Cand],
-        scratch: &mut (Vec<(u32, u32)>, Vec<(u32, u32)>),
-    ) {
+    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand], scratch: &mut Scratch) {
         let certs = ring.certifications_at(y);
         let (keys, members) = scratch;
         keys.clear();

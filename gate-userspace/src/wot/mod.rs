@@ -75,6 +75,7 @@
 //! same answers (tests/wot_cache.rs). Verification results are cached in a
 //! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
 
+pub mod alloc;
 mod chunks;
 mod edges;
 mod engine;
