@@ -74,6 +74,10 @@
 //! is asked about; [`evaluate_cached`] explains every key. Both give the
 //! same answers (tests/wot_cache.rs). Verification results are cached in a
 //! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
+//! The daemon keeps a [`TrustEngine`] between refreshes: certificates are
+//! parsed once per distinct bytes and judged once per reference time
+//! (`chunks.rs`, `engine.rs`); its answers are those of [`evaluate_lazy`]
+//! (tests/wot_engine.rs).
 
 pub mod alloc;
 mod chunks;
