@@ -25,7 +25,7 @@ use crate::plan::{Plan, PlanDiff, PlanError};
 use crate::source::{Gathered, Named, ReadError};
 use crate::statement::{state::StateError, Acceptor, Judgement, SerialState, TrustView, WotView};
 use crate::webs::Webs;
-use crate::wot::{Keyring, SharedGraph, VerifyCache};
+use crate::wot::{Keyring, SharedGraph, TrustEngine, VerifyCache};
 
 /// Why a plan could not be prepared or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -172,9 +172,62 @@ pub fn prepare_gathered_cached(
     cache: &mut VerifyCache,
 ) -> Result<Prepared, ApplyError> {
     let (keyring, parse_problems) = Keyring::parse(&gathered.keyrings);
-    let mut problems = gathered.problems;
-    problems.extend(parse_problems.iter().map(|p| p.to_string()));
     let (view, missing) = WotView::evaluate_cached(keyring, &cfg.trust_at(at), policy, cache);
+    let parse_problems = parse_problems.iter().map(|p| p.to_string()).collect();
+    judge_with_view(
+        cfg,
+        gathered,
+        view,
+        parse_problems,
+        missing,
+        policy,
+        at,
+        cache,
+    )
+}
+
+/// [`prepare_gathered_cached`] through a [`TrustEngine`] kept between
+/// refreshes (the daemon's): only what changed is parsed and judged again;
+/// the engine's policy and verification cache are used throughout.
+pub fn prepare_gathered_engine(
+    cfg: &Config,
+    gathered: Gathered,
+    at: SystemTime,
+    engine: &mut TrustEngine,
+) -> Result<Prepared, ApplyError> {
+    let ev = engine.evaluate(&gathered.keyrings, &cfg.trust_at(at));
+    let parse_problems = ev.problems.iter().map(|p| p.to_string()).collect();
+    let (view, missing) = WotView::from_report(ev.keyring, ev.report);
+    let policy = engine.policy();
+    let mut cache = engine.cache().clone();
+    judge_with_view(
+        cfg,
+        gathered,
+        view,
+        parse_problems,
+        missing,
+        &*policy,
+        at,
+        &mut cache,
+    )
+}
+
+/// The statements of `gathered` judged against a computed trust view; the
+/// problems are the sources', the keyrings' and the missing roots', in
+/// that order.
+#[allow(clippy::too_many_arguments)]
+fn judge_with_view(
+    cfg: &Config,
+    gathered: Gathered,
+    view: WotView,
+    parse_problems: Vec<String>,
+    missing: Vec<String>,
+    policy: &dyn Policy,
+    at: SystemTime,
+    cache: &mut VerifyCache,
+) -> Result<Prepared, ApplyError> {
+    let mut problems = gathered.problems;
+    problems.extend(parse_problems);
     problems.extend(missing);
     let trusted_keys = view.report.trusted_count();
     let key_expiry = next_key_expiry(&view.keyring, policy, at);

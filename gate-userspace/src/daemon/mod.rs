@@ -27,6 +27,7 @@ use crate::gate::{Gate, GateError, Settings};
 use crate::model::config::{Config, ConfigError, StartupPolicy};
 use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::time::{format_time, to_timestamp};
+use crate::wot::TrustEngine;
 
 use digest::digest;
 use instance::{InstanceError, InstanceLock};
@@ -96,6 +97,10 @@ pub struct Daemon {
     /// The policy server's trust state (`[policy] enabled`), published
     /// after every loaded plan.
     policy: Option<Arc<crate::policy::TrustCell>>,
+    /// The trust computation kept between refreshes (parsed certificates,
+    /// their judgements, the verification cache); a restart starts it from
+    /// the verification cache in the state directory.
+    engine: TrustEngine,
 }
 
 impl Daemon {
@@ -191,6 +196,7 @@ impl Daemon {
             pin.clone(),
             Snapshot::new(cfg.daemon.max_plan_age, status.started_at),
         );
+        let engine = TrustEngine::new(Arc::new(StandardPolicy::new()), refresh::load_cache(&cfg));
         let mut d = Daemon {
             metrics,
             next: (SystemTime::now(), Trigger::Start),
@@ -202,6 +208,7 @@ impl Daemon {
             waiting_for_first_plan: waiting,
             next_expiry: None,
             policy: None,
+            engine,
         };
         d.apply_settings()?;
         for iface in d.cfg.gate.interfaces.clone() {
@@ -377,8 +384,7 @@ impl Daemon {
         force: bool,
         rec: &mut RefreshRecord,
     ) -> Result<(), BuildError> {
-        let policy = StandardPolicy::new();
-        let built = refresh::build(&self.cfg, &policy, at)?;
+        let built = refresh::build_with(&self.cfg, &mut self.engine, at)?;
         let p = &built.prepared;
         self.next_expiry = built.next_expiry;
         rec.problems = p.problems.clone();

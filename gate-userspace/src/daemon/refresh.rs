@@ -7,13 +7,13 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::policy::Policy;
 
-use crate::apply::{prepare_gathered_cached, ApplyError, Prepared};
+use crate::apply::{prepare_gathered_cached, prepare_gathered_engine, ApplyError, Prepared};
 use crate::model::config::Config;
 use crate::model::prefixes::{PrefixError, PrefixSet, Verdict};
 use crate::model::time::to_system_time;
 use crate::source::crawl::Crawler;
 use crate::source::Gathered;
-use crate::wot::{IntroducerMode, TrustSettings, VerifyCache};
+use crate::wot::{IntroducerMode, TrustEngine, TrustSettings, VerifyCache};
 
 /// Why a plan could not be built; the current set stays.
 #[derive(Debug, thiserror::Error)]
@@ -45,18 +45,56 @@ pub struct Built {
 
 /// Builds the complete plan for `at` from the configuration's local sources
 /// and its static overrides.
+/// (A one-off computation: the verification cache is read from the state
+/// directory; see [`build_with`] for the daemon's engine.)
 pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built, BuildError> {
-    let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
-        .map_err(ApplyError::Statements)?;
-    // Certifications verified before (by this process or an earlier one)
-    // are not verified again, neither by the crawl's trust judgements nor
-    // by the plan's: the results live in the state directory.
-    let (mut cache, why) = VerifyCache::load(&cfg.state_directory);
+    let mut cache = load_cache(cfg);
+    build_from(cfg, policy, at, &mut cache, |gathered, cache| {
+        prepare_gathered_cached(cfg, gathered, policy, at, cache)
+    })
+}
+
+/// [`build`] through the daemon's [`TrustEngine`], kept between refreshes:
+/// only keyring certificates that changed are parsed and judged again, and
+/// the verification cache stays in memory (saved when it grew).
+pub fn build_with(
+    cfg: &Config,
+    engine: &mut TrustEngine,
+    at: SystemTime,
+) -> Result<Built, BuildError> {
+    let policy = engine.policy();
+    let mut cache = engine.cache().clone();
+    build_from(cfg, &*policy, at, &mut cache, |gathered, _| {
+        prepare_gathered_engine(cfg, gathered, at, engine)
+    })
+}
+
+/// The verification cache saved in the state directory (empty, with a
+/// warning, when unusable): certifications verified by an earlier process
+/// are not verified again.
+pub fn load_cache(cfg: &Config) -> VerifyCache {
+    let (cache, why) = VerifyCache::load(&cfg.state_directory);
     if let Some(why) = why {
         tracing::warn!("verification cache ignored: {why}");
     }
-    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at, &mut cache)?;
-    let mut prepared = prepare_gathered_cached(cfg, gathered, policy, at, &mut cache)?;
+    cache
+}
+
+/// Gathers, crawls, judges with `prepare` (which shares `cache`), and
+/// finishes the plan.
+fn build_from(
+    cfg: &Config,
+    policy: &dyn Policy,
+    at: SystemTime,
+    cache: &mut VerifyCache,
+    prepare: impl FnOnce(Gathered, &mut VerifyCache) -> Result<Prepared, ApplyError>,
+) -> Result<Built, BuildError> {
+    let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
+        .map_err(ApplyError::Statements)?;
+    // Certifications verified before are not verified again, neither by
+    // the crawl's trust judgements nor by the plan's.
+    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at, cache)?;
+    let mut prepared = prepare(gathered, cache)?;
     if cache.added() > 0 {
         if let Err(e) = cache.save(&cfg.state_directory) {
             tracing::warn!(error = %e, "could not save the verification cache (only costs time)");

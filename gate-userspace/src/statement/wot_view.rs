@@ -37,6 +37,12 @@ impl WotView {
     ) -> (WotView, Vec<String>) {
         let keyring = Arc::new(keyring);
         let report = wot::evaluate_lazy(keyring.clone(), settings, policy, cache);
+        Self::from_report(keyring, report)
+    }
+
+    /// The view of a report already computed over `keyring` (e.g. by a
+    /// [`wot::TrustEngine`]); the warnings say which roots are missing.
+    pub fn from_report(keyring: Arc<Keyring>, report: TrustReport) -> (WotView, Vec<String>) {
         let warnings = report
             .missing_roots
             .iter()

@@ -9,7 +9,7 @@
 //! their place in the order an eager computation would list them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
@@ -141,14 +141,41 @@ struct Cand {
     hash: HashAlgorithm,
 }
 
+/// What a certification gives the graph that depends on neither its
+/// issuer nor the rest of the keyring (only on it, the policy and the time).
+#[derive(Clone, Debug)]
+struct Info {
+    weak: Option<HashAlgorithm>,
+    alive: bool,
+    kind: EdgeKind,
+    scope: Option<Arc<RegexSet>>,
+    hash: HashAlgorithm,
+}
+
+/// What one certificate gives the graph at one reference time under one
+/// policy, whatever else the keyring holds: its node and (filled when first
+/// needed) its certifications' [`Info`], by position as parsed. Kept by
+/// [`super::TrustEngine`] for certificates whose bytes do not change.
+#[derive(Debug)]
+pub(crate) struct CertDerived {
+    node: Node,
+    infos: Box<[OnceLock<Option<Info>>]>,
+}
+
+/// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
+/// (group, candidate) pairs.
+type Scratch = (Vec<(u32, u32)>, Vec<(u32, u32)>);
+
 /// The certifications by one issuer over one User ID of one key.
 #[derive(Debug)]
 struct Group {
     x: u32,
     y: u32,
     u: u32,
-    /// Positions in the target's candidates, newest first.
-    cands: Vec<u32>,
+    /// Where its candidates' positions in the target's candidates (newest
+    /// first) are in [`Graph::members`].
+    start: u32,
+    len: u32,
     resolved: bool,
 }
 
@@ -169,6 +196,8 @@ pub struct Graph {
     t: SystemTime,
     cands: Vec<Vec<Cand>>,
     groups: Vec<Group>,
+    /// The groups' candidates, one range per group.
+    members: Vec<u32>,
     out_groups: Vec<Vec<u32>>,
     in_groups: Vec<Vec<u32>>,
     /// How many groups are still unresolved.
@@ -220,7 +249,11 @@ fn threads(cache: &VerifyCache) -> usize {
 }
 
 /// Maps `items` through `f` on `threads` threads (in order).
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(super) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     if items.len() < 64 || threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -238,9 +271,24 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     })
 }
 
-/// The candidate for certification `c` (index `k`), its packet parsed once
-/// to judge what needs no issuer: policy, expiry, trust signature.
-fn cand_of(k: usize, c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Cand> {
+/// The candidate for certification `c` (index `k`) from its [`Info`].
+fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
+    Cand {
+        cert: k as u32,
+        uid: c.uid,
+        created: c.created,
+        revocation: c.revocation,
+        weak: i.weak,
+        alive: i.alive,
+        kind: i.kind,
+        scope: i.scope,
+        hash: i.hash,
+    }
+}
+
+/// Certification `c`'s packet parsed again to judge what needs no issuer:
+/// policy, expiry, trust signature.
+fn info_of(c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Info> {
     let sig = c.signature()?;
     let weak = policy
         .signature(&sig, HashAlgoSecurity::CollisionResistance)
@@ -256,11 +304,7 @@ fn cand_of(k: usize, c: &Certification, policy: &dyn Policy, t: SystemTime) -> O
     } else {
         None
     };
-    Some(Cand {
-        cert: k as u32,
-        uid: c.uid,
-        created: c.created,
-        revocation: c.revocation,
+    Some(Info {
         weak,
         alive: sig.signature_alive(t, std::time::Duration::ZERO).is_ok(),
         kind,
@@ -279,10 +323,43 @@ pub fn build(
     limits: &Limits,
     cache: &VerifyCache,
 ) -> Graph {
+    build_with(ring, policy, t, limits, cache, None).0
+}
+
+/// [`build`], taking what `prior` holds for a certificate (computed at the
+/// same time under the same policy: the caller's promise) instead of
+/// computing it; with `prior`, returns beside what every certificate
+/// gives (to keep for the next computation).
+pub(crate) fn build_with(
+    ring: &Keyring,
+    policy: &dyn Policy,
+    t: SystemTime,
+    limits: &Limits,
+    cache: &VerifyCache,
+    prior: Option<&[Option<Arc<CertDerived>>]>,
+) -> (Graph, Option<Vec<Arc<CertDerived>>>) {
     let n = ring.len();
     let threads = threads(cache);
     let idx: Vec<usize> = (0..n).collect();
-    let nodes = par_map(&idx, threads, |&i| node_of(ring.cert_at(i), policy, t));
+    let known = |i: usize| prior.and_then(|p| p.get(i)?.clone());
+    let nodes = par_map(&idx, threads, |&i| match known(i) {
+        Some(d) => d.node.clone(),
+        None => node_of(ring.cert_at(i), policy, t),
+    });
+    let derived: Option<Vec<Arc<CertDerived>>> = prior.map(|_| {
+        (0..n)
+            .map(|i| {
+                known(i).unwrap_or_else(|| {
+                    Arc::new(CertDerived {
+                        node: nodes[i].clone(),
+                        infos: (0..ring.pending_len_at(i))
+                            .map(|_| OnceLock::new())
+                            .collect(),
+                    })
+                })
+            })
+            .collect()
+    });
     let mut g = Graph {
         out: vec![Vec::new(); n],
         rejected: vec![Vec::new(); n],
@@ -291,6 +368,7 @@ pub fn build(
         t,
         cands: Vec::new(),
         groups: Vec::new(),
+        members: Vec::new(),
         out_groups: vec![Vec::new(); n],
         in_groups: vec![Vec::new(); n],
         unresolved: 0,
@@ -322,17 +400,24 @@ pub fn build(
     // Parsed on every core; a packet that does not parse again (it was
     // serialized by sequoia: cannot happen) is left out.
     let parsed = par_map(&kept, threads, |&(y, k)| {
-        cand_of(k, &ring.certifications_at(y)[k], policy, t)
+        let c = &ring.certifications_at(y)[k];
+        let info = match derived.as_ref().and_then(|d| d[y].infos.get(c.at as usize)) {
+            Some(slot) => slot.get_or_init(|| info_of(c, policy, t)).clone(),
+            None => info_of(c, policy, t),
+        };
+        info.map(|i| cand_of(k, c, i))
     });
     drop(kept);
     let mut parsed = parsed.into_iter();
     g.cands = Vec::with_capacity(n);
+    g.members.reserve(parsed.len());
+    let mut scratch = (Vec::new(), Vec::new());
     for (y, &(a, b)) in bounds.iter().enumerate() {
         let cands: Vec<Cand> = parsed.by_ref().take(b - a).flatten().collect();
-        g.add_groups(ring, y, &cands);
+        g.add_groups(ring, y, &cands, &mut scratch);
         g.cands.push(cands);
     }
-    g
+    (g, derived)
 }
 
 impl Graph {
@@ -372,29 +457,52 @@ impl Graph {
         keep
     }
 
-    /// The groups (issuer, User ID) over `y` from its candidates.
-    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand]) {
+    /// The groups (issuer, User ID) over `y` from its candidates, in the
+    /// order they first occur (`scratch`: buffers reused between targets).
+    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand], scratch: &mut Scratch) {
         let certs = ring.certifications_at(y);
-        let mut by: HashMap<(u32, u32), usize> = HashMap::new();
+        let (keys, members) = scratch;
+        keys.clear();
+        members.clear();
         for (p, c) in cands.iter().enumerate() {
             for &x in certs[c.cert as usize].issuers.iter() {
-                let gi = *by.entry((x, c.uid)).or_insert_with(|| {
-                    let gi = self.groups.len();
-                    self.groups.push(Group {
-                        x,
-                        y: y as u32,
-                        u: c.uid,
-                        cands: Vec::new(),
-                        resolved: false,
-                    });
-                    self.out_groups[x as usize].push(gi as u32);
-                    self.in_groups[y].push(gi as u32);
-                    self.unresolved += 1;
-                    gi
-                });
-                self.groups[gi].cands.push(p as u32);
+                let k = (x, c.uid);
+                let local = match keys.iter().position(|&o| o == k) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(k);
+                        keys.len() - 1
+                    }
+                };
+                members.push((local as u32, p as u32));
             }
         }
+        // Stable: a group's candidates stay newest first.
+        members.sort_by_key(|m| m.0);
+        let mut rest = &members[..];
+        for (local, &(x, u)) in keys.iter().enumerate() {
+            let len = rest.iter().take_while(|m| m.0 == local as u32).count();
+            let gi = self.groups.len() as u32;
+            self.groups.push(Group {
+                x,
+                y: y as u32,
+                u,
+                start: self.members.len() as u32,
+                len: len as u32,
+                resolved: false,
+            });
+            self.members.extend(rest[..len].iter().map(|m| m.1));
+            rest = &rest[len..];
+            self.out_groups[x as usize].push(gi);
+            self.in_groups[y].push(gi);
+            self.unresolved += 1;
+        }
+    }
+
+    /// The candidates' positions of group `gi`.
+    fn members_of(&self, gi: usize) -> &[u32] {
+        let g = &self.groups[gi];
+        &self.members[g.start as usize..(g.start + g.len) as usize]
     }
 
     /// The rejected certifications of `y`, in the eager order; complete
@@ -451,7 +559,7 @@ impl Graph {
             for &gi in batch {
                 let gr = &self.groups[gi as usize];
                 let (x, y) = (gr.x as usize, gr.y as usize);
-                for &p in &gr.cands {
+                for &p in self.members_of(gi as usize) {
                     let c = &self.cands[y][p as usize];
                     if self.precheck(x, c).is_ok() {
                         let key = self.key(ring, x, y, c);
@@ -518,9 +626,10 @@ impl Graph {
             (g.x as usize, g.y as usize, g.u as usize)
         };
         let certs = ring.certifications_at(y);
-        let cands = std::mem::take(&mut self.groups[gi].cands);
+        let (start, len) = (self.groups[gi].start as usize, self.groups[gi].len as usize);
         let mut newest: Option<usize> = None;
-        for &p in &cands {
+        for q in start..start + len {
+            let p = self.members[q];
             let c = &self.cands[y][p as usize];
             let check = match self.precheck(x, c) {
                 Err(r) => Err(r),

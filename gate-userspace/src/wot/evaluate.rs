@@ -9,11 +9,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::Fingerprint;
 
-use super::edges::{self, Graph, NodeState, UidState, VerifyCache};
+use super::edges::{self, CertDerived, Graph, NodeState, UidState, VerifyCache};
 use super::report::{
     KeyStatus, KeyTrust, RejectedCertification, TrustReport, UntrustedReason, UserIdTrust,
 };
@@ -58,14 +59,31 @@ pub fn evaluate_lazy(
     policy: &dyn Policy,
     cache: &VerifyCache,
 ) -> TrustReport {
+    evaluate_lazy_with(keyring, settings, policy, cache, None).0
+}
+
+/// [`evaluate_lazy`] taking (and giving back, see [`edges::build_with`])
+/// what each certificate gives the graph at this reference time under
+/// this policy; also says how long building the graph took (the rest is
+/// the search).
+pub(super) fn evaluate_lazy_with(
+    keyring: Arc<Keyring>,
+    settings: &TrustSettings,
+    policy: &dyn Policy,
+    cache: &VerifyCache,
+    prior: Option<&[Option<Arc<CertDerived>>]>,
+) -> (TrustReport, Option<Vec<Arc<CertDerived>>>, Duration) {
     let t = settings.reference_time;
-    let g = edges::build(&keyring, policy, t, &settings.limits, cache);
+    let started = Instant::now();
+    let (g, derived) = edges::build_with(&keyring, policy, t, &settings.limits, cache, prior);
+    let built = started.elapsed();
     let (engine, missing_roots) = Engine::new(&keyring, g, settings, cache.clone());
     let keys = (0..engine.graph.nodes.len())
         .map(|_| OnceLock::new())
         .collect();
     let report = TrustReport::new(keys, &engine, missing_roots, None);
-    report.with_lazy(Arc::new(Mutex::new(Lazy { keyring, engine })))
+    let report = report.with_lazy(Arc::new(Mutex::new(Lazy { keyring, engine })));
+    (report, derived, built)
 }
 
 /// What a lazy report computes from.

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
@@ -20,6 +21,9 @@ use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
 use crate::source::local::{keyring_files, open_keyring, read_limited, KEYRING_FILE};
 use crate::source::{Named, ReadError};
+
+/// SHA-256 of the bytes a certificate was parsed from.
+pub(crate) type Digest = [u8; 32];
 
 /// A problem met while loading; what parsed is kept.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +58,12 @@ pub(crate) struct Certification {
     /// The issuer's certificates in the keyring (primary keys matching an
     /// issuer subpacket, the certificate itself excluded).
     pub(crate) issuers: Box<[u32]>,
-    /// The signature packet's body, as sequoia serializes it.
-    pub(crate) bytes: Box<[u8]>,
+    /// The signature packet's body, as sequoia serializes it (shared with
+    /// the parse cache of [`super::TrustEngine`]).
+    pub(crate) bytes: Arc<[u8]>,
+    /// Its position among the certificate's third-party signatures as
+    /// parsed (what [`super::edges::CertDerived`] is indexed by).
+    pub(crate) at: u32,
 }
 
 impl Certification {
@@ -67,12 +75,37 @@ impl Certification {
 
 /// A certification before the issuers are resolved (at the end of a load).
 #[derive(Clone, Debug)]
-struct Pending {
+pub(crate) struct Pending {
     uid: u32,
     revocation: bool,
     created: SystemTime,
     handles: Vec<KeyHandle>,
-    bytes: Box<[u8]>,
+    bytes: Arc<[u8]>,
+}
+
+/// One certificate as parsed: stripped, and its third-party certifications
+/// beside (what a load keeps of it, before the issuers are resolved).
+#[derive(Clone, Debug)]
+pub(crate) struct Parsed {
+    pub(crate) cert: Arc<Cert>,
+    pub(crate) pending: Arc<[Pending]>,
+}
+
+impl Parsed {
+    /// The certificate in `bytes` (exactly one, parsed cleanly and
+    /// stripped); `None` for anything else.
+    pub(crate) fn one(bytes: &[u8]) -> Option<Parsed> {
+        let mut certs = CertParser::from_bytes(bytes).ok()?;
+        let cert = certs.next()?.ok()?;
+        if certs.next().is_some() {
+            return None;
+        }
+        let (cert, pending) = strip(cert.strip_secret_key_material()).ok()?;
+        Some(Parsed {
+            cert: Arc::new(cert),
+            pending: pending.into(),
+        })
+    }
 }
 
 /// Certificates merged from all sources, indexed by fingerprint and Key ID.
@@ -80,21 +113,26 @@ struct Pending {
 pub struct Keyring {
     /// Stripped of third-party certifications over User IDs and of user
     /// attributes.
-    certs: Vec<Cert>,
+    certs: Vec<Arc<Cert>>,
     /// Per certificate, before the issuers are resolved.
-    pending: Vec<Vec<Pending>>,
+    pending: Vec<Arc<[Pending]>>,
+    /// Per certificate, the digest of the bytes it was parsed from alone
+    /// (`None` when merged from several copies or parsed with others).
+    digests: Vec<Option<Digest>>,
+    /// Per certificate, how many third-party signatures it had as parsed.
+    pending_len: Vec<u32>,
     /// Per certificate, the certifications by issuers in the keyring,
     /// ordered by User ID, then as sequoia lists them.
-    certifications: Vec<Vec<Certification>>,
+    certifications: Vec<Arc<[Certification]>>,
     /// Per certificate and User ID index, certifications by issuers in no
     /// keyring (counted, not kept).
     unknown: Vec<Vec<(u32, u32)>>,
     by_fpr: HashMap<Fingerprint, usize>,
     /// Primary keys only (certifications are made by primary keys).
-    by_primary_keyid: HashMap<KeyID, Vec<usize>>,
+    by_primary_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
     /// Every key and subkey.
-    by_any_fpr: HashMap<Fingerprint, Vec<usize>>,
-    by_any_keyid: HashMap<KeyID, Vec<usize>>,
+    by_any_fpr: Arc<HashMap<Fingerprint, Vec<usize>>>,
+    by_any_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
 }
 
 impl Keyring {
@@ -166,7 +204,12 @@ impl Keyring {
         ring
     }
 
-    fn add_bytes(&mut self, origin: &str, bytes: &[u8], problems: &mut Vec<LoadProblem>) {
+    pub(super) fn add_bytes(
+        &mut self,
+        origin: &str,
+        bytes: &[u8],
+        problems: &mut Vec<LoadProblem>,
+    ) {
         match CertParser::from_bytes(bytes) {
             Ok(parser) => self.add_parsed(origin, parser, problems),
             Err(e) => problems.push(LoadProblem::Parse {
@@ -210,8 +253,9 @@ impl Keyring {
             // together, then stripped again.
             Some(&i) => match self.full_cert_at(i).merge_public(cert).and_then(strip) {
                 Ok((stripped, pending)) => {
-                    self.certs[i] = stripped;
-                    self.pending[i] = pending;
+                    self.certs[i] = Arc::new(stripped);
+                    self.pending[i] = pending.into();
+                    self.digests[i] = None;
                 }
                 Err(e) => problems.push(LoadProblem::Merge {
                     origin: origin.to_string(),
@@ -220,11 +264,14 @@ impl Keyring {
                 }),
             },
             None => match strip(cert) {
-                Ok((stripped, pending)) => {
-                    self.by_fpr.insert(fpr, self.certs.len());
-                    self.certs.push(stripped);
-                    self.pending.push(pending);
-                }
+                Ok((stripped, pending)) => self.push(
+                    fpr,
+                    Parsed {
+                        cert: Arc::new(stripped),
+                        pending: pending.into(),
+                    },
+                    None,
+                ),
                 // Cannot happen (its packets came from a certificate).
                 Err(e) => problems.push(LoadProblem::Merge {
                     origin: origin.to_string(),
@@ -235,37 +282,96 @@ impl Keyring {
         }
     }
 
-    fn reindex(&mut self) {
-        self.by_primary_keyid.clear();
-        self.by_any_fpr.clear();
-        self.by_any_keyid.clear();
-        self.unknown = vec![Vec::new(); self.certs.len()];
-        for (i, c) in self.certs.iter().enumerate() {
-            self.by_primary_keyid.entry(c.keyid()).or_default().push(i);
-            for k in c.keys() {
-                self.by_any_fpr
-                    .entry(k.key().fingerprint())
-                    .or_default()
-                    .push(i);
-                self.by_any_keyid
-                    .entry(k.key().keyid())
-                    .or_default()
-                    .push(i);
+    /// A new certificate (no copy of it yet).
+    fn push(&mut self, fpr: Fingerprint, p: Parsed, digest: Option<Digest>) {
+        self.by_fpr.insert(fpr, self.certs.len());
+        self.certs.push(p.cert);
+        self.pending.push(p.pending);
+        self.digests.push(digest);
+    }
+
+    /// A certificate parsed alone from bytes with digest `digest` (whose
+    /// parse is `p`): added, or merged with an earlier copy as
+    /// [`Keyring::insert`] does.
+    pub(crate) fn insert_parsed(
+        &mut self,
+        origin: &str,
+        bytes: &[u8],
+        digest: Digest,
+        p: Parsed,
+        problems: &mut Vec<LoadProblem>,
+    ) {
+        let fpr = p.cert.fingerprint();
+        if self.by_fpr.contains_key(&fpr) {
+            // A second copy: merged from its packets, as a plain load does.
+            if let Some(Ok(cert)) = CertParser::from_bytes(bytes)
+                .ok()
+                .and_then(|mut c| c.next())
+            {
+                self.insert(origin, cert, problems);
             }
+        } else {
+            self.push(fpr, p, Some(digest));
         }
-        for v in self
-            .by_any_fpr
-            .values_mut()
-            .chain(self.by_any_keyid.values_mut())
-        {
-            v.dedup();
+    }
+
+    /// The per-certificate digest (see `digests`) of certificate `i`.
+    pub(crate) fn digest_at(&self, i: usize) -> Option<Digest> {
+        self.digests.get(i).copied().flatten()
+    }
+
+    /// How many third-party signatures certificate `i` had as parsed.
+    pub(crate) fn pending_len_at(&self, i: usize) -> usize {
+        self.pending_len.get(i).map_or(0, |&n| n as usize)
+    }
+
+    pub(crate) fn reindex(&mut self) {
+        self.reindex_after(None)
+    }
+
+    /// Indexes the keys and resolves the certifications' issuers. With
+    /// `prior` (an earlier load) holding the same primary keys in the same
+    /// order, what depends only on a certificate and that order is taken
+    /// from it for the certificates parsed from the same bytes (and the
+    /// key indexes when no certificate's keys changed).
+    pub(crate) fn reindex_after(&mut self, prior: Option<&Keyring>) {
+        let n = self.certs.len();
+        self.digests.resize(n, None);
+        self.pending.resize_with(n, || Arc::from([]));
+        self.pending_len = self.pending.iter().map(|p| p.len() as u32).collect();
+        let same_cert = |p: &Keyring, i: usize| Arc::ptr_eq(&p.certs[i], &self.certs[i]);
+        let prior = prior.filter(|p| {
+            p.certs.len() == n
+                && (0..n).all(|i| {
+                    same_cert(p, i) || p.certs[i].fingerprint() == self.certs[i].fingerprint()
+                })
+        });
+        let keys_unchanged = prior.is_some_and(|p| {
+            (0..n).all(|i| {
+                let fprs = |c: &Cert| c.keys().map(|k| k.key().fingerprint()).collect::<Vec<_>>();
+                same_cert(p, i) || fprs(&p.certs[i]) == fprs(&self.certs[i])
+            })
+        });
+        match prior {
+            Some(p) if keys_unchanged => {
+                self.by_primary_keyid = p.by_primary_keyid.clone();
+                self.by_any_fpr = p.by_any_fpr.clone();
+                self.by_any_keyid = p.by_any_keyid.clone();
+            }
+            _ => self.index_keys(),
         }
-        self.certifications = Vec::with_capacity(self.certs.len());
-        self.pending.resize_with(self.certs.len(), Vec::new);
-        for y in 0..self.certs.len() {
-            let pending = std::mem::take(&mut self.pending[y]);
+        self.unknown = vec![Vec::new(); n];
+        self.certifications = Vec::with_capacity(n);
+        for y in 0..n {
+            let pending = std::mem::replace(&mut self.pending[y], Arc::from([]));
+            let digest = self.digests[y];
+            if let Some(p) = prior.filter(|p| digest.is_some() && p.digests[y] == digest) {
+                self.certifications.push(p.certifications[y].clone());
+                self.unknown[y] = p.unknown[y].clone();
+                continue;
+            }
             let mut kept = Vec::with_capacity(pending.len());
-            for p in pending {
+            for (at, p) in pending.iter().enumerate() {
                 let mut issuers: Vec<u32> = Vec::new();
                 for h in &p.handles {
                     for &i in self.primary_indices(h) {
@@ -286,12 +392,33 @@ impl Keyring {
                     revocation: p.revocation,
                     created: p.created,
                     issuers: issuers.into(),
-                    bytes: p.bytes,
+                    bytes: p.bytes.clone(),
+                    at: at as u32,
                 });
             }
-            kept.shrink_to_fit();
-            self.certifications.push(kept);
+            self.certifications.push(kept.into());
         }
+    }
+
+    /// The indexes of primary keys, and of every key, by Key ID and
+    /// fingerprint.
+    fn index_keys(&mut self) {
+        let mut by_primary_keyid: HashMap<KeyID, Vec<usize>> = HashMap::new();
+        let mut by_any_fpr: HashMap<Fingerprint, Vec<usize>> = HashMap::new();
+        let mut by_any_keyid: HashMap<KeyID, Vec<usize>> = HashMap::new();
+        for (i, c) in self.certs.iter().enumerate() {
+            by_primary_keyid.entry(c.keyid()).or_default().push(i);
+            for k in c.keys() {
+                by_any_fpr.entry(k.key().fingerprint()).or_default().push(i);
+                by_any_keyid.entry(k.key().keyid()).or_default().push(i);
+            }
+        }
+        for v in by_any_fpr.values_mut().chain(by_any_keyid.values_mut()) {
+            v.dedup();
+        }
+        self.by_primary_keyid = Arc::new(by_primary_keyid);
+        self.by_any_fpr = Arc::new(by_any_fpr);
+        self.by_any_keyid = Arc::new(by_any_keyid);
     }
 
     /// The certificate at `i` with its third-party certifications put back
@@ -304,12 +431,12 @@ impl Keyring {
                 self.certifications
                     .get(i)
                     .into_iter()
-                    .flatten()
+                    .flat_map(|c| c.iter())
                     .map(|c| &c.bytes),
             )
             .filter_map(|b| Signature::from_bytes(&b[..]).ok())
             .map(Packet::from);
-        let cert = self.certs[i].clone();
+        let cert = (*self.certs[i]).clone();
         cert.clone()
             .insert_packets(sigs)
             .map(|(c, _)| c)
@@ -355,13 +482,13 @@ impl Keyring {
     /// All certificates, in load order, without their third-party
     /// certifications over User IDs (see [`Keyring::full_certs`]).
     pub fn certs(&self) -> impl Iterator<Item = &Cert> {
-        self.certs.iter()
+        self.certs.iter().map(|c| &**c)
     }
 
     /// The certificate whose primary key has this fingerprint, without its
     /// third-party certifications over User IDs (see [`Keyring::full_cert`]).
     pub fn cert(&self, fpr: &Fingerprint) -> Option<&Cert> {
-        self.by_fpr.get(fpr).map(|&i| &self.certs[i])
+        self.by_fpr.get(fpr).map(|&i| &*self.certs[i])
     }
 
     /// Certificates having a key or subkey matching this handle.
@@ -370,7 +497,7 @@ impl Keyring {
             KeyHandle::Fingerprint(f) => self.by_any_fpr.get(f),
             KeyHandle::KeyID(k) => self.by_any_keyid.get(k),
         };
-        idx.map(|v| v.iter().map(|&i| &self.certs[i]).collect())
+        idx.map(|v| v.iter().map(|&i| &*self.certs[i]).collect())
             .unwrap_or_default()
     }
 

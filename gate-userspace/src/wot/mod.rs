@@ -74,8 +74,15 @@
 //! is asked about; [`evaluate_cached`] explains every key. Both give the
 //! same answers (tests/wot_cache.rs). Verification results are cached in a
 //! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
+//! The daemon keeps a [`TrustEngine`] between refreshes: certificates are
+//! parsed once per distinct bytes and judged once per reference time
+//! (`chunks.rs`, `engine.rs`); its answers are those of [`evaluate_lazy`]
+//! (tests/wot_engine.rs).
 
+pub mod alloc;
+mod chunks;
 mod edges;
+mod engine;
 mod evaluate;
 mod keyring;
 mod report;
@@ -83,7 +90,9 @@ mod search;
 mod verify_cache;
 mod webs;
 
+pub use chunks::ParseCache;
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
+pub use engine::{EngineRun, Evaluated, TrustEngine};
 pub use evaluate::{evaluate, evaluate_cached, evaluate_lazy};
 pub use keyring::{Keyring, LoadProblem};
 pub use report::{

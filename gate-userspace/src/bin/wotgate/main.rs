@@ -99,6 +99,7 @@ enum Statement {
 }
 
 fn main() -> std::process::ExitCode {
+    wotgate::wot::alloc::single_arena();
     // Errors are values on hot paths; a captured backtrace per anyhow error
     // costs more than the work (measured: sequoia runs 2.3x slower).
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

@@ -1,0 +1,204 @@
+//! Keyrings split into one byte range per certificate, parsed through a
+//! cache keyed by each range's SHA-256, so a recompute parses only what changed.
+//!
+//! Splitting reads only packet headers (binary OpenPGP; an armoured or
+//! unusual source is parsed whole, uncached). A range is parsed alone and
+//! must give exactly one certificate cleanly; when any range of a source
+//! does not, the whole source is parsed the ordinary way, so problems and
+//! merges are exactly those of [`Keyring::parse`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use super::edges::par_map;
+use super::keyring::{Digest, Parsed};
+use super::{Keyring, LoadProblem};
+use crate::source::Named;
+
+/// One range of a source: its bytes, digest, parse, and whether it was
+/// parsed now (not found in the cache).
+type Item<'a> = (&'a [u8], Digest, Parsed, bool);
+
+/// OpenPGP packet tags that start a certificate (public and secret key).
+const PRIMARY_TAGS: [u8; 2] = [5, 6];
+
+/// The certificates' parses by the digest of their bytes.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    map: HashMap<Digest, Parsed>,
+    /// Certificates parsed (not found in the cache) by the last load.
+    pub(crate) parsed: usize,
+    /// Certificates found in the cache by the last load.
+    pub(crate) reused: usize,
+    /// The last load's keyring (its issuer resolutions are reused when the
+    /// primary keys stay the same).
+    last: Option<Arc<Keyring>>,
+}
+
+impl ParseCache {
+    /// How many certificate parses it holds.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// One packet's tag and total length (header included); `None` for what
+/// a certificate cannot hold (partial or indeterminate lengths) or a
+/// truncated header.
+fn packet(b: &[u8]) -> Option<(u8, usize)> {
+    let h = *b.first()?;
+    if h & 0x80 == 0 {
+        return None;
+    }
+    let (tag, hdr, len): (u8, usize, usize) = if h & 0x40 != 0 {
+        let o1 = *b.get(1)? as usize;
+        match o1 {
+            0..=191 => (h & 0x3f, 2, o1),
+            192..=223 => (h & 0x3f, 3, ((o1 - 192) << 8) + *b.get(2)? as usize + 192),
+            255 => {
+                let l = u32::from_be_bytes(b.get(2..6)?.try_into().ok()?);
+                (h & 0x3f, 6, l as usize)
+            }
+            _ => return None,
+        }
+    } else {
+        let tag = (h >> 2) & 0x0f;
+        match h & 3 {
+            0 => (tag, 2, *b.get(1)? as usize),
+            1 => (
+                tag,
+                3,
+                u16::from_be_bytes(b.get(1..3)?.try_into().ok()?) as usize,
+            ),
+            2 => (
+                tag,
+                5,
+                u32::from_be_bytes(b.get(1..5)?.try_into().ok()?) as usize,
+            ),
+            _ => return None,
+        }
+    };
+    Some((tag, hdr.checked_add(len)?))
+}
+
+/// `bytes` cut before every primary key packet; `None` unless it is a
+/// sequence of whole binary packets starting with a primary key.
+pub(crate) fn split(bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut starts = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let (tag, len) = packet(&bytes[pos..])?;
+        if PRIMARY_TAGS.contains(&tag) {
+            starts.push(pos);
+        } else if starts.is_empty() {
+            return None;
+        }
+        pos = pos.checked_add(len).filter(|&e| e <= bytes.len())?;
+    }
+    if starts.is_empty() {
+        return None;
+    }
+    starts.push(bytes.len());
+    Some(starts.windows(2).map(|w| &bytes[w[0]..w[1]]).collect())
+}
+
+impl Keyring {
+    /// [`Keyring::parse`], parsing only the certificates whose bytes are
+    /// not in `cache`; the cache then holds exactly this load's
+    /// certificates. Same keyring, same problems.
+    pub fn parse_cached(
+        sources: &[Named],
+        cache: &mut ParseCache,
+    ) -> (Arc<Keyring>, Vec<LoadProblem>) {
+        let mut ring = Keyring::default();
+        let mut problems = Vec::new();
+        let mut next: HashMap<Digest, Parsed> = HashMap::new();
+        let (mut parsed, mut reused) = (0, 0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        for s in sources {
+            let Some(chunks) = split(&s.bytes) else {
+                ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+                continue;
+            };
+            let digests: Vec<Digest> = par_map(&chunks, threads, |c| Sha256::digest(c).into());
+            let known = |d: &Digest| next.get(d).or_else(|| cache.map.get(d)).cloned();
+            let missing: Vec<usize> = (0..chunks.len())
+                .filter(|&i| {
+                    !next.contains_key(&digests[i]) && !cache.map.contains_key(&digests[i])
+                })
+                .collect();
+            let fresh = par_map(&missing, threads, |&i| Parsed::one(chunks[i]));
+            let mut fresh = missing.into_iter().zip(fresh).peekable();
+            let items: Option<Vec<Item>> = chunks
+                .iter()
+                .zip(digests)
+                .enumerate()
+                .map(|(i, (c, d))| match fresh.next_if(|(j, _)| *j == i) {
+                    Some((_, p)) => Some((*c, d, p?, true)),
+                    None => Some((*c, d, known(&d)?, false)),
+                })
+                .collect();
+            // A range that does not parse alone: the source is parsed whole.
+            let Some(items) = items else {
+                ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+                continue;
+            };
+            for (c, d, p, new) in items {
+                if new {
+                    parsed += 1;
+                } else {
+                    reused += 1;
+                }
+                next.insert(d, p.clone());
+                ring.insert_parsed(&s.origin, c, d, p, &mut problems);
+            }
+        }
+        ring.reindex_after(cache.last.as_deref());
+        let ring = Arc::new(ring);
+        cache.map = next;
+        cache.last = Some(ring.clone());
+        cache.parsed = parsed;
+        cache.reused = reused;
+        (ring, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_of_both_formats() {
+        // New format, one-octet length 3: tag 6.
+        assert_eq!(packet(&[0xc6, 3, 0, 0, 0]), Some((6, 5)));
+        // New format, two-octet length: 192 + 1 = 193 bytes.
+        assert_eq!(packet(&[0xc6, 192, 1]), Some((6, 3 + 193)));
+        // New format, five-octet length.
+        assert_eq!(packet(&[0xcd, 255, 0, 0, 1, 0]), Some((13, 6 + 256)));
+        // New format, partial length: refused.
+        assert_eq!(packet(&[0xcb, 224]), None);
+        // Old format, tag 6, two-octet length 256.
+        assert_eq!(packet(&[0x99, 1, 0]), Some((6, 3 + 256)));
+        // Old format, indeterminate: refused; not a packet: refused.
+        assert_eq!(packet(&[0x9b]), None);
+        assert_eq!(packet(&[0x00, 1]), None);
+    }
+
+    #[test]
+    fn split_needs_whole_packets_and_a_leading_key() {
+        let key = [0xc6, 1, 0];
+        let uid = [0xcd, 1, b'a'];
+        let two: Vec<u8> = [&key[..], &uid, &key, &uid].concat();
+        let parts = split(&two).unwrap();
+        assert_eq!(parts, vec![&two[..6], &two[6..]]);
+        assert!(split(&two[..5]).is_none(), "truncated");
+        assert!(split(&uid).is_none(), "no leading key");
+        assert!(split(&[]).is_none());
+    }
+}

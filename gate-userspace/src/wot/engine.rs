@@ -1,0 +1,153 @@
+//! The trust computation kept across refreshes: certificates parsed once per
+//! distinct bytes, their judgements kept while the time stays, the search redone.
+//!
+//! A recompute costs: splitting and hashing the keyring bytes, parsing the
+//! certificates whose bytes changed, judging them (validity, each new
+//! certification's policy checks), rebuilding the graph's index from what
+//! is kept, and the search (verifying, through the [`VerifyCache`], only
+//! certifications it has not verified before). Everything that depends on
+//! the reference time is judged again when the time changes; the policy is
+//! the engine's own, fixed when it is made. The result is always the one
+//! [`super::evaluate_lazy`] gives over [`Keyring::parse`] of the same sources
+//! (tests/wot_engine.rs checks random changes against it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sequoia_openpgp::policy::Policy;
+
+use super::chunks::ParseCache;
+use super::edges::CertDerived;
+use super::evaluate::evaluate_lazy_with;
+use super::keyring::Digest;
+use super::{Keyring, LoadProblem, TrustReport, TrustSettings, VerifyCache};
+use crate::source::Named;
+
+/// A trust computation kept between refreshes (see the module docs).
+pub struct TrustEngine {
+    policy: Arc<dyn Policy>,
+    parse: ParseCache,
+    /// The reference time `derived` was judged at.
+    derived_at: Option<SystemTime>,
+    derived: HashMap<Digest, Arc<CertDerived>>,
+    cache: VerifyCache,
+    last: EngineRun,
+}
+
+/// What the last computation did and where its time went.
+#[derive(Clone, Debug, Default)]
+pub struct EngineRun {
+    /// Splitting, hashing and parsing the sources (and indexing the keyring).
+    pub parse: Duration,
+    /// Judging the certificates and building the graph's index.
+    pub graph: Duration,
+    /// The deciding search (verifying what it needs).
+    pub search: Duration,
+    /// Certificates parsed, and found parsed already.
+    pub parsed: usize,
+    pub reused: usize,
+    /// Certificates whose judgements were kept (same bytes, same time).
+    pub judged_before: usize,
+    /// Signatures verified cryptographically.
+    pub verified: usize,
+}
+
+/// One computation's keyring, verdicts and load problems.
+pub struct Evaluated {
+    pub keyring: Arc<Keyring>,
+    pub report: TrustReport,
+    pub problems: Vec<LoadProblem>,
+}
+
+impl std::fmt::Debug for TrustEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustEngine")
+            .field("parsed_certificates", &self.parse.len())
+            .field("judged_certificates", &self.derived.len())
+            .field("derived_at", &self.derived_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustEngine {
+    /// An engine judging under `policy` (for its whole life), verifying
+    /// through `cache` (e.g. the one saved in the state directory).
+    pub fn new(policy: Arc<dyn Policy>, cache: VerifyCache) -> TrustEngine {
+        TrustEngine {
+            policy,
+            parse: ParseCache::default(),
+            derived_at: None,
+            derived: HashMap::new(),
+            cache,
+            last: EngineRun::default(),
+        }
+    }
+
+    /// The policy every computation of this engine judges under.
+    pub fn policy(&self) -> Arc<dyn Policy> {
+        self.policy.clone()
+    }
+
+    /// The verification cache (shared with the reports it made).
+    pub fn cache(&self) -> &VerifyCache {
+        &self.cache
+    }
+
+    /// What the last computation did.
+    pub fn last_run(&self) -> &EngineRun {
+        &self.last
+    }
+
+    /// Parses `sources` (binary or armoured keyrings, merged as
+    /// [`Keyring::parse`] does) and computes the verdicts as
+    /// [`super::evaluate_lazy`] does, reusing what earlier computations
+    /// found for unchanged certificates.
+    pub fn evaluate(&mut self, sources: &[Named], settings: &TrustSettings) -> Evaluated {
+        let started = Instant::now();
+        let (ring, problems) = Keyring::parse_cached(sources, &mut self.parse);
+        let parse = started.elapsed();
+        let t = settings.reference_time;
+        if self.derived_at != Some(t) {
+            self.derived.clear();
+            self.derived_at = Some(t);
+        }
+        let prior: Vec<Option<Arc<CertDerived>>> = (0..ring.len())
+            .map(|i| {
+                ring.digest_at(i)
+                    .and_then(|d| self.derived.get(&d).cloned())
+            })
+            .collect();
+        let judged_before = prior.iter().filter(|p| p.is_some()).count();
+        let started = Instant::now();
+        let (report, derived, graph) = evaluate_lazy_with(
+            ring.clone(),
+            settings,
+            &*self.policy,
+            &self.cache,
+            Some(&prior),
+        );
+        let search = started.elapsed().saturating_sub(graph);
+        drop(prior);
+        let derived = derived.unwrap_or_default();
+        self.derived = derived
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((ring.digest_at(i)?, d)))
+            .collect();
+        self.last = EngineRun {
+            parse,
+            graph,
+            search,
+            parsed: self.parse.parsed,
+            reused: self.parse.reused,
+            judged_before,
+            verified: report.stats.verified,
+        };
+        Evaluated {
+            keyring: ring,
+            report,
+            problems,
+        }
+    }
+}
