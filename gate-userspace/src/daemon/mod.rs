@@ -23,6 +23,7 @@ use sequoia_openpgp::policy::StandardPolicy;
 use tracing::{error, info, warn};
 
 use crate::apply::{ApplyError, LoadGuard};
+use crate::gate::compile::Capacity;
 use crate::gate::{Gate, GateError, Settings};
 use crate::model::config::{Config, ConfigError, StartupPolicy};
 use crate::model::prefixes::{PrefixSet, Verdict};
@@ -159,9 +160,18 @@ impl Daemon {
                 (gate, !set.is_empty())
             }
             Err(GateError::NotPinned(_)) => {
-                let mut gate = Gate::create(&pin)?;
+                let last = state::load_plan(&state_dir);
+                // The compiled lookup's arrays are sized when the gate is
+                // created: for twice the last good plan, at least the default.
+                let capacity = match &last {
+                    Ok(Some((set, _))) => {
+                        Capacity::for_set(set, 1.0).at_least(&Capacity::default())
+                    }
+                    _ => Capacity::default(),
+                };
+                let mut gate = Gate::create_with(&pin, &capacity)?;
                 status.start = "created".into();
-                let had = match state::load_plan(&state_dir) {
+                let had = match last {
                     Ok(Some((set, d))) => {
                         let r = gate.load_set(&set)?;
                         info!(pin_dir = %pin.display(), generation = r.generation, entries = r.entries, digest = %d,
@@ -434,7 +444,12 @@ impl Daemon {
             written: load.written,
             removed: load.removed,
             enforce_us: load.enforce_time.as_micros() as u64,
+            lookup: load.lookup.into(),
         });
+        if load.lookup == "trie" {
+            warn!(entries = load.entries, pin_dir = %self.cfg.gate.pin_directory.display(),
+                "the set does not fit the compiled lookup sized when the gate was created: it is enforced, but looked up in the slower LPM trie; `wotgate detach --purge` and a restart size the gate for it");
+        }
         let d = match state::save_plan(&state_dir, &p.set) {
             Ok(d) => d,
             Err(e) => {
@@ -449,6 +464,7 @@ impl Daemon {
             entries = load.entries,
             digest = %d,
             mode = load.mode,
+            lookup = load.lookup,
             enforce_us = load.enforce_time.as_micros() as u64,
             added = diff.as_ref().map_or(0, |d| d.added.len()),
             removed = diff.as_ref().map_or(0, |d| d.removed.len()),

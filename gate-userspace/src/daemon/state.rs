@@ -140,6 +140,10 @@ pub struct LoadSummary {
     pub removed: usize,
     /// From the start of the update to the flip, in microseconds.
     pub enforce_us: u64,
+    /// What the datapath looks sources up in: `compiled`, or `trie` when
+    /// the set outgrew the compiled lookup's arrays (sized at creation).
+    #[serde(default)]
+    pub lookup: String,
 }
 
 /// The loaded plan as the daemon last loaded it.
