@@ -37,6 +37,8 @@ fn statement(domain: String, serial: u64, prefixes: Vec<Ipv6Net>) -> Statement {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The machine and its load as the run starts (recorded at the end).
+    let _ = record::machine();
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     let record = std::env::args().any(|a| a == "--record");
     let policy = StandardPolicy::new();

@@ -239,6 +239,8 @@ fn pct(l: &[Duration], p: f64) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The machine and its load as the run starts (recorded at the end).
+    let _ = record::machine();
     let record = std::env::args().any(|a| a == "--record");
     let dir = std::env::temp_dir().join(format!("wotgate-bench-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

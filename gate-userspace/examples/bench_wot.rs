@@ -51,6 +51,8 @@ const DEPTH: usize = 2;
 const GPG_TOOL: &str = "gpg 2.2 --import, --check-trustdb (pgp, max-cert-depth 2)";
 
 fn main() -> Result<()> {
+    // The machine and its load as the run starts (recorded at the end).
+    let _ = record::machine();
     // As the wotgate binary does (see wotgate::wot::alloc).
     wotgate::wot::alloc::single_arena();
     let args: Vec<String> = std::env::args().skip(1).collect();

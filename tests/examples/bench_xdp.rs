@@ -325,6 +325,8 @@ fn ensure_mode(mode: &str) -> Result<()> {
 fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
     let load_at_start = lookup::loadavg();
+    // The heading names the machine and its load as the run starts.
+    let machine = record::machine();
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
     let _purge = Purge(dir.clone());
     let mut rng = StdRng::seed_from_u64(25);
@@ -400,7 +402,7 @@ fn main() -> Result<()> {
     let update_rows = updates(&mut upd_gate, &mut old_swap, &mut rng)?;
 
     let mut out = String::new();
-    out.push_str(&format!("\n### {}\n\n", record::machine()));
+    out.push_str(&format!("\n### {machine}\n\n"));
     out.push_str(&format!("BPF_PROG_TEST_RUN, repeat {REPEAT} (hot) or 1 per source (cold), median of {ROUNDS} interleaved rounds; baseline = a pass-only XDP program on the same packet in the same run; LPM = the same program with its compiled copy switched off. Load average at the start: {load_at_start}.\n\n"));
     out.push_str(&lookup::table_header());
     for r in &lookup_rows {

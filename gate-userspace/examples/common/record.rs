@@ -4,8 +4,15 @@
 use std::path::PathBuf;
 
 /// "CPU model, N cores, kernel X, load average L at start, YYYY-MM-DD HH:MM UTC".
-/// The load average is read, not assumed: a shared machine shows in it.
+/// The load average is read, not assumed: a shared machine shows in it. Read
+/// once, at the first call: a benchmark calls it first thing in `main`, so
+/// the heading it records later still names the load and time at its start.
 pub fn machine() -> String {
+    static AT_START: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AT_START.get_or_init(read_machine).clone()
+}
+
+fn read_machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
