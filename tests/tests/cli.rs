@@ -511,3 +511,40 @@ fn a_settings_change_is_reported_and_limited_to_the_flags_given() {
     );
     assert_eq!(s["attachments"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn inspect_says_what_the_datapath_looks_sources_up_in() {
+    let mut pg = PinnedGate::new("cli-lookup");
+    pg.release();
+    // Before anything is loaded there is no compiled copy to speak of.
+    let s = json(pg.path(), &["inspect", "--json"]);
+    assert_eq!(s["lookup"]["kind"], "none", "{}", s["lookup"]);
+    let t = tmpdir();
+    let set = t.0.join("set.prefixes");
+    // Two /32 groups, one of them with a short prefix over it.
+    std::fs::write(
+        &set,
+        "allow 2001:db8:1::/48 a\ndeny 2001:db8:1:2::/64 a\nallow 2001:db9::/48 b\n",
+    )
+    .unwrap();
+    ok(pg.path(), &["prefixes", "load", set.to_str().unwrap()]);
+    let s = json(pg.path(), &["inspect", "--json"]);
+    assert_eq!(s["lookup"]["kind"], "compiled", "{}", s["lookup"]);
+    assert_eq!(s["lookup"]["groups"], 2, "{}", s["lookup"]);
+    assert_eq!(s["lookup"]["short_prefixes"], false, "{}", s["lookup"]);
+    let text = ok(pg.path(), &["inspect"]);
+    assert!(
+        text.contains("lookup       compiled: 2 /32 groups"),
+        "{text}"
+    );
+
+    std::fs::write(
+        &set,
+        "allow 2001:db8:1::/48 a\nallow 2001:db9::/48 b\nallow 2001:db8::/31 wide\n",
+    )
+    .unwrap();
+    ok(pg.path(), &["prefixes", "load", set.to_str().unwrap()]);
+    let s = json(pg.path(), &["inspect", "--json"]);
+    assert_eq!(s["lookup"]["kind"], "compiled", "{}", s["lookup"]);
+    assert_eq!(s["lookup"]["short_prefixes"], true, "{}", s["lookup"]);
+}

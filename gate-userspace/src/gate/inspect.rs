@@ -6,12 +6,34 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use gate_common::lookup::{HDR_SHORT, HDR_VALID};
+
 use super::{
     attach::Attachment,
+    compile::Capacity,
     replay::{syn_frame, Outcome, XDP_DROP},
     Gate, Result, Settings,
 };
 use crate::model::prefixes::{PrefixEntry, Verdict};
+
+/// The compiled lookup of the active half: in use, or the LPM trie answers
+/// because the set did not fit the arrays sized when the gate was created.
+#[derive(Debug, serde::Serialize)]
+pub struct LookupStatus {
+    /// `compiled`, `trie`, or `none` (nothing loaded since the gate was
+    /// created: every gated SYN is untrusted).
+    pub kind: &'static str,
+    /// Prefixes shorter than /32 are present (a miss also asks the trie).
+    pub short_prefixes: bool,
+    /// In use in the active copy.
+    pub groups: u32,
+    pub lists: u32,
+    pub nodes: u32,
+    pub leaf_words: u32,
+    /// Elements of each array of one copy, and its kernel memory.
+    pub capacity: Capacity,
+    pub bytes_per_copy: u64,
+}
 
 #[derive(Debug, serde::Serialize)]
 pub struct Status {
@@ -32,6 +54,8 @@ pub struct Status {
     /// writer died: the next load repairs the pair), if any.
     pub update_under_way: Option<String>,
     pub loaded_at: u64,
+    /// What the datapath looks the active set up in.
+    pub lookup: LookupStatus,
     pub entries: Vec<PrefixEntry>,
     pub counters: Vec<(String, u64)>,
 }
@@ -56,12 +80,36 @@ impl Gate {
             update_under_way: (meta.journal.state != gate_common::JOURNAL_IDLE)
                 .then(|| super::swap::journal_text(&meta.journal)),
             loaded_at: meta.loaded_at[active],
+            lookup: self.lookup_status(active, meta.generation[active])?,
             entries: set.value.iter().cloned().collect(),
             counters: self
                 .counters()?
                 .into_iter()
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
+        })
+    }
+}
+
+impl Gate {
+    fn lookup_status(&self, active: usize, generation: u64) -> Result<LookupStatus> {
+        let h = self.lookup_header(active)?;
+        let capacity = self.lookup_capacity()?;
+        Ok(LookupStatus {
+            kind: if h.flags & HDR_VALID != 0 {
+                "compiled"
+            } else if generation == 0 {
+                "none"
+            } else {
+                "trie"
+            },
+            short_prefixes: h.flags & HDR_SHORT != 0,
+            groups: h.groups,
+            lists: h.lists,
+            nodes: h.nodes,
+            leaf_words: h.leaf_words,
+            bytes_per_copy: capacity.bytes(),
+            capacity,
         })
     }
 }
@@ -150,6 +198,34 @@ impl Status {
             self.trie_entries[self.active_trie],
             self.trie_entries[1 - self.active_trie]
         );
+        let l = &self.lookup;
+        if l.kind == "compiled" {
+            let _ = writeln!(
+                s,
+                "lookup       compiled: {} /32 groups, {}/{} list entries, {}/{} trie nodes, {}/{} leaf words{}; {:.1} MB a copy, 2 copies",
+                l.groups,
+                l.lists,
+                l.capacity.lists,
+                l.nodes,
+                l.capacity.nodes,
+                l.leaf_words,
+                l.capacity.leaf_words,
+                if l.short_prefixes { "; prefixes shorter than /32: misses also ask the LPM trie" } else { "" },
+                l.bytes_per_copy as f64 / 1e6
+            );
+        } else if l.kind == "none" {
+            let _ = writeln!(
+                s,
+                "lookup       nothing loaded yet ({:.1} MB a copy, 2 copies)",
+                l.bytes_per_copy as f64 / 1e6
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "lookup       LPM trie (slower): the set does not fit the compiled lookup sized when the gate was created ({:.1} MB a copy); `wotgate detach --purge` and a new attach or daemon start size it for the set",
+                l.bytes_per_copy as f64 / 1e6
+            );
+        }
         if let Some(u) = &self.update_under_way {
             let _ = writeln!(
                 s,
