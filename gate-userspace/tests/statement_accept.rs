@@ -142,15 +142,7 @@ fn with_revoked_subkey(key: &Key) -> sequoia_openpgp::Cert {
     use sequoia_openpgp::cert::SubkeyRevocationBuilder;
     use sequoia_openpgp::types::ReasonForRevocation;
     let sub = key.tsk.keys().subkeys().next().unwrap().key().clone();
-    let mut primary = key
-        .tsk
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .unwrap()
-        .into_keypair()
-        .unwrap();
+    let mut primary = key.signer();
     let rev = SubkeyRevocationBuilder::new()
         .set_signature_creation_time(at(T0 - 2 * DAY))
         .unwrap()

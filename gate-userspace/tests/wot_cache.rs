@@ -190,15 +190,7 @@ fn a_revocation_added_after_caching_counts() {
         KeyStatus::Trusted { depth: 2 }
     );
     // a revokes itself; the cache holds a's and b's certifications.
-    let mut signer = a
-        .tsk
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .unwrap()
-        .into_keypair()
-        .unwrap();
+    let mut signer = a.signer();
     let rev = CertRevocationBuilder::new()
         .set_signature_creation_time(at(T0 - 10 * DAY))
         .unwrap()

@@ -73,15 +73,7 @@ impl Model {
     }
 
     fn signer(&self, i: usize) -> openpgp::crypto::KeyPair {
-        self.keys[i]
-            .tsk
-            .primary_key()
-            .key()
-            .clone()
-            .parts_into_secret()
-            .unwrap()
-            .into_keypair()
-            .unwrap()
+        self.keys[i].signer()
     }
 
     /// The next signature time (a minute later each time).

@@ -28,6 +28,18 @@ pub struct Key {
 }
 
 impl Key {
+    /// The primary key as a signer (certifications, revocations).
+    pub fn signer(&self) -> openpgp::crypto::KeyPair {
+        self.tsk
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap()
+    }
+
     pub fn new(userid: &str) -> Key {
         Key::with_userids(&[userid])
     }
@@ -184,15 +196,7 @@ pub fn certify(issuer: &Key, target: &Key) -> Cert {
 pub fn certify_only(issuer: &Key, target: &Key, which: impl Fn(&str) -> bool) -> Cert {
     use openpgp::packet::signature::SignatureBuilder;
     use openpgp::types::SignatureType;
-    let mut signer = issuer
-        .tsk
-        .primary_key()
-        .key()
-        .clone()
-        .parts_into_secret()
-        .unwrap()
-        .into_keypair()
-        .unwrap();
+    let mut signer = issuer.signer();
     let sigs: Vec<openpgp::Packet> = target
         .tsk
         .userids()
