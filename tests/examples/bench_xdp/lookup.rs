@@ -47,9 +47,8 @@ fn random_48(rng: &mut StdRng) -> u128 {
     }
 }
 
-/// `n` prefixes, /48 to /64, one per random /48, no nesting; plus the
-/// trusted peer's /56.
-pub fn random_48_64(n: usize, rng: &mut StdRng) -> PrefixSet {
+/// A set holding only the trusted peer's /56 (every benchmark set has it).
+fn with_peer() -> PrefixSet {
     let mut set = PrefixSet::new();
     push(
         &mut set,
@@ -57,6 +56,13 @@ pub fn random_48_64(n: usize, rng: &mut StdRng) -> PrefixSet {
         56,
         true,
     );
+    set
+}
+
+/// `n` prefixes, /48 to /64, one per random /48, no nesting; plus the
+/// trusted peer's /56.
+pub fn random_48_64(n: usize, rng: &mut StdRng) -> PrefixSet {
+    let mut set = with_peer();
     let mut seen = HashSet::new();
     while set.len() < n {
         let b = random_48(rng);
@@ -76,13 +82,7 @@ pub fn random_48_64(n: usize, rng: &mut StdRng) -> PrefixSet {
 /// each, nested), the rest /32-/64 with a third nested below an earlier
 /// prefix (to /128), a quarter of the nested ones denies; plus the peer.
 pub fn hard_set(n: usize, rng: &mut StdRng) -> PrefixSet {
-    let mut set = PrefixSet::new();
-    push(
-        &mut set,
-        u128::from(TRUSTED.parse::<Ipv6Addr>().unwrap()),
-        56,
-        true,
-    );
+    let mut set = with_peer();
     let busy: Vec<u128> = (0..5).map(|_| random_48(rng) >> 16 << 16).collect();
     let per_busy = (n / 50).min(20_000);
     for b in &busy {
