@@ -114,13 +114,11 @@ const MAX_OFF: usize = 0x7000;
 
 #[xdp]
 pub fn wotgate(ctx: XdpContext) -> u32 {
-    // The selector, then the settings slot it names: one word read first,
-    // so a packet sees one settings slot and one trie, each complete.
-    let active = WG_ACTIVE.get(0).copied().unwrap_or(0);
-    let slot = ((active & ACTIVE_SETTINGS) != 0) as u32;
-    let (reason, observe) = match WG_CONFIG.get(slot) {
-        Some(cfg) => (classify(&ctx, cfg, active), cfg.flags & FLAG_OBSERVE != 0),
-        None => (Reason::OtherPass, false),
+    // The packet is parsed before any map is read: only a SYN to a port
+    // (or a chain too long to judge) needs the settings and the set.
+    let (reason, observe) = match parse(&ctx) {
+        Seen::Other => (Reason::OtherPass, false),
+        seen => judge(seen),
     };
     let bank = if ctx.ingress_ifindex() as u32 == TEST_RUN_IFINDEX {
         REASON_COUNT
@@ -146,6 +144,76 @@ fn count(bank: u32, reason: Reason) {
         // SAFETY: per-CPU slot, only this CPU's program touches it.
         unsafe { *c += 1 };
     }
+}
+
+/// What parsing found, before any setting is consulted.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// Not a TCP SYN (ACK clear) nor an over-long IPv6 chain: passes
+    /// whatever the settings say.
+    Other,
+    /// An IPv4 TCP SYN to `port`.
+    Syn4 { port: u16 },
+    /// An IPv6 TCP SYN to `port`; `ip` is its IPv6 header.
+    Syn6 { ip: Hdr, port: u16 },
+    /// An IPv6 packet whose extension-header chain is too long to judge.
+    Long6 { ip: Hdr },
+}
+
+/// The selector, then the settings slot it names (one word read first, so
+/// a packet sees one settings slot and one half of the set, each complete),
+/// and the reason for what `seen` found; also whether the gate observes.
+#[inline(always)]
+fn judge(seen: Seen) -> (Reason, bool) {
+    let active = WG_ACTIVE.get(0).copied().unwrap_or(0);
+    let slot = ((active & ACTIVE_SETTINGS) != 0) as u32;
+    let Some(cfg) = WG_CONFIG.get(slot) else {
+        return (Reason::OtherPass, false);
+    };
+    let reason = match seen {
+        Seen::Other => Reason::OtherPass,
+        // IPv4 is never trusted: a SYN to a protected port is dropped,
+        // unless the gate only protects listed IPv6 destinations.
+        Seen::Syn4 { port } => {
+            if cfg.flags & FLAG_PROTECT_DST == 0 && cfg.is_protected_port(port) {
+                Reason::NonIpv6Drop
+            } else {
+                Reason::OtherPass
+            }
+        }
+        Seen::Syn6 { ip, port } => {
+            if cfg.is_protected_port(port) && dst_protected(cfg, active, ip) {
+                // The source is read only here, for SYNs to protected ports.
+                source_reason(active, ip.addr(IPV6_SRC_OFF))
+            } else {
+                Reason::OtherPass
+            }
+        }
+        Seen::Long6 { ip } => {
+            if dst_protected(cfg, active, ip) {
+                Reason::MalformedDrop
+            } else {
+                Reason::OtherPass
+            }
+        }
+    };
+    (reason, cfg.flags & FLAG_OBSERVE != 0)
+}
+
+/// Whether the gate protects the destination of IPv6 header `ip`: every
+/// destination, unless the settings list protected ones.
+#[inline(always)]
+fn dst_protected(cfg: &GateConfig, active: u32, ip: Hdr) -> bool {
+    if cfg.flags & FLAG_PROTECT_DST == 0 {
+        return true;
+    }
+    let dst = Key::new(128, ip.addr(IPV6_DST_OFF));
+    let protected = if active & ACTIVE_SETTINGS == 0 {
+        WG_PROTECT_0.get(&dst)
+    } else {
+        WG_PROTECT_1.get(&dst)
+    };
+    protected.is_some()
 }
 
 /// A header of `N` bytes at `off`, bounds-checked once. All fields are read
@@ -182,10 +250,10 @@ impl Hdr {
 }
 
 #[inline(always)]
-fn classify(ctx: &XdpContext, cfg: &GateConfig, active: u32) -> Reason {
+fn parse(ctx: &XdpContext) -> Seen {
     let mut ethertype = match hdr::<ETH_HLEN>(ctx, 0) {
         Some(h) => h.be16(ETH_TYPE_OFF),
-        None => return Reason::OtherPass,
+        None => return Seen::Other,
     };
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -194,55 +262,40 @@ fn classify(ctx: &XdpContext, cfg: &GateConfig, active: u32) -> Reason {
         }
         ethertype = match hdr::<VLAN_HLEN>(ctx, off) {
             Some(h) => h.be16(2),
-            None => return Reason::OtherPass,
+            None => return Seen::Other,
         };
         off += VLAN_HLEN;
     }
+    // `None` = truncated: passes.
     match ethertype {
-        ETH_P_IPV6 => ipv6(ctx, cfg, active, off).unwrap_or(Reason::OtherPass),
-        ETH_P_IP => ipv4(ctx, cfg, off).unwrap_or(Reason::OtherPass),
-        _ => Reason::OtherPass,
+        ETH_P_IPV6 => ipv6(ctx, off).unwrap_or(Seen::Other),
+        ETH_P_IP => ipv4(ctx, off).unwrap_or(Seen::Other),
+        _ => Seen::Other,
     }
 }
 
-/// IPv4 is never trusted: a SYN to a protected port is dropped, unless the
-/// gate only protects listed IPv6 destinations. `None` = truncated.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<Reason> {
-    if cfg.flags & FLAG_PROTECT_DST != 0 {
-        return Some(Reason::OtherPass);
-    }
+fn ipv4(ctx: &XdpContext, off: usize) -> Option<Seen> {
     let ip = hdr::<IPV4_MIN_HLEN>(ctx, off)?;
     let vihl = ip.u8(0);
     let ihl = ((vihl & 0x0F) as usize) * 4;
     if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
-        return Some(Reason::OtherPass);
+        return Some(Seen::Other);
     }
     if ip.u8(IPV4_PROTO_OFF) != IPPROTO_TCP || ip.be16(IPV4_FRAG_OFF) & IPV4_FRAG_MASK != 0 {
-        return Some(Reason::OtherPass);
+        return Some(Seen::Other);
     }
-    if !is_gated_syn(ctx, cfg, off + ihl)? {
-        return Some(Reason::OtherPass);
-    }
-    Some(Reason::NonIpv6Drop)
+    Some(match syn_port(ctx, off + ihl)? {
+        Some(port) => Seen::Syn4 { port },
+        None => Seen::Other,
+    })
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, cfg: &GateConfig, active: u32, off: usize) -> Option<Reason> {
+fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
     let ip = hdr::<IPV6_HLEN>(ctx, off)?;
     if ip.u8(0) >> 4 != 6 {
-        return Some(Reason::OtherPass);
-    }
-    if cfg.flags & FLAG_PROTECT_DST != 0 {
-        let dst = Key::new(128, ip.addr(IPV6_DST_OFF));
-        let protected = if active & ACTIVE_SETTINGS == 0 {
-            WG_PROTECT_0.get(&dst)
-        } else {
-            WG_PROTECT_1.get(&dst)
-        };
-        if protected.is_none() {
-            return Some(Reason::OtherPass);
-        }
+        return Some(Seen::Other);
     }
     let mut next = ip.u8(IPV6_NEXT_OFF);
     let mut off = off + IPV6_HLEN;
@@ -250,20 +303,25 @@ fn ipv6(ctx: &XdpContext, cfg: &GateConfig, active: u32, off: usize) -> Option<R
     // MAX_EXT_HEADERS a further extension header is one too many.
     for i in 0..=MAX_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return tcp6(ctx, cfg, active, ip, off),
+            IPPROTO_TCP => {
+                return Some(match syn_port(ctx, off)? {
+                    Some(port) => Seen::Syn6 { ip, port },
+                    None => Seen::Other,
+                })
+            }
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             }
             // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
-            _ => return Some(Reason::OtherPass),
+            _ => return Some(Seen::Other),
         }
         if i == MAX_EXT_HEADERS {
-            return Some(Reason::MalformedDrop);
+            return Some(Seen::Long6 { ip });
         }
         let len = if next == IPPROTO_FRAGMENT {
             let h = hdr::<IPV6_FRAG_HLEN>(ctx, off)?;
             if h.be16(2) & IPV6_FRAG_OFFSET_MASK != 0 {
                 // Not the first fragment: no TCP header to judge.
-                return Some(Reason::OtherPass);
+                return Some(Seen::Other);
             }
             next = h.u8(0);
             IPV6_FRAG_HLEN
@@ -280,26 +338,24 @@ fn ipv6(ctx: &XdpContext, cfg: &GateConfig, active: u32, off: usize) -> Option<R
         };
         off += len;
     }
-    Some(Reason::MalformedDrop)
+    Some(Seen::Long6 { ip })
 }
 
-/// Whether the TCP header at `off` is a SYN (ACK clear) to a protected port.
+/// The destination port of the TCP header at `off` if it is a SYN (ACK
+/// clear). `None` = truncated.
 #[inline(always)]
-fn is_gated_syn(ctx: &XdpContext, cfg: &GateConfig, off: usize) -> Option<bool> {
+fn syn_port(ctx: &XdpContext, off: usize) -> Option<Option<u16>> {
     let tcp = hdr::<TCP_MIN_HLEN>(ctx, off)?;
     if tcp.u8(TCP_FLAGS_OFF) & (TCP_SYN | TCP_ACK) != TCP_SYN {
-        return Some(false);
+        return Some(None);
     }
-    Some(cfg.is_protected_port(tcp.be16(TCP_DPORT_OFF)))
+    Some(Some(tcp.be16(TCP_DPORT_OFF)))
 }
 
+/// The reason for a gated SYN from `src`: the compiled copy of the active
+/// half, or its LPM trie when the copy is not valid or cannot answer.
 #[inline(always)]
-fn tcp6(ctx: &XdpContext, cfg: &GateConfig, active: u32, ip: Hdr, off: usize) -> Option<Reason> {
-    if !is_gated_syn(ctx, cfg, off)? {
-        return Some(Reason::OtherPass);
-    }
-    // The source is read only here, for SYNs to protected ports.
-    let src = ip.addr(IPV6_SRC_OFF);
+fn source_reason(active: u32, src: Ipv6Bytes) -> Reason {
     let t = active & ACTIVE_TRIE;
     let compiled = match WG_LOOKUP.get(t) {
         Some(h) if h.flags & HDR_VALID != 0 => {
@@ -321,12 +377,12 @@ fn tcp6(ctx: &XdpContext, cfg: &GateConfig, active: u32, ip: Hdr, off: usize) ->
         Some(v) => v,
         None => trie_verdict(t, src),
     };
-    Some(match verdict {
+    match verdict {
         LV_NONE => Reason::UntrustedDrop,
         LV_ALLOW => Reason::TrustedPass,
         // Deny, or anything that is not a well-formed allow: fail closed.
         _ => Reason::DeniedDrop,
-    })
+    }
 }
 
 /// The longest match in LPM trie `t` as a compiled-lookup verdict.
