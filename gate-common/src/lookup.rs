@@ -89,6 +89,8 @@ pub struct ListEntry {
 /// with a node below (numbered from `child_base` in position order), `leaf`
 /// the positions where a run of equal leaf verdicts starts (numbered from
 /// `leaf_base`); positions with a child continue the run before them.
+/// `child_before[w]` and `leaf_before[w]` count the bits set in the words
+/// before word `w` (see [`Node::seal`]), so a rank is one popcount.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Node {
@@ -96,6 +98,24 @@ pub struct Node {
     pub leaf: [u64; 4],
     pub child_base: u32,
     pub leaf_base: u32,
+    pub child_before: [u8; 4],
+    pub leaf_before: [u8; 4],
+}
+
+impl Node {
+    /// Fills `child_before` and `leaf_before` from the bitmaps (at most
+    /// 192 bits precede the last word, so a byte holds each count).
+    pub fn seal(&mut self) {
+        let (mut c, mut l) = (0u32, 0u32);
+        let mut k = 0;
+        while k < 4 {
+            self.child_before[k] = c as u8;
+            self.leaf_before[k] = l as u8;
+            c += popcount64(self.child[k]);
+            l += popcount64(self.leaf[k]);
+            k += 1;
+        }
+    }
 }
 
 /// Leaf verdicts per `WG_LEAVES_*` word (2 bits each).
@@ -104,8 +124,11 @@ pub const LEAVES_PER_WORD: u32 = 32;
 /// The two hash choices of a /32 key, before masking.
 #[inline(always)]
 pub fn bucket_hashes(key: u32) -> (u32, u32) {
-    (fmix32(key), fmix32(key ^ 0x5bd1_e995))
+    (fmix32(key), fmix32(key ^ SECOND_HASH))
 }
+
+/// What the key is mixed with for its second choice.
+const SECOND_HASH: u32 = 0x5bd1_e995;
 
 /// MurmurHash3's finaliser.
 #[inline(always)]
@@ -127,40 +150,20 @@ pub const fn popcount64(mut x: u64) -> u32 {
     (x.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
 }
 
-/// Set bits of `bits` at positions `0..=pos` (pos < 256).
+/// Set bits of `bits` at positions `0..=pos` (pos < 256), `before[w]`
+/// being the bits set in the words before word `w`: one popcount.
 #[inline(always)]
-pub fn rank(bits: &[u64; 4], pos: u32) -> u32 {
-    let word = pos >> 6;
-    let bit = pos & 63;
-    let mut n = 0;
-    let mut k = 0;
-    while k < 4 {
-        let m = if (k as u32) < word {
-            u64::MAX
-        } else if k as u32 == word {
-            // Bits 0..=bit.
-            u64::MAX >> (63 - bit)
-        } else {
-            0
-        };
-        n += popcount64(bits[k] & m);
-        k += 1;
-    }
-    n
+pub fn rank(bits: &[u64; 4], before: &[u8; 4], pos: u32) -> u32 {
+    let w = ((pos >> 6) & 3) as usize;
+    // Bits 0..=pos of the word.
+    let m = u64::MAX >> (63 - (pos & 63));
+    before[w] as u32 + popcount64(bits[w] & m)
 }
 
 /// Whether bit `pos` (< 256) of `bits` is set.
 #[inline(always)]
 pub fn bit(bits: &[u64; 4], pos: u32) -> bool {
-    let mut k = 0;
-    let mut v = 0;
-    while k < 4 {
-        if k as u32 == pos >> 6 {
-            v = bits[k];
-        }
-        k += 1;
-    }
-    (v >> (pos & 63)) & 1 != 0
+    (bits[((pos >> 6) & 3) as usize] >> (pos & 63)) & 1 != 0
 }
 
 /// Whether a list entry holds the address whose bits 32-127 are `w`.
@@ -168,20 +171,16 @@ pub fn bit(bits: &[u64; 4], pos: u32) -> bool {
 pub fn list_matches(e: &ListEntry, w: &[u32; 3]) -> bool {
     let len = e.meta & 0xff;
     let mut k = 0;
-    let mut ok = true;
+    let mut diff = 0;
     while k < 3 {
-        let start = 32 + 32 * k as u32;
-        let m = if len <= start {
-            0
-        } else if len >= start + 32 {
-            u32::MAX
-        } else {
-            u32::MAX << (start + 32 - len)
-        };
-        ok &= (w[k] & m) == e.words[k];
+        // The prefix's bits in word k (0 to 32), as a mask of that many
+        // leading ones: shifting a 64-bit all-ones by 32 leaves none.
+        let bits = len.saturating_sub(32 + 32 * k as u32).min(32);
+        let m = (u64::MAX << (32 - bits)) as u32;
+        diff |= (w[k] & m) ^ e.words[k];
         k += 1;
     }
-    ok
+    diff == 0
 }
 
 /// Where a lookup reads the compiled structure: the BPF arrays of one copy
@@ -205,30 +204,27 @@ pub enum Found {
 /// The /32 group's slot value for `key`, 0 when there is none.
 #[inline(always)]
 pub fn find_slot<S: Store>(s: &S, bucket_mask: u32, key: u32) -> u32 {
-    let (h1, h2) = bucket_hashes(key);
-    let mut val = 0;
-    if let Some(b) = s.bucket(h1 & bucket_mask) {
-        let mut i = 0;
-        while i < BUCKET_SLOTS {
-            if b.keys[i] == key && b.values[i] != 0 {
-                val = b.values[i];
-            }
-            i += 1;
+    let v = slot_in(s.bucket(fmix32(key) & bucket_mask), key);
+    if v != 0 {
+        return v;
+    }
+    slot_in(s.bucket(fmix32(key ^ SECOND_HASH) & bucket_mask), key)
+}
+
+/// The value of `key`'s slot in bucket `b`, 0 when it has none.
+#[inline(always)]
+fn slot_in(b: Option<&Bucket>, key: u32) -> u32 {
+    let Some(b) = b else {
+        return 0;
+    };
+    let mut i = 0;
+    while i < BUCKET_SLOTS {
+        if b.keys[i] == key && b.values[i] != 0 {
+            return b.values[i];
         }
+        i += 1;
     }
-    if val != 0 {
-        return val;
-    }
-    if let Some(b) = s.bucket(h2 & bucket_mask) {
-        let mut i = 0;
-        while i < BUCKET_SLOTS {
-            if b.keys[i] == key && b.values[i] != 0 {
-                val = b.values[i];
-            }
-            i += 1;
-        }
-    }
-    val
+    0
 }
 
 /// The longest match for `addr` in the compiled structure. A missing
@@ -282,11 +278,11 @@ fn lookup_trie<S: Store>(s: &S, root: u32, addr: &[u8; 16]) -> u32 {
         };
         let b = addr[4 + level] as u32;
         if bit(&n.child, b) {
-            idx = n.child_base + rank(&n.child, b) - 1;
+            idx = n.child_base + rank(&n.child, &n.child_before, b) - 1;
             level += 1;
             continue;
         }
-        let j = n.leaf_base + rank(&n.leaf, b) - 1;
+        let j = n.leaf_base + rank(&n.leaf, &n.leaf_before, b) - 1;
         return match s.leaf_word(j / LEAVES_PER_WORD) {
             Some(word) => ((word >> (2 * (j % LEAVES_PER_WORD))) & 3) as u32,
             None => LV_NONE,

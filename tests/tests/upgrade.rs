@@ -356,3 +356,27 @@ fn pins_without_the_compiled_lookup_are_refused() {
         "nothing was loaded over it"
     );
 }
+
+/// A gate pinned before trie nodes carried their per-word counts has
+/// 72-byte nodes: the new program would misread them, so it is refused
+/// with the purge-and-attach advice, and nothing is loaded over it.
+#[test]
+fn pins_with_the_old_trie_node_layout_are_refused() {
+    let mut pg = PinnedGate::new("upnd");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    let old = pin.join(gate_common::maps::NODES[0]);
+    std::fs::remove_file(&old).unwrap();
+    // BPF_MAP_TYPE_ARRAY of 72-byte values, the old `Node`.
+    let fd = wotgate::gate::sys::map_create(2, 4, 72, 16, None).expect("creating the old map");
+    integration_tests::baseline::pin(&fd, &old).expect("pinning it");
+    let err = Gate::open(&pin).err().expect("refused").to_string();
+    assert!(err.contains("was made by another wotgate version"), "{err}");
+    assert!(err.contains("72-byte trie nodes"), "{err}");
+    let out = wotgate_cmd(None, &pin, &["upgrade"])
+        .output()
+        .expect("run wotgate");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("wotgate detach --purge"), "{text}");
+}

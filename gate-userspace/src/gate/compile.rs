@@ -373,6 +373,7 @@ fn fill(
         }
     }
     node.leaf_base = leaf_base as u32;
+    node.seal();
     let base = nodes.len();
     nodes.extend(std::iter::repeat_n(Node::default(), below.len()));
     nodes[at] = node;

@@ -417,6 +417,17 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
             ),
         });
     }
+    // Trie nodes grew by their per-word counts (one popcount a level).
+    let wanted = std::mem::size_of::<gate_common::lookup::Node>() as u32;
+    let found = info(maps::NODES[0])?.value_size();
+    if found != wanted {
+        return Err(GateError::PinLayout {
+            dir: pin_dir.to_path_buf(),
+            map: maps::NODES[0],
+            found: format!("{found}-byte trie nodes"),
+            wanted: format!("{wanted}-byte trie nodes"),
+        });
+    }
     // Before the settings had two slots, WG_CONFIG had one element.
     let found = info(maps::CONFIG)?.max_entries();
     if found != gate_common::CONFIG_SLOTS {
