@@ -38,6 +38,8 @@ use wotgate::{
 
 // Shared with the wot and plan benchmarks (BENCHMARKS.md is found from this
 // crate's directory, one level below the workspace root like theirs).
+#[path = "bench_xdp/fixed.rs"]
+mod fixed;
 #[path = "bench_xdp/lookup.rs"]
 mod lookup;
 #[path = "../../gate-userspace/examples/common/record.rs"]
@@ -329,6 +331,9 @@ fn main() -> Result<()> {
     let machine = record::machine();
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
     let _purge = Purge(dir.clone());
+    if std::env::args().any(|a| a == "--fixed") {
+        return fixed::run(&dir);
+    }
     let mut rng = StdRng::seed_from_u64(25);
     // The 1M sets first: the gates are sized for the larger compiled one.
     let big_a = lookup::random_48_64(1_000_000, &mut rng);

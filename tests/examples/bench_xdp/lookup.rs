@@ -22,8 +22,8 @@ use super::{measure, open};
 /// Sources per cold measurement (each its own test run).
 const COLD: usize = 20_000;
 
-const TRUSTED: &str = "2001:db8:ffff:ff00::1";
-const UNTRUSTED: &str = "2001:db8:ffff:ffff::1";
+pub const TRUSTED: &str = "2001:db8:ffff:ff00::1";
+pub const UNTRUSTED: &str = "2001:db8:ffff:ffff::1";
 
 fn push(set: &mut PrefixSet, bits: u128, len: u8, allow: bool) {
     let net = Ipv6Net::new(Ipv6Addr::from(bits), len).unwrap().trunc();
@@ -48,7 +48,7 @@ fn random_48(rng: &mut StdRng) -> u128 {
 }
 
 /// A set holding only the trusted peer's /56 (every benchmark set has it).
-fn with_peer() -> PrefixSet {
+pub fn with_peer() -> PrefixSet {
     let mut set = PrefixSet::new();
     push(
         &mut set,
@@ -177,7 +177,7 @@ fn switch(pin: &Path, gate: &Gate, saved: Option<LookupHeader>) -> Result<Lookup
     Ok(h)
 }
 
-fn syn(src: Ipv6Addr) -> Vec<u8> {
+pub fn syn(src: Ipv6Addr) -> Vec<u8> {
     Builder::ipv6_tcp(src, "2001:db8:25::1".parse().unwrap(), 40000, 25, SYN).build()
 }
 
