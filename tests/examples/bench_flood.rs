@@ -4,6 +4,11 @@
 //! among the set's own prefixes so lookups go deep and miss), against a
 //! two-instruction drop-all program in the same run, at 1, 100,000 and
 //! 1,000,000 prefixes, while a trusted peer opens real TCP connections.
+//! The gate runs twice per round: with its compiled lookup, and with the
+//! compiled copy switched off so the same program answers from the kernel
+//! LPM trie (the baseline the compiled lookup must beat). Every prefix and
+//! source is in 2001:db8::/32, so the compiled lookup meets its worst case
+//! here: one /32 holding the whole set, a deep trie under it.
 //!
 //! How CPU is measured. On veth the receiving side's XDP program runs in the
 //! NAPI poll of the receiving device, scheduled on the sending CPU and run
@@ -24,24 +29,35 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use gate_common::lookup::HDR_VALID;
 use integration_tests::{
     baseline,
+    lookup_switch::switch,
     netns::{in_netns, Listener, Pair},
     synflood::{mac_of, random_sources, rx_packets, Connector, SynSender, BATCH},
     wotgate_cmd,
 };
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, SeedableRng};
-use wotgate::gate::Gate;
+use wotgate::{
+    gate::{compile::Capacity, Gate},
+    model::prefixes::{PrefixEntry, PrefixSet, Verdict},
+};
 
 #[path = "../../gate-userspace/examples/common/record.rs"]
 mod record;
 
 const TRUSTED: &str = "2001:db8:1::10";
+const TRUSTED_NET: &str = "2001:db8:1::/48";
 const SERVER: &str = "2001:db8:ffff::1";
 /// The padding prefixes (/56 to /64) and the flood's sources share this block.
 const FLOOD: &str = "2001:db8:8000::/33";
 const SIZES: [usize; 3] = [1, 100_000, 1_000_000];
+/// The three programs each round runs, in rotating order.
+const DROP_ALL: usize = 0;
+const COMPILED: usize = 1;
+const LPM: usize = 2;
+const ARMS: [&str; 3] = ["drop-all", "gate (compiled)", "gate (LPM trie)"];
 /// Distinct flood sources, cycled.
 const SOURCES: usize = 1 << 20;
 
@@ -233,12 +249,27 @@ fn main() -> Result<()> {
         std::process::id()
     ));
     let _purge = Purge(pin.clone());
-    drop(Gate::create(&pin).context("creating the bench gate")?);
     let _listener = Listener::start(&pair.server.name, 25);
 
     let mut rng = StdRng::seed_from_u64(25);
     let t = Instant::now();
     let pads = padding(SIZES[SIZES.len() - 1] - 1, &mut rng);
+    // Sized so that the largest set fits the compiled lookup.
+    let mut largest = PrefixSet::new();
+    for p in std::iter::once(TRUSTED_NET.parse()?).chain(pads.iter().copied()) {
+        largest
+            .insert(PrefixEntry {
+                verdict: Verdict::Allow,
+                prefix: p,
+                label: String::new(),
+            })
+            .map_err(anyhow::Error::msg)?;
+    }
+    drop(
+        Gate::create_with(&pin, &Capacity::for_set(&largest, 0.25))
+            .context("creating the bench gate")?,
+    );
+    drop(largest);
     let lookup: std::collections::HashSet<Ipv6Net> = pads.iter().copied().collect();
     let covered =
         |a: Ipv6Addr| (56..=64).any(|l| lookup.contains(&Ipv6Net::new(a, l).unwrap().trunc()));
@@ -272,7 +303,7 @@ fn main() -> Result<()> {
     let mut failed_total = 0;
     let mut mismatch = Vec::new();
     for &size in &SIZES {
-        let mut text = String::from("allow 2001:db8:1::/48 trusted peer\n");
+        let mut text = format!("allow {TRUSTED_NET} trusted peer\n");
         for p in &pads[..size - 1] {
             text.push_str(&format!("allow {p} pad\n"));
         }
@@ -283,28 +314,38 @@ fn main() -> Result<()> {
             "{size} prefixes loaded in {:.1}s",
             t.elapsed().as_secs_f64()
         );
-        let (mut gate_runs, mut base_runs) = (Vec::new(), Vec::new());
+        let gate = Gate::open(&pin)?;
+        let t = gate.active_trie()? as u32;
+        let header = switch(&gate, None)?;
+        switch(&gate, Some(header))?;
+        if header.flags & HDR_VALID == 0 {
+            bail!("{size} prefixes: the set does not use the compiled lookup (header {header:?}, copy {t})");
+        }
+        let mut runs: [Vec<Run>; 3] = Default::default();
         for r in 0..rounds {
-            let order = if r % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for is_gate in order {
-                let run = if is_gate {
-                    wotgate(&pair, &pin, &["attach", "--iface", &pair.server_if])?;
-                    let run = flood.run(Some(&pin));
-                    wotgate(&pair, &pin, &["detach", "--iface", &pair.server_if])?;
-                    run?
-                } else {
-                    let link = attach_link(&pair.server.name, &pair.server_if, &drop_all)?;
-                    let run = flood.run(None);
-                    drop(link);
-                    run?
+            for k in 0..3 {
+                let arm = (r + k) % 3;
+                let run = match arm {
+                    DROP_ALL => {
+                        let link = attach_link(&pair.server.name, &pair.server_if, &drop_all)?;
+                        let run = flood.run(None);
+                        drop(link);
+                        run?
+                    }
+                    _ => {
+                        wotgate(&pair, &pin, &["attach", "--iface", &pair.server_if])?;
+                        let saved = (arm == LPM).then(|| switch(&gate, None)).transpose()?;
+                        let run = flood.run(Some(&pin));
+                        if let Some(h) = saved {
+                            switch(&gate, Some(h))?;
+                        }
+                        wotgate(&pair, &pin, &["detach", "--iface", &pair.server_if])?;
+                        run?
+                    }
                 };
                 eprintln!(
                     "{size} prefixes, round {r}, {}: {} packets, {:.0} ns/pkt, trusted {} ok {} failed",
-                    if is_gate { "gate" } else { "drop-all" },
+                    ARMS[arm],
                     run.arrived,
                     run.ns_per_packet(),
                     run.trusted_ok,
@@ -316,36 +357,35 @@ fn main() -> Result<()> {
                     let passed = run.arrived.saturating_sub(d);
                     if d > run.arrived || d > run.sent || passed > 20 * run.trusted_ok + 200 {
                         mismatch.push(format!(
-                            "{size}: {d} drops for {} packets arrived, {} sent",
-                            run.arrived, run.sent
+                            "{size} ({}): {d} drops for {} packets arrived, {} sent",
+                            ARMS[arm], run.arrived, run.sent
                         ));
                     }
                 }
-                if is_gate {
-                    gate_runs.push(run);
-                } else {
-                    base_runs.push(run);
-                }
+                runs[arm].push(run);
             }
         }
-        rows.push((size, gate_runs, base_runs));
+        rows.push((size, runs));
     }
     let _ = std::fs::remove_file(&file);
 
     let mut out = String::new();
     out.push_str(&format!("\n### {machine}\n\n"));
-    out.push_str(&format!("veth pair in namespaces, native XDP; one AF_PACKET sender thread (sendmmsg of {BATCH}) flooding SYNs to port 25 from {SOURCES} distinct random sources in {FLOOD} (the padding prefixes' block, none covered), {seconds} s per run, {rounds} rounds interleaving the gate and a two-instruction drop-all program; a trusted peer connects throughout the gate's runs. CPU = sender thread + ksoftirqd, per packet the receiving veth's program ran on (its rx counter); medians.\n\n"));
-    out.push_str("| prefixes | drop-all ns/pkt | gate ns/pkt | gate extra ns/pkt | ratio | packets/run (gate) | trusted connects ok / failed |\n|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (size, gate, base) in &rows {
-        let g = median(gate.iter().map(Run::ns_per_packet).collect());
-        let b = median(base.iter().map(Run::ns_per_packet).collect());
-        let pk = median(gate.iter().map(|r| r.arrived as f64).collect());
-        let ok: u64 = gate.iter().chain(base).map(|r| r.trusted_ok).sum();
-        let bad: u64 = gate.iter().chain(base).map(|r| r.trusted_failed).sum();
+    out.push_str(&format!("veth pair in namespaces, native XDP; one AF_PACKET sender thread (sendmmsg of {BATCH}) flooding SYNs to port 25 from {SOURCES} distinct random sources in {FLOOD} (the padding prefixes' block, none covered), {seconds} s per run, {rounds} rounds interleaving a two-instruction drop-all program, the gate with its compiled lookup and the same gate with the compiled copy switched off (the kernel LPM trie); a trusted peer connects throughout the gate's runs. The whole set lies in one /32 (2001:db8::/32, documentation addresses only), the compiled lookup's worst case: one deep trie. CPU = sender thread + ksoftirqd, per packet the receiving veth's program ran on (its rx counter); medians.\n\n"));
+    out.push_str("| prefixes | drop-all ns/pkt | compiled ns/pkt | LPM trie ns/pkt | compiled extra ns/pkt | LPM extra ns/pkt | compiled extra / LPM extra | packets/run (compiled / LPM) | trusted connects ok / failed |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size, runs) in &rows {
+        let ns = |arm: usize| median(runs[arm].iter().map(Run::ns_per_packet).collect());
+        let pk = |arm: usize| median(runs[arm].iter().map(|r| r.arrived as f64).collect());
+        let (b, c, l) = (ns(DROP_ALL), ns(COMPILED), ns(LPM));
+        let ok: u64 = runs.iter().flatten().map(|r| r.trusted_ok).sum();
+        let bad: u64 = runs.iter().flatten().map(|r| r.trusted_failed).sum();
         out.push_str(&format!(
-            "| {size} | {b:.0} | {g:.0} | {:.0} | {:.2}x | {pk:.0} | {ok} / {bad} |\n",
-            g - b,
-            g / b
+            "| {size} | {b:.0} | {c:.0} | {l:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} | {ok} / {bad} |\n",
+            c - b,
+            l - b,
+            (c - b) / (l - b),
+            pk(COMPILED),
+            pk(LPM)
         ));
     }
     print!("{out}");

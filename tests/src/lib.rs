@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod daemon_world;
 pub mod demo;
 pub mod https;
+pub mod lookup_switch;
 pub mod mounts;
 pub mod netns;
 pub mod packet;

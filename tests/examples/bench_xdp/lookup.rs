@@ -1,15 +1,14 @@
 //! The lookup rows of `bench xdp`: the sets (random /48-/64, and a hard one),
 //! hot and cold SYNs with the compiled lookup and with the LPM trie, memory.
 
-use std::{collections::HashSet, net::Ipv6Addr, path::Path};
+use std::{collections::HashSet, net::Ipv6Addr};
 
 use anyhow::Result;
-use aya::{
-    maps::Array,
-    programs::{TestRun, TestRunOptions, Xdp},
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use integration_tests::{
+    lookup_switch::switch,
+    packet::{Builder, SYN},
 };
-use gate_common::{lookup::LookupHeader, maps};
-use integration_tests::packet::{Builder, SYN};
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng};
 use wotgate::{
@@ -17,7 +16,7 @@ use wotgate::{
     model::prefixes::{PrefixEntry, PrefixSet, Verdict},
 };
 
-use super::{measure, open};
+use super::measure;
 
 /// Sources per cold measurement (each its own test run).
 const COLD: usize = 20_000;
@@ -166,17 +165,6 @@ pub fn table_header() -> String {
     "| set | prefixes | IPv6 SYN to 25 | compiled ns | LPM trie ns | pass-only ns | compiled / pass | LPM / pass |\n|---|---:|---|---:|---:|---:|---:|---:|\n".into()
 }
 
-/// Switches the active compiled copy off (the program then reads the LPM
-/// trie) or back on with `saved`.
-fn switch(pin: &Path, gate: &Gate, saved: Option<LookupHeader>) -> Result<LookupHeader> {
-    let mut hdrs: Array<_, LookupHeader> = open(pin, maps::LOOKUP)?;
-    let t = gate.active_trie()? as u32;
-    let h = hdrs.get(&t, 0)?;
-    let new = saved.unwrap_or(LookupHeader { flags: 0, ..h });
-    hdrs.set(t, new, 0)?;
-    Ok(h)
-}
-
 pub fn syn(src: Ipv6Addr) -> Vec<u8> {
     Builder::ipv6_tcp(src, "2001:db8:25::1".parse().unwrap(), 40000, 25, SYN).build()
 }
@@ -231,15 +219,14 @@ pub fn rows(
     }
     compiled.push(cold(prog, base, &flood)?);
     compiled.push(cold(prog, base, &inside)?);
-    let pin = gate.pin_dir().to_path_buf();
-    let saved = switch(&pin, gate, None)?;
+    let saved = switch(gate, None)?;
     let mut lpm = Vec::new();
     for (_, p) in &hot {
         lpm.push(measure(prog, base, p)?);
     }
     lpm.push(cold(prog, base, &flood)?);
     lpm.push(cold(prog, base, &inside)?);
-    switch(&pin, gate, Some(saved))?;
+    switch(gate, Some(saved))?;
     let names = [
         hot[0].0,
         hot[1].0,
