@@ -16,7 +16,10 @@ use integration_tests::{
 };
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, SeedableRng};
-use wotgate::gate::Gate;
+use wotgate::{
+    gate::{compile::Capacity, Gate},
+    model::prefixes::PrefixSet,
+};
 
 const TRUSTED: &str = "2001:db8:1::10";
 const SERVER: &str = "2001:db8:ffff::1";
@@ -40,9 +43,6 @@ fn counter(pin: &std::path::Path, name: &str) -> u64 {
 fn a_syn_flood_from_random_sources_is_dropped_and_trusted_peers_connect() {
     integration_tests::require_kernel();
     let pair = Pair::new("fld", &[TRUSTED]);
-    let mut pg = PinnedGate::new("fld");
-    pg.release();
-    let pin = pg.path().to_path_buf();
     let listener = Listener::start(&pair.server.name, 25);
 
     // The trusted peer's /48 and 10,000 /56-/64 prefixes among the flood's sources.
@@ -58,6 +58,13 @@ fn a_syn_flood_from_random_sources_is_dropped_and_trusted_peers_connect() {
         text.push_str(&format!("allow {net} pad\n"));
         pads.insert(net);
     }
+    // All of it under one /32: a deep trie, more nodes than the default
+    // capacity holds, so the gate is sized for the set (as `attach
+    // --prefixes` does).
+    let set = PrefixSet::parse(&text, "flood set").unwrap();
+    let mut pg = PinnedGate::with_capacity("fld", &Capacity::for_set(&set, 0.25));
+    pg.release();
+    let pin = pg.path().to_path_buf();
     let file = std::env::temp_dir().join(format!("{}.prefixes", pair.server.name));
     std::fs::write(&file, &text).unwrap();
     for args in [
@@ -74,6 +81,13 @@ fn a_syn_flood_from_random_sources_is_dropped_and_trusted_peers_connect() {
         );
     }
     let _ = std::fs::remove_file(&file);
+    // The flood meets the compiled lookup (one deep trie under
+    // 2001:db8::/32), not the LPM trie it falls back to.
+    let out = wotgate_cmd(Some(&pair.server), &pin, &["inspect", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    assert_eq!(s["lookup"]["kind"], "compiled", "{}", s["lookup"]);
     // 65,536 distinct sources no prefix of the set covers (the padding is
     // /56 to /64, the trusted peer outside the block).
     let sources = random_sources(1 << 16, FLOOD.parse().unwrap(), &mut rng, |a| {
