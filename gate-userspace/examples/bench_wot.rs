@@ -68,6 +68,9 @@ fn main() -> Result<()> {
     if args.first().map(String::as_str) == Some("--gpg-diff") {
         return gpg_diff(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--added-only") {
+        return added_only(&args[1..]);
+    }
     let record = args.iter().any(|a| a == "--record");
     let dir = network::cache_dir()?;
     let mut rows = Vec::new();
@@ -522,6 +525,20 @@ fn added(args: &[String]) -> Result<()> {
         run.graph.as_secs_f64(),
         run.search.as_secs_f64()
     );
+    Ok(())
+}
+
+/// `--added-only [RUNS]`: only the recompute after one added certification
+/// on the generated network (made first when not cached), `RUNS` times
+/// (default 3), each in a process of its own; no GnuPG.
+fn added_only(args: &[String]) -> Result<()> {
+    let runs: usize = args.first().map_or(Ok(3), |r| r.parse())?;
+    let net = network::ring_path(&network::cache_dir()?, 10_000);
+    let root = generated(&net, 10_000, 10)?;
+    for _ in 0..runs {
+        let (out, peak) = run_child("--added", &net, &root, REF, &[])?;
+        println!("{} (peak {} MiB)", out.trim(), peak / 1024);
+    }
     Ok(())
 }
 
