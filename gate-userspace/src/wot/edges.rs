@@ -20,6 +20,7 @@ use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus, SignatureType};
 use sequoia_openpgp::Fingerprint;
 
 use super::keyring::Certification;
+use super::window::Window;
 use super::{Keyring, Limits};
 
 /// The validity of a certificate at the reference time.
@@ -155,11 +156,20 @@ struct Info {
 /// What one certificate gives the graph at one reference time under one
 /// policy, whatever else the keyring holds: its node and (filled when first
 /// needed) its certifications' [`Info`], by position as parsed. Kept by
-/// [`super::TrustEngine`] for certificates whose bytes do not change.
+/// [`super::TrustEngine`] for certificates whose bytes do not change, and
+/// used at any reference time its [`Window`] holds.
 #[derive(Debug)]
 pub(crate) struct CertDerived {
     node: Node,
     infos: Box<[OnceLock<Option<Info>>]>,
+    window: Window,
+}
+
+impl CertDerived {
+    /// Whether it is what the certificate gives at reference time `t`.
+    pub(crate) fn holds(&self, t: SystemTime) -> bool {
+        self.window.holds(t)
+    }
 }
 
 /// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
@@ -331,8 +341,8 @@ pub fn build(
     build_with(ring, policy, t, limits, cache, None).0
 }
 
-/// [`build`], taking what `prior` holds for a certificate (computed at the
-/// same time under the same policy: the caller's promise) instead of
+/// [`build`], taking what `prior` holds for a certificate (holding at `t`,
+/// under the same policy: the caller's promise) instead of
 /// computing it; with `prior`, returns beside what every certificate
 /// gives (to keep for the next computation).
 pub(crate) fn build_with(
@@ -355,7 +365,12 @@ pub(crate) fn build_with(
         (0..n)
             .map(|i| {
                 known(i).unwrap_or_else(|| {
+                    let window = match ring.events_at(i) {
+                        Some(events) => Window::new(events, t),
+                        None => Window::new(&[t], t),
+                    };
                     Arc::new(CertDerived {
+                        window,
                         node: nodes[i].clone(),
                         infos: (0..ring.pending_len_at(i))
                             .map(|_| OnceLock::new())
