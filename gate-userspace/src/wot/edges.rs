@@ -12,50 +12,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use sequoia_openpgp::cert::prelude::*;
 use sequoia_openpgp::packet::Signature;
-use sequoia_openpgp::policy::{HashAlgoSecurity, Policy};
+use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::regex::RegexSet;
-use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus, SignatureType};
-use sequoia_openpgp::Fingerprint;
+use sequoia_openpgp::types::{HashAlgorithm, SignatureType};
 
+pub(crate) use super::judge::CertDerived;
+use super::judge::{info_of, node_of, Info};
+pub use super::judge::{Node, NodeState, UidState};
 use super::keyring::Certification;
 use super::window::Window;
 use super::{Keyring, Limits};
-
-/// The validity of a certificate at the reference time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeState {
-    Valid,
-    Revoked,
-    Expired,
-    /// Not valid under the policy (e.g. no acceptable self-signature).
-    Invalid(String),
-}
-
-/// The validity of one User ID binding at the reference time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UidState {
-    Valid,
-    Revoked,
-    /// No live self-signature acceptable to the policy (expired, weak, none).
-    Invalid(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct Uid {
-    pub value: String,
-    pub state: UidState,
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub fingerprint: Fingerprint,
-    pub state: NodeState,
-    pub userids: Vec<Uid>,
-    /// The primary key's creation time.
-    created: SystemTime,
-}
 
 /// What kind of certification an edge is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,36 +109,6 @@ struct Cand {
     hash: HashAlgorithm,
 }
 
-/// What a certification gives the graph that depends on neither its
-/// issuer nor the rest of the keyring (only on it, the policy and the time).
-#[derive(Clone, Debug)]
-struct Info {
-    weak: Option<HashAlgorithm>,
-    alive: bool,
-    kind: EdgeKind,
-    scope: Option<Arc<RegexSet>>,
-    hash: HashAlgorithm,
-}
-
-/// What one certificate gives the graph at one reference time under one
-/// policy, whatever else the keyring holds: its node and (filled when first
-/// needed) its certifications' [`Info`], by position as parsed. Kept by
-/// [`super::TrustEngine`] for certificates whose bytes do not change, and
-/// used at any reference time its [`Window`] holds.
-#[derive(Debug)]
-pub(crate) struct CertDerived {
-    node: Node,
-    infos: Box<[OnceLock<Option<Info>>]>,
-    window: Window,
-}
-
-impl CertDerived {
-    /// Whether it is what the certificate gives at reference time `t`.
-    pub(crate) fn holds(&self, t: SystemTime) -> bool {
-        self.window.holds(t)
-    }
-}
-
 /// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
 /// (group, candidate) pairs.
 type Scratch = (Vec<(u32, u32)>, Vec<(u32, u32)>);
@@ -193,7 +130,8 @@ struct Group {
 /// are resolved.
 #[derive(Debug)]
 pub struct Graph {
-    pub nodes: Vec<Node>,
+    /// Shared with the engine's kept judgements.
+    pub nodes: Vec<Arc<Node>>,
     pub edges: Vec<Edge>,
     /// Edge indices by issuer, ordered by (target, User ID).
     pub out: Vec<Vec<usize>>,
@@ -217,41 +155,6 @@ pub struct Graph {
     out_list: Vec<u32>,
     /// How many groups are still unresolved.
     unresolved: usize,
-}
-
-fn node_of(cert: &Cert, policy: &dyn Policy, t: SystemTime) -> Node {
-    let state = match cert.with_policy(policy, t) {
-        Err(e) => NodeState::Invalid(format!("{e}")),
-        Ok(vc) => {
-            if let RevocationStatus::Revoked(_) = vc.revocation_status() {
-                NodeState::Revoked
-            } else if vc.alive().is_err() {
-                NodeState::Expired
-            } else {
-                NodeState::Valid
-            }
-        }
-    };
-    let userids = cert
-        .userids()
-        .map(|ua| {
-            let value = String::from_utf8_lossy(ua.userid().value()).into_owned();
-            let state = match ua.clone().with_policy(policy, t) {
-                Err(e) => UidState::Invalid(format!("{e}")),
-                Ok(va) => match va.revocation_status() {
-                    RevocationStatus::Revoked(_) => UidState::Revoked,
-                    _ => UidState::Valid,
-                },
-            };
-            Uid { value, state }
-        })
-        .collect();
-    Node {
-        fingerprint: cert.fingerprint(),
-        state,
-        userids,
-        created: cert.primary_key().key().creation_time(),
-    }
 }
 
 /// How many threads verify (and parse): every core, at most 16.
@@ -301,33 +204,6 @@ fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
     }
 }
 
-/// Certification `c`'s packet parsed again to judge what needs no issuer:
-/// policy, expiry, trust signature.
-fn info_of(c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Info> {
-    let sig = c.signature()?;
-    let weak = policy
-        .signature(&sig, HashAlgoSecurity::CollisionResistance)
-        .is_err()
-        .then(|| sig.hash_algo());
-    let kind = match sig.trust_signature() {
-        Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
-        None => EdgeKind::Certification,
-    };
-    let scope = if sig.regular_expressions().next().is_some() {
-        // An unparsable expression matches nothing (sequoia's rule).
-        RegexSet::from_signature(&sig).ok().map(Arc::new)
-    } else {
-        None
-    };
-    Some(Info {
-        weak,
-        alive: sig.signature_alive(t, std::time::Duration::ZERO).is_ok(),
-        kind,
-        scope,
-        hash: sig.hash_algo(),
-    })
-}
-
 /// Computes the nodes and the certification groups; nothing is verified
 /// yet. Certifications by issuers not in the keyring were dropped when it
 /// was loaded (flooding costs a lookup); they are counted here.
@@ -359,7 +235,7 @@ pub(crate) fn build_with(
     let known = |i: usize| prior.and_then(|p| p.get(i)?.clone());
     let nodes = par_map(&idx, threads, |&i| match known(i) {
         Some(d) => d.node.clone(),
-        None => node_of(ring.cert_at(i), policy, t),
+        None => Arc::new(node_of(ring.cert_at(i), policy, t)),
     });
     let derived: Option<Vec<Arc<CertDerived>>> = prior.map(|_| {
         (0..n)

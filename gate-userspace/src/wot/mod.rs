@@ -85,6 +85,7 @@ mod chunks;
 mod edges;
 mod engine;
 mod evaluate;
+mod judge;
 mod keyring;
 mod report;
 mod search;
