@@ -191,9 +191,9 @@ impl Keyring {
         sources: &[Named],
         cache: &mut ParseCache,
     ) -> (Arc<Keyring>, Vec<LoadProblem>) {
-        let mut ring = Keyring::default();
+        let mut ring = Keyring::with_capacity(cache.map.len());
         let mut problems = Vec::new();
-        let mut next: HashMap<Digest, Parsed> = HashMap::new();
+        let mut next: HashMap<Digest, Parsed> = HashMap::with_capacity(cache.map.len());
         let mut kept = Vec::with_capacity(sources.len());
         let (mut parsed, mut reused) = (0, 0);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));

@@ -289,6 +289,17 @@ impl Keyring {
         }
     }
 
+    /// An empty keyring with room for `n` certificates.
+    pub(crate) fn with_capacity(n: usize) -> Keyring {
+        let mut ring = Keyring::default();
+        ring.certs.reserve(n);
+        ring.pending.reserve(n);
+        ring.events.reserve(n);
+        ring.digests.reserve(n);
+        ring.by_fpr.reserve(n);
+        ring
+    }
+
     /// A new certificate (no copy of it yet).
     fn push(&mut self, fpr: Fingerprint, p: Parsed, digest: Option<Digest>) {
         self.by_fpr.insert(fpr, self.certs.len());
