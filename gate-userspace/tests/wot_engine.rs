@@ -1,6 +1,7 @@
 //! The trust engine kept across refreshes gives exactly the verdicts of a
 //! computation from scratch, through random sequences of changes (added and
-//! removed certifications, revocations, keys, copies, settings), and parses
+//! removed certifications, revocations, keys, copies, settings, and the
+//! reference time moving across creations and expirations), and parses
 //! only what changed.
 
 mod statement_fixtures;
@@ -83,11 +84,28 @@ impl Model {
     }
 
     fn certify(&mut self, x: usize, y: usize, typ: SignatureType, tsig: Option<u8>) {
+        self.certify_for(x, y, typ, tsig, None)
+    }
+
+    /// [`Model::certify`], expiring `valid` seconds after it is made.
+    fn certify_for(
+        &mut self,
+        x: usize,
+        y: usize,
+        typ: SignatureType,
+        tsig: Option<u8>,
+        valid: Option<u64>,
+    ) {
         let mut b = SignatureBuilder::new(typ)
             .set_signature_creation_time(self.tick())
             .unwrap();
         if let Some(level) = tsig {
             b = b.set_trust_signature(level, 120).unwrap();
+        }
+        if let Some(v) = valid {
+            b = b
+                .set_signature_validity_period(std::time::Duration::from_secs(v))
+                .unwrap();
         }
         let target = &self.keys[y].tsk;
         let uid = target.userids().next().unwrap().userid().clone();
@@ -193,7 +211,7 @@ fn random_changes_give_the_verdicts_of_a_fresh_computation() {
             // The root certifies often, so that paths grow past it.
             let x = if rng.below(3) == 0 { 0 } else { rng.below(N) };
             let y = rng.below(N);
-            let op = rng.below(13);
+            let op = rng.below(16);
             match op {
                 0..=3 if x != y => m.certify(x, y, SignatureType::GenericCertification, None),
                 4 if x != y => m.certify(
@@ -228,6 +246,13 @@ fn random_changes_give_the_verdicts_of_a_fresh_computation() {
                         }
                     }
                 }
+                13 if x != y => {
+                    let valid = 60 * (1 + rng.below(20) as u64);
+                    m.certify_for(x, y, SignatureType::GenericCertification, None, Some(valid))
+                }
+                // The time near the last signatures (either side), or on.
+                14 => s.reference_time = at(m.clock + rng.below(7800) as u64 - 600),
+                15 => s.reference_time += std::time::Duration::from_secs(rng.below(900) as u64),
                 _ => {}
             }
             let what = format!("seed {seed:x} step {step} op {op}");
@@ -265,11 +290,19 @@ fn one_added_certification_parses_one_certificate() {
         run.verified, 1,
         "one verification for one new certification"
     );
-    // Another time: every judgement is made again (parses are kept).
+    // A later time with no signature made or expiring in between: every
+    // judgement is kept.
     let mut later = s.clone();
     later.reference_time = at(T0 + DAY);
     assert_same(&mut e, &m.sources(), &later, "later");
-    assert_eq!((e.last_run().parsed, e.last_run().judged_before), (0, 0));
+    assert_eq!((e.last_run().parsed, e.last_run().judged_before), (0, 6));
+    // Back before the last certification was made: the keys certified
+    // (within minutes of it, so within the clock-skew tolerance of the
+    // time) are judged again; the root, certified by nobody, is kept.
+    let mut earlier = s.clone();
+    earlier.reference_time = at(m.clock - 30);
+    assert_same(&mut e, &m.sources(), &earlier, "earlier");
+    assert_eq!((e.last_run().parsed, e.last_run().judged_before), (0, 1));
 }
 
 #[test]
@@ -292,4 +325,35 @@ fn every_fixture_through_the_engine() {
         }
         assert_eq!(e.last_run().parsed, 0, "{}: warm parses nothing", c.net);
     }
+}
+
+#[test]
+fn kept_judgements_end_at_expirations() {
+    let mut m = Model::new(3);
+    m.certify(0, 1, SignatureType::GenericCertification, None);
+    m.certify_for(
+        1,
+        2,
+        SignatureType::GenericCertification,
+        None,
+        Some(2 * 3600),
+    );
+    let mut s = TrustSettings::new([m.keys[0].fpr()], at(m.clock + 3600));
+    s.depth = 2;
+    let mut e = engine();
+    assert_same(&mut e, &m.sources(), &s, "alive");
+    assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 3);
+    // Later, before the expiration: every judgement kept.
+    s.reference_time += std::time::Duration::from_secs(1200);
+    assert_same(&mut e, &m.sources(), &s, "alive, later");
+    assert_eq!(e.last_run().judged_before, 3);
+    // Past it: key 2 is judged again and no longer trusted.
+    s.reference_time = at(m.clock + 3 * 3600);
+    assert_same(&mut e, &m.sources(), &s, "expired");
+    assert_eq!(e.last_run().judged_before, 2);
+    assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 2);
+    // And back.
+    s.reference_time = at(m.clock + 3600);
+    assert_same(&mut e, &m.sources(), &s, "back");
+    assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 3);
 }

@@ -2,7 +2,9 @@
 //! cache keyed by each range's SHA-256, so a recompute parses only what changed.
 //!
 //! Splitting reads only packet headers (binary OpenPGP; an armoured or
-//! unusual source is parsed whole, uncached). A range is parsed alone and
+//! unusual source is parsed whole, uncached). A range byte-equal to the
+//! range met next in the source's last load is not hashed again (its digest
+//! is that range's); only the others are. A range is parsed alone and
 //! must give exactly one certificate cleanly; when any range of a source
 //! does not, the whole source is parsed the ordinary way, so problems and
 //! merges are exactly those of [`Keyring::parse`].
@@ -35,7 +37,13 @@ pub struct ParseCache {
     /// The last load's keyring (its issuer resolutions are reused when the
     /// primary keys stay the same).
     last: Option<Arc<Keyring>>,
+    /// Per source of the last load (its origin, then its ranges' bytes and
+    /// digests in order).
+    kept: Vec<(String, Vec<Kept>)>,
 }
+
+/// A range of a source as last loaded: its bytes and their SHA-256.
+type Kept = (Arc<[u8]>, Digest);
 
 impl ParseCache {
     /// How many certificate parses it holds.
@@ -87,6 +95,73 @@ fn packet(b: &[u8]) -> Option<(u8, usize)> {
     Some((tag, hdr.checked_add(len)?))
 }
 
+/// `bytes` cut as [`split`] cuts it, each range with its digest and its
+/// bytes to keep. A range byte-equal to the range of `old` met next
+/// (walking both in order) takes its digest, and its packets are not read
+/// again (equal bytes, equal packets: the cut after it only needs the next
+/// packet to start a key); any other range is hashed, and the walk goes on
+/// after its copy in `old`, if any (so an insertion or a removal costs one
+/// hash more, not the rest).
+fn cut(bytes: &[u8], old: &[Kept], threads: usize) -> Option<Vec<Kept>> {
+    if old.is_empty() {
+        let chunks = split(bytes)?;
+        return Some(par_map(&chunks, threads, |c| {
+            (Arc::from(*c), Sha256::digest(c).into())
+        }));
+    }
+    let starts_key = |at: usize| match bytes.get(at..) {
+        Some([]) => Some(true),
+        Some(rest) => packet(rest).map(|(tag, _)| PRIMARY_TAGS.contains(&tag)),
+        None => None,
+    };
+    let mut at: Option<HashMap<Digest, usize>> = None;
+    let (mut pos, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(old.len() + 1);
+    while pos < bytes.len() {
+        if let Some(k) = old.get(j) {
+            let end = pos + k.0.len();
+            if bytes[pos..].starts_with(&k.0) && starts_key(end) == Some(true) {
+                out.push(k.clone());
+                (pos, j) = (end, j + 1);
+                continue;
+            }
+        }
+        // Packet by packet up to the next key.
+        let start = pos;
+        let (tag, mut len) = packet(&bytes[pos..])?;
+        if !PRIMARY_TAGS.contains(&tag) {
+            return None;
+        }
+        loop {
+            pos = pos.checked_add(len).filter(|&e| e <= bytes.len())?;
+            if starts_key(pos)? {
+                break;
+            }
+            len = packet(&bytes[pos..])?.1;
+        }
+        let c = &bytes[start..pos];
+        let d: Digest = Sha256::digest(c).into();
+        let at = at.get_or_insert_with(|| {
+            let mut m = HashMap::with_capacity(old.len());
+            for (i, k) in old.iter().enumerate() {
+                m.entry(k.1).or_insert(i);
+            }
+            m
+        });
+        match at.get(&d) {
+            Some(&i) => {
+                out.push(old[i].clone());
+                j = i + 1;
+            }
+            None => {
+                out.push((Arc::from(c), d));
+                j += 1;
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// `bytes` cut before every primary key packet; `None` unless it is a
 /// sequence of whole binary packets starting with a primary key.
 pub(crate) fn split(bytes: &[u8]) -> Option<Vec<&[u8]>> {
@@ -116,17 +191,26 @@ impl Keyring {
         sources: &[Named],
         cache: &mut ParseCache,
     ) -> (Arc<Keyring>, Vec<LoadProblem>) {
-        let mut ring = Keyring::default();
+        let mut ring = Keyring::with_capacity(cache.map.len());
         let mut problems = Vec::new();
-        let mut next: HashMap<Digest, Parsed> = HashMap::new();
+        let mut next: HashMap<Digest, Parsed> = HashMap::with_capacity(cache.map.len());
+        let mut kept = Vec::with_capacity(sources.len());
         let (mut parsed, mut reused) = (0, 0);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-        for s in sources {
-            let Some(chunks) = split(&s.bytes) else {
+        for (i, s) in sources.iter().enumerate() {
+            // Compared with the last load's source of this origin, else
+            // the one in the same place (a file renamed).
+            let old = (cache.kept.iter().find(|k| k.0 == s.origin))
+                .or_else(|| cache.kept.get(i))
+                .map_or(&[][..], |k| &k.1[..]);
+            let Some(now) = cut(&s.bytes, old, threads) else {
                 ring.add_bytes(&s.origin, &s.bytes, &mut problems);
                 continue;
             };
-            let digests: Vec<Digest> = par_map(&chunks, threads, |c| Sha256::digest(c).into());
+            kept.push((s.origin.clone(), now));
+            let now = &kept.last().expect("just pushed").1;
+            let chunks: Vec<&[u8]> = now.iter().map(|k| &k.0[..]).collect();
+            let digests: Vec<Digest> = now.iter().map(|k| k.1).collect();
             let known = |d: &Digest| next.get(d).or_else(|| cache.map.get(d)).cloned();
             let missing: Vec<usize> = (0..chunks.len())
                 .filter(|&i| {
@@ -162,6 +246,7 @@ impl Keyring {
         ring.reindex_after(cache.last.as_deref());
         let ring = Arc::new(ring);
         cache.map = next;
+        cache.kept = kept;
         cache.last = Some(ring.clone());
         cache.parsed = parsed;
         cache.reused = reused;
@@ -200,5 +285,44 @@ mod tests {
         assert!(split(&two[..5]).is_none(), "truncated");
         assert!(split(&uid).is_none(), "no leading key");
         assert!(split(&[]).is_none());
+    }
+
+    #[test]
+    fn cut_with_kept_ranges_is_split() {
+        let key = |i: u8| [0xc6, 1, i];
+        let uid = |i: u8| [0xcd, 2, b'u', i];
+        let cert = |i: u8, n: usize| -> Vec<u8> {
+            let mut v = key(i).to_vec();
+            (0..n).for_each(|k| v.extend(uid(k as u8)));
+            v
+        };
+        let (a, b, c, b2) = (cert(1, 1), cert(2, 2), cert(3, 0), cert(2, 3));
+        let before = [&a[..], &b, &c].concat();
+        let old = cut(&before, &[], 1).unwrap();
+        let changes = [
+            before.clone(),
+            [&a[..], &b2, &c].concat(),
+            [&a[..], &c].concat(),
+            [&b[..], &a, &c].concat(),
+            [&a[..], &b, &b, &c].concat(),
+            [&a[..], &b, &c, &uid(9)].concat(),
+            // a kept range followed by more packets of the same key
+            [&a[..], &uid(7), &b, &c].concat(),
+            [&a[..], &b, &c[..2]].concat(),
+            [&uid(1)[..], &a].concat(),
+        ];
+        for (i, now) in changes.iter().enumerate() {
+            let got = cut(now, &old, 1);
+            let want = split(now);
+            assert_eq!(got.is_some(), want.is_some(), "change {i}");
+            let (Some(got), Some(want)) = (got, want) else {
+                continue;
+            };
+            let got_bytes: Vec<&[u8]> = got.iter().map(|k| &k.0[..]).collect();
+            assert_eq!(got_bytes, want, "change {i}");
+            for k in &got {
+                assert_eq!(k.1, <[u8; 32]>::from(Sha256::digest(&k.0)), "change {i}");
+            }
+        }
     }
 }

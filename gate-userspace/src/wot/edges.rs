@@ -12,49 +12,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use sequoia_openpgp::cert::prelude::*;
 use sequoia_openpgp::packet::Signature;
-use sequoia_openpgp::policy::{HashAlgoSecurity, Policy};
+use sequoia_openpgp::policy::Policy;
 use sequoia_openpgp::regex::RegexSet;
-use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus, SignatureType};
-use sequoia_openpgp::Fingerprint;
+use sequoia_openpgp::types::{HashAlgorithm, SignatureType};
 
+pub(crate) use super::judge::CertDerived;
+use super::judge::{info_of, node_of, Info};
+pub use super::judge::{Node, NodeState, UidState};
 use super::keyring::Certification;
+use super::window::Window;
 use super::{Keyring, Limits};
-
-/// The validity of a certificate at the reference time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeState {
-    Valid,
-    Revoked,
-    Expired,
-    /// Not valid under the policy (e.g. no acceptable self-signature).
-    Invalid(String),
-}
-
-/// The validity of one User ID binding at the reference time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UidState {
-    Valid,
-    Revoked,
-    /// No live self-signature acceptable to the policy (expired, weak, none).
-    Invalid(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct Uid {
-    pub value: String,
-    pub state: UidState,
-}
-
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub fingerprint: Fingerprint,
-    pub state: NodeState,
-    pub userids: Vec<Uid>,
-    /// The primary key's creation time.
-    created: SystemTime,
-}
 
 /// What kind of certification an edge is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,27 +109,6 @@ struct Cand {
     hash: HashAlgorithm,
 }
 
-/// What a certification gives the graph that depends on neither its
-/// issuer nor the rest of the keyring (only on it, the policy and the time).
-#[derive(Clone, Debug)]
-struct Info {
-    weak: Option<HashAlgorithm>,
-    alive: bool,
-    kind: EdgeKind,
-    scope: Option<Arc<RegexSet>>,
-    hash: HashAlgorithm,
-}
-
-/// What one certificate gives the graph at one reference time under one
-/// policy, whatever else the keyring holds: its node and (filled when first
-/// needed) its certifications' [`Info`], by position as parsed. Kept by
-/// [`super::TrustEngine`] for certificates whose bytes do not change.
-#[derive(Debug)]
-pub(crate) struct CertDerived {
-    node: Node,
-    infos: Box<[OnceLock<Option<Info>>]>,
-}
-
 /// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
 /// (group, candidate) pairs.
 type Scratch = (Vec<(u32, u32)>, Vec<(u32, u32)>);
@@ -183,7 +130,8 @@ struct Group {
 /// are resolved.
 #[derive(Debug)]
 pub struct Graph {
-    pub nodes: Vec<Node>,
+    /// Shared with the engine's kept judgements.
+    pub nodes: Vec<Arc<Node>>,
     pub edges: Vec<Edge>,
     /// Edge indices by issuer, ordered by (target, User ID).
     pub out: Vec<Vec<usize>>,
@@ -194,49 +142,19 @@ pub struct Graph {
     pub cut: Vec<usize>,
     pub stats: EdgeStats,
     t: SystemTime,
-    cands: Vec<Vec<Cand>>,
+    /// Every target's candidates, one range per target (`cand_start`).
+    cands: Vec<Cand>,
+    cand_start: Vec<u32>,
+    /// The groups, those over one target together (`in_start`).
     groups: Vec<Group>,
+    in_start: Vec<u32>,
     /// The groups' candidates, one range per group.
     members: Vec<u32>,
-    out_groups: Vec<Vec<u32>>,
-    in_groups: Vec<Vec<u32>>,
+    /// The groups by issuer: `out_list[out_start[x]..out_start[x + 1]]`.
+    out_start: Vec<u32>,
+    out_list: Vec<u32>,
     /// How many groups are still unresolved.
     unresolved: usize,
-}
-
-fn node_of(cert: &Cert, policy: &dyn Policy, t: SystemTime) -> Node {
-    let state = match cert.with_policy(policy, t) {
-        Err(e) => NodeState::Invalid(format!("{e}")),
-        Ok(vc) => {
-            if let RevocationStatus::Revoked(_) = vc.revocation_status() {
-                NodeState::Revoked
-            } else if vc.alive().is_err() {
-                NodeState::Expired
-            } else {
-                NodeState::Valid
-            }
-        }
-    };
-    let userids = cert
-        .userids()
-        .map(|ua| {
-            let value = String::from_utf8_lossy(ua.userid().value()).into_owned();
-            let state = match ua.clone().with_policy(policy, t) {
-                Err(e) => UidState::Invalid(format!("{e}")),
-                Ok(va) => match va.revocation_status() {
-                    RevocationStatus::Revoked(_) => UidState::Revoked,
-                    _ => UidState::Valid,
-                },
-            };
-            Uid { value, state }
-        })
-        .collect();
-    Node {
-        fingerprint: cert.fingerprint(),
-        state,
-        userids,
-        created: cert.primary_key().key().creation_time(),
-    }
 }
 
 /// How many threads verify (and parse): every core, at most 16.
@@ -286,33 +204,6 @@ fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
     }
 }
 
-/// Certification `c`'s packet parsed again to judge what needs no issuer:
-/// policy, expiry, trust signature.
-fn info_of(c: &Certification, policy: &dyn Policy, t: SystemTime) -> Option<Info> {
-    let sig = c.signature()?;
-    let weak = policy
-        .signature(&sig, HashAlgoSecurity::CollisionResistance)
-        .is_err()
-        .then(|| sig.hash_algo());
-    let kind = match sig.trust_signature() {
-        Some((level, amount)) => EdgeKind::TrustSignature { level, amount },
-        None => EdgeKind::Certification,
-    };
-    let scope = if sig.regular_expressions().next().is_some() {
-        // An unparsable expression matches nothing (sequoia's rule).
-        RegexSet::from_signature(&sig).ok().map(Arc::new)
-    } else {
-        None
-    };
-    Some(Info {
-        weak,
-        alive: sig.signature_alive(t, std::time::Duration::ZERO).is_ok(),
-        kind,
-        scope,
-        hash: sig.hash_algo(),
-    })
-}
-
 /// Computes the nodes and the certification groups; nothing is verified
 /// yet. Certifications by issuers not in the keyring were dropped when it
 /// was loaded (flooding costs a lookup); they are counted here.
@@ -326,8 +217,8 @@ pub fn build(
     build_with(ring, policy, t, limits, cache, None).0
 }
 
-/// [`build`], taking what `prior` holds for a certificate (computed at the
-/// same time under the same policy: the caller's promise) instead of
+/// [`build`], taking what `prior` holds for a certificate (holding at `t`,
+/// under the same policy: the caller's promise) instead of
 /// computing it; with `prior`, returns beside what every certificate
 /// gives (to keep for the next computation).
 pub(crate) fn build_with(
@@ -344,13 +235,18 @@ pub(crate) fn build_with(
     let known = |i: usize| prior.and_then(|p| p.get(i)?.clone());
     let nodes = par_map(&idx, threads, |&i| match known(i) {
         Some(d) => d.node.clone(),
-        None => node_of(ring.cert_at(i), policy, t),
+        None => Arc::new(node_of(ring.cert_at(i), policy, t)),
     });
     let derived: Option<Vec<Arc<CertDerived>>> = prior.map(|_| {
         (0..n)
             .map(|i| {
                 known(i).unwrap_or_else(|| {
+                    let window = match ring.events_at(i) {
+                        Some(events) => Window::new(events, t),
+                        None => Window::new(&[t], t),
+                    };
                     Arc::new(CertDerived {
+                        window,
                         node: nodes[i].clone(),
                         infos: (0..ring.pending_len_at(i))
                             .map(|_| OnceLock::new())
@@ -367,10 +263,12 @@ pub(crate) fn build_with(
         stats: EdgeStats::default(),
         t,
         cands: Vec::new(),
+        cand_start: Vec::with_capacity(n + 1),
         groups: Vec::new(),
+        in_start: Vec::with_capacity(n + 1),
         members: Vec::new(),
-        out_groups: vec![Vec::new(); n],
-        in_groups: vec![Vec::new(); n],
+        out_start: Vec::new(),
+        out_list: Vec::new(),
         unresolved: 0,
         edges: Vec::new(),
         nodes,
@@ -409,14 +307,18 @@ pub(crate) fn build_with(
     });
     drop(kept);
     let mut parsed = parsed.into_iter();
-    g.cands = Vec::with_capacity(n);
+    g.cands = Vec::with_capacity(parsed.len());
     g.members.reserve(parsed.len());
     let mut scratch = (Vec::new(), Vec::new());
-    for (y, &(a, b)) in bounds.iter().enumerate() {
-        let cands: Vec<Cand> = parsed.by_ref().take(b - a).flatten().collect();
-        g.add_groups(ring, y, &cands, &mut scratch);
-        g.cands.push(cands);
+    for &(a, b) in &bounds {
+        g.cand_start.push(g.cands.len() as u32);
+        g.in_start.push(g.groups.len() as u32);
+        g.cands.extend(parsed.by_ref().take(b - a).flatten());
+        g.add_groups(ring, &mut scratch);
     }
+    g.cand_start.push(g.cands.len() as u32);
+    g.in_start.push(g.groups.len() as u32);
+    g.index_out(n);
     (g, derived)
 }
 
@@ -457,14 +359,62 @@ impl Graph {
         keep
     }
 
-    /// The groups (issuer, User ID) over `y` from its candidates, in the
-    /// order they first occur (`scratch`: buffers reused between targets).
-    fn add_groups(&mut self, ring: &Keyring, y: usize, cands: &[Cand], scratch: &mut Scratch) {
+    /// Target `y`'s candidates (those of the targets so far, when building).
+    fn cands_of(&self, y: usize) -> &[Cand] {
+        let a = self.cand_start[y] as usize;
+        let b = self
+            .cand_start
+            .get(y + 1)
+            .map_or(self.cands.len(), |&b| b as usize);
+        &self.cands[a..b]
+    }
+
+    /// The candidate at `p` of target `y`.
+    fn cand(&self, y: usize, p: usize) -> &Cand {
+        &self.cands[self.cand_start[y] as usize + p]
+    }
+
+    /// The groups over `y`.
+    fn in_groups(&self, y: usize) -> std::ops::Range<u32> {
+        self.in_start[y]..self.in_start[y + 1]
+    }
+
+    /// The groups by `x`.
+    fn out_groups(&self, x: usize) -> &[u32] {
+        &self.out_list[self.out_start[x] as usize..self.out_start[x + 1] as usize]
+    }
+
+    /// The groups by issuer, once every group is made (a counting sort:
+    /// each issuer's groups stay in the order they were made).
+    fn index_out(&mut self, n: usize) {
+        let mut start = vec![0u32; n + 1];
+        for g in &self.groups {
+            start[g.x as usize + 1] += 1;
+        }
+        for x in 0..n {
+            start[x + 1] += start[x];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0u32; self.groups.len()];
+        for (gi, g) in self.groups.iter().enumerate() {
+            let at = &mut fill[g.x as usize];
+            list[*at as usize] = gi as u32;
+            *at += 1;
+        }
+        self.out_start = start;
+        self.out_list = list;
+    }
+
+    /// The groups (issuer, User ID) over the last target whose candidates
+    /// were added, in the order they first occur (`scratch`: buffers
+    /// reused between targets).
+    fn add_groups(&mut self, ring: &Keyring, scratch: &mut Scratch) {
+        let y = self.cand_start.len() - 1;
         let certs = ring.certifications_at(y);
         let (keys, members) = scratch;
         keys.clear();
         members.clear();
-        for (p, c) in cands.iter().enumerate() {
+        for (p, c) in self.cands_of(y).iter().enumerate() {
             for &x in certs[c.cert as usize].issuers.iter() {
                 let k = (x, c.uid);
                 let local = match keys.iter().position(|&o| o == k) {
@@ -482,7 +432,6 @@ impl Graph {
         let mut rest = &members[..];
         for (local, &(x, u)) in keys.iter().enumerate() {
             let len = rest.iter().take_while(|m| m.0 == local as u32).count();
-            let gi = self.groups.len() as u32;
             self.groups.push(Group {
                 x,
                 y: y as u32,
@@ -493,8 +442,6 @@ impl Graph {
             });
             self.members.extend(rest[..len].iter().map(|m| m.1));
             rest = &rest[len..];
-            self.out_groups[x as usize].push(gi);
-            self.in_groups[y].push(gi);
             self.unresolved += 1;
         }
     }
@@ -525,7 +472,7 @@ impl Graph {
     pub fn resolve_out(&mut self, ring: &Keyring, issuers: &[usize], cache: &mut VerifyCache) {
         let todo: Vec<u32> = issuers
             .iter()
-            .flat_map(|&x| self.out_groups[x].iter().copied())
+            .flat_map(|&x| self.out_groups(x).iter().copied())
             .filter(|&gi| !self.groups[gi as usize].resolved)
             .collect();
         self.resolve(ring, todo, cache);
@@ -533,9 +480,8 @@ impl Graph {
 
     /// Resolves the certifications over `y` (its rejections are complete).
     pub fn resolve_into(&mut self, ring: &Keyring, y: usize, cache: &mut VerifyCache) {
-        let todo: Vec<u32> = self.in_groups[y]
-            .iter()
-            .copied()
+        let todo: Vec<u32> = self
+            .in_groups(y)
             .filter(|&gi| !self.groups[gi as usize].resolved)
             .collect();
         self.resolve(ring, todo, cache);
@@ -543,7 +489,7 @@ impl Graph {
 
     /// Whether every certification by `x` is resolved.
     pub fn out_resolved(&self, x: usize) -> bool {
-        self.out_groups[x]
+        self.out_groups(x)
             .iter()
             .all(|&gi| self.groups[gi as usize].resolved)
     }
@@ -560,7 +506,7 @@ impl Graph {
                 let gr = &self.groups[gi as usize];
                 let (x, y) = (gr.x as usize, gr.y as usize);
                 for &p in self.members_of(gi as usize) {
-                    let c = &self.cands[y][p as usize];
+                    let c = self.cand(y, p as usize);
                     if self.precheck(x, c).is_ok() {
                         let key = self.key(ring, x, y, c);
                         if !cache.contains(&key) {
@@ -627,10 +573,11 @@ impl Graph {
         };
         let certs = ring.certifications_at(y);
         let (start, len) = (self.groups[gi].start as usize, self.groups[gi].len as usize);
+        let base = self.cand_start[y] as usize;
         let mut newest: Option<usize> = None;
         for q in start..start + len {
             let p = self.members[q];
-            let c = &self.cands[y][p as usize];
+            let c = &self.cands[base + p as usize];
             let check = match self.precheck(x, c) {
                 Err(r) => Err(r),
                 Ok(()) => {
@@ -677,7 +624,7 @@ impl Graph {
                     let replace = match newest {
                         None => true,
                         Some(e) => {
-                            let e = &self.cands[y][e];
+                            let e = &self.cands[base + e];
                             // Same second: a revocation wins over a certification.
                             c.created > e.created || (c.created == e.created && c.revocation)
                         }
@@ -691,7 +638,7 @@ impl Graph {
         self.groups[gi].resolved = true;
         self.unresolved -= 1;
         let Some(p) = newest else { return };
-        let c = &self.cands[y][p];
+        let c = &self.cands[base + p];
         let reason = if c.revocation {
             Some(RejectReason::Revoked)
         } else if !c.alive {

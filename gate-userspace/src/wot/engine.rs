@@ -5,15 +5,16 @@
 //! certificates whose bytes changed, judging them (validity, each new
 //! certification's policy checks), rebuilding the graph's index from what
 //! is kept, and the search (verifying, through the [`VerifyCache`], only
-//! certifications it has not verified before). Everything that depends on
-//! the reference time is judged again when the time changes; the policy is
-//! the engine's own, fixed when it is made. The result is always the one
+//! certifications it has not verified before). A certificate's judgement
+//! is kept while the reference time stays in its window (no signature or
+//! key of it made, expiring or expired in between: `window.rs`); the
+//! policy is the engine's own, fixed when it is made. The result is always the one
 //! [`super::evaluate_lazy`] gives over [`Keyring::parse`] of the same sources
 //! (tests/wot_engine.rs checks random changes against it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sequoia_openpgp::policy::Policy;
 
@@ -28,8 +29,8 @@ use crate::source::Named;
 pub struct TrustEngine {
     policy: Arc<dyn Policy>,
     parse: ParseCache,
-    /// The reference time `derived` was judged at.
-    derived_at: Option<SystemTime>,
+    /// By the digest of the certificate's bytes; each used at the reference
+    /// times its window holds.
     derived: HashMap<Digest, Arc<CertDerived>>,
     cache: VerifyCache,
     last: EngineRun,
@@ -47,7 +48,8 @@ pub struct EngineRun {
     /// Certificates parsed, and found parsed already.
     pub parsed: usize,
     pub reused: usize,
-    /// Certificates whose judgements were kept (same bytes, same time).
+    /// Certificates whose judgements were kept (same bytes, a time their
+    /// window holds).
     pub judged_before: usize,
     /// Signatures verified cryptographically.
     pub verified: usize,
@@ -65,7 +67,6 @@ impl std::fmt::Debug for TrustEngine {
         f.debug_struct("TrustEngine")
             .field("parsed_certificates", &self.parse.len())
             .field("judged_certificates", &self.derived.len())
-            .field("derived_at", &self.derived_at)
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +78,6 @@ impl TrustEngine {
         TrustEngine {
             policy,
             parse: ParseCache::default(),
-            derived_at: None,
             derived: HashMap::new(),
             cache,
             last: EngineRun::default(),
@@ -108,14 +108,10 @@ impl TrustEngine {
         let (ring, problems) = Keyring::parse_cached(sources, &mut self.parse);
         let parse = started.elapsed();
         let t = settings.reference_time;
-        if self.derived_at != Some(t) {
-            self.derived.clear();
-            self.derived_at = Some(t);
-        }
         let prior: Vec<Option<Arc<CertDerived>>> = (0..ring.len())
             .map(|i| {
-                ring.digest_at(i)
-                    .and_then(|d| self.derived.get(&d).cloned())
+                let d = self.derived.get(&ring.digest_at(i)?)?;
+                d.holds(t).then(|| d.clone())
             })
             .collect();
         let judged_before = prior.iter().filter(|p| p.is_some()).count();

@@ -19,6 +19,7 @@ use sequoia_openpgp::serialize::MarshalInto;
 use sequoia_openpgp::types::SignatureType;
 use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
+use super::window::events;
 use crate::source::local::{keyring_files, open_keyring, read_limited, KEYRING_FILE};
 use crate::source::{Named, ReadError};
 
@@ -79,6 +80,8 @@ pub(crate) struct Pending {
     uid: u32,
     revocation: bool,
     created: SystemTime,
+    /// The signature's expiration time, if it has one.
+    expires: Option<SystemTime>,
     handles: Vec<KeyHandle>,
     bytes: Arc<[u8]>,
 }
@@ -89,9 +92,21 @@ pub(crate) struct Pending {
 pub(crate) struct Parsed {
     pub(crate) cert: Arc<Cert>,
     pub(crate) pending: Arc<[Pending]>,
+    /// When its judgement may change (see [`super::window`]).
+    pub(crate) events: Arc<[SystemTime]>,
 }
 
 impl Parsed {
+    /// A stripped certificate and its third-party certifications.
+    fn new(cert: Cert, pending: Vec<Pending>) -> Parsed {
+        let events = events(&cert, pending.iter().map(|p| (p.created, p.expires)));
+        Parsed {
+            cert: Arc::new(cert),
+            pending: pending.into(),
+            events,
+        }
+    }
+
     /// The certificate in `bytes` (exactly one, parsed cleanly and
     /// stripped); `None` for anything else.
     pub(crate) fn one(bytes: &[u8]) -> Option<Parsed> {
@@ -101,10 +116,7 @@ impl Parsed {
             return None;
         }
         let (cert, pending) = strip(cert.strip_secret_key_material()).ok()?;
-        Some(Parsed {
-            cert: Arc::new(cert),
-            pending: pending.into(),
-        })
+        Some(Parsed::new(cert, pending))
     }
 }
 
@@ -119,6 +131,8 @@ pub struct Keyring {
     /// Per certificate, the digest of the bytes it was parsed from alone
     /// (`None` when merged from several copies or parsed with others).
     digests: Vec<Option<Digest>>,
+    /// Per certificate, when its judgement may change (see `digests`).
+    events: Vec<Arc<[SystemTime]>>,
     /// Per certificate, how many third-party signatures it had as parsed.
     pending_len: Vec<u32>,
     /// Per certificate, the certifications by issuers in the keyring,
@@ -264,14 +278,7 @@ impl Keyring {
                 }),
             },
             None => match strip(cert) {
-                Ok((stripped, pending)) => self.push(
-                    fpr,
-                    Parsed {
-                        cert: Arc::new(stripped),
-                        pending: pending.into(),
-                    },
-                    None,
-                ),
+                Ok((stripped, pending)) => self.push(fpr, Parsed::new(stripped, pending), None),
                 // Cannot happen (its packets came from a certificate).
                 Err(e) => problems.push(LoadProblem::Merge {
                     origin: origin.to_string(),
@@ -282,11 +289,23 @@ impl Keyring {
         }
     }
 
+    /// An empty keyring with room for `n` certificates.
+    pub(crate) fn with_capacity(n: usize) -> Keyring {
+        let mut ring = Keyring::default();
+        ring.certs.reserve(n);
+        ring.pending.reserve(n);
+        ring.events.reserve(n);
+        ring.digests.reserve(n);
+        ring.by_fpr.reserve(n);
+        ring
+    }
+
     /// A new certificate (no copy of it yet).
     fn push(&mut self, fpr: Fingerprint, p: Parsed, digest: Option<Digest>) {
         self.by_fpr.insert(fpr, self.certs.len());
         self.certs.push(p.cert);
         self.pending.push(p.pending);
+        self.events.push(p.events);
         self.digests.push(digest);
     }
 
@@ -320,6 +339,13 @@ impl Keyring {
         self.digests.get(i).copied().flatten()
     }
 
+    /// When the judgement of certificate `i` may change, for a certificate
+    /// with a digest (see `digests`).
+    pub(crate) fn events_at(&self, i: usize) -> Option<&[SystemTime]> {
+        self.digest_at(i)?;
+        self.events.get(i).map(|e| &e[..])
+    }
+
     /// How many third-party signatures certificate `i` had as parsed.
     pub(crate) fn pending_len_at(&self, i: usize) -> usize {
         self.pending_len.get(i).map_or(0, |&n| n as usize)
@@ -337,6 +363,7 @@ impl Keyring {
     pub(crate) fn reindex_after(&mut self, prior: Option<&Keyring>) {
         let n = self.certs.len();
         self.digests.resize(n, None);
+        self.events.resize_with(n, || Arc::from([]));
         self.pending.resize_with(n, || Arc::from([]));
         self.pending_len = self.pending.iter().map(|p| p.len() as u32).collect();
         let same_cert = |p: &Keyring, i: usize| Arc::ptr_eq(&p.certs[i], &self.certs[i]);
@@ -544,6 +571,7 @@ fn strip(cert: Cert) -> sequoia_openpgp::Result<(Cert, Vec<Pending>)> {
                 uid: u as u32,
                 revocation: s.typ() == SignatureType::CertificationRevocation,
                 created,
+                expires: s.signature_expiration_time(),
                 handles: s.get_issuers(),
                 bytes: bytes.into(),
             });

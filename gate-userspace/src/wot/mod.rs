@@ -75,8 +75,9 @@
 //! same answers (tests/wot_cache.rs). Verification results are cached in a
 //! [`VerifyCache`] (also on disk) so a recompute verifies nothing twice.
 //! The daemon keeps a [`TrustEngine`] between refreshes: certificates are
-//! parsed once per distinct bytes and judged once per reference time
-//! (`chunks.rs`, `engine.rs`); its answers are those of [`evaluate_lazy`]
+//! parsed once per distinct bytes and judged again only when the reference
+//! time passes one of their signatures' or keys' times (`chunks.rs`,
+//! `window.rs`, `engine.rs`); its answers are those of [`evaluate_lazy`]
 //! (tests/wot_engine.rs).
 
 pub mod alloc;
@@ -84,11 +85,13 @@ mod chunks;
 mod edges;
 mod engine;
 mod evaluate;
+mod judge;
 mod keyring;
 mod report;
 mod search;
 mod verify_cache;
 mod webs;
+mod window;
 
 pub use chunks::ParseCache;
 pub use edges::{EdgeKind, EdgeStats, RejectReason, VerifyCache};
