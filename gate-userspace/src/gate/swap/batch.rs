@@ -11,7 +11,7 @@ use gate_common::{maps, Entry};
 
 use super::{
     entries::{key_bytes, key_of, label_of, net_of, value_bytes, Labels, KEY_BYTES, VALUE_BYTES},
-    journal::step,
+    journal::{checkpoint, step},
     Plan,
 };
 use crate::{
@@ -163,7 +163,7 @@ impl Gate {
     ) -> Result<(usize, Duration, Duration, Duration)> {
         let t0 = Instant::now();
         let cleared = self.empty_half(h, old)?;
-        step(steps.0);
+        checkpoint(steps.0, h)?;
         let clear_time = t0.elapsed();
 
         let t1 = Instant::now();
@@ -190,9 +190,9 @@ impl Gate {
         }
         let half = n / 2;
         self.put_batch(h, &keys[..half * KEY_BYTES], &values[..half * VALUE_BYTES])?;
-        step(steps.1);
+        checkpoint(steps.1, h)?;
         self.put_batch(h, &keys[half * KEY_BYTES..], &values[half * VALUE_BYTES..])?;
-        step(steps.2);
+        checkpoint(steps.2, h)?;
         let fill_time = t1.elapsed();
 
         let t2 = Instant::now();

@@ -17,12 +17,27 @@ use crate::{
 /// it left.
 pub const KILL_AT_STEP_ENV: &str = "WOTGATE_TEST_KILL_AT_STEP";
 
-/// Steps of an update, in order: 1 journal written; 2 the inactive trie's
-/// new labels written (a full update: the trie emptied); 3 half its entries
-/// written; 4 all of them, and unused labels removed; 5 its generation and
-/// the journal's next phase recorded; 6 the selector flipped; 7 to 9 the
-/// same as 2 to 4 on the other trie; 10 the journal closed.
+/// The environment variable that makes a writer fail (return an error, as
+/// a failed write would) right after step N, where a step can fail: 12 to
+/// 16 (see [`AHEAD_STEPS`]), and 2 to 4 and 7 to 9 of a full rewrite. For
+/// tests only, like [`KILL_AT_STEP_ENV`].
+pub const FAIL_AT_STEP_ENV: &str = "WOTGATE_TEST_FAIL_AT_STEP";
+
+/// Steps of an update written behind its trie (a diff, or a rewrite that
+/// cannot be enforced ahead), in order: 1 journal written; 2 the inactive
+/// trie's new labels written (a full update: the trie emptied); 3 half its
+/// entries written; 4 all of them, and unused labels removed; 5 its
+/// generation and the journal's next phase recorded; 6 the selector
+/// flipped; 7 to 9 the same as 2 to 4 on the other trie; 10 the journal
+/// closed.
 pub const STEPS: u32 = 10;
+
+/// Steps of an update enforced ahead of its trie (`full-ahead`), in order:
+/// 1 journal written (state `AHEAD`); 12 the inactive half's compiled copy
+/// written; 13 the selector flipped to it; 14 its trie and labels emptied;
+/// 15 half its entries written; 16 all of them; then 5 and 7 to 10 as in
+/// [`STEPS`] (SYNC recorded, the other half, the journal closed).
+pub const AHEAD_STEPS: [u32; 11] = [1, 12, 13, 14, 15, 16, 5, 7, 8, 9, 10];
 
 /// The step of a settings update (`Gate::set_settings`) between writing
 /// the inactive settings slot and flipping to it.
@@ -48,9 +63,44 @@ pub(super) fn step(k: u32) {
     }
 }
 
+/// The kill point after step `k` (see [`KILL_AT_STEP_ENV`]) where the
+/// step can also fail (see [`FAIL_AT_STEP_ENV`]); `trie`: the one written.
+pub(super) fn checkpoint(k: u32, trie: usize) -> Result<()> {
+    step(k);
+    static AT: OnceLock<Option<u32>> = OnceLock::new();
+    let at = *AT.get_or_init(|| {
+        std::env::var(FAIL_AT_STEP_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if at == Some(k) {
+        return Err(GateError::Verify {
+            trie,
+            problem: format!("a fault injected after step {k} ({FAIL_AT_STEP_ENV})"),
+        });
+    }
+    Ok(())
+}
+
+/// The half whose trie holds the complete set the gate stands by: the
+/// selector's, except while an update is enforced ahead of its trie
+/// (journal `AHEAD`): trie `target` may then be half written while its
+/// compiled copy is enforced, and the other half holds the previous set
+/// intact (trie, labels and copy); a repair flips back to it.
+pub(crate) fn intact_half(selector: usize, meta: &Meta) -> usize {
+    if meta.journal.state == gate_common::JOURNAL_AHEAD {
+        1 - (meta.journal.target as usize & 1)
+    } else {
+        selector
+    }
+}
+
 pub(crate) fn journal_text(j: &Journal) -> String {
     let state = match j.state {
         gate_common::JOURNAL_FILL => "writing the inactive trie",
+        gate_common::JOURNAL_AHEAD => {
+            "enforced ahead from the compiled copy, writing its trie (a repair restores the previous set)"
+        }
         gate_common::JOURNAL_SYNC => "flipped, writing the other trie",
         gate_common::JOURNAL_IDLE => "idle",
         _ => "unknown state",
@@ -103,6 +153,8 @@ impl Gate {
     /// Repairs the pair after an interrupted update (a journal that is not
     /// idle, or tries the metadata does not show in sync): the active trie
     /// is a complete set, so the other one is emptied and filled with it.
+    /// An update interrupted while enforced ahead of its trie is undone:
+    /// the selector goes back to the half that holds the previous set.
     /// Returns whether anything was repaired.
     pub fn repair(&mut self) -> Result<bool> {
         let _guard = self.hold()?;
@@ -148,6 +200,15 @@ impl Gate {
         Ok(false)
     }
 
+    /// Points the datapath to half `to`: the trie bit alone; the settings
+    /// bit stays as it is (both are written only under the pin directory's
+    /// lock, held here).
+    pub(super) fn flip(&mut self, to: usize) -> Result<()> {
+        let word = self.active.get(&0, 0).map_err(rd(maps::ACTIVE))?;
+        let word = (word & !gate_common::ACTIVE_TRIE) | to as u32;
+        self.active.set(0, word, 0).map_err(upd(maps::ACTIVE))
+    }
+
     /// One trie's set and its label table.
     pub(super) fn read_half(&self, h: usize) -> Result<(PrefixSet, BTreeMap<u32, String>)> {
         let set = self.read_set(h)?;
@@ -159,8 +220,9 @@ impl Gate {
         Ok((set, table))
     }
 
-    /// The repair itself, under the lock: copies the active trie (and its
-    /// label ids) to the other one, records both in sync, closes the journal.
+    /// The repair itself, under the lock: copies the intact trie (the
+    /// active one, or the one flipped back to; see [`intact_half`]) and its
+    /// label ids to the other one, records both in sync, closes the journal.
     pub(super) fn repair_locked(&mut self) -> Result<()> {
         self.mirror = None;
         let mut meta = self.meta()?;
@@ -169,13 +231,21 @@ impl Gate {
             journal: journal.clone(),
             problem: e.to_string(),
         };
-        let a = self.active_trie()?;
+        let selector = self.active_trie()?;
+        let a = intact_half(selector, &meta);
+        if a != selector {
+            // The other half's copy may be read until the grace below; its
+            // trie is not read while that copy is valid (enforced ahead).
+            self.flip(a).map_err(fail)?;
+            tracing::warn!(%journal, "flipped back to the previous set: the update enforced ahead of its trie did not finish");
+        }
         let (set, table) = self.read_half(a).map_err(fail)?;
         let labels = Labels::of_table(&table, &set);
         let h = 1 - a;
         self.write_full(h, &set, &labels, None, (0, 0, 0))
             .map_err(fail)?;
-        // The copy may have been read until the interrupted flip.
+        // The copy may have been read until the interrupted flip (or the
+        // flip back).
         self.grace().map_err(fail)?;
         let (compiled, _) = self.recompile(None, &set, None).map_err(fail)?;
         self.write_copy(h, compiled.as_ref().map(|(l, p)| (l, p)))

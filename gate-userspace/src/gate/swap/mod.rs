@@ -24,7 +24,7 @@ use std::{collections::HashMap, time::SystemTime};
 use aya::maps::IterableMap;
 use ipnet::Ipv6Net;
 
-pub(crate) use self::journal::{journal_text, step_settings};
+pub(crate) use self::journal::{intact_half, journal_text, step_settings};
 use self::{
     changes::count_changes,
     entries::{check_label, digest_add, digest_sub, plan_labels, Labels},
@@ -32,7 +32,7 @@ use self::{
 pub use self::{
     changes::Changes,
     entries::set_digest,
-    journal::{Mirror, KILL_AT_STEP_ENV, SETTINGS_STEP, STEPS},
+    journal::{Mirror, AHEAD_STEPS, FAIL_AT_STEP_ENV, KILL_AT_STEP_ENV, SETTINGS_STEP, STEPS},
     read::Settled,
     report::LoadReport,
 };

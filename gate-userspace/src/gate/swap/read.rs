@@ -17,7 +17,12 @@ use crate::{
 /// metadata were the same before and after the read.
 #[derive(Clone, Debug)]
 pub struct Settled<T> {
+    /// The trie read: the one holding the set the gate stands by (see
+    /// [`Gate::set_trie`]).
     pub trie: usize,
+    /// The half the datapath reads; another than `trie` only while an
+    /// update is enforced ahead of its trie.
+    pub selector: usize,
     pub meta: Meta,
     pub value: T,
 }
@@ -35,35 +40,53 @@ impl Gate {
         self.meta.get(&0, 0).map_err(rd(maps::META))
     }
 
-    /// Runs `read` on the active trie until the selector and the metadata
-    /// are the same after it as before (a load flipped nothing meanwhile),
-    /// so what it read is one generation. After a few unlucky tries it
-    /// reads under the lock (no load can flip then); never while printing.
+    /// The trie holding the set the gate stands by, the selector, and the
+    /// metadata (read after the selector): the active trie, except while
+    /// an update is enforced ahead of its trie; then the other one, which
+    /// holds the previous set intact until the journal moves on (and which
+    /// a repair flips back to; see `intact_half`).
+    pub fn set_trie(&self) -> Result<(usize, usize, Meta)> {
+        let selector = self.active_trie()?;
+        let meta = self.meta()?;
+        Ok((super::intact_half(selector, &meta), selector, meta))
+    }
+
+    /// Runs `read` on the trie of the set the gate stands by (see
+    /// [`Gate::set_trie`]) until that trie and its generation are the same
+    /// after it as before (a load flipped nothing meanwhile, and did not
+    /// move on from enforcing ahead), so what it read is one generation.
+    /// After a few unlucky tries it reads under the lock (no load can flip
+    /// then); never while printing.
     pub fn settled<T>(
         &self,
         mut read: impl FnMut(&Self, usize, &Meta) -> Result<T>,
     ) -> Result<Settled<T>> {
         for _ in 0..OPTIMISTIC_READS {
-            let trie = self.active_trie()?;
-            let meta = self.meta()?;
+            let (trie, selector, meta) = self.set_trie()?;
             let value = read(self, trie, &meta);
-            // Only a flip changes the active trie, and a flip changes the
-            // selector or that trie's generation (a trie is refilled only
-            // after it stopped being active).
-            let after = self.meta()?;
-            if self.active_trie()? == trie && after.generation[trie] == meta.generation[trie] {
+            // A trie is written only while it is not the set trie (the
+            // inactive one, or the one being filled while enforced ahead),
+            // and it becomes the set trie again only with a new generation;
+            // a trie flipped back to by a repair was never written.
+            let (after, _, after_meta) = self.set_trie()?;
+            if after == trie && after_meta.generation[trie] == meta.generation[trie] {
                 return Ok(Settled {
                     trie,
+                    selector,
                     meta,
                     value: value?,
                 });
             }
         }
         let _guard = self.hold()?;
-        let trie = self.active_trie()?;
-        let meta = self.meta()?;
+        let (trie, selector, meta) = self.set_trie()?;
         let value = read(self, trie, &meta)?;
-        Ok(Settled { trie, meta, value })
+        Ok(Settled {
+            trie,
+            selector,
+            meta,
+            value,
+        })
     }
 
     /// Reads one trie back as a prefix set with its labels.
@@ -89,13 +112,15 @@ impl Gate {
         Ok(set)
     }
 
-    /// The set the datapath reads now, read in one generation.
+    /// The set the datapath reads now, read in one generation; while an
+    /// update is enforced ahead of its trie, the previous set (what a
+    /// repair would leave; `inspect` shows the update under way).
     pub fn active_set(&self) -> Result<PrefixSet> {
         Ok(self.settled(|g, trie, _| g.read_set(trie))?.value)
     }
 
-    /// The entry a SYN from `addr` matches in the active set, as the
-    /// datapath finds it: one longest-prefix lookup and its label, then
+    /// The entry a SYN from `addr` matches in the active set (as
+    /// [`Gate::active_set`] reads it), as the datapath finds it: one longest-prefix lookup and its label, then
     /// which prefix matched (exact probes from /128 down); never the
     /// whole set.
     pub fn lookup(&self, addr: Ipv6Addr) -> Result<Option<PrefixEntry>> {

@@ -14,16 +14,20 @@ pub struct LoadReport {
     pub entries: usize,
     pub labels: usize,
     /// `diff` (entry by entry), `full` (emptied and filled with batch
-    /// operations) or `unchanged` (nothing written, see apply).
+    /// operations), `full-ahead` (the same, but the new set's compiled copy
+    /// was enforced first and its trie written after the flip: a rewrite
+    /// that fits the compiled lookup and has no prefix shorter than /32) or
+    /// `unchanged` (nothing written, see apply).
     pub mode: &'static str,
     /// Entries of the old set that the new one no longer has.
     pub removed: usize,
     /// Entries added or changed.
     pub written: usize,
-    /// Entries deleted from the inactive trie before the flip.
+    /// Entries deleted from the first trie written (the inactive one).
     pub cleared: usize,
-    /// Before the flip: deleting from the inactive trie, writing it,
-    /// checking it.
+    /// Deleting from the first trie written, writing it, checking it:
+    /// before the flip, or after it for `full-ahead` (then inside
+    /// `sync_time`).
     #[serde(serialize_with = "secs")]
     pub clear_time: Duration,
     #[serde(serialize_with = "secs")]
@@ -34,7 +38,8 @@ pub struct LoadReport {
     /// enforces the new set.
     #[serde(serialize_with = "secs")]
     pub enforce_time: Duration,
-    /// After the flip: bringing the other trie to the same set.
+    /// After the flip: bringing the other half to the same set (and for
+    /// `full-ahead` first writing the new set's own trie).
     #[serde(serialize_with = "secs")]
     pub sync_time: Duration,
     /// What the datapath looks sources up in: `compiled` (the compiled
@@ -87,11 +92,16 @@ impl LoadReport {
     /// One line for people: what was written and how long it took.
     pub fn summary(&self) -> String {
         format!(
-            "{} update: {} removed, {} added or changed; enforced after {:.3}s (cleared {} in {:.3}s, wrote in {:.3}s, checked in {:.3}s, compiled the {} lookup in {:.3}s), other half in sync after {:.3}s more{}",
+            "{} update: {} removed, {} added or changed; enforced after {:.3}s ({}cleared {} in {:.3}s, wrote in {:.3}s, checked in {:.3}s, compiled the {} lookup in {:.3}s), other half in sync after {:.3}s more{}",
             self.mode,
             self.removed,
             self.written,
             self.enforce_time.as_secs_f64(),
+            if self.mode == "full-ahead" {
+                "its trie after the flip: "
+            } else {
+                ""
+            },
             self.cleared,
             self.clear_time.as_secs_f64(),
             self.fill_time.as_secs_f64(),

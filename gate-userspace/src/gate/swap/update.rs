@@ -1,32 +1,75 @@
-//! Writing an update into the two halves in order: the inactive half (trie,
-//! then compiled copy), the flip, the other half; the journal at each phase.
+//! Writing an update into the two halves in order: the inactive half, the
+//! flip, the other half; or, enforced ahead, the compiled copy before its trie.
+//!
+//! Enforced ahead (`full-ahead`): a rewrite whose set fits the compiled
+//! lookup and holds no prefix shorter than /32 is never looked up in the
+//! LPM trie of its half while that half's copy is valid (the datapath reads
+//! the trie only for an invalid copy, or on a miss when `HDR_SHORT` is
+//! set). So the copy is written and the selector flipped first, under a
+//! journal in state `AHEAD`, and the trie emptied and filled after the
+//! flip. The other half keeps the previous set intact until the journal
+//! moves on to `SYNC`; a writer that dies or fails before that is undone by
+//! flipping back to it (`Gate::repair`).
 
 use std::time::{Duration, Instant};
 
-use gate_common::{maps, Journal};
+use gate_common::{
+    lookup::{LookupHeader, HDR_SHORT, HDR_VALID},
+    maps, Journal,
+};
 use ipnet::Ipv6Net;
 
 use super::{
-    journal::{journal_text, step, Mirror},
+    journal::{checkpoint, journal_text, step, Mirror},
     now_secs, set_digest, LoadReport, Plan, Target,
 };
 use crate::{
     gate::{
         compiled::{Live, Patch},
-        read_err as rd, update_err as upd, Gate, GateError, Result,
+        update_err as upd, Gate, GateError, Result,
     },
     model::prefixes::PrefixSet,
 };
 
+/// A compiled set and the time compiling it took (`None`: it does not fit
+/// the compiled lookup's capacity).
+type Recompiled = (Option<(Live, Patch)>, Duration);
+
+/// Whether a half whose copy has header `h` can be enforced before its trie
+/// is written: the datapath then never reads that trie.
+pub(super) fn enforceable_ahead(h: &LookupHeader) -> bool {
+    h.flags & HDR_VALID != 0 && h.flags & HDR_SHORT == 0
+}
+
+/// The first half written: its trie's times (cleared entries, clear, fill,
+/// check), the new set (a rewrite's) or the mirror's with the plan applied
+/// (a diff's), the compiled set.
+struct First {
+    times: (usize, Duration, Duration, Duration),
+    new_set: Option<PrefixSet>,
+    applied: Option<PrefixSet>,
+    compiled: Option<(Live, Patch)>,
+    compile_time: Duration,
+}
+
 impl Gate {
     /// The update, under the lock, from a trusted mirror: journal, the
-    /// inactive trie, flip, the other trie, journal closed.
+    /// inactive half (enforced ahead of its trie when it can be), flip, the
+    /// other half, journal closed.
     pub(super) fn update(
         &mut self,
         mut plan: Plan,
         target: Option<Target<'_>>,
     ) -> Result<LoadReport> {
         let start = Instant::now();
+        // A rewrite is compiled first: whether it can be enforced ahead of
+        // its trie depends on what it compiles to. Nothing is written yet.
+        let precompiled = match (&target, plan.full) {
+            (Some(tg), true) => Some(self.recompile(None, tg.set(), None)?),
+            _ => None,
+        };
+        let ahead =
+            matches!(&precompiled, Some((Some((live, _)), _)) if enforceable_ahead(&live.header()));
         let mut meta = self.meta()?;
         let a = self.active_trie()?;
         let t = 1 - a;
@@ -34,7 +77,11 @@ impl Gate {
         let generation = meta.generation[0].max(meta.generation[1]) + 1;
         meta.layout = gate_common::META_LAYOUT;
         meta.journal = Journal {
-            state: gate_common::JOURNAL_FILL,
+            state: if ahead {
+                gate_common::JOURNAL_AHEAD
+            } else {
+                gate_common::JOURNAL_FILL
+            },
             target: t as u32,
             kind: if plan.full {
                 gate_common::JOURNAL_FULL
@@ -51,74 +98,45 @@ impl Gate {
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         step(1);
 
-        // Before the flip: the active trie is untouched, so on any error
-        // the datapath keeps its set; the other trie is repaired from it.
-        // A rewrite of a given set: its copy for the mirror and its digest
-        // are made on another thread while this one writes the trie.
-        let target_set = target.as_ref().map(Target::set);
-        let (before, copied) = std::thread::scope(|scope| {
-            let copy = match (&target, plan.digest) {
-                (Some(Target::Given(s)), None) => {
-                    let s: &PrefixSet = s;
-                    Some(scope.spawn(move || (s.clone(), set_digest(s))))
-                }
-                _ => None,
-            };
-            let before = self.write_half(t, &plan, target_set, (2, 3, 4));
-            (before, copy.map(|h| h.join().expect("copying the set")))
-        });
-        let mut new_set = match (copied, target) {
-            (Some((set, digest)), _) => {
-                plan.digest = Some(digest);
-                Some(set)
-            }
-            (None, Some(Target::Given(s))) => Some(s.clone()),
-            (None, Some(Target::Built(s))) => Some(s),
-            (None, None) => None,
+        // Until the journal says SYNC the other half holds the previous set
+        // intact: on any error it is enforced again (flipped back to, when
+        // enforced ahead) and this half repaired from it.
+        let mut enforce_time = None;
+        let first = if ahead {
+            let pre = precompiled.expect("ahead: compiled");
+            let target = target.expect("ahead: a rewrite");
+            self.first_ahead(t, &mut plan, target, pre, || {
+                enforce_time = Some(start.elapsed())
+            })
+        } else {
+            self.first_behind(t, &mut plan, target, precompiled)
         };
-        if plan.digest.is_none() {
-            plan.digest = new_set.as_ref().map(set_digest);
-        }
-        let digest = plan.digest.unwrap_or_default();
-        meta.journal.digest = digest;
-        // The compiled copy of the same half, from the new set (a diff's
-        // is the mirror's set with the plan applied).
-        let mut applied = None;
-        let before = before.and_then(|times| {
-            let (mut old_live, mut changed) = (None, None);
-            if new_set.is_none() {
-                let mut m = self.mirror.take().expect("ensured");
-                old_live = m.live.take();
-                changed = Some(
-                    plan.remove
-                        .iter()
-                        .copied()
-                        .chain(plan.add.iter().chain(&plan.change).map(|e| e.prefix))
-                        .collect::<Vec<_>>(),
-                );
-                for p in &plan.remove {
-                    m.set.remove(p);
-                }
-                for e in plan.add.iter().chain(&plan.change) {
-                    m.set.replace(e.clone());
-                }
-                applied = Some(m.set);
-            }
-            let set = new_set.as_ref().or(applied.as_ref()).expect("one of them");
-            let (compiled, compile_time) = self.recompile(old_live, set, changed)?;
-            self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
-            Ok((times, compiled, compile_time))
-        });
-        let ((cleared, clear_time, fill_time, check_time), compiled, compile_time) = match before {
-            Ok(r) => r,
+        let First {
+            times: (cleared, clear_time, fill_time, check_time),
+            mut new_set,
+            applied,
+            compiled,
+            compile_time,
+        } = match first {
+            Ok(f) => f,
             Err(e) => {
                 self.mirror = None;
                 if let Err(r) = self.repair_locked() {
                     tracing::warn!(error = %r, "repairing after a failed update");
+                    if enforce_time.is_some() {
+                        return Err(GateError::Repair {
+                            journal: journal_text(&meta.journal),
+                            problem: format!("{e}; then {r} (the new set may be enforced without its trie until a repair succeeds)"),
+                        });
+                    }
+                } else if enforce_time.is_some() {
+                    tracing::warn!(error = %e, "an update enforced ahead of its trie failed after the flip; the previous set is enforced again");
                 }
                 return Err(e);
             }
         };
+        let digest = plan.digest.unwrap_or_default();
+        meta.journal.digest = digest;
         meta.generation[t] = generation;
         meta.entries[t] = plan.entries as u64;
         meta.digest[t] = digest;
@@ -127,17 +145,17 @@ impl Gate {
         meta.journal.target = a as u32;
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         step(5);
-        // The trie bit alone; the settings bit stays as it is (both are
-        // written only under the pin directory's lock, held here).
-        let word = self.active.get(&0, 0).map_err(rd(maps::ACTIVE))?;
-        let word = (word & !gate_common::ACTIVE_TRIE) | t as u32;
-        self.active.set(0, word, 0).map_err(upd(maps::ACTIVE))?;
-        step(6);
-        let enforce_time = start.elapsed();
+        let enforce_time = match enforce_time {
+            Some(e) => e,
+            None => {
+                self.flip(t)?;
+                step(6);
+                start.elapsed()
+            }
+        };
 
-        // After the flip: the new set is enforced; the old active trie is
+        // After the flip: the new set is enforced; the old active half is
         // brought to it the same way.
-        let t2 = Instant::now();
         let mut repaired = false;
         let mut grace_time = Duration::ZERO;
         let sync = self.grace().and_then(|g| {
@@ -163,10 +181,15 @@ impl Gate {
             self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
             step(10);
         }
-        let sync_time = t2.elapsed();
+        // Everything after the flip (enforced ahead: this half's trie too).
+        let sync_time = start.elapsed().saturating_sub(enforce_time);
 
         let (removed, written) = (plan.removed, plan.written);
-        let mode = if plan.full { "full" } else { "diff" };
+        let mode = match (plan.full, ahead) {
+            (true, true) => "full-ahead",
+            (true, false) => "full",
+            (false, _) => "diff",
+        };
         let labels = plan.labels.len();
         let lookup = if compiled.is_some() {
             "compiled"
@@ -210,6 +233,124 @@ impl Gate {
         })
     }
 
+    /// The inactive half written before the flip: its trie, then its
+    /// compiled copy (`precompiled` for a rewrite).
+    fn first_behind(
+        &mut self,
+        t: usize,
+        plan: &mut Plan,
+        target: Option<Target<'_>>,
+        precompiled: Option<Recompiled>,
+    ) -> Result<First> {
+        let (times, new_set) = self.write_trie(t, plan, target, (2, 3, 4));
+        let times = times?;
+        // The compiled copy of the same half, from the new set (a diff's
+        // is the mirror's set with the plan applied).
+        let mut applied = None;
+        let (compiled, compile_time) = match precompiled {
+            Some(pre) => pre,
+            None => {
+                let (mut old_live, mut changed) = (None, None);
+                if new_set.is_none() {
+                    let mut m = self.mirror.take().expect("ensured");
+                    old_live = m.live.take();
+                    changed = Some(
+                        plan.remove
+                            .iter()
+                            .copied()
+                            .chain(plan.add.iter().chain(&plan.change).map(|e| e.prefix))
+                            .collect::<Vec<_>>(),
+                    );
+                    for p in &plan.remove {
+                        m.set.remove(p);
+                    }
+                    for e in plan.add.iter().chain(&plan.change) {
+                        m.set.replace(e.clone());
+                    }
+                    applied = Some(m.set);
+                }
+                let set = new_set.as_ref().or(applied.as_ref()).expect("one of them");
+                self.recompile(old_live, set, changed)?
+            }
+        };
+        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
+        Ok(First {
+            times,
+            new_set,
+            applied,
+            compiled,
+            compile_time,
+        })
+    }
+
+    /// The inactive half enforced ahead of its trie: its compiled copy, the
+    /// flip (then `flipped` is called), and only then its trie, which the
+    /// datapath does not read (see [`enforceable_ahead`]).
+    fn first_ahead(
+        &mut self,
+        t: usize,
+        plan: &mut Plan,
+        target: Target<'_>,
+        (compiled, compile_time): Recompiled,
+        flipped: impl FnOnce(),
+    ) -> Result<First> {
+        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
+        checkpoint(12, t)?;
+        self.flip(t)?;
+        flipped();
+        checkpoint(13, t)?;
+        let (times, new_set) = self.write_trie(t, plan, Some(target), (14, 15, 16));
+        Ok(First {
+            times: times?,
+            new_set,
+            applied: None,
+            compiled,
+            compile_time,
+        })
+    }
+
+    /// Writes the planned update into trie `t` (see `write_half`). A
+    /// rewrite of a given set: its copy for the mirror and its digest are
+    /// made on another thread meanwhile. Returns the trie's times and the
+    /// new set of a rewrite; sets the plan's digest.
+    #[allow(clippy::type_complexity)]
+    fn write_trie(
+        &mut self,
+        t: usize,
+        plan: &mut Plan,
+        target: Option<Target<'_>>,
+        steps: (u32, u32, u32),
+    ) -> (
+        Result<(usize, Duration, Duration, Duration)>,
+        Option<PrefixSet>,
+    ) {
+        let target_set = target.as_ref().map(Target::set);
+        let (times, copied) = std::thread::scope(|scope| {
+            let copy = match (&target, plan.digest) {
+                (Some(Target::Given(s)), None) => {
+                    let s: &PrefixSet = s;
+                    Some(scope.spawn(move || (s.clone(), set_digest(s))))
+                }
+                _ => None,
+            };
+            let times = self.write_half(t, plan, target_set, steps);
+            (times, copy.map(|h| h.join().expect("copying the set")))
+        });
+        let new_set = match (copied, target) {
+            (Some((set, digest)), _) => {
+                plan.digest = Some(digest);
+                Some(set)
+            }
+            (None, Some(Target::Given(s))) => Some(s.clone()),
+            (None, Some(Target::Built(s))) => Some(s),
+            (None, None) => None,
+        };
+        if plan.digest.is_none() {
+            plan.digest = new_set.as_ref().map(set_digest);
+        }
+        (times, new_set)
+    }
+
     /// The compiled lookup for `set` after an update, the patch to write
     /// into each copy, and the time it took: `live` changed group by group
     /// when it is given with the `changed` prefixes (and that works), else
@@ -220,7 +361,7 @@ impl Gate {
         live: Option<Live>,
         set: &PrefixSet,
         changed: Option<Vec<Ipv6Net>>,
-    ) -> Result<(Option<(Live, Patch)>, Duration)> {
+    ) -> Result<Recompiled> {
         let t = Instant::now();
         if let (Some(mut live), Some(changed)) = (live, changed) {
             match live.apply(set, &changed) {
