@@ -272,3 +272,26 @@ impl Gate {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_intact_half_is_the_other_one_only_while_enforced_ahead() {
+        let mut m = Meta::default();
+        assert_eq!(intact_half(1, &m), 1);
+        for state in [gate_common::JOURNAL_FILL, gate_common::JOURNAL_SYNC] {
+            m.journal.state = state;
+            m.journal.target = 0;
+            assert_eq!(intact_half(1, &m), 1);
+            assert_eq!(intact_half(0, &m), 0);
+        }
+        // Flipped to the half being filled, or about to be: the other one.
+        m.journal.state = gate_common::JOURNAL_AHEAD;
+        m.journal.target = 1;
+        assert_eq!(intact_half(1, &m), 0);
+        assert_eq!(intact_half(0, &m), 0);
+        assert!(journal_text(&m.journal).contains("enforced ahead"));
+    }
+}

@@ -380,3 +380,21 @@ impl Gate {
         Ok((compiled, t.elapsed()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_valid_copy_without_short_prefixes_goes_ahead_of_its_trie() {
+        let h = |flags| LookupHeader {
+            flags,
+            ..LookupHeader::default()
+        };
+        assert!(enforceable_ahead(&h(HDR_VALID)));
+        // The datapath reads the trie on a miss, or for an invalid copy.
+        assert!(!enforceable_ahead(&h(HDR_VALID | HDR_SHORT)));
+        assert!(!enforceable_ahead(&h(0)));
+        assert!(!enforceable_ahead(&h(HDR_SHORT)));
+    }
+}
