@@ -35,6 +35,10 @@ use crate::{
 /// the compiled lookup's capacity).
 type Recompiled = (Option<(Live, Patch)>, Duration);
 
+/// What writing one trie took: entries deleted, then the times to delete,
+/// write and check.
+type TrieTimes = (usize, Duration, Duration, Duration);
+
 /// Whether a half whose copy has header `h` can be enforced before its trie
 /// is written: the datapath then never reads that trie.
 pub(super) fn enforceable_ahead(h: &LookupHeader) -> bool {
@@ -45,7 +49,7 @@ pub(super) fn enforceable_ahead(h: &LookupHeader) -> bool {
 /// check), the new set (a rewrite's) or the mirror's with the plan applied
 /// (a diff's), the compiled set.
 struct First {
-    times: (usize, Duration, Duration, Duration),
+    times: TrieTimes,
     new_set: Option<PrefixSet>,
     applied: Option<PrefixSet>,
     compiled: Option<(Live, Patch)>,
@@ -313,17 +317,13 @@ impl Gate {
     /// rewrite of a given set: its copy for the mirror and its digest are
     /// made on another thread meanwhile. Returns the trie's times and the
     /// new set of a rewrite; sets the plan's digest.
-    #[allow(clippy::type_complexity)]
     fn write_trie(
         &mut self,
         t: usize,
         plan: &mut Plan,
         target: Option<Target<'_>>,
         steps: (u32, u32, u32),
-    ) -> (
-        Result<(usize, Duration, Duration, Duration)>,
-        Option<PrefixSet>,
-    ) {
+    ) -> (Result<TrieTimes>, Option<PrefixSet>) {
         let target_set = target.as_ref().map(Target::set);
         let (times, copied) = std::thread::scope(|scope| {
             let copy = match (&target, plan.digest) {
