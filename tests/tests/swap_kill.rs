@@ -230,11 +230,23 @@ fn kill_at_every_step(kind: Kind) {
             "{what}: the journal says an update was under way: {meta:?}"
         );
         if kind == Kind::Rewrite {
-            assert_eq!(
-                meta.journal.state == JOURNAL_AHEAD,
-                !kind.kept_after(k) && k != STEPS,
-                "{what}: {meta:?}"
-            );
+            let ahead = meta.journal.state == JOURNAL_AHEAD;
+            assert_eq!(ahead, !kind.kept_after(k), "{what}: {meta:?}");
+            if ahead {
+                // The other readers see the same set, and say why.
+                let st = gate.status().unwrap();
+                assert_eq!(st.entries.len(), old.len(), "{what}: inspect");
+                let note = st.update_under_way.unwrap_or_default();
+                assert!(note.contains("enforced ahead"), "{what}: {note}");
+                assert_eq!(gate.lookup(addr_in(NEW_ONLY)).unwrap(), None, "{what}");
+                assert!(gate.lookup(addr_in(OLD_ONLY)).unwrap().is_some(), "{what}");
+                let k = wotgate::daemon::metrics::read_kernel(&pin).unwrap();
+                assert_eq!(k.entries, old.len(), "{what}: the daemon's kernel view");
+                assert_eq!(
+                    k.generation,
+                    meta.generation[1 - meta.journal.target as usize]
+                );
+            }
         }
         assert_eq!(action(&gate, BOTH), XDP_PASS, "{what}: in both sets");
         if kind == Kind::Short {
