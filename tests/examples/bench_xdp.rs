@@ -229,10 +229,11 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         "full load of a new 1M set into an empty gate",
         new,
         format!(
-            "{}, lookup {}; enforced after {} (compile {}; the first trie emptied, filled and checked in {}), other half in sync {} later (grace {})",
+            "{}, lookup {}; enforced after {}, {} after the call (compile {}; the first trie emptied, filled and checked in {}), other half in sync {} later (grace {})",
             r.mode,
             r.lookup,
             ms(r.enforce_time.as_secs_f64()),
+            ms(new - r.sync_time.as_secs_f64()),
             ms(r.compile_time.as_secs_f64()),
             ms(trie_time(&r)),
             ms(r.sync_time.as_secs_f64()),
@@ -253,11 +254,12 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         "full load of a new 1M set over another 1M set",
         new,
         format!(
-            "{}, {} removed and {} written per trie; enforced after {} (compile {}; the first trie emptied, filled and checked in {}), whole {}",
+            "{}, {} removed and {} written per trie; enforced after {}, {} after the call (compile {}; the first trie emptied, filled and checked in {}), whole {}",
             r.mode,
             r.removed,
             r.written,
             ms(r.enforce_time.as_secs_f64()),
+            ms(new - r.sync_time.as_secs_f64()),
             ms(r.compile_time.as_secs_f64()),
             ms(trie_time(&r)),
             ms((r.enforce_time + r.sync_time).as_secs_f64())

@@ -27,34 +27,37 @@ impl Changes {
     /// As [`Changes::between`], but `None` as soon as more than `limit`
     /// entries differ (nothing more is copied then).
     pub fn between_at_most(old: &PrefixSet, new: &PrefixSet, limit: usize) -> Option<Changes> {
-        let mut c = Changes::default();
+        // References first, in prefix order: no entry is copied (and no map
+        // built) unless the change stays within the limit, so giving up on
+        // a new set costs a walk, not a million copies.
+        let mut diff: Vec<(Ipv6Net, Option<&PrefixEntry>)> = Vec::new();
         let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
         loop {
-            if c.by_prefix.len() > limit {
+            if diff.len() > limit {
                 return None;
             }
             match (a.peek(), b.peek()) {
                 (None, None) => break,
                 (Some(o), None) => {
-                    c.by_prefix.insert(o.prefix, None);
+                    diff.push((o.prefix, None));
                     a.next();
                 }
                 (None, Some(n)) => {
-                    c.by_prefix.insert(n.prefix, Some((*n).clone()));
+                    diff.push((n.prefix, Some(*n)));
                     b.next();
                 }
                 (Some(o), Some(n)) => match o.prefix.cmp(&n.prefix) {
                     std::cmp::Ordering::Less => {
-                        c.by_prefix.insert(o.prefix, None);
+                        diff.push((o.prefix, None));
                         a.next();
                     }
                     std::cmp::Ordering::Greater => {
-                        c.by_prefix.insert(n.prefix, Some((*n).clone()));
+                        diff.push((n.prefix, Some(*n)));
                         b.next();
                     }
                     std::cmp::Ordering::Equal => {
                         if o != n {
-                            c.by_prefix.insert(n.prefix, Some((*n).clone()));
+                            diff.push((n.prefix, Some(*n)));
                         }
                         a.next();
                         b.next();
@@ -62,7 +65,10 @@ impl Changes {
                 },
             }
         }
-        Some(c)
+        // Sorted already: the map is built in bulk.
+        Some(Changes {
+            by_prefix: diff.into_iter().map(|(p, e)| (p, e.cloned())).collect(),
+        })
     }
 
     /// Removes `prefix` (nothing when the set does not hold it).
