@@ -147,6 +147,13 @@ pub const JOURNAL_FILL: u32 = 1;
 /// `Journal::state`: the selector points to the new set (or is about to);
 /// trie `target`, inactive, is being brought to the same set.
 pub const JOURNAL_SYNC: u32 = 2;
+/// `Journal::state`: a rewrite enforced ahead of its trie. Compiled copy
+/// `target` holds the new set (valid, no prefix shorter than /32, so the
+/// program never reads trie `target` through it) and the selector points
+/// or is about to point to it; trie `target` and its labels are being
+/// emptied and filled. The other half still holds the previous set intact
+/// (trie, labels and copy): a repair flips back to it.
+pub const JOURNAL_AHEAD: u32 = 3;
 
 /// `Journal::kind`: the change is applied entry by entry (a diff).
 pub const JOURNAL_DIFF: u32 = 1;
@@ -156,11 +163,12 @@ pub const JOURNAL_FULL: u32 = 2;
 /// What update is under way, written before a trie is touched and set back
 /// to idle after both tries hold the new set. A process killed in between
 /// leaves it non-idle; the next writer repairs the pair from the active
-/// trie (always a complete set: a trie is written only while inactive).
+/// trie (always a complete set: a trie is written only while inactive), or
+/// in state `JOURNAL_AHEAD` flips back to the other one, which is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Journal {
-    /// `JOURNAL_IDLE`, `JOURNAL_FILL` or `JOURNAL_SYNC`.
+    /// `JOURNAL_IDLE`, `JOURNAL_FILL`, `JOURNAL_AHEAD` or `JOURNAL_SYNC`.
     pub state: u32,
     /// The trie being written (0 or 1).
     pub target: u32,

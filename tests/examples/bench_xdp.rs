@@ -32,7 +32,11 @@ use integration_tests::{
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, SeedableRng};
 use wotgate::{
-    gate::{compile::Capacity, swap::Changes, Gate},
+    gate::{
+        compile::Capacity,
+        swap::{Changes, LoadReport},
+        Gate,
+    },
     model::prefixes::{PrefixEntry, PrefixSet},
 };
 
@@ -227,11 +231,13 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         "full load of a new 1M set into an empty gate",
         new,
         format!(
-            "{}, lookup {}; enforced after {} (compile {}), other half in sync {} later (grace {})",
+            "{}, lookup {}; enforced after {}, {} after the call (compile {}; the first trie emptied, filled and checked in {}), other half in sync {} later (grace {})",
             r.mode,
             r.lookup,
             ms(r.enforce_time.as_secs_f64()),
+            ms(new - r.sync_time.as_secs_f64()),
             ms(r.compile_time.as_secs_f64()),
+            ms(trie_time(&r)),
             ms(r.sync_time.as_secs_f64()),
             ms(r.grace_time.as_secs_f64())
         ),
@@ -250,12 +256,14 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
         "full load of a new 1M set over another 1M set",
         new,
         format!(
-            "{}, {} removed and {} written per trie; enforced after {} (compile {}), whole {}",
+            "{}, {} removed and {} written per trie; enforced after {}, {} after the call (compile {}; the first trie emptied, filled and checked in {}), whole {}",
             r.mode,
             r.removed,
             r.written,
             ms(r.enforce_time.as_secs_f64()),
+            ms(new - r.sync_time.as_secs_f64()),
             ms(r.compile_time.as_secs_f64()),
+            ms(trie_time(&r)),
             ms((r.enforce_time + r.sync_time).as_secs_f64())
         ),
         o,
@@ -317,6 +325,35 @@ fn updates(gate: &mut Gate, old: &mut OldSwap, rng: &mut StdRng) -> Result<Vec<S
     Ok(rows)
 }
 
+/// The update rows, on two fresh gates pinned beside `dir`: this
+/// version's (sized `cap`) and the old swap's.
+fn update_rows(dir: &Path, cap: &Capacity, rng: &mut StdRng) -> Result<Vec<String>> {
+    let upd_dir = PathBuf::from(format!("{}-upd", dir.display()));
+    let old_dir = PathBuf::from(format!("{}-old", dir.display()));
+    let _purge_upd = Purge(upd_dir.clone());
+    let _purge_old = Purge(old_dir.clone());
+    let mut upd_gate = Gate::create_with(&upd_dir, cap)
+        .context("creating the bench gate (root? built with xtask?)")?;
+    drop(Gate::create(&old_dir)?);
+    let mut old_swap = OldSwap::open(&old_dir)?;
+    updates(&mut upd_gate, &mut old_swap, rng)
+}
+
+fn updates_table(rows: &[String]) -> String {
+    let mut out = String::from("| update at 1,000,000 prefixes (random /48-/64) | this version (both halves in sync) | old full rewrite, same run | old / new |\n|---|---|---:|---:|\n");
+    for r in rows {
+        out.push_str(r);
+        out.push('\n');
+    }
+    out
+}
+
+/// Emptying, filling and checking the first trie written (before the flip,
+/// or after it when the update was enforced ahead of its trie).
+fn trie_time(r: &LoadReport) -> f64 {
+    (r.clear_time + r.fill_time + r.check_time).as_secs_f64()
+}
+
 fn ensure_mode(mode: &str) -> Result<()> {
     if mode != "diff" {
         bail!("a small change went {mode}");
@@ -326,6 +363,11 @@ fn ensure_mode(mode: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     let record = std::env::args().any(|a| a == "--record");
+    // For iterating on the update path: only the update rows at 1M.
+    let updates_only = std::env::args().any(|a| a == "--updates-only");
+    if record && updates_only {
+        bail!("--record records a whole run, not --updates-only");
+    }
     let load_at_start = lookup::loadavg();
     // The heading names the machine and its load as the run starts.
     let machine = record::machine();
@@ -339,6 +381,15 @@ fn main() -> Result<()> {
     let big_a = lookup::random_48_64(1_000_000, &mut rng);
     let big_b = lookup::hard_set(1_000_000, &mut rng);
     let cap = Capacity::for_set(&big_a, 0.25).at_least(&Capacity::for_set(&big_b, 0.25));
+    if updates_only {
+        // The update rows alone, on gates sized as in a whole run.
+        drop((big_a, big_b));
+        let rows = update_rows(&dir, &cap, &mut rng)?;
+        println!("\n### {machine} (updates only)\n\nLoad average at the start: {load_at_start}.\n");
+        println!("{}", updates_table(&rows));
+        println!("Load average at the end: {}.", lookup::loadavg());
+        return Ok(());
+    }
     let mut gate = Gate::create_with(&dir, &cap)
         .context("creating the bench gate (root? built with xtask?)")?;
     let prog = gate.program()?;
@@ -395,16 +446,8 @@ fn main() -> Result<()> {
     }
     drop(big_b);
 
-    // Updates at 1M on two fresh gates: this version's and the old swap's.
-    let upd_dir = PathBuf::from(format!("{}-upd", dir.display()));
-    let old_dir = PathBuf::from(format!("{}-old", dir.display()));
-    let _purge_upd = Purge(upd_dir.clone());
-    let _purge_old = Purge(old_dir.clone());
-    let mut upd_gate = Gate::create_with(&upd_dir, &cap)?;
-    drop(Gate::create(&old_dir)?);
-    let mut old_swap = OldSwap::open(&old_dir)?;
     drop(big_a);
-    let update_rows = updates(&mut upd_gate, &mut old_swap, &mut rng)?;
+    let update_rows = update_rows(&dir, &cap, &mut rng)?;
 
     let mut out = String::new();
     out.push_str(&format!("\n### {machine}\n\n"));
@@ -428,11 +471,8 @@ fn main() -> Result<()> {
         out.push_str(r);
         out.push('\n');
     }
-    out.push_str("\n| update at 1,000,000 prefixes (random /48-/64) | this version (both halves in sync) | old full rewrite, same run | old / new |\n|---|---|---:|---:|\n");
-    for r in &update_rows {
-        out.push_str(r);
-        out.push('\n');
-    }
+    out.push('\n');
+    out.push_str(&updates_table(&update_rows));
     out.push_str(&format!(
         "\nLoad average at the end: {}.\n",
         lookup::loadavg()

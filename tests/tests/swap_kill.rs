@@ -2,21 +2,24 @@
 //! old set or the new one, never a mix (a prefix in both always passes),
 //! and the next writer repairs the pair (both tries and both label tables
 //! hold the active set again, the metadata in sync, the journal idle).
-//! Both kinds of update: a small diff (entry by entry) and a rewrite (the
-//! trie emptied and filled with batch operations). The writer is the real
-//! `wotgate prefixes load` in a child process, told to SIGKILL itself after
-//! step k by the test-only `WOTGATE_TEST_KILL_AT_STEP`.
+//! Every kind of update: a small diff (entry by entry), a rewrite enforced
+//! ahead of its trie (compiled copy, flip, then the trie emptied and filled
+//! with batch operations; a kill before SYNC is undone: the old set), and
+//! a rewrite with a prefix shorter than /32 (the trie before the flip). The
+//! writer is the real `wotgate prefixes load` in a child process, told to
+//! SIGKILL itself after step k by the test-only `WOTGATE_TEST_KILL_AT_STEP`,
+//! or to fail there by `WOTGATE_TEST_FAIL_AT_STEP`.
 
 use std::{collections::BTreeMap, net::Ipv6Addr, os::unix::process::ExitStatusExt, path::Path};
 
 use aya::maps::{HashMap, Map, MapData};
-use gate_common::{lookup::HDR_VALID, maps, Label, JOURNAL_IDLE};
+use gate_common::{lookup::HDR_VALID, maps, Label, JOURNAL_AHEAD, JOURNAL_IDLE};
 use integration_tests::{wotgate_cmd, PinnedGate, TmpDir};
 use wotgate::{
     gate::{
         compile::compile,
         replay::{syn_frame, XDP_DROP, XDP_PASS},
-        swap::{set_digest, KILL_AT_STEP_ENV, STEPS},
+        swap::{set_digest, AHEAD_STEPS, FAIL_AT_STEP_ENV, KILL_AT_STEP_ENV, STEPS},
         Gate,
     },
     model::prefixes::PrefixSet,
@@ -40,10 +43,73 @@ fn bulk(n: usize, base: u16, label: &str) -> String {
         .collect()
 }
 
-/// Old and new sets: a small diff (the new set changes ten entries, adds
-/// and drops labels) and a rewrite (nearly everything differs).
-fn sets(rewrite: bool) -> (String, String) {
-    let common = format!("allow {BOTH} both\n");
+/// Allowed in both sets of the `Short` kind: shorter than /32, outside the
+/// others.
+const SHORT: &str = "3fff::/20";
+
+/// The update a test is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A small diff (the new set changes ten entries, adds and drops labels).
+    Diff,
+    /// A rewrite (nearly everything differs): enforced ahead of its trie.
+    Rewrite,
+    /// The same with a prefix shorter than /32 in both sets: the datapath
+    /// may read the trie on a miss, so the trie is written before the flip.
+    Short,
+}
+
+impl Kind {
+    fn tag(self) -> &'static str {
+        match self {
+            Kind::Diff => "kd",
+            Kind::Rewrite => "kf",
+            Kind::Short => "ks",
+        }
+    }
+
+    fn mode(self) -> &'static str {
+        match self {
+            Kind::Diff => "diff",
+            Kind::Rewrite => "full-ahead",
+            Kind::Short => "full",
+        }
+    }
+
+    /// The kill points, in the order the update passes them.
+    fn steps(self) -> Vec<u32> {
+        match self {
+            Kind::Rewrite => AHEAD_STEPS.to_vec(),
+            _ => (1..=STEPS).collect(),
+        }
+    }
+
+    /// Whether the datapath enforces the new set once killed after step k.
+    fn enforced_after(self, k: u32) -> bool {
+        match self {
+            Kind::Rewrite => !matches!(k, 1 | 12),
+            _ => k > 5,
+        }
+    }
+
+    /// Whether the set the gate stands by (what readers and the repair
+    /// keep) is the new one once killed after step k: for a rewrite
+    /// enforced ahead, only once its trie is complete and SYNC recorded.
+    fn kept_after(self, k: u32) -> bool {
+        match self {
+            Kind::Rewrite => matches!(k, 5 | 7..=10),
+            _ => k > 5,
+        }
+    }
+}
+
+/// Old and new sets of `kind`.
+fn sets(kind: Kind) -> (String, String) {
+    let rewrite = kind != Kind::Diff;
+    let mut common = format!("allow {BOTH} both\n");
+    if kind == Kind::Short {
+        common.push_str(&format!("allow {SHORT} short\n"));
+    }
     let old = format!(
         "{common}allow {OLD_ONLY} old-only\n{}",
         bulk(3000, 0x1000, "a")
@@ -127,29 +193,35 @@ fn load(pin: &Path, file: &Path, kill_at: Option<u32>) -> std::process::ExitStat
     c.status().expect("run wotgate")
 }
 
-fn kill_at_every_step(rewrite: bool) {
-    let tag = if rewrite { "kf" } else { "kd" };
+fn kill_at_every_step(kind: Kind) {
+    let tag = kind.tag();
     let mut pg = PinnedGate::new(tag);
     pg.release();
     let pin = pg.path().to_path_buf();
     let t = TmpDir::new(tag);
-    let (old_text, new_text) = sets(rewrite);
+    let (old_text, new_text) = sets(kind);
     let (old_file, new_file) = (t.file("old", &old_text), t.file("new", &new_text));
     let old = PrefixSet::parse(&old_text, "old").unwrap();
     let new = PrefixSet::parse(&new_text, "new").unwrap();
     assert!(load(&pin, &old_file, None).success());
     assert_in_sync(&pin, &old, "first load");
 
-    for k in 1..=STEPS {
+    let steps = kind.steps();
+    for &k in &steps {
         let what = format!("{tag} killed after step {k}");
         let status = load(&pin, &new_file, Some(k));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status:?}");
 
-        // Before any repair: the datapath enforces one whole set.
+        // Before any repair: the datapath enforces one whole set, and
+        // readers see one whole set (the one a repair keeps).
         let gate = Gate::open(&pin).unwrap();
-        let active = gate.read_set(gate.active_trie().unwrap()).unwrap();
-        let (expect, other) = if k <= 5 { (&old, &new) } else { (&new, &old) };
-        assert_eq!(&active, expect, "{what}: the active set");
+        let (expect, other) = if kind.kept_after(k) {
+            (&new, &old)
+        } else {
+            (&old, &new)
+        };
+        let active = gate.active_set().unwrap();
+        assert_eq!(&active, expect, "{what}: the active set as read");
         assert_ne!(&active, other);
         let meta = gate.meta().unwrap();
         assert_eq!(
@@ -157,22 +229,54 @@ fn kill_at_every_step(rewrite: bool) {
             k == STEPS,
             "{what}: the journal says an update was under way: {meta:?}"
         );
+        if kind == Kind::Rewrite {
+            let ahead = meta.journal.state == JOURNAL_AHEAD;
+            assert_eq!(ahead, !kind.kept_after(k), "{what}: {meta:?}");
+            if ahead {
+                // The other readers see the same set, and say why.
+                let st = gate.status().unwrap();
+                assert_eq!(st.entries.len(), old.len(), "{what}: inspect");
+                let note = st.update_under_way.unwrap_or_default();
+                assert!(note.contains("enforced ahead"), "{what}: {note}");
+                assert_eq!(gate.lookup(addr_in(NEW_ONLY)).unwrap(), None, "{what}");
+                assert!(gate.lookup(addr_in(OLD_ONLY)).unwrap().is_some(), "{what}");
+                let k = wotgate::daemon::metrics::read_kernel(&pin).unwrap();
+                assert_eq!(k.entries, old.len(), "{what}: the daemon's kernel view");
+                assert_eq!(
+                    k.generation,
+                    meta.generation[1 - meta.journal.target as usize]
+                );
+            }
+        }
         assert_eq!(action(&gate, BOTH), XDP_PASS, "{what}: in both sets");
-        let (kept, gone) = if k <= 5 {
-            (OLD_ONLY, NEW_ONLY)
-        } else {
+        if kind == Kind::Short {
+            assert_eq!(action(&gate, SHORT), XDP_PASS, "{what}: {SHORT}");
+        }
+        let (kept, gone) = if kind.enforced_after(k) {
             (NEW_ONLY, OLD_ONLY)
+        } else {
+            (OLD_ONLY, NEW_ONLY)
         };
         assert_eq!(action(&gate, kept), XDP_PASS, "{what}: {kept}");
         assert_eq!(action(&gate, gone), XDP_DROP, "{what}: {gone}");
         drop(gate);
 
         if k % 2 == 1 {
-            // The next writer repairs: here explicitly, keeping the set.
+            // The next writer repairs: here explicitly, keeping the set
+            // (undoing an update killed while enforced ahead).
             let mut gate = Gate::open(&pin).unwrap();
             assert_eq!(gate.repair().unwrap(), k != STEPS, "{what}");
             drop(gate);
             assert_in_sync(&pin, expect, &format!("{what}, repaired"));
+            let gate = Gate::open(&pin).unwrap();
+            let (kept, gone) = if expect == &new {
+                (NEW_ONLY, OLD_ONLY)
+            } else {
+                (OLD_ONLY, NEW_ONLY)
+            };
+            assert_eq!(action(&gate, kept), XDP_PASS, "{what}, repaired: {kept}");
+            assert_eq!(action(&gate, gone), XDP_DROP, "{what}, repaired: {gone}");
+            drop(gate);
             assert!(load(&pin, &old_file, None).success(), "{what}");
         } else {
             // The next load repairs first, then updates.
@@ -199,7 +303,7 @@ fn kill_at_every_step(rewrite: bool) {
     .unwrap();
     assert!(out.status.success());
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["mode"], if rewrite { "full" } else { "diff" }, "{r:#}");
+    assert_eq!(r["mode"], kind.mode(), "{r:#}");
     assert_eq!(r["repaired"], false, "{r:#}");
     assert_in_sync(&pin, &new, "undisturbed");
     assert!(load(&pin, &old_file, None).success());
@@ -208,10 +312,53 @@ fn kill_at_every_step(rewrite: bool) {
 
 #[test]
 fn a_diff_killed_at_every_step_leaves_one_set_and_is_repaired() {
-    kill_at_every_step(false);
+    kill_at_every_step(Kind::Diff);
 }
 
 #[test]
 fn a_rewrite_killed_at_every_step_leaves_one_set_and_is_repaired() {
-    kill_at_every_step(true);
+    kill_at_every_step(Kind::Rewrite);
+}
+
+#[test]
+fn a_rewrite_with_a_short_prefix_killed_at_every_step_leaves_one_set_and_is_repaired() {
+    kill_at_every_step(Kind::Short);
+}
+
+/// A rewrite enforced ahead of its trie that fails after the flip (its
+/// trie emptied, half filled, filled) or just before it: the command
+/// fails, the old set is enforced again and both halves hold it.
+#[test]
+fn a_rewrite_enforced_ahead_that_fails_is_undone() {
+    let kind = Kind::Rewrite;
+    let mut pg = PinnedGate::new("af");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    let t = TmpDir::new("af");
+    let (old_text, new_text) = sets(kind);
+    let (old_file, new_file) = (t.file("old", &old_text), t.file("new", &new_text));
+    let old = PrefixSet::parse(&old_text, "old").unwrap();
+    let new = PrefixSet::parse(&new_text, "new").unwrap();
+    assert!(load(&pin, &old_file, None).success());
+    for k in [12, 13, 14, 15, 16] {
+        let what = format!("failed after step {k}");
+        let out = wotgate_cmd(
+            None,
+            &pin,
+            &["prefixes", "load", "--force", new_file.to_str().unwrap()],
+        )
+        .env(FAIL_AT_STEP_ENV, k.to_string())
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {err}");
+        assert!(err.contains(&format!("after step {k}")), "{what}: {err}");
+        assert_in_sync(&pin, &old, &what);
+        let gate = Gate::open(&pin).unwrap();
+        assert_eq!(action(&gate, BOTH), XDP_PASS, "{what}");
+        assert_eq!(action(&gate, OLD_ONLY), XDP_PASS, "{what}");
+        assert_eq!(action(&gate, NEW_ONLY), XDP_DROP, "{what}");
+    }
+    assert!(load(&pin, &new_file, None).success());
+    assert_in_sync(&pin, &new, "then loaded undisturbed");
 }

@@ -255,16 +255,35 @@ fn swaps_under_continuous_connects_drop_nothing_trusted() {
 
 #[test]
 fn enforcing_survives_a_killed_loader() {
-    let r = rig("kl", "native");
+    killed_loader(false);
+}
+
+/// The same load, but it can be enforced ahead of its trie (no prefix
+/// shorter than /32): killed while that trie fills, the new set is
+/// enforced from its compiled copy until the next writer, whose repair
+/// undoes the update (the previous set enforced again).
+#[test]
+fn a_loader_killed_while_enforcing_ahead_is_undone_by_the_next_writer() {
+    killed_loader(true);
+}
+
+fn killed_loader(ahead: bool) {
+    let r = rig(if ahead { "ka" } else { "kl" }, "native");
     let c = r.pair.client.name.clone();
     let gen_before = counters(&r.pair.server, r.pg.path())["generation"]
         .as_u64()
         .unwrap();
 
     // A big load, killed with SIGKILL while it fills the inactive trie.
+    // A prefix shorter than /32 keeps it from going ahead of that trie (the
+    // datapath may read the trie on a miss): the trie is filled before the
+    // flip.
     let big =
         tempfile_path::TempFile(std::env::temp_dir().join(format!("{}.big", r.pair.server.name)));
     let mut text = String::new();
+    if !ahead {
+        text.push_str("deny 3fff::/20\n");
+    }
     for i in 0..400_000u32 {
         text.push_str(&format!(
             "allow 2001:db8:{:x}:{:x}::/64\n",
@@ -327,6 +346,27 @@ fn enforcing_survives_a_killed_loader() {
         "a killed load must not change the active set"
     );
     assert_eq!(s["entries"].as_array().unwrap().len(), 2);
+    if ahead {
+        // The new set (which lacks the trusted peer) is enforced until a
+        // repair; readers show the previous one and the update under way.
+        assert!(
+            s["update_under_way"]
+                .as_str()
+                .is_some_and(|u| u.contains("enforced ahead")),
+            "{s:#}"
+        );
+        assert!(
+            !ok(&c, TRUSTED, &format!("{SERVER6}:25")),
+            "the new set is enforced until the next writer"
+        );
+        assert!(wotgate::gate::Gate::open(r.pg.path())
+            .unwrap()
+            .repair()
+            .unwrap());
+        let s = counters(&r.pair.server, r.pg.path());
+        assert_eq!(s["generation"].as_u64().unwrap(), gen_before, "{s:#}");
+        assert!(s["update_under_way"].is_null(), "{s:#}");
+    }
     assert!(
         ok(&c, TRUSTED, &format!("{SERVER6}:25")),
         "trusted still connects"

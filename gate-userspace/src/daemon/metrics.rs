@@ -161,9 +161,12 @@ pub struct KernelView {
 /// but the next one clears the trie that was active before).
 pub fn read_kernel(pin_dir: &Path) -> Result<KernelView, String> {
     let gate = Gate::open(pin_dir).map_err(|e| e.to_string())?;
+    // The trie of the set the gate stands by: the active one, or while an
+    // update is enforced ahead of its trie the other, which holds the
+    // previous set intact (`Gate::set_trie`).
     let stamp = |g: &Gate| -> Result<(usize, [u64; 2]), String> {
-        let t = g.active_trie().map_err(|e| e.to_string())?;
-        Ok((t, g.meta().map_err(|e| e.to_string())?.generation))
+        let (t, _, meta) = g.set_trie().map_err(|e| e.to_string())?;
+        Ok((t, meta.generation))
     };
     let counters = gate
         .counters()

@@ -132,7 +132,9 @@ pub struct RefreshRecord {
 /// How a refresh wrote the gate (from the swap's report).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadSummary {
-    /// `diff` (entry by entry), `full` (rewritten) or `unchanged`.
+    /// `diff` (entry by entry), `full` (rewritten), `full-ahead` (rewritten,
+    /// enforced from the compiled copy before the trie was written) or
+    /// `unchanged`.
     pub mode: String,
     /// Entries added or changed.
     pub written: usize,

@@ -64,8 +64,11 @@ impl Gate {
     pub fn status(&self) -> Result<Status> {
         let (program_id, jited) = self.program_info()?;
         let settings = self.settings()?;
+        // While an update is enforced ahead of its trie, the datapath reads
+        // the new set's copy (`active_trie`, `lookup`) and the set shown is
+        // the previous one, intact in the other half (`update_under_way`).
         let set = self.settled(|g, trie, _| g.read_set(trie))?;
-        let (active, meta) = (set.trie, set.meta);
+        let (active, meta) = (set.selector, set.meta);
         Ok(Status {
             pin_dir: self.pin_dir.display().to_string(),
             program_id,
@@ -75,12 +78,12 @@ impl Gate {
             settings,
             attachments: self.attachments()?,
             active_trie: active,
-            generation: meta.generation[active],
+            generation: meta.generation[set.trie],
             trie_entries: meta.entries,
             update_under_way: (meta.journal.state != gate_common::JOURNAL_IDLE)
                 .then(|| super::swap::journal_text(&meta.journal)),
-            loaded_at: meta.loaded_at[active],
-            lookup: self.lookup_status(active, meta.generation[active])?,
+            loaded_at: meta.loaded_at[set.trie],
+            lookup: self.lookup_status(active, meta.generation[set.trie])?,
             entries: set.value.iter().cloned().collect(),
             counters: self
                 .counters()?
