@@ -49,8 +49,8 @@ pub struct LoadReport {
     /// How the compiled copies were written: `groups` (only the /32 groups
     /// the change touched), `whole` (compiled afresh) or `none`.
     pub recompiled: &'static str,
-    /// Compiling the set and writing the inactive copy (part of
-    /// `enforce_time`).
+    /// Compiling the set (or the groups a diff touches), part of
+    /// `enforce_time`; writing the copy into the arrays is not in it.
     #[serde(serialize_with = "secs")]
     pub compile_time: Duration,
     /// After the flip: the wait until nothing reads the old copy, before
