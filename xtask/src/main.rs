@@ -279,6 +279,10 @@ fn main() -> Result<()> {
             }
             args.extend(extra.iter().map(String::as_str));
             let mut c = cargo(&args);
+            // Measure what runs in production: no backtrace captured for
+            // every error the parsers make and handle (a shell's
+            // RUST_BACKTRACE=1 doubled the keyring parse).
+            c.env("RUST_LIB_BACKTRACE", "0");
             if which == "controller" {
                 // The benchmark runs the daemon: the release binary, built first.
                 c.env("WOTGATE_BIN", build_release()?);

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
@@ -92,18 +92,29 @@ pub(crate) struct Pending {
 pub(crate) struct Parsed {
     pub(crate) cert: Arc<Cert>,
     pub(crate) pending: Arc<[Pending]>,
-    /// When its judgement may change (see [`super::window`]).
-    pub(crate) events: Arc<[SystemTime]>,
+    /// When its judgement may change (see [`super::window`]), worked out
+    /// on first use: reading a certificate's signatures makes sequoia
+    /// verify its self-signatures, which the graph does on every core.
+    pub(crate) events: Arc<OnceLock<Arc<[SystemTime]>>>,
+    /// The creation and expiration times of its third-party signatures
+    /// (kept for `events`: the pending signatures are dropped once their
+    /// issuers are resolved).
+    pub(crate) third: Arc<[SystemTime]>,
 }
 
 impl Parsed {
     /// A stripped certificate and its third-party certifications.
     fn new(cert: Cert, pending: Vec<Pending>) -> Parsed {
-        let events = events(&cert, pending.iter().map(|p| (p.created, p.expires)));
+        let third = pending
+            .iter()
+            .flat_map(|p| [Some(p.created), p.expires])
+            .flatten()
+            .collect();
         Parsed {
             cert: Arc::new(cert),
             pending: pending.into(),
-            events,
+            events: Arc::default(),
+            third,
         }
     }
 
@@ -132,7 +143,9 @@ pub struct Keyring {
     /// (`None` when merged from several copies or parsed with others).
     digests: Vec<Option<Digest>>,
     /// Per certificate, when its judgement may change (see `digests`).
-    events: Vec<Arc<[SystemTime]>>,
+    events: Vec<Arc<OnceLock<Arc<[SystemTime]>>>>,
+    /// Per certificate, its third-party signatures' times (see `Parsed`).
+    third: Vec<Arc<[SystemTime]>>,
     /// Per certificate, how many third-party signatures it had as parsed.
     pending_len: Vec<u32>,
     /// Per certificate, the certifications by issuers in the keyring,
@@ -295,6 +308,7 @@ impl Keyring {
         ring.certs.reserve(n);
         ring.pending.reserve(n);
         ring.events.reserve(n);
+        ring.third.reserve(n);
         ring.digests.reserve(n);
         ring.by_fpr.reserve(n);
         ring
@@ -306,6 +320,7 @@ impl Keyring {
         self.certs.push(p.cert);
         self.pending.push(p.pending);
         self.events.push(p.events);
+        self.third.push(p.third);
         self.digests.push(digest);
     }
 
@@ -343,7 +358,8 @@ impl Keyring {
     /// with a digest (see `digests`).
     pub(crate) fn events_at(&self, i: usize) -> Option<&[SystemTime]> {
         self.digest_at(i)?;
-        self.events.get(i).map(|e| &e[..])
+        let (cell, cert, third) = (self.events.get(i)?, self.certs.get(i)?, self.third.get(i)?);
+        Some(&cell.get_or_init(|| events(cert, third.iter().map(|&t| (t, None))))[..])
     }
 
     /// How many third-party signatures certificate `i` had as parsed.
@@ -363,7 +379,8 @@ impl Keyring {
     pub(crate) fn reindex_after(&mut self, prior: Option<&Keyring>) {
         let n = self.certs.len();
         self.digests.resize(n, None);
-        self.events.resize_with(n, || Arc::from([]));
+        self.events.resize_with(n, Arc::default);
+        self.third.resize_with(n, || Arc::from([]));
         self.pending.resize_with(n, || Arc::from([]));
         self.pending_len = self.pending.iter().map(|p| p.len() as u32).collect();
         let same_cert = |p: &Keyring, i: usize| Arc::ptr_eq(&p.certs[i], &self.certs[i]);
