@@ -117,8 +117,8 @@ pub fn wotgate(ctx: XdpContext) -> u32 {
     // The packet is parsed before any map is read: only a SYN to a port
     // (or a chain too long to judge) needs the settings and the set.
     let (reason, observe) = match parse(&ctx) {
-        Seen::Other => (Reason::OtherPass, false),
-        seen => judge(seen),
+        Some(seen) => judge(seen),
+        None => (Reason::OtherPass, false),
     };
     let bank = if ctx.ingress_ifindex() as u32 == TEST_RUN_IFINDEX {
         REASON_COUNT
@@ -146,12 +146,11 @@ fn count(bank: u32, reason: Reason) {
     }
 }
 
-/// What parsing found, before any setting is consulted.
+/// What parsing found that the settings must judge; anything else (`None`
+/// from [`parse`]: not a TCP SYN, ACK clear, nor an over-long IPv6 chain,
+/// or truncated) passes whatever the settings say.
 #[derive(Clone, Copy)]
 enum Seen {
-    /// Not a TCP SYN (ACK clear) nor an over-long IPv6 chain: passes
-    /// whatever the settings say.
-    Other,
     /// An IPv4 TCP SYN to `port`.
     Syn4 { port: u16 },
     /// An IPv6 TCP SYN to `port`; `ip` is its IPv6 header.
@@ -171,7 +170,6 @@ fn judge(seen: Seen) -> (Reason, bool) {
         return (Reason::OtherPass, false);
     };
     let reason = match seen {
-        Seen::Other => Reason::OtherPass,
         // IPv4 is never trusted: a SYN to a protected port is dropped,
         // unless the gate only protects listed IPv6 destinations.
         Seen::Syn4 { port } => {
@@ -250,27 +248,20 @@ impl Hdr {
 }
 
 #[inline(always)]
-fn parse(ctx: &XdpContext) -> Seen {
-    let mut ethertype = match hdr::<ETH_HLEN>(ctx, 0) {
-        Some(h) => h.be16(ETH_TYPE_OFF),
-        None => return Seen::Other,
-    };
+fn parse(ctx: &XdpContext) -> Option<Seen> {
+    let mut ethertype = hdr::<ETH_HLEN>(ctx, 0)?.be16(ETH_TYPE_OFF);
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        ethertype = match hdr::<VLAN_HLEN>(ctx, off) {
-            Some(h) => h.be16(2),
-            None => return Seen::Other,
-        };
+        ethertype = hdr::<VLAN_HLEN>(ctx, off)?.be16(2);
         off += VLAN_HLEN;
     }
-    // `None` = truncated: passes.
     match ethertype {
-        ETH_P_IPV6 => ipv6(ctx, off).unwrap_or(Seen::Other),
-        ETH_P_IP => ipv4(ctx, off).unwrap_or(Seen::Other),
-        _ => Seen::Other,
+        ETH_P_IPV6 => ipv6(ctx, off),
+        ETH_P_IP => ipv4(ctx, off),
+        _ => None,
     }
 }
 
@@ -280,22 +271,20 @@ fn ipv4(ctx: &XdpContext, off: usize) -> Option<Seen> {
     let vihl = ip.u8(0);
     let ihl = ((vihl & 0x0F) as usize) * 4;
     if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
-        return Some(Seen::Other);
+        return None;
     }
     if ip.u8(IPV4_PROTO_OFF) != IPPROTO_TCP || ip.be16(IPV4_FRAG_OFF) & IPV4_FRAG_MASK != 0 {
-        return Some(Seen::Other);
+        return None;
     }
-    Some(match syn_port(ctx, off + ihl)? {
-        Some(port) => Seen::Syn4 { port },
-        None => Seen::Other,
-    })
+    let port = syn_port(ctx, off + ihl)?;
+    Some(Seen::Syn4 { port })
 }
 
 #[inline(always)]
 fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
     let ip = hdr::<IPV6_HLEN>(ctx, off)?;
     if ip.u8(0) >> 4 != 6 {
-        return Some(Seen::Other);
+        return None;
     }
     let mut next = ip.u8(IPV6_NEXT_OFF);
     let mut off = off + IPV6_HLEN;
@@ -304,15 +293,13 @@ fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
     for i in 0..=MAX_EXT_HEADERS {
         match next {
             IPPROTO_TCP => {
-                return Some(match syn_port(ctx, off)? {
-                    Some(port) => Seen::Syn6 { ip, port },
-                    None => Seen::Other,
-                })
+                let port = syn_port(ctx, off)?;
+                return Some(Seen::Syn6 { ip, port });
             }
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             }
             // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
-            _ => return Some(Seen::Other),
+            _ => return None,
         }
         if i == MAX_EXT_HEADERS {
             return Some(Seen::Long6 { ip });
@@ -321,7 +308,7 @@ fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
             let h = hdr::<IPV6_FRAG_HLEN>(ctx, off)?;
             if h.be16(2) & IPV6_FRAG_OFFSET_MASK != 0 {
                 // Not the first fragment: no TCP header to judge.
-                return Some(Seen::Other);
+                return None;
             }
             next = h.u8(0);
             IPV6_FRAG_HLEN
@@ -342,14 +329,14 @@ fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
 }
 
 /// The destination port of the TCP header at `off` if it is a SYN (ACK
-/// clear). `None` = truncated.
+/// clear); `None` for anything else, or when truncated.
 #[inline(always)]
-fn syn_port(ctx: &XdpContext, off: usize) -> Option<Option<u16>> {
+fn syn_port(ctx: &XdpContext, off: usize) -> Option<u16> {
     let tcp = hdr::<TCP_MIN_HLEN>(ctx, off)?;
     if tcp.u8(TCP_FLAGS_OFF) & (TCP_SYN | TCP_ACK) != TCP_SYN {
-        return Some(None);
+        return None;
     }
-    Some(Some(tcp.be16(TCP_DPORT_OFF)))
+    Some(tcp.be16(TCP_DPORT_OFF))
 }
 
 /// The reason for a gated SYN from `src`: the compiled copy of the active
