@@ -35,7 +35,7 @@ use integration_tests::{
     lookup_switch::switch,
     netns::{in_netns, Listener, Pair},
     synflood::{mac_of, random_sources, rx_packets, Connector, SynSender, BATCH},
-    wotgate_cmd,
+    thread_cpu_ns, wotgate_cmd,
 };
 use ipnet::Ipv6Net;
 use rand::{rngs::StdRng, SeedableRng};
@@ -120,16 +120,6 @@ fn ksoftirqd_pids() -> Vec<u32> {
                 .is_ok_and(|c| c.starts_with("ksoftirqd/"))
         })
         .collect()
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// One flood run.

@@ -9,22 +9,15 @@ use std::{net::Ipv6Addr, path::Path};
 
 use anyhow::Result;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use integration_tests::packet::{Builder, ACK, SYN};
+use integration_tests::{
+    packet::{Builder, ACK, SYN},
+    thread_cpu_ns,
+};
 use wotgate::gate::Gate;
 
 use super::{load_baseline, lookup, REPEAT};
 
 const ROUNDS: usize = 9;
-
-fn thread_cpu_ns() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain clock_gettime(2) into a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
-}
 
 /// (kernel ns, thread CPU ns) per run of `prog` on `pkt`.
 fn once(prog: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
@@ -33,7 +26,7 @@ fn once(prog: &Xdp, pkt: &[u8]) -> Result<(f64, f64)> {
     o.repeat = REPEAT;
     let t = thread_cpu_ns();
     let r = prog.test_run(o)?;
-    let cpu = (thread_cpu_ns() - t) / f64::from(REPEAT);
+    let cpu = (thread_cpu_ns() - t) as f64 / f64::from(REPEAT);
     Ok((r.duration.as_nanos() as f64, cpu))
 }
 
