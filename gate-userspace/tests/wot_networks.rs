@@ -363,3 +363,53 @@ fn keyring_merges_armoured_copies_and_keeps_what_parsed() {
     assert_eq!(ring.lookup(&sub.into())[0].fingerprint(), a.fingerprint());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A load from files scans them first and drops, as it parses, the
+/// certifications by issuers in no file; the same bytes parsed without
+/// the scan keep them until the end. Both give the same verdicts,
+/// explanations and counts on every fixture network, also with a copy of
+/// the file beside it (no scan: the copies are merged).
+#[test]
+fn loading_with_the_scan_changes_no_verdict() {
+    let p = StandardPolicy::new();
+    let cases = certification_cases().into_iter().chain(tsig_cases());
+    let mut seen = std::collections::BTreeSet::new();
+    for c in cases {
+        if !seen.insert(c.net) {
+            continue;
+        }
+        let net = Net::load(c.net);
+        let s = net.settings(&c);
+        let bytes = std::fs::read(&net.keyring_path).unwrap();
+        let named = |n: usize| {
+            (0..n)
+                .map(|i| wotgate::source::Named {
+                    origin: format!("{}#{i}", net.keyring_path.display()),
+                    bytes: bytes.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let dir = tmpdir(&format!("scan-{}", c.net));
+        let copy = dir.join("copy.pgp");
+        std::fs::write(&copy, &bytes).unwrap();
+        let twice = [net.keyring_path.clone(), copy];
+        let (loaded_twice, problems) = Keyring::load(&twice);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", c.net);
+        for (what, scanned, plain) in [
+            (
+                "once",
+                Keyring::load(std::slice::from_ref(&net.keyring_path)).0,
+                Keyring::parse(&named(1)).0,
+            ),
+            ("twice", loaded_twice, Keyring::parse(&named(2)).0),
+        ] {
+            let a = evaluate(&scanned, &s, &p);
+            let b = evaluate(&plain, &s, &p);
+            assert_eq!(a.stats, b.stats, "{} {what}", c.net);
+            let ka: Vec<_> = a.keys().cloned().collect();
+            let kb: Vec<_> = b.keys().cloned().collect();
+            assert_eq!(ka, kb, "{} {what}", c.net);
+        }
+    }
+}

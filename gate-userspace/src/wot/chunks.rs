@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::edges::par_map;
+use super::edges::{cores, par_map};
 use super::keyring::{Digest, Parsed};
 use super::{Keyring, LoadProblem};
 use crate::source::Named;
@@ -59,7 +59,7 @@ impl ParseCache {
 /// One packet's tag and total length (header included); `None` for what
 /// a certificate cannot hold (partial or indeterminate lengths) or a
 /// truncated header.
-fn packet(b: &[u8]) -> Option<(u8, usize)> {
+pub(crate) fn packet(b: &[u8]) -> Option<(u8, usize)> {
     let h = *b.first()?;
     if h & 0x80 == 0 {
         return None;
@@ -196,7 +196,7 @@ impl Keyring {
         let mut next: HashMap<Digest, Parsed> = HashMap::with_capacity(cache.map.len());
         let mut kept = Vec::with_capacity(sources.len());
         let (mut parsed, mut reused) = (0, 0);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        let threads = cores();
         for (i, s) in sources.iter().enumerate() {
             // Compared with the last load's source of this origin, else
             // the one in the same place (a file renamed).

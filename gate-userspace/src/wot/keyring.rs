@@ -5,7 +5,8 @@
 //! 10,000 keys): each certificate is stripped of them as it is parsed and
 //! they are kept compact, as their packet bytes and what the graph needs
 //! before it verifies ([`Certification`]); those by issuers that are in no
-//! keyring are only counted. [`Keyring::full_cert`] puts them back.
+//! keyring are only counted (a load from files drops them as it parses,
+//! see `prescan.rs`). [`Keyring::full_cert`] puts them back.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use sequoia_openpgp::serialize::MarshalInto;
 use sequoia_openpgp::types::SignatureType;
 use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
+use super::prescan::Primaries;
 use super::window::events;
 use crate::source::local::{keyring_files, open_keyring, read_limited, KEYRING_FILE};
 use crate::source::{Named, ReadError};
@@ -126,7 +128,7 @@ impl Parsed {
         if certs.next().is_some() {
             return None;
         }
-        let (cert, pending) = strip(cert.strip_secret_key_material()).ok()?;
+        let (cert, pending, _) = strip(cert.strip_secret_key_material(), None).ok()?;
         Some(Parsed::new(cert, pending))
     }
 }
@@ -154,6 +156,11 @@ pub struct Keyring {
     /// Per certificate and User ID index, certifications by issuers in no
     /// keyring (counted, not kept).
     unknown: Vec<Vec<(u32, u32)>>,
+    /// The same, for those dropped as the certificate was parsed (by
+    /// issuers in no input, see [`Primaries`]).
+    dropped: Vec<PerUid>,
+    /// While a load that scanned its inputs parses them.
+    primaries: Option<Arc<Primaries>>,
     by_fpr: HashMap<Fingerprint, usize>,
     /// Primary keys only (certifications are made by primary keys).
     by_primary_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
@@ -175,7 +182,10 @@ impl Keyring {
     /// its certificates.
     pub fn load_with(paths: &[PathBuf], more: Vec<Named>) -> (Keyring, Vec<LoadProblem>) {
         let (files, errors) = keyring_files(paths);
-        let mut ring = Keyring::default();
+        let mut ring = Keyring {
+            primaries: Primaries::scan(&files, &more).map(Arc::new),
+            ..Keyring::default()
+        };
         let mut problems = Vec::new();
         for f in files {
             let origin = f.display().to_string();
@@ -203,6 +213,7 @@ impl Keyring {
         for s in &more {
             ring.add_bytes(&s.origin, &s.bytes, &mut problems);
         }
+        ring.primaries = None;
         ring.reindex();
         problems.extend(errors.into_iter().map(LoadProblem::Read));
         (ring, problems)
@@ -278,20 +289,25 @@ impl Keyring {
         match self.by_fpr.get(&fpr) {
             // A second copy (rare): merged whole with the first, put back
             // together, then stripped again.
-            Some(&i) => match self.full_cert_at(i).merge_public(cert).and_then(strip) {
-                Ok((stripped, pending)) => {
-                    self.certs[i] = Arc::new(stripped);
-                    self.pending[i] = pending.into();
-                    self.digests[i] = None;
+            Some(&i) => {
+                match (self.full_cert_at(i).merge_public(cert)).and_then(|c| strip(c, None)) {
+                    Ok((stripped, pending, _)) => {
+                        self.certs[i] = Arc::new(stripped);
+                        self.pending[i] = pending.into();
+                        self.digests[i] = None;
+                    }
+                    Err(e) => problems.push(LoadProblem::Merge {
+                        origin: origin.to_string(),
+                        fingerprint: fpr,
+                        error: format!("{e:#}"),
+                    }),
                 }
-                Err(e) => problems.push(LoadProblem::Merge {
-                    origin: origin.to_string(),
-                    fingerprint: fpr,
-                    error: format!("{e:#}"),
-                }),
-            },
-            None => match strip(cert) {
-                Ok((stripped, pending)) => self.push(fpr, Parsed::new(stripped, pending), None),
+            }
+            None => match strip(cert, self.primaries.as_deref()) {
+                Ok((stripped, pending, dropped)) => {
+                    self.push(fpr, Parsed::new(stripped, pending), None);
+                    *self.dropped.last_mut().expect("just pushed") = dropped;
+                }
                 // Cannot happen (its packets came from a certificate).
                 Err(e) => problems.push(LoadProblem::Merge {
                     origin: origin.to_string(),
@@ -322,6 +338,7 @@ impl Keyring {
         self.events.push(p.events);
         self.third.push(p.third);
         self.digests.push(digest);
+        self.dropped.push(Vec::new());
     }
 
     /// A certificate parsed alone from bytes with digest `digest` (whose
@@ -404,7 +421,9 @@ impl Keyring {
             }
             _ => self.index_keys(),
         }
-        self.unknown = vec![Vec::new(); n];
+        self.unknown = (0..n)
+            .map(|y| self.dropped.get(y).cloned().unwrap_or_default())
+            .collect();
         self.certifications = Vec::with_capacity(n);
         for y in 0..n {
             let pending = std::mem::replace(&mut self.pending[y], Arc::from([]));
@@ -566,12 +585,21 @@ impl Keyring {
     }
 }
 
+/// Counts by User ID index: (index, count), each index once.
+type PerUid = Vec<(u32, u32)>;
+
 /// `cert` without its third-party certifications and certification
 /// revocations over User IDs (returned beside, compact) and without user
 /// attributes (photos: nothing here reads them). Nothing is verified here:
 /// the packets are regrouped, and sequoia verifies self-signatures lazily.
-fn strip(cert: Cert) -> sequoia_openpgp::Result<(Cert, Vec<Pending>)> {
+/// With `primaries`, those by issuers not among them are only counted, per
+/// User ID index (third).
+fn strip(
+    cert: Cert,
+    primaries: Option<&Primaries>,
+) -> sequoia_openpgp::Result<(Cert, Vec<Pending>, PerUid)> {
     let mut pending = Vec::new();
+    let mut dropped: PerUid = Vec::new();
     // Per User ID (in order), what identifies its third-party signatures,
     // which `into_packets` yields last in the bundle, in this order.
     let mut third: Vec<Vec<(SystemTime, [u8; 2])>> = Vec::new();
@@ -583,13 +611,21 @@ fn strip(cert: Cert) -> sequoia_openpgp::Result<(Cert, Vec<Pending>)> {
                 .signature_creation_time()
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             ids.push((created, *s.digest_prefix()));
+            let handles = s.get_issuers();
+            if primaries.is_some_and(|p| !handles.iter().any(|h| p.may_issue(h))) {
+                match dropped.last_mut() {
+                    Some((v, n)) if *v == u as u32 => *n += 1,
+                    _ => dropped.push((u as u32, 1)),
+                }
+                continue;
+            }
             let Ok(bytes) = s.to_vec() else { continue };
             pending.push(Pending {
                 uid: u as u32,
                 revocation: s.typ() == SignatureType::CertificationRevocation,
                 created,
                 expires: s.signature_expiration_time(),
-                handles: s.get_issuers(),
+                handles,
                 bytes: bytes.into(),
             });
         }
@@ -669,6 +705,17 @@ fn strip(cert: Cert) -> sequoia_openpgp::Result<(Cert, Vec<Pending>)> {
                 None => false,
             },
         );
+        let mut moved: PerUid = Vec::new();
+        for (u, n) in dropped {
+            let Some(i) = now.iter().position(|x| *x == uids[u as usize]) else {
+                continue;
+            };
+            match moved.iter_mut().find(|(v, _)| *v == i as u32) {
+                Some((_, m)) => *m += n,
+                None => moved.push((i as u32, n)),
+            }
+        }
+        dropped = moved;
     }
-    Ok((c, pending))
+    Ok((c, pending, dropped))
 }

@@ -87,6 +87,7 @@ mod engine;
 mod evaluate;
 mod judge;
 mod keyring;
+mod prescan;
 mod report;
 mod search;
 mod verify_cache;
