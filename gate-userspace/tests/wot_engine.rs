@@ -1,7 +1,7 @@
 //! The trust engine kept across refreshes gives exactly the verdicts of a
 //! computation from scratch, through random sequences of changes (added and
-//! removed certifications, revocations, keys, copies, settings, and the
-//! reference time moving across creations and expirations), and parses
+//! removed certifications, revocations, keys, copies, settings (flooding
+//! limits too), and the reference time moving across creations and expirations), and parses
 //! only what changed.
 
 mod statement_fixtures;
@@ -230,8 +230,8 @@ fn random_changes_give_the_verdicts_of_a_fresh_computation() {
                 9 => m.dup = if m.dup.is_some() { None } else { Some(y) },
                 10 => m.layout = rng.below(3),
                 11 => {
-                    // Settings: depth, mode, time, roots.
-                    match rng.below(4) {
+                    // Settings: depth, mode, time, roots, flooding limits.
+                    match rng.below(5) {
                         0 => s.depth = 1 + rng.below(4),
                         1 => {
                             s.mode = if s.mode == IntroducerMode::Certifications {
@@ -241,6 +241,13 @@ fn random_changes_give_the_verdicts_of_a_fresh_computation() {
                             }
                         }
                         2 => s.reference_time = at(T0 - rng.below(400) as u64 * DAY),
+                        3 => {
+                            s.limits.max_certifications_per_cert = match rng.below(3) {
+                                0 => 1,
+                                1 => 3,
+                                _ => wotgate::wot::Limits::default().max_certifications_per_cert,
+                            }
+                        }
                         _ => {
                             s.roots.insert(m.keys[y].fpr());
                         }

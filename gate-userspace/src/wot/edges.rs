@@ -21,6 +21,7 @@ pub(crate) use super::judge::CertDerived;
 use super::judge::{info_of, node_of, Info};
 pub use super::judge::{Node, NodeState, UidState};
 use super::keyring::Certification;
+use super::part::{part_of, Part};
 use super::window::Window;
 use super::{Keyring, Limits};
 
@@ -71,7 +72,7 @@ pub struct Rejected {
     pub created: Option<SystemTime>,
     pub reason: RejectReason,
     /// Its place in the eager order: (phase, a, b).
-    order: (u8, u32, u32),
+    pub(super) order: (u8, u32, u32),
 }
 
 /// Counters of what the edge computation did.
@@ -94,10 +95,10 @@ use super::verify_cache::{key_of, Key};
 /// A certification within the flooding limits, with everything the rules
 /// need but the issuer and the cryptography (judged when the graph is built).
 #[derive(Debug)]
-struct Cand {
+pub(super) struct Cand {
     /// Index into the keyring's certifications of the target.
-    cert: u32,
-    uid: u32,
+    pub(super) cert: u32,
+    pub(super) uid: u32,
     created: SystemTime,
     revocation: bool,
     /// The policy rejects its hash (for collision-resistant uses).
@@ -109,10 +110,6 @@ struct Cand {
     hash: HashAlgorithm,
 }
 
-/// Buffers of [`Graph::add_groups`]: the groups' (issuer, User ID), and
-/// (group, candidate) pairs.
-type Scratch = (Vec<(u32, u32)>, Vec<(u32, u32)>);
-
 /// The certifications by one issuer over one User ID of one key.
 #[derive(Debug)]
 struct Group {
@@ -120,7 +117,7 @@ struct Group {
     y: u32,
     u: u32,
     /// Where its candidates' positions in the target's candidates (newest
-    /// first) are in [`Graph::members`].
+    /// first) are in the target's [`Part::members`].
     start: u32,
     len: u32,
     resolved: bool,
@@ -142,14 +139,12 @@ pub struct Graph {
     pub cut: Vec<usize>,
     pub stats: EdgeStats,
     t: SystemTime,
-    /// Every target's candidates, one range per target (`cand_start`).
-    cands: Vec<Cand>,
-    cand_start: Vec<u32>,
+    /// Every target's candidates and groups ([`Part`]s are shared with
+    /// the engine's kept judgements).
+    parts: Vec<Arc<Part>>,
     /// The groups, those over one target together (`in_start`).
     groups: Vec<Group>,
     in_start: Vec<u32>,
-    /// The groups' candidates, one range per group.
-    members: Vec<u32>,
     /// The groups by issuer: `out_list[out_start[x]..out_start[x + 1]]`.
     out_start: Vec<u32>,
     out_list: Vec<u32>,
@@ -198,7 +193,7 @@ pub(super) fn par_map<T: Sync, R: Send>(
 }
 
 /// The candidate for certification `c` (index `k`) from its [`Info`].
-fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
+pub(super) fn cand_of(k: usize, c: &Certification, i: Info) -> Cand {
     Cand {
         cert: k as u32,
         uid: c.uid,
@@ -259,127 +254,64 @@ pub(crate) fn build_with(
                         infos: (0..ring.pending_len_at(i))
                             .map(|_| OnceLock::new())
                             .collect(),
+                        part: OnceLock::new(),
                     })
                 })
             })
             .collect()
     });
+    // Each target's part: kept with its judgement, else made (on every
+    // core: its certifications are parsed again to judge them).
+    let parts = par_map(&idx, threads, |&y| {
+        let d = derived.as_ref().map(|d| &*d[y]);
+        part_of(ring, y, &nodes[y], limits, d, |c| {
+            match d.and_then(|d| d.infos.get(c.at as usize)) {
+                Some(slot) => slot.get_or_init(|| info_of(c, policy, t)).clone(),
+                None => info_of(c, policy, t),
+            }
+        })
+    });
     let mut g = Graph {
         out: vec![Vec::new(); n],
-        rejected: vec![Vec::new(); n],
-        cut: vec![0; n],
+        rejected: Vec::with_capacity(n),
+        cut: Vec::with_capacity(n),
         stats: EdgeStats::default(),
         t,
-        cands: Vec::new(),
-        cand_start: Vec::with_capacity(n + 1),
         groups: Vec::new(),
         in_start: Vec::with_capacity(n + 1),
-        members: Vec::new(),
         out_start: Vec::new(),
         out_list: Vec::new(),
         unresolved: 0,
         edges: Vec::new(),
         nodes,
+        parts: Vec::new(),
     };
-    // Per target: the certifications over valid User IDs, newest first,
-    // within the limits.
-    let mut kept: Vec<(usize, usize)> = Vec::new();
-    let mut bounds = vec![(0usize, 0usize); n];
-    for (y, bound) in bounds.iter_mut().enumerate() {
-        if g.nodes[y].state != NodeState::Valid {
-            continue;
-        }
-        let valid = |u: usize| g.nodes[y].userids[u].state == UidState::Valid;
-        for u in (0..g.nodes[y].userids.len()).filter(|&u| valid(u)) {
-            g.stats.unknown_issuer += ring.unknown_at(y, u);
-        }
-        let certs = ring.certifications_at(y);
-        let mut order: Vec<usize> = (0..certs.len())
-            .filter(|&k| valid(certs[k].uid as usize))
-            .collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(certs[k].created));
-        let keep = g.cut_by_limits(y, certs, &order, limits);
-        bound.0 = kept.len();
-        kept.extend(order[..keep].iter().map(|&k| (y, k)));
-        bound.1 = kept.len();
-    }
-    // Parsed on every core; a packet that does not parse again (it was
-    // serialized by sequoia: cannot happen) is left out.
-    let parsed = par_map(&kept, threads, |&(y, k)| {
-        let c = &ring.certifications_at(y)[k];
-        let info = match derived.as_ref().and_then(|d| d[y].infos.get(c.at as usize)) {
-            Some(slot) => slot.get_or_init(|| info_of(c, policy, t)).clone(),
-            None => info_of(c, policy, t),
-        };
-        info.map(|i| cand_of(k, c, i))
-    });
-    drop(kept);
-    let mut parsed = parsed.into_iter();
-    g.cands = Vec::with_capacity(parsed.len());
-    g.members.reserve(parsed.len());
-    let mut scratch = (Vec::new(), Vec::new());
-    for &(a, b) in &bounds {
-        g.cand_start.push(g.cands.len() as u32);
+    for (y, part) in parts.iter().enumerate() {
         g.in_start.push(g.groups.len() as u32);
-        g.cands.extend(parsed.by_ref().take(b - a).flatten());
-        g.add_groups(ring, &mut scratch);
+        g.stats.unknown_issuer += part.unknown;
+        g.stats.cut_by_limits += part.cut;
+        g.cut.push(part.cut);
+        g.rejected.push(part.cut_rejections.to_vec());
+        g.groups.extend(part.groups.iter().map(|pg| Group {
+            x: pg.x,
+            y: y as u32,
+            u: pg.u,
+            start: pg.start,
+            len: pg.len,
+            resolved: false,
+        }));
     }
-    g.cand_start.push(g.cands.len() as u32);
     g.in_start.push(g.groups.len() as u32);
+    g.unresolved = g.groups.len();
+    g.parts = parts;
     g.index_out(n);
     (g, derived)
 }
 
 impl Graph {
-    /// Flooding limits over `order` (newest first): how many stay within
-    /// the count and byte limits; the rest are recorded as cut.
-    fn cut_by_limits(
-        &mut self,
-        y: usize,
-        certs: &[Certification],
-        order: &[usize],
-        limits: &Limits,
-    ) -> usize {
-        let mut bytes = 0usize;
-        let mut keep = order.len();
-        for (k, &c) in order.iter().enumerate() {
-            bytes += certs[c].bytes.len();
-            if k >= limits.max_certifications_per_cert
-                || bytes > limits.max_certification_bytes_per_cert
-            {
-                keep = k;
-                break;
-            }
-        }
-        for (p, &c) in order.iter().enumerate().skip(keep) {
-            self.cut[y] += 1;
-            self.stats.cut_by_limits += 1;
-            for (i, &x) in certs[c].issuers.iter().enumerate() {
-                self.rejected[y].push(Rejected {
-                    issuer: x as usize,
-                    userid: certs[c].uid as usize,
-                    created: Some(certs[c].created),
-                    reason: RejectReason::CutByLimits,
-                    order: (0, p as u32, i as u32),
-                });
-            }
-        }
-        keep
-    }
-
-    /// Target `y`'s candidates (those of the targets so far, when building).
-    fn cands_of(&self, y: usize) -> &[Cand] {
-        let a = self.cand_start[y] as usize;
-        let b = self
-            .cand_start
-            .get(y + 1)
-            .map_or(self.cands.len(), |&b| b as usize);
-        &self.cands[a..b]
-    }
-
     /// The candidate at `p` of target `y`.
     fn cand(&self, y: usize, p: usize) -> &Cand {
-        &self.cands[self.cand_start[y] as usize + p]
+        &self.parts[y].cands[p]
     }
 
     /// The groups over `y`.
@@ -413,51 +345,10 @@ impl Graph {
         self.out_list = list;
     }
 
-    /// The groups (issuer, User ID) over the last target whose candidates
-    /// were added, in the order they first occur (`scratch`: buffers
-    /// reused between targets).
-    fn add_groups(&mut self, ring: &Keyring, scratch: &mut Scratch) {
-        let y = self.cand_start.len() - 1;
-        let certs = ring.certifications_at(y);
-        let (keys, members) = scratch;
-        keys.clear();
-        members.clear();
-        for (p, c) in self.cands_of(y).iter().enumerate() {
-            for &x in certs[c.cert as usize].issuers.iter() {
-                let k = (x, c.uid);
-                let local = match keys.iter().position(|&o| o == k) {
-                    Some(i) => i,
-                    None => {
-                        keys.push(k);
-                        keys.len() - 1
-                    }
-                };
-                members.push((local as u32, p as u32));
-            }
-        }
-        // Stable: a group's candidates stay newest first.
-        members.sort_by_key(|m| m.0);
-        let mut rest = &members[..];
-        for (local, &(x, u)) in keys.iter().enumerate() {
-            let len = rest.iter().take_while(|m| m.0 == local as u32).count();
-            self.groups.push(Group {
-                x,
-                y: y as u32,
-                u,
-                start: self.members.len() as u32,
-                len: len as u32,
-                resolved: false,
-            });
-            self.members.extend(rest[..len].iter().map(|m| m.1));
-            rest = &rest[len..];
-            self.unresolved += 1;
-        }
-    }
-
     /// The candidates' positions of group `gi`.
     fn members_of(&self, gi: usize) -> &[u32] {
         let g = &self.groups[gi];
-        &self.members[g.start as usize..(g.start + g.len) as usize]
+        &self.parts[g.y as usize].members[g.start as usize..(g.start + g.len) as usize]
     }
 
     /// The rejected certifications of `y`, in the eager order; complete
@@ -580,12 +471,11 @@ impl Graph {
             (g.x as usize, g.y as usize, g.u as usize)
         };
         let certs = ring.certifications_at(y);
+        let part = self.parts[y].clone();
         let (start, len) = (self.groups[gi].start as usize, self.groups[gi].len as usize);
-        let base = self.cand_start[y] as usize;
         let mut newest: Option<usize> = None;
-        for q in start..start + len {
-            let p = self.members[q];
-            let c = &self.cands[base + p as usize];
+        for &p in &part.members[start..start + len] {
+            let c = &part.cands[p as usize];
             let check = match self.precheck(x, c) {
                 Err(r) => Err(r),
                 Ok(()) => {
@@ -632,7 +522,7 @@ impl Graph {
                     let replace = match newest {
                         None => true,
                         Some(e) => {
-                            let e = &self.cands[base + e];
+                            let e = &part.cands[e];
                             // Same second: a revocation wins over a certification.
                             c.created > e.created || (c.created == e.created && c.revocation)
                         }
@@ -646,7 +536,7 @@ impl Graph {
         self.groups[gi].resolved = true;
         self.unresolved -= 1;
         let Some(p) = newest else { return };
-        let c = &self.cands[base + p];
+        let c = &part.cands[p];
         let reason = if c.revocation {
             Some(RejectReason::Revoked)
         } else if !c.alive {

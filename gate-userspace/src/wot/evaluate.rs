@@ -7,7 +7,7 @@
 //! a daemon that asks about a few statement signers does not verify the
 //! certifications of keys that can never be trusted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ pub fn evaluate_cached(
     let keys: Vec<OnceLock<KeyTrust>> = (0..engine.graph.nodes.len())
         .map(|y| OnceLock::from(engine.key_trust(keyring, y)))
         .collect();
-    TrustReport::new(keys, &engine, missing_roots, None)
+    TrustReport::new(keys, keyring.fpr_index(), &engine, missing_roots, None)
 }
 
 /// The verdicts of [`evaluate_cached`], computed on demand: the deciding
@@ -81,7 +81,7 @@ pub(super) fn evaluate_lazy_with(
     let keys = (0..engine.graph.nodes.len())
         .map(|_| OnceLock::new())
         .collect();
-    let report = TrustReport::new(keys, &engine, missing_roots, None);
+    let report = TrustReport::new(keys, keyring.fpr_index(), &engine, missing_roots, None);
     let report = report.with_lazy(Arc::new(Mutex::new(Lazy { keyring, engine })));
     (report, derived, built)
 }
@@ -363,15 +363,6 @@ impl Engine {
         }
         UntrustedReason::NoPath
     }
-}
-
-/// The keyring index of every key, by fingerprint.
-pub(super) fn index_of(g: &Graph) -> HashMap<Fingerprint, usize> {
-    g.nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.fingerprint.clone(), i))
-        .collect()
 }
 
 pub(super) fn engine_time(e: &Engine) -> std::time::SystemTime {

@@ -13,6 +13,7 @@ use sequoia_openpgp::Fingerprint;
 
 use super::edges::EdgeKind;
 use super::keyring::Certification;
+use super::part::KeptPart;
 use super::window::Window;
 
 /// The validity of a certificate at the reference time.
@@ -70,6 +71,8 @@ pub(crate) struct CertDerived {
     pub(super) node: Arc<Node>,
     pub(super) infos: Box<[OnceLock<Option<Info>>]>,
     pub(super) window: Window,
+    /// What it gives the graph as a target (made when first needed).
+    pub(super) part: OnceLock<KeptPart>,
 }
 
 impl CertDerived {

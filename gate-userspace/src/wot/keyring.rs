@@ -161,7 +161,8 @@ pub struct Keyring {
     dropped: Vec<PerUid>,
     /// While a load that scanned its inputs parses them.
     primaries: Option<Arc<Primaries>>,
-    by_fpr: HashMap<Fingerprint, usize>,
+    /// Shared with the reports made from it.
+    by_fpr: Arc<HashMap<Fingerprint, usize>>,
     /// Primary keys only (certifications are made by primary keys).
     by_primary_keyid: Arc<HashMap<KeyID, Vec<usize>>>,
     /// Every key and subkey.
@@ -326,13 +327,13 @@ impl Keyring {
         ring.events.reserve(n);
         ring.third.reserve(n);
         ring.digests.reserve(n);
-        ring.by_fpr.reserve(n);
+        Arc::make_mut(&mut ring.by_fpr).reserve(n);
         ring
     }
 
     /// A new certificate (no copy of it yet).
     fn push(&mut self, fpr: Fingerprint, p: Parsed, digest: Option<Digest>) {
-        self.by_fpr.insert(fpr, self.certs.len());
+        Arc::make_mut(&mut self.by_fpr).insert(fpr, self.certs.len());
         self.certs.push(p.cert);
         self.pending.push(p.pending);
         self.events.push(p.events);
@@ -524,6 +525,12 @@ impl Keyring {
         &self.certifications[i]
     }
 
+    /// [`Keyring::certifications_at`], shared: the same `Arc` while the
+    /// certificate's bytes and the keyring's keys stay the same.
+    pub(crate) fn certifications_arc(&self, i: usize) -> &Arc<[Certification]> {
+        &self.certifications[i]
+    }
+
     /// How many certifications over User ID `uid` of certificate `i` were
     /// made by issuers in no keyring.
     pub(crate) fn unknown_at(&self, i: usize, uid: usize) -> usize {
@@ -582,6 +589,11 @@ impl Keyring {
 
     pub(crate) fn index_of(&self, fpr: &Fingerprint) -> Option<usize> {
         self.by_fpr.get(fpr).copied()
+    }
+
+    /// Every certificate's index by fingerprint (shared, not copied).
+    pub(crate) fn fpr_index(&self) -> Arc<HashMap<Fingerprint, usize>> {
+        self.by_fpr.clone()
     }
 }
 

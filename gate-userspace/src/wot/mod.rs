@@ -87,6 +87,7 @@ mod engine;
 mod evaluate;
 mod judge;
 mod keyring;
+mod part;
 mod prescan;
 mod report;
 mod search;

@@ -10,7 +10,7 @@ use sequoia_openpgp::types::HashAlgorithm;
 use sequoia_openpgp::Fingerprint;
 
 use super::edges::{EdgeKind, EdgeStats, RejectReason};
-use super::evaluate::{engine_depth, engine_time, index_of, Engine, Lazy};
+use super::evaluate::{engine_depth, engine_time, Engine, Lazy};
 
 /// The verdict on one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +165,8 @@ pub struct KeyTrust {
 #[derive(Clone, Debug)]
 pub struct TrustReport {
     keys: Vec<OnceLock<KeyTrust>>,
-    index: HashMap<Fingerprint, usize>,
+    /// The keyring's index by fingerprint (shared with it).
+    index: Arc<HashMap<Fingerprint, usize>>,
     /// Per key: trusted (root or within the depth, not refused).
     trusted: Vec<bool>,
     lazy: Option<Arc<Mutex<Lazy>>>,
@@ -181,6 +182,7 @@ pub struct TrustReport {
 impl TrustReport {
     pub(super) fn new(
         keys: Vec<OnceLock<KeyTrust>>,
+        index: Arc<HashMap<Fingerprint, usize>>,
         engine: &Engine,
         missing_roots: Vec<Fingerprint>,
         lazy: Option<Arc<Mutex<Lazy>>>,
@@ -188,7 +190,7 @@ impl TrustReport {
         let g = &engine.graph;
         TrustReport {
             keys,
-            index: index_of(g),
+            index,
             trusted: (0..g.nodes.len()).map(|y| engine.trusted(y)).collect(),
             lazy,
             missing_roots,
