@@ -29,9 +29,10 @@ use crate::source::Named;
 pub struct TrustEngine {
     policy: Arc<dyn Policy>,
     parse: ParseCache,
-    /// By the digest of the certificate's bytes; each used at the reference
-    /// times its window holds.
-    derived: HashMap<Digest, Arc<CertDerived>>,
+    /// The last computation's judgements by keyring index, with the
+    /// digest of the certificate's bytes each was made from; each used at
+    /// the reference times its window holds.
+    derived: Vec<Option<(Digest, Arc<CertDerived>)>>,
     cache: VerifyCache,
     last: EngineRun,
 }
@@ -66,7 +67,10 @@ impl std::fmt::Debug for TrustEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustEngine")
             .field("parsed_certificates", &self.parse.len())
-            .field("judged_certificates", &self.derived.len())
+            .field(
+                "judged_certificates",
+                &self.derived.iter().flatten().count(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +82,7 @@ impl TrustEngine {
         TrustEngine {
             policy,
             parse: ParseCache::default(),
-            derived: HashMap::new(),
+            derived: Vec::new(),
             cache,
             last: EngineRun::default(),
         }
@@ -108,12 +112,7 @@ impl TrustEngine {
         let (ring, problems) = Keyring::parse_cached(sources, &mut self.parse);
         let parse = started.elapsed();
         let t = settings.reference_time;
-        let prior: Vec<Option<Arc<CertDerived>>> = (0..ring.len())
-            .map(|i| {
-                let d = self.derived.get(&ring.digest_at(i)?)?;
-                d.holds(t).then(|| d.clone())
-            })
-            .collect();
+        let prior = kept_judgements(&ring, std::mem::take(&mut self.derived), t);
         let judged_before = prior.iter().filter(|p| p.is_some()).count();
         let started = Instant::now();
         let (report, derived, graph) = evaluate_lazy_with(
@@ -129,7 +128,7 @@ impl TrustEngine {
         self.derived = derived
             .into_iter()
             .enumerate()
-            .filter_map(|(i, d)| Some((ring.digest_at(i)?, d)))
+            .map(|(i, d)| Some((ring.digest_at(i)?, d)))
             .collect();
         self.last = EngineRun {
             parse,
@@ -146,4 +145,35 @@ impl TrustEngine {
             problems,
         }
     }
+}
+
+/// The judgements in `old` (the last computation's, by keyring index) of
+/// `ring`'s certificates, where their windows hold `t`. A certificate
+/// whose bytes are those at its index last time takes that judgement
+/// without a lookup; one that moved (certificates added or removed before
+/// it) is found by digest; one that changed in place has none.
+fn kept_judgements(
+    ring: &Keyring,
+    mut old: Vec<Option<(Digest, Arc<CertDerived>)>>,
+    t: std::time::SystemTime,
+) -> Vec<Option<Arc<CertDerived>>> {
+    let mut by_digest: Option<HashMap<Digest, Arc<CertDerived>>> = None;
+    (0..ring.len())
+        .map(|i| {
+            let d = ring.digest_at(i)?;
+            let found = match old.get_mut(i) {
+                Some(slot) if slot.as_ref().is_some_and(|(o, _)| *o == d) => {
+                    slot.take().map(|(_, a)| a)
+                }
+                Some(Some((_, a))) if a.node.fingerprint == ring.cert_at(i).fingerprint() => None,
+                _ => by_digest
+                    .get_or_insert_with(|| {
+                        old.iter().flatten().map(|(d, a)| (*d, a.clone())).collect()
+                    })
+                    .get(&d)
+                    .cloned(),
+            };
+            found.filter(|a| a.holds(t))
+        })
+        .collect()
 }
