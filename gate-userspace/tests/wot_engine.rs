@@ -364,3 +364,38 @@ fn kept_judgements_end_at_expirations() {
     assert_same(&mut e, &m.sources(), &s, "back");
     assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 3);
 }
+
+/// A kept judgement also ends where a key expires: key 2 (its validity
+/// period ends four hours after the model's clock starts) is judged again
+/// past that time, and is no longer trusted.
+#[test]
+fn kept_judgements_end_at_key_expiry() {
+    let mut m = Model::new(3);
+    let created = T0 - 365 * DAY;
+    let expires = m.clock + 4 * 3600;
+    let (tsk, _) = CertBuilder::new()
+        .set_creation_time(at(created))
+        .set_validity_period(std::time::Duration::from_secs(expires - created))
+        .add_signing_subkey()
+        .add_userid("<k2@k2.example>")
+        .generate()
+        .unwrap();
+    m.keys[2] = Key { tsk };
+    m.certify(0, 1, SignatureType::GenericCertification, None);
+    m.certify(1, 2, SignatureType::GenericCertification, None);
+    // An hour after the certifications (past the 30 minutes of clock skew
+    // sequoia allows either side of their creation).
+    let mut s = TrustSettings::new([m.keys[0].fpr()], at(m.clock + 3600));
+    s.depth = 2;
+    let mut e = engine();
+    assert_same(&mut e, &m.sources(), &s, "alive");
+    assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 3);
+    // Two hours before the expiry: every judgement kept.
+    s.reference_time = at(expires - 2 * 3600);
+    assert_same(&mut e, &m.sources(), &s, "alive, later");
+    assert_eq!(e.last_run().judged_before, 3);
+    s.reference_time = at(expires + 3600);
+    assert_same(&mut e, &m.sources(), &s, "expired");
+    assert_eq!(e.last_run().judged_before, 2, "key 2 judged again");
+    assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 2);
+}
