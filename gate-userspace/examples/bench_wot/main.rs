@@ -293,7 +293,7 @@ fn debian_root_and_time() -> Result<(Fingerprint, u64)> {
 fn record_table(table: &str) -> Result<()> {
     record::record(
         "## Web of trust",
-        "`cargo xtask bench wot` (examples/bench_wot.rs): trust computed from one \
+        "`cargo xtask bench wot` (gate-userspace/examples/bench_wot/): trust computed from one \
          root at depth 2, certifications mode, side by side with `gpg --check-trustdb` (pgp model, \
          root ultimate, every other key full, completes-needed 1, SHA-1 weak) on the same input. \
          gpg imports the keyring into a fresh keybox first (timed as its import); its recompute is a \
