@@ -413,3 +413,32 @@ fn loading_with_the_scan_changes_no_verdict() {
         }
     }
 }
+
+/// What the crawl reads of a lazy report (the trusted and the refused
+/// keys, nothing else explained) is what the eager report gives filtered
+/// by status, on every fixture case.
+#[test]
+fn trusted_or_refused_is_the_eager_filter() {
+    let p = StandardPolicy::new();
+    let mut checked = 0;
+    for c in certification_cases().into_iter().chain(tsig_cases()) {
+        let net = Net::load(c.net);
+        let s = net.settings(&c);
+        let eager = evaluate(&net.ring, &s, &p);
+        let want: Vec<_> = eager
+            .keys()
+            .filter(|k| k.status.is_trusted() || k.status == KeyStatus::Refused)
+            .cloned()
+            .collect();
+        let lazy = wotgate::wot::evaluate_lazy(
+            std::sync::Arc::new(net.ring.clone()),
+            &s,
+            &p,
+            &VerifyCache::new(),
+        );
+        let got: Vec<_> = lazy.trusted_or_refused(&s.refuse).cloned().collect();
+        assert_eq!(got, want, "{} depth {}", c.net, c.depth);
+        checked += usize::from(want.iter().any(|k| k.status == KeyStatus::Refused));
+    }
+    assert!(checked > 0, "some case refuses a key");
+}

@@ -27,7 +27,7 @@ use super::wellknown::{Domain, SourceKind};
 use super::{wkd, Gathered, Named};
 use crate::model::settings::TrustSettings;
 use crate::model::time::format_time;
-use crate::wot::{evaluate_cached, KeyStatus, Keyring, VerifyCache};
+use crate::wot::{evaluate_lazy, KeyStatus, Keyring, VerifyCache};
 
 /// What became of one source in this refresh.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,9 +160,11 @@ impl Crawler {
         }
         loop {
             let (ring, _) = Keyring::parse(&out.gathered.keyrings);
-            let report = evaluate_cached(&ring, trust, policy, verified);
+            // Only the trusted and refused keys are read: the others are
+            // not explained (nor their certifications verified).
+            let report = evaluate_lazy(Arc::new(ring), trust, policy, verified);
             let mut wanted = seeds.clone();
-            for key in report.keys() {
+            for key in report.trusted_or_refused(&trust.refuse) {
                 let usable = key.status.is_trusted() || key.status == KeyStatus::Refused;
                 if !usable {
                     continue;

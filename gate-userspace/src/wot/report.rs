@@ -1,7 +1,7 @@
 //! The result of a trust computation: a verdict per key and per User ID, the
 //! path that authenticates each binding, and the reason when there is none.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -231,6 +231,22 @@ impl TrustReport {
     /// Every key, in keyring order.
     pub fn keys(&self) -> impl Iterator<Item = &KeyTrust> {
         (0..self.keys.len()).map(|i| self.at(i))
+    }
+
+    /// The trusted keys (roots included) and the refused ones among
+    /// `refused`, in keyring order: what [`TrustReport::keys`] gives
+    /// filtered by status, computing no other key's explanation.
+    pub fn trusted_or_refused<'a>(
+        &'a self,
+        refused: &'a BTreeSet<Fingerprint>,
+    ) -> impl Iterator<Item = &'a KeyTrust> + 'a {
+        let mut at: Vec<usize> = (0..self.keys.len()).filter(|&i| self.trusted[i]).collect();
+        at.extend(refused.iter().filter_map(|f| self.index.get(f).copied()));
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .map(|i| self.at(i))
+            .filter(|k| k.status.is_trusted() || k.status == KeyStatus::Refused)
     }
 
     /// Whether the key is trusted (root or trusted: [`KeyStatus::is_trusted`]),
