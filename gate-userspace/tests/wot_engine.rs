@@ -202,6 +202,7 @@ fn assert_same(engine: &mut TrustEngine, sources: &[Named], s: &TrustSettings, w
 fn random_changes_give_the_verdicts_of_a_fresh_computation() {
     const N: usize = 9;
     let mut trusted_seen = 0;
+    let mut in_place = 0;
     for seed in [0x9e37_79b9_7f4a_7c15u64, 0x1234_5678_9abc_def1, 42] {
         let mut rng = Rng(seed);
         let mut m = Model::new(N);
@@ -264,11 +265,13 @@ fn random_changes_give_the_verdicts_of_a_fresh_computation() {
             }
             let what = format!("seed {seed:x} step {step} op {op}");
             assert_same(&mut e, &m.sources(), &s, &what);
+            in_place += usize::from(e.last_run().in_place);
             let ev = e.evaluate(&m.sources(), &s);
             trusted_seen = trusted_seen.max(ev.report.trusted_count());
         }
     }
     assert!(trusted_seen > 3, "the changes reached past the roots");
+    assert!(in_place > 20, "keyrings patched in place: {in_place}");
 }
 
 #[test]
@@ -289,9 +292,24 @@ fn one_added_certification_parses_one_certificate() {
     let run = e.last_run();
     assert_eq!((run.parsed, run.reused, run.judged_before), (0, 6, 6));
     assert_eq!(run.verified, 0);
+    // Held: the next computation must copy its keyring, not patch it.
+    let held = e.evaluate(&m.sources(), &s);
+    let held_trusted = held.report.trusted_count();
     m.certify(0, 5, SignatureType::GenericCertification, None);
+    assert_same(&mut e, &m.sources(), &s, "one added, the last keyring held");
+    assert!(e.last_run().in_place, "patched (a copy)");
+    assert_eq!(held.report.trusted_count(), held_trusted);
+    let on_5 = |r: &Keyring| {
+        let c = r.full_cert(&m.keys[5].fpr()).unwrap();
+        let n = c.userids().next().unwrap().certifications().count();
+        n
+    };
+    assert_eq!(on_5(&held.keyring), 1, "the held keyring is as it was");
+    drop(held);
+    m.certify(1, 5, SignatureType::GenericCertification, None);
     assert_same(&mut e, &m.sources(), &s, "one added");
     let run = e.last_run();
+    assert!(run.in_place);
     assert_eq!((run.parsed, run.judged_before), (1, 5));
     assert_eq!(
         run.verified, 1,
@@ -398,4 +416,43 @@ fn kept_judgements_end_at_key_expiry() {
     assert_same(&mut e, &m.sources(), &s, "expired");
     assert_eq!(e.last_run().judged_before, 2, "key 2 judged again");
     assert_eq!(e.evaluate(&m.sources(), &s).report.trusted_count(), 2);
+}
+
+/// A certificate that gains a subkey keeps its place and primary key, so
+/// the keyring is patched in place; the new subkey is then found (the
+/// indexes of every key are made again).
+#[test]
+fn a_subkey_added_in_place_is_found() {
+    let mut m = Model::new(4);
+    m.certify(0, 3, SignatureType::GenericCertification, None);
+    let s = TrustSettings::new([m.keys[0].fpr()], at(T0));
+    let mut e = engine();
+    assert_same(&mut e, &m.sources(), &s, "before");
+    let p = StandardPolicy::new();
+    let vc = m.keys[3].tsk.with_policy(&p, at(T0)).unwrap();
+    let tsk = openpgp::cert::KeyBuilder::new(openpgp::types::KeyFlags::signing())
+        .set_creation_time(at(T0 - 100 * DAY))
+        .subkey(vc)
+        .unwrap()
+        .attach_cert()
+        .unwrap();
+    let sub = tsk
+        .keys()
+        .subkeys()
+        .map(|k| k.key().fingerprint())
+        .find(|f| {
+            !m.keys[3]
+                .tsk
+                .keys()
+                .subkeys()
+                .any(|k| k.key().fingerprint() == *f)
+        });
+    let sub = sub.expect("a new subkey");
+    m.keys[3] = Key { tsk };
+    assert_same(&mut e, &m.sources(), &s, "a subkey added");
+    assert!(e.last_run().in_place);
+    let ev = e.evaluate(&m.sources(), &s);
+    let found = ev.keyring.lookup(&openpgp::KeyHandle::from(sub));
+    assert_eq!(found.len(), 1, "the new subkey names its certificate");
+    assert_eq!(found[0].fingerprint(), m.keys[3].fpr());
 }

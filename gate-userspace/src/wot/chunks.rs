@@ -29,21 +29,26 @@ const PRIMARY_TAGS: [u8; 2] = [5, 6];
 /// The certificates' parses by the digest of their bytes.
 #[derive(Debug, Default)]
 pub struct ParseCache {
-    map: HashMap<Digest, Parsed>,
+    pub(super) map: HashMap<Digest, Parsed>,
     /// Certificates parsed (not found in the cache) by the last load.
     pub(crate) parsed: usize,
     /// Certificates found in the cache by the last load.
     pub(crate) reused: usize,
+    /// Whether the last load patched the keyring before it in place.
+    pub(crate) in_place: bool,
     /// The last load's keyring (its issuer resolutions are reused when the
     /// primary keys stay the same).
-    last: Option<Arc<Keyring>>,
+    pub(super) last: Option<Arc<Keyring>>,
     /// Per source of the last load (its origin, then its ranges' bytes and
     /// digests in order).
-    kept: Vec<(String, Vec<Kept>)>,
+    pub(super) kept: Vec<(String, Vec<Kept>)>,
+    /// Whether the last load's keyring holds one certificate per range of
+    /// `kept`, in order (see `patch.rs`).
+    pub(super) aligned: bool,
 }
 
 /// A range of a source as last loaded: its bytes and their SHA-256.
-type Kept = (Arc<[u8]>, Digest);
+pub(super) type Kept = (Arc<[u8]>, Digest);
 
 impl ParseCache {
     /// How many certificate parses it holds.
@@ -165,7 +170,7 @@ fn cut(bytes: &[u8], old: &[Kept], threads: usize) -> Option<Vec<Kept>> {
 /// Drops `x` on a thread of its own: freeing the last load's 10,000
 /// certificates and their parts (3.6 ms on the 10k network) is no reason
 /// for a recompute to wait. Inline when no thread can be made.
-fn drop_later<T: Send + 'static>(x: T) {
+pub(super) fn drop_later<T: Send + 'static>(x: T) {
     // Should no thread be made, the closure, `x` with it, is dropped here.
     let spawned = std::thread::Builder::new()
         .name("wot-free".into())
@@ -204,70 +209,104 @@ impl Keyring {
         sources: &[Named],
         cache: &mut ParseCache,
     ) -> (Arc<Keyring>, Vec<LoadProblem>) {
-        let mut ring = Keyring::with_capacity(cache.map.len());
-        let mut problems = Vec::new();
-        let mut next: HashMap<Digest, Parsed> = HashMap::with_capacity(cache.map.len());
-        let mut kept = Vec::with_capacity(sources.len());
-        let (mut parsed, mut reused) = (0, 0);
         let threads = cores();
-        for (i, s) in sources.iter().enumerate() {
-            // Compared with the last load's source of this origin, else
-            // the one in the same place (a file renamed).
-            let old = (cache.kept.iter().find(|k| k.0 == s.origin))
-                .or_else(|| cache.kept.get(i))
-                .map_or(&[][..], |k| &k.1[..]);
-            let Some(now) = cut(&s.bytes, old, threads) else {
-                ring.add_bytes(&s.origin, &s.bytes, &mut problems);
-                continue;
-            };
-            kept.push((s.origin.clone(), now));
-            let now = &kept.last().expect("just pushed").1;
-            let chunks: Vec<&[u8]> = now.iter().map(|k| &k.0[..]).collect();
-            let digests: Vec<Digest> = now.iter().map(|k| k.1).collect();
-            let known = |d: &Digest| next.get(d).or_else(|| cache.map.get(d)).cloned();
-            let missing: Vec<usize> = (0..chunks.len())
-                .filter(|&i| {
-                    !next.contains_key(&digests[i]) && !cache.map.contains_key(&digests[i])
-                })
-                .collect();
-            let fresh = par_map(&missing, threads, |&i| Parsed::one(chunks[i]));
-            let mut fresh = missing.into_iter().zip(fresh).peekable();
-            let items: Option<Vec<Item>> = chunks
-                .iter()
-                .zip(digests)
-                .enumerate()
-                .map(|(i, (c, d))| match fresh.next_if(|(j, _)| *j == i) {
-                    Some((_, p)) => Some((*c, d, p?, true)),
-                    None => Some((*c, d, known(&d)?, false)),
-                })
-                .collect();
-            // A range that does not parse alone: the source is parsed whole.
-            let Some(items) = items else {
-                ring.add_bytes(&s.origin, &s.bytes, &mut problems);
-                continue;
-            };
-            for (c, d, p, new) in items {
-                if new {
-                    parsed += 1;
-                } else {
-                    reused += 1;
-                }
-                next.insert(d, p.clone());
-                ring.insert_parsed(&s.origin, c, d, p, &mut problems);
-            }
+        let cuts: Vec<Option<Vec<Kept>>> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                // Compared with the last load's source of this origin, else
+                // the one in the same place (a file renamed).
+                let old = (cache.kept.iter().find(|k| k.0 == s.origin))
+                    .or_else(|| cache.kept.get(i))
+                    .map_or(&[][..], |k| &k.1[..]);
+                cut(&s.bytes, old, threads)
+            })
+            .collect();
+        match super::patch::in_place(sources, cuts, cache) {
+            Ok(ring) => (ring, Vec::new()),
+            Err(cuts) => parse_all(sources, cuts, cache, threads),
         }
-        ring.reindex_after(cache.last.as_deref());
-        let ring = Arc::new(ring);
-        let old = (
-            std::mem::replace(&mut cache.map, next),
-            std::mem::replace(&mut cache.kept, kept),
-            cache.last.replace(ring.clone()),
-        );
-        drop_later(old);
-        cache.parsed = parsed;
-        cache.reused = reused;
-        (ring, problems)
     }
+}
+
+/// [`Keyring::parse_cached`] building the keyring anew from every range
+/// (`cuts`: each source's, `None` for one that is parsed whole).
+fn parse_all(
+    sources: &[Named],
+    cuts: Vec<Option<Vec<Kept>>>,
+    cache: &mut ParseCache,
+    threads: usize,
+) -> (Arc<Keyring>, Vec<LoadProblem>) {
+    let mut ring = Keyring::with_capacity(cache.map.len());
+    let mut problems = Vec::new();
+    let mut next: HashMap<Digest, Parsed> = HashMap::with_capacity(cache.map.len());
+    let mut kept = Vec::with_capacity(sources.len());
+    let (mut parsed, mut reused) = (0, 0);
+    let mut aligned = true;
+    let mut ranges = 0;
+    for (s, now) in sources.iter().zip(cuts) {
+        let Some(now) = now else {
+            let before = problems.len();
+            ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+            if s.bytes.is_empty() && problems.len() == before {
+                // An empty source: no range, in its place.
+                kept.push((s.origin.clone(), Vec::new()));
+            } else {
+                aligned = false;
+            }
+            continue;
+        };
+        kept.push((s.origin.clone(), now));
+        let now = &kept.last().expect("just pushed").1;
+        let chunks: Vec<&[u8]> = now.iter().map(|k| &k.0[..]).collect();
+        let digests: Vec<Digest> = now.iter().map(|k| k.1).collect();
+        let known = |d: &Digest| next.get(d).or_else(|| cache.map.get(d)).cloned();
+        let missing: Vec<usize> = (0..chunks.len())
+            .filter(|&i| !next.contains_key(&digests[i]) && !cache.map.contains_key(&digests[i]))
+            .collect();
+        let fresh = par_map(&missing, threads, |&i| Parsed::one(chunks[i]));
+        let mut fresh = missing.into_iter().zip(fresh).peekable();
+        let items: Option<Vec<Item>> = chunks
+            .iter()
+            .zip(digests)
+            .enumerate()
+            .map(|(i, (c, d))| match fresh.next_if(|(j, _)| *j == i) {
+                Some((_, p)) => Some((*c, d, p?, true)),
+                None => Some((*c, d, known(&d)?, false)),
+            })
+            .collect();
+        // A range that does not parse alone: the source is parsed whole.
+        let Some(items) = items else {
+            ring.add_bytes(&s.origin, &s.bytes, &mut problems);
+            aligned = false;
+            continue;
+        };
+        ranges += items.len();
+        for (c, d, p, new) in items {
+            if new {
+                parsed += 1;
+            } else {
+                reused += 1;
+            }
+            next.insert(d, p.clone());
+            ring.insert_parsed(&s.origin, c, d, p, &mut problems);
+        }
+    }
+    ring.reindex_after(cache.last.as_deref());
+    let ring = Arc::new(ring);
+    let old = (
+        std::mem::replace(&mut cache.map, next),
+        std::mem::replace(&mut cache.kept, kept),
+        cache.last.replace(ring.clone()),
+    );
+    drop_later(old);
+    // One certificate per range, in order (no copies merged, no source
+    // parsed whole): the next load may patch this keyring in place.
+    cache.aligned = aligned && ring.len() == ranges && problems.is_empty();
+    cache.in_place = false;
+    cache.parsed = parsed;
+    cache.reused = reused;
+    (ring, problems)
 }
 
 #[cfg(test)]

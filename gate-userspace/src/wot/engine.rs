@@ -49,6 +49,9 @@ pub struct EngineRun {
     /// Certificates parsed, and found parsed already.
     pub parsed: usize,
     pub reused: usize,
+    /// The keyring was the last one with the changed certificates put in
+    /// place (see `patch.rs`), not built anew.
+    pub in_place: bool,
     /// Certificates whose judgements were kept (same bytes, a time their
     /// window holds).
     pub judged_before: usize,
@@ -136,6 +139,7 @@ impl TrustEngine {
             search,
             parsed: self.parse.parsed,
             reused: self.parse.reused,
+            in_place: self.parse.in_place,
             judged_before,
             verified: report.stats.verified,
         };

@@ -434,33 +434,75 @@ impl Keyring {
                 self.unknown[y] = p.unknown[y].clone();
                 continue;
             }
-            let mut kept = Vec::with_capacity(pending.len());
-            for (at, p) in pending.iter().enumerate() {
-                let mut issuers: Vec<u32> = Vec::new();
-                for h in &p.handles {
-                    for &i in self.primary_indices(h) {
-                        if i != y && !issuers.contains(&(i as u32)) {
-                            issuers.push(i as u32);
-                        }
+            let unknown = std::mem::take(&mut self.unknown[y]);
+            let (kept, unknown) = self.resolve(y, &pending, unknown);
+            self.certifications.push(kept);
+            self.unknown[y] = unknown;
+        }
+    }
+
+    /// Certificate `y`'s certifications `pending` with their issuers in
+    /// the keyring resolved; those by issuers in none are counted into
+    /// `unknown` instead.
+    fn resolve(
+        &self,
+        y: usize,
+        pending: &[Pending],
+        mut unknown: PerUid,
+    ) -> (Arc<[Certification]>, PerUid) {
+        let mut kept = Vec::with_capacity(pending.len());
+        for (at, p) in pending.iter().enumerate() {
+            let mut issuers: Vec<u32> = Vec::new();
+            for h in &p.handles {
+                for &i in self.primary_indices(h) {
+                    if i != y && !issuers.contains(&(i as u32)) {
+                        issuers.push(i as u32);
                     }
                 }
-                if issuers.is_empty() {
-                    match self.unknown[y].iter_mut().find(|(u, _)| *u == p.uid) {
-                        Some((_, n)) => *n += 1,
-                        None => self.unknown[y].push((p.uid, 1)),
-                    }
-                    continue;
-                }
-                kept.push(Certification {
-                    uid: p.uid,
-                    revocation: p.revocation,
-                    created: p.created,
-                    issuers: issuers.into(),
-                    bytes: p.bytes.clone(),
-                    at: at as u32,
-                });
             }
-            self.certifications.push(kept.into());
+            if issuers.is_empty() {
+                match unknown.iter_mut().find(|(u, _)| *u == p.uid) {
+                    Some((_, n)) => *n += 1,
+                    None => unknown.push((p.uid, 1)),
+                }
+                continue;
+            }
+            kept.push(Certification {
+                uid: p.uid,
+                revocation: p.revocation,
+                created: p.created,
+                issuers: issuers.into(),
+                bytes: p.bytes.clone(),
+                at: at as u32,
+            });
+        }
+        (kept.into(), unknown)
+    }
+
+    /// Puts `changed` (index, parse, digest of its bytes) in place of the
+    /// certificates at those indexes, each with the same primary key as
+    /// the one it replaces (so no other certificate's issuers change), and
+    /// resolves their certifications; the indexes of every key are made
+    /// again when one of them brings other subkeys.
+    pub(crate) fn replace_same_keys(&mut self, changed: Vec<(usize, Parsed, Digest)>) {
+        let fprs = |c: &Cert| c.keys().map(|k| k.key().fingerprint()).collect::<Vec<_>>();
+        let mut keys_changed = false;
+        for (y, p, d) in changed {
+            debug_assert_eq!(self.certs[y].fingerprint(), p.cert.fingerprint());
+            keys_changed |= fprs(&self.certs[y]) != fprs(&p.cert);
+            self.certs[y] = p.cert;
+            self.events[y] = p.events;
+            self.third[y] = p.third;
+            self.digests[y] = Some(d);
+            self.pending_len[y] = p.pending.len() as u32;
+            self.pending[y] = Arc::from([]);
+            self.dropped[y] = Vec::new();
+            let (kept, unknown) = self.resolve(y, &p.pending, Vec::new());
+            self.certifications[y] = kept;
+            self.unknown[y] = unknown;
+        }
+        if keys_changed {
+            self.index_keys();
         }
     }
 

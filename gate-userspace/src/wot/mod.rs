@@ -88,6 +88,7 @@ mod evaluate;
 mod judge;
 mod keyring;
 mod part;
+mod patch;
 mod prescan;
 mod report;
 mod search;
