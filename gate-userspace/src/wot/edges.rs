@@ -21,7 +21,7 @@ pub(crate) use super::judge::CertDerived;
 use super::judge::{info_of, node_of, Info};
 pub use super::judge::{Node, NodeState, UidState};
 use super::keyring::Certification;
-use super::part::{part_of, Part};
+use super::part::{kept_part, new_part, Part};
 use super::window::Window;
 use super::{Keyring, Limits};
 
@@ -234,12 +234,17 @@ pub(crate) fn build_with(
 ) -> (Graph, Option<Vec<Arc<CertDerived>>>) {
     let n = ring.len();
     let threads = threads(cache);
-    let idx: Vec<usize> = (0..n).collect();
     let known = |i: usize| prior.and_then(|p| p.get(i)?.clone());
-    let nodes = par_map(&idx, threads, |&i| match known(i) {
-        Some(d) => d.node.clone(),
-        None => Arc::new(node_of(ring.cert_at(i), policy, t)),
+    // What is kept is taken as it is; what is not is made on every core.
+    let mut nodes: Vec<Option<Arc<Node>>> = (0..n).map(|i| Some(known(i)?.node.clone())).collect();
+    let missing: Vec<usize> = (0..n).filter(|&i| nodes[i].is_none()).collect();
+    let made = par_map(&missing, threads, |&i| {
+        Arc::new(node_of(ring.cert_at(i), policy, t))
     });
+    for (i, node) in missing.into_iter().zip(made) {
+        nodes[i] = Some(node);
+    }
+    let nodes: Vec<Arc<Node>> = nodes.into_iter().map(|n| n.expect("made")).collect();
     let derived: Option<Vec<Arc<CertDerived>>> = prior.map(|_| {
         (0..n)
             .map(|i| {
@@ -260,17 +265,26 @@ pub(crate) fn build_with(
             })
             .collect()
     });
-    // Each target's part: kept with its judgement, else made (on every
-    // core: its certifications are parsed again to judge them).
-    let parts = par_map(&idx, threads, |&y| {
-        let d = derived.as_ref().map(|d| &*d[y]);
-        part_of(ring, y, &nodes[y], limits, d, |c| {
+    // Each target's part: kept with its judgement, else made (its
+    // certifications are parsed again to judge them).
+    let derived_at = |y: usize| derived.as_ref().map(|d| &*d[y]);
+    let mut parts: Vec<Option<Arc<Part>>> = (0..n)
+        .map(|y| kept_part(ring, y, &nodes[y], limits, derived_at(y)))
+        .collect();
+    let missing: Vec<usize> = (0..n).filter(|&y| parts[y].is_none()).collect();
+    let made = par_map(&missing, threads, |&y| {
+        let d = derived_at(y);
+        new_part(ring, y, &nodes[y], limits, d, |c| {
             match d.and_then(|d| d.infos.get(c.at as usize)) {
                 Some(slot) => slot.get_or_init(|| info_of(c, policy, t)).clone(),
                 None => info_of(c, policy, t),
             }
         })
     });
+    for (y, part) in missing.into_iter().zip(made) {
+        parts[y] = Some(part);
+    }
+    let parts: Vec<Arc<Part>> = parts.into_iter().map(|p| p.expect("made")).collect();
     let mut g = Graph {
         out: vec![Vec::new(); n],
         rejected: Vec::with_capacity(n),

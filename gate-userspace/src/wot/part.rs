@@ -43,10 +43,27 @@ pub(super) struct Part {
 /// A part kept with a judgement, and what it was made from.
 pub(crate) type KeptPart = (Arc<[Certification]>, Limits, Arc<Part>);
 
-/// The part of target `y` (judged `node`), reusing the one `derived` keeps
-/// when it was made from the same certifications under the same limits,
-/// and keeping a new one there.
-pub(super) fn part_of(
+/// The part of target `y` (judged `node`) if it needs no making: the one
+/// `derived` keeps when it was made from the same certifications under
+/// the same limits, or the empty part of a key that is not valid.
+pub(super) fn kept_part(
+    ring: &Keyring,
+    y: usize,
+    node: &Node,
+    limits: &Limits,
+    derived: Option<&CertDerived>,
+) -> Option<Arc<Part>> {
+    static EMPTY: OnceLock<Arc<Part>> = OnceLock::new();
+    if node.state != NodeState::Valid {
+        return Some(EMPTY.get_or_init(Arc::default).clone());
+    }
+    let (c, l, p) = derived?.part.get()?;
+    (Arc::ptr_eq(c, ring.certifications_arc(y)) && l == limits).then(|| p.clone())
+}
+
+/// The part of target `y` (judged `node`, valid), made and kept in
+/// `derived` (see [`kept_part`]).
+pub(super) fn new_part(
     ring: &Keyring,
     y: usize,
     node: &Node,
@@ -54,16 +71,7 @@ pub(super) fn part_of(
     derived: Option<&CertDerived>,
     info: impl Fn(&Certification) -> Option<Info>,
 ) -> Arc<Part> {
-    static EMPTY: OnceLock<Arc<Part>> = OnceLock::new();
-    if node.state != NodeState::Valid {
-        return EMPTY.get_or_init(Arc::default).clone();
-    }
     let certs = ring.certifications_arc(y);
-    if let Some((c, l, p)) = derived.and_then(|d| d.part.get()) {
-        if Arc::ptr_eq(c, certs) && l == limits {
-            return p.clone();
-        }
-    }
     let part = Arc::new(make(ring, y, node, certs, limits, info));
     if let Some(d) = derived {
         // Another computation at the same time may have set it first; both
