@@ -187,6 +187,20 @@ impl Engine {
                     && self.main.depth_of(y, node.userids.len()).is_some()))
     }
 
+    /// [`Engine::trusted`] of every key, reading only the keys the search
+    /// reached (and the roots).
+    pub(super) fn trusted_all(&self) -> Vec<bool> {
+        let n = self.graph.nodes.len();
+        let mut reached = vec![false; n];
+        for &(y, _) in self.main.best.keys() {
+            reached[y] = true;
+        }
+        for &r in &self.roots {
+            reached[r] = true;
+        }
+        (0..n).map(|y| reached[y] && self.trusted(y)).collect()
+    }
+
     /// The verdict on key `y`, its User IDs and its rejected certifications.
     pub(super) fn key_trust(&mut self, ring: &Keyring, y: usize) -> KeyTrust {
         self.graph.resolve_into(ring, y, &mut self.cache);

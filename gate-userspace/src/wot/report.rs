@@ -191,7 +191,7 @@ impl TrustReport {
         TrustReport {
             keys,
             index,
-            trusted: (0..g.nodes.len()).map(|y| engine.trusted(y)).collect(),
+            trusted: engine.trusted_all(),
             lazy,
             missing_roots,
             stats: g.stats.clone(),
