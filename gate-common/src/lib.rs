@@ -3,6 +3,7 @@
 #![no_std]
 
 pub mod lookup;
+pub mod record;
 
 /// Maximum number of protected TCP destination ports.
 pub const MAX_PORTS: usize = 8;
@@ -42,11 +43,14 @@ pub mod maps {
     pub const LISTS: [&str; 2] = ["WG_LISTS_0", "WG_LISTS_1"];
     pub const NODES: [&str; 2] = ["WG_NODES_0", "WG_NODES_1"];
     pub const LEAVES: [&str; 2] = ["WG_LEAVES_0", "WG_LEAVES_1"];
+    /// The record of each half's set while its copy is valid (user space
+    /// only, see `record`); half N goes with trie N.
+    pub const RECORD: [&str; 2] = ["WG_RECORD_0", "WG_RECORD_1"];
     /// Every map, in the order `inspect` reports them.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 21] = [
         CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT[0], PROTECT[1],
         COUNTERS, LOOKUP, BUCKETS[0], BUCKETS[1], LISTS[0], LISTS[1], NODES[0], NODES[1],
-        LEAVES[0], LEAVES[1],
+        LEAVES[0], LEAVES[1], RECORD[0], RECORD[1],
     ];
 }
 
@@ -320,6 +324,7 @@ mod pod {
     unsafe impl aya::Pod for super::lookup::Bucket {}
     unsafe impl aya::Pod for super::lookup::ListEntry {}
     unsafe impl aya::Pod for super::lookup::Node {}
+    unsafe impl aya::Pod for super::record::RecordSlot {}
 }
 
 #[cfg(test)]
