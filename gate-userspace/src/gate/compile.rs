@@ -98,10 +98,11 @@ impl Capacity {
 
     /// Kernel memory of one copy, in bytes.
     pub fn bytes(&self) -> u64 {
-        u64::from(self.buckets) * 64
-            + u64::from(self.lists) * 16
-            + u64::from(self.nodes) * 72
-            + u64::from(self.leaf_words) * 8
+        let size = |n: u32, bytes: usize| u64::from(n) * bytes as u64;
+        size(self.buckets, std::mem::size_of::<Bucket>())
+            + size(self.lists, std::mem::size_of::<ListEntry>())
+            + size(self.nodes, std::mem::size_of::<Node>())
+            + size(self.leaf_words, 8)
     }
 }
 
