@@ -6,8 +6,8 @@
 //! LPM trie of its half while that half's copy is valid (the datapath reads
 //! the trie only for an invalid copy, or on a miss when `HDR_SHORT` is
 //! set). So the copy is written and the selector flipped first, under a
-//! journal in state `AHEAD`, and the trie emptied and filled after the
-//! flip. The other half keeps the previous set intact until the journal
+//! journal in state `AHEAD`, and the record and trie emptied and filled
+//! after the flip. The other half keeps the previous set intact until the journal
 //! moves on to `SYNC`; a writer that dies or fails before that is undone by
 //! flipping back to it (`Gate::repair`).
 
