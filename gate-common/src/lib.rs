@@ -141,7 +141,7 @@ impl Default for Label {
 /// Pins made by an older wotgate have another value size and are refused
 /// by size before this field is read (the first layout, 48 bytes, had no
 /// such field).
-pub const META_LAYOUT: u64 = 2;
+pub const META_LAYOUT: u64 = 3;
 
 /// `Journal::state`: no update under way; both tries hold the same set.
 pub const JOURNAL_IDLE: u32 = 0;
@@ -212,6 +212,12 @@ pub struct Meta {
     pub digest: [[u64; 4]; 2],
     /// The update under way, if any.
     pub journal: Journal,
+    /// The size of a record slot (`record::RecordSlot`, 24) once this
+    /// version wrote the metadata: the halves may keep their set in the
+    /// records. The field grew `Meta`, so a wotgate from before the records
+    /// (which would take the tries for the whole set) refuses these pins by
+    /// size instead of misreading them.
+    pub record_slot: u64,
 }
 
 /// Why a packet got its verdict; index into the per-CPU `WG_COUNTERS` array.
@@ -340,7 +346,7 @@ mod tests {
         assert_eq!(size_of::<Entry>(), 8);
         assert_eq!(size_of::<Label>(), LABEL_LEN);
         assert_eq!(size_of::<Journal>(), 4 * 4 + 4 * 8 + 32);
-        assert_eq!(size_of::<Meta>(), 48 + 8 + 64 + size_of::<Journal>());
+        assert_eq!(size_of::<Meta>(), 48 + 8 + 64 + size_of::<Journal>() + 8);
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl Gate {
         meta.digest = [digest; 2];
         meta.loaded_at[h] = meta.loaded_at[a];
         meta.layout = gate_common::META_LAYOUT;
+        meta.record_slot = std::mem::size_of::<gate_common::record::RecordSlot>() as u64;
         meta.journal.state = gate_common::JOURNAL_IDLE;
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         tracing::info!(%journal, entries = set.len(), generation, "repaired the pair of tries after an interrupted update");

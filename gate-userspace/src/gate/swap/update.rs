@@ -92,6 +92,7 @@ impl Gate {
         let from = meta.generation[a];
         let generation = meta.generation[0].max(meta.generation[1]) + 1;
         meta.layout = gate_common::META_LAYOUT;
+        meta.record_slot = std::mem::size_of::<gate_common::record::RecordSlot>() as u64;
         meta.journal = Journal {
             state: if ahead {
                 gate_common::JOURNAL_AHEAD
