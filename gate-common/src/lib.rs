@@ -3,6 +3,7 @@
 #![no_std]
 
 pub mod lookup;
+pub mod record;
 
 /// Maximum number of protected TCP destination ports.
 pub const MAX_PORTS: usize = 8;
@@ -42,11 +43,14 @@ pub mod maps {
     pub const LISTS: [&str; 2] = ["WG_LISTS_0", "WG_LISTS_1"];
     pub const NODES: [&str; 2] = ["WG_NODES_0", "WG_NODES_1"];
     pub const LEAVES: [&str; 2] = ["WG_LEAVES_0", "WG_LEAVES_1"];
+    /// The record of each half's set while its copy is valid (user space
+    /// only, see `record`); half N goes with trie N.
+    pub const RECORD: [&str; 2] = ["WG_RECORD_0", "WG_RECORD_1"];
     /// Every map, in the order `inspect` reports them.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 21] = [
         CONFIG, ACTIVE, TRUST[0], TRUST[1], LABELS[0], LABELS[1], META, PROTECT[0], PROTECT[1],
         COUNTERS, LOOKUP, BUCKETS[0], BUCKETS[1], LISTS[0], LISTS[1], NODES[0], NODES[1],
-        LEAVES[0], LEAVES[1],
+        LEAVES[0], LEAVES[1], RECORD[0], RECORD[1],
     ];
 }
 
@@ -137,7 +141,7 @@ impl Default for Label {
 /// Pins made by an older wotgate have another value size and are refused
 /// by size before this field is read (the first layout, 48 bytes, had no
 /// such field).
-pub const META_LAYOUT: u64 = 2;
+pub const META_LAYOUT: u64 = 3;
 
 /// `Journal::state`: no update under way; both tries hold the same set.
 pub const JOURNAL_IDLE: u32 = 0;
@@ -208,6 +212,12 @@ pub struct Meta {
     pub digest: [[u64; 4]; 2],
     /// The update under way, if any.
     pub journal: Journal,
+    /// The size of a record slot (`record::RecordSlot`, 24) once this
+    /// version wrote the metadata: the halves may keep their set in the
+    /// records. The field grew `Meta`, so a wotgate from before the records
+    /// (which would take the tries for the whole set) refuses these pins by
+    /// size instead of misreading them.
+    pub record_slot: u64,
 }
 
 /// Why a packet got its verdict; index into the per-CPU `WG_COUNTERS` array.
@@ -320,6 +330,7 @@ mod pod {
     unsafe impl aya::Pod for super::lookup::Bucket {}
     unsafe impl aya::Pod for super::lookup::ListEntry {}
     unsafe impl aya::Pod for super::lookup::Node {}
+    unsafe impl aya::Pod for super::record::RecordSlot {}
 }
 
 #[cfg(test)]
@@ -335,7 +346,7 @@ mod tests {
         assert_eq!(size_of::<Entry>(), 8);
         assert_eq!(size_of::<Label>(), LABEL_LEN);
         assert_eq!(size_of::<Journal>(), 4 * 4 + 4 * 8 + 32);
-        assert_eq!(size_of::<Meta>(), 48 + 8 + 64 + size_of::<Journal>());
+        assert_eq!(size_of::<Meta>(), 48 + 8 + 64 + size_of::<Journal>() + 8);
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub const HDR_VALID: u32 = 1 << 0;
 /// without a group is answered by the LPM trie.
 pub const HDR_SHORT: u32 = 1 << 1;
 
+/// `LookupHeader::flags`, for user space only (the program ignores it):
+/// this half keeps its set in its record (`WG_RECORD_N`, see `record`) and
+/// its LPM trie holds only the prefixes shorter than /32. Set only with
+/// `HDR_VALID`; without it the trie holds the whole set.
+pub const HDR_RECORD: u32 = 1 << 2;
+
 /// Verdicts inside the compiled structure (2 bits).
 pub const LV_NONE: u32 = 0;
 pub const LV_ALLOW: u32 = 1;

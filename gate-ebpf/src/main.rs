@@ -18,6 +18,7 @@ use gate_common::{
         DEFAULT_BUCKETS, DEFAULT_LEAF_WORDS, DEFAULT_LISTS, DEFAULT_NODES, HDR_SHORT, HDR_VALID,
         LV_ALLOW, LV_DENY, LV_NONE,
     },
+    record::{RecordSlot, DEFAULT_RECORD_SLOTS},
     Entry, GateConfig, Ipv6Bytes, Label, Meta, Reason, ACTIVE_SETTINGS, ACTIVE_TRIE, CONFIG_SLOTS,
     COUNTER_SLOTS, FLAG_OBSERVE, FLAG_PROTECT_DST, LABELS_MAX_ENTRIES, MAX_EXT_HEADERS,
     MAX_VLAN_TAGS, PROTECT_MAX_ENTRIES, REASON_COUNT, TEST_RUN_IFINDEX, TRUST_MAX_ENTRIES,
@@ -71,6 +72,11 @@ static WG_NODES_1: Array<Node> = Array::pinned(DEFAULT_NODES, BPF_F_MMAPABLE);
 static WG_LEAVES_0: Array<u64> = Array::pinned(DEFAULT_LEAF_WORDS, BPF_F_MMAPABLE);
 #[map(name = "WG_LEAVES_1")]
 static WG_LEAVES_1: Array<u64> = Array::pinned(DEFAULT_LEAF_WORDS, BPF_F_MMAPABLE);
+// The record of each half's set (user space only: never read here).
+#[map(name = "WG_RECORD_0")]
+static WG_RECORD_0: Array<RecordSlot> = Array::pinned(DEFAULT_RECORD_SLOTS, BPF_F_MMAPABLE);
+#[map(name = "WG_RECORD_1")]
+static WG_RECORD_1: Array<RecordSlot> = Array::pinned(DEFAULT_RECORD_SLOTS, BPF_F_MMAPABLE);
 #[map(name = "WG_COUNTERS")]
 static WG_COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 

@@ -18,8 +18,6 @@ pub mod world;
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{lpm_trie::Key, lpm_trie::LpmTrie, Map, MapData};
-use gate_common::{maps, Entry, Ipv6Bytes};
 use wotgate::{
     gate::{self, Gate},
     model::prefixes::Verdict,
@@ -111,24 +109,16 @@ impl Drop for PinnedGate {
     }
 }
 
-/// The longest-prefix match for `addr` in trie `trie` (0 or 1) of the gate
-/// pinned at `pin_dir`, read straight from the pinned map as the datapath
-/// would find it: the verdict and label index, `None` when nothing matches.
+/// The longest-prefix match for `addr` in half `trie` (0 or 1) of the gate
+/// pinned at `pin_dir`, from its record or else its LPM trie (a half being
+/// written may hold it in either): the verdict and label index, `None` when
+/// nothing matches.
 pub fn lookup_in(
     pin_dir: &Path,
     trie: usize,
     addr: std::net::Ipv6Addr,
 ) -> anyhow::Result<Option<(Verdict, u32)>> {
-    let data = MapData::from_pin(pin_dir.join(maps::TRUST[trie]))?;
-    let map: LpmTrie<MapData, Ipv6Bytes, Entry> = Map::from_map_data(data)?.try_into()?;
-    match map.get(&Key::new(128, addr.octets()), 0) {
-        Ok(e) => Ok(Some((
-            Verdict::from_raw(e.verdict).unwrap_or(Verdict::Deny),
-            e.source,
-        ))),
-        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(gate::Gate::open(pin_dir)?.probe_half(trie, addr)?)
 }
 
 /// The `wotgate` binary built beside this test (`cargo xtask test` builds it

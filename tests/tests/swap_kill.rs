@@ -5,7 +5,9 @@
 //! Every kind of update: a small diff (entry by entry), a rewrite enforced
 //! ahead of its trie (compiled copy, flip, then the trie emptied and filled
 //! with batch operations; a kill before SYNC is undone: the old set), and
-//! a rewrite with a prefix shorter than /32 (the trie before the flip). The
+//! a rewrite with a prefix shorter than /32 (the trie before the flip), and
+//! a diff whose new set outgrows the records (rewritten ahead, the set moving
+//! from the records to the tries, and back when the old set is loaded). The
 //! writer is the real `wotgate prefixes load` in a child process, told to
 //! SIGKILL itself after step k by the test-only `WOTGATE_TEST_KILL_AT_STEP`,
 //! or to fail there by `WOTGATE_TEST_FAIL_AT_STEP`.
@@ -13,11 +15,16 @@
 use std::{collections::BTreeMap, net::Ipv6Addr, os::unix::process::ExitStatusExt, path::Path};
 
 use aya::maps::{HashMap, Map, MapData};
-use gate_common::{lookup::HDR_VALID, maps, Label, JOURNAL_AHEAD, JOURNAL_IDLE};
+use gate_common::{
+    lookup::{LookupHeader, HDR_RECORD, HDR_VALID},
+    maps,
+    record::record_capacity,
+    Label, JOURNAL_AHEAD, JOURNAL_IDLE,
+};
 use integration_tests::{wotgate_cmd, PinnedGate, TmpDir};
 use wotgate::{
     gate::{
-        compile::compile,
+        compile::{compile, Capacity},
         replay::{syn_frame, XDP_DROP, XDP_PASS},
         swap::{set_digest, AHEAD_STEPS, FAIL_AT_STEP_ENV, KILL_AT_STEP_ENV, STEPS},
         Gate,
@@ -57,7 +64,14 @@ enum Kind {
     /// The same with a prefix shorter than /32 in both sets: the datapath
     /// may read the trie on a miss, so the trie is written before the flip.
     Short,
+    /// A small diff whose new set no longer fits the records (the old one
+    /// does): rewritten ahead of its trie, the set moving from the records
+    /// to the tries (and back when the old set is loaded again).
+    Grow,
 }
+
+/// Entries the records of a `Grow` gate hold: the old set, not the new.
+const GROW_ROOM: u64 = 3010;
 
 impl Kind {
     fn tag(self) -> &'static str {
@@ -65,13 +79,14 @@ impl Kind {
             Kind::Diff => "kd",
             Kind::Rewrite => "kf",
             Kind::Short => "ks",
+            Kind::Grow => "kg",
         }
     }
 
     fn mode(self) -> &'static str {
         match self {
             Kind::Diff => "diff",
-            Kind::Rewrite => "full-ahead",
+            Kind::Rewrite | Kind::Grow => "full-ahead",
             Kind::Short => "full",
         }
     }
@@ -79,7 +94,7 @@ impl Kind {
     /// The kill points, in the order the update passes them.
     fn steps(self) -> Vec<u32> {
         match self {
-            Kind::Rewrite => AHEAD_STEPS.to_vec(),
+            Kind::Rewrite | Kind::Grow => AHEAD_STEPS.to_vec(),
             _ => (1..=STEPS).collect(),
         }
     }
@@ -87,7 +102,7 @@ impl Kind {
     /// Whether the datapath enforces the new set once killed after step k.
     fn enforced_after(self, k: u32) -> bool {
         match self {
-            Kind::Rewrite => !matches!(k, 1 | 12),
+            Kind::Rewrite | Kind::Grow => !matches!(k, 1 | 12),
             _ => k > 5,
         }
     }
@@ -97,7 +112,7 @@ impl Kind {
     /// enforced ahead, only once its trie is complete and SYNC recorded.
     fn kept_after(self, k: u32) -> bool {
         match self {
-            Kind::Rewrite => matches!(k, 5 | 7..=10),
+            Kind::Rewrite | Kind::Grow => matches!(k, 5 | 7..=10),
             _ => k > 5,
         }
     }
@@ -105,7 +120,7 @@ impl Kind {
 
 /// Old and new sets of `kind`.
 fn sets(kind: Kind) -> (String, String) {
-    let rewrite = kind != Kind::Diff;
+    let rewrite = !matches!(kind, Kind::Diff | Kind::Grow);
     let mut common = format!("allow {BOTH} both\n");
     if kind == Kind::Short {
         common.push_str(&format!("allow {SHORT} short\n"));
@@ -123,6 +138,9 @@ fn sets(kind: Kind) -> (String, String) {
         let mut b = bulk(3000, 0x1000, "a");
         // Ten entries change label (one label is dropped, one is new).
         b = b.replace("a-5\n", "fresh\n");
+        if kind == Kind::Grow {
+            b.push_str(&bulk(50, 0x3000, "c"));
+        }
         format!("{common}allow {NEW_ONLY} new-only\n{b}")
     };
     (old, new)
@@ -139,7 +157,9 @@ fn label_table(pin: &Path, h: usize) -> BTreeMap<u32, Vec<u8>> {
         .collect()
 }
 
-/// Both tries, both label tables and the metadata hold `want`, in sync.
+/// Both halves (records, tries, copies), both label tables and the
+/// metadata hold `want`, in sync; in the records when it fits them (the
+/// tries then hold only its prefixes shorter than /32), else in the tries.
 fn assert_in_sync(pin: &Path, want: &PrefixSet, what: &str) {
     let gate = Gate::open(pin).unwrap();
     let meta = gate.meta().unwrap();
@@ -151,11 +171,26 @@ fn assert_in_sync(pin: &Path, want: &PrefixSet, what: &str) {
     assert_eq!(gate.read_set(a).unwrap(), *want, "{what}: active trie");
     assert_eq!(gate.read_set(1 - a).unwrap(), *want, "{what}: other trie");
     // Both compiled copies hold the set, compiled the same way.
-    let compiled = compile(want, &gate.lookup_capacity().unwrap()).unwrap();
+    let cap = gate.lookup_capacity().unwrap();
+    let compiled = compile(want, &cap).unwrap();
+    let record = want.len() as u64 <= record_capacity(cap.record);
+    let short = want.iter().filter(|e| e.prefix.prefix_len() < 32).count();
     for h in 0..2 {
         let header = gate.lookup_header(h).unwrap();
         assert_ne!(header.flags & HDR_VALID, 0, "{what}: compiled copy {h}");
-        assert_eq!(header, compiled.header, "{what}: compiled copy {h}");
+        assert_eq!(header.flags & HDR_RECORD != 0, record, "{what}: copy {h}");
+        let bare = LookupHeader {
+            flags: header.flags & !HDR_RECORD,
+            ..header
+        };
+        assert_eq!(bare, compiled.header, "{what}: compiled copy {h}");
+        let counts = gate.half_counts(h).unwrap();
+        let want_counts = if record {
+            (want.len(), short)
+        } else {
+            (0, want.len())
+        };
+        assert_eq!(counts, want_counts, "{what}: half {h} (record, trie)");
     }
     assert_eq!(
         label_table(pin, 0),
@@ -195,7 +230,16 @@ fn load(pin: &Path, file: &Path, kill_at: Option<u32>) -> std::process::ExitStat
 
 fn kill_at_every_step(kind: Kind) {
     let tag = kind.tag();
-    let mut pg = PinnedGate::new(tag);
+    let mut pg = if kind == Kind::Grow {
+        let cap = Capacity {
+            record: (GROW_ROOM * 4).div_ceil(3) as u32,
+            ..Capacity::default()
+        };
+        assert_eq!(record_capacity(cap.record), GROW_ROOM);
+        PinnedGate::with_capacity(tag, &cap)
+    } else {
+        PinnedGate::new(tag)
+    };
     pg.release();
     let pin = pg.path().to_path_buf();
     let t = TmpDir::new(tag);
@@ -229,7 +273,7 @@ fn kill_at_every_step(kind: Kind) {
             k == STEPS,
             "{what}: the journal says an update was under way: {meta:?}"
         );
-        if kind == Kind::Rewrite {
+        if matches!(kind, Kind::Rewrite | Kind::Grow) {
             let ahead = meta.journal.state == JOURNAL_AHEAD;
             assert_eq!(ahead, !kind.kept_after(k), "{what}: {meta:?}");
             if ahead {
@@ -323,6 +367,11 @@ fn a_rewrite_killed_at_every_step_leaves_one_set_and_is_repaired() {
 #[test]
 fn a_rewrite_with_a_short_prefix_killed_at_every_step_leaves_one_set_and_is_repaired() {
     kill_at_every_step(Kind::Short);
+}
+
+#[test]
+fn a_diff_outgrowing_the_records_killed_at_every_step_leaves_one_set_and_is_repaired() {
+    kill_at_every_step(Kind::Grow);
 }
 
 /// A rewrite enforced ahead of its trie that fails after the flip (its

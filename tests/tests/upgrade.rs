@@ -357,6 +357,34 @@ fn pins_without_the_compiled_lookup_are_refused() {
     );
 }
 
+/// A gate pinned before the records keeps its whole set in its LPM tries,
+/// which this version reads only for prefixes shorter than /32 while a
+/// compiled copy is valid: it is refused with the purge-and-attach advice
+/// by every command, and nothing is loaded over it.
+#[test]
+fn pins_without_the_records_are_refused() {
+    let mut pg = PinnedGate::new("uprc");
+    pg.release();
+    let pin = pg.path().to_path_buf();
+    for name in gate_common::maps::RECORD {
+        std::fs::remove_file(pin.join(name)).unwrap();
+    }
+    let err = Gate::open(&pin).err().expect("refused").to_string();
+    assert!(err.contains("was made by another wotgate version"), "{err}");
+    assert!(err.contains("WG_RECORD_0"), "{err}");
+    for args in [&["upgrade"][..], &["inspect"][..]] {
+        let out = wotgate_cmd(None, &pin, args).output().expect("run wotgate");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {text}");
+        assert!(text.contains("WG_RECORD_0"), "{args:?}: {text}");
+        assert!(text.contains("wotgate detach --purge"), "{args:?}: {text}");
+    }
+    assert!(
+        !pin.join("WG_RECORD_0").exists(),
+        "nothing was loaded over it"
+    );
+}
+
 /// A gate pinned before trie nodes carried their per-word counts has
 /// 72-byte nodes: the new program would misread them, so it is refused
 /// with the purge-and-attach advice, and nothing is loaded over it.

@@ -18,6 +18,8 @@ pub struct Capacity {
     pub lists: u32,
     pub nodes: u32,
     pub leaf_words: u32,
+    /// Slots of each half's record (see `gate_common::record`).
+    pub record: u32,
 }
 
 impl Default for Capacity {
@@ -28,6 +30,7 @@ impl Default for Capacity {
             lists: lk::DEFAULT_LISTS,
             nodes: lk::DEFAULT_NODES,
             leaf_words: lk::DEFAULT_LEAF_WORDS,
+            record: gate_common::record::DEFAULT_RECORD_SLOTS,
         }
     }
 }
@@ -43,6 +46,7 @@ impl Capacity {
             lists: clamp(n),
             nodes: clamp(n / 4),
             leaf_words: clamp(n / 4),
+            record: record_slots(n),
         }
     }
 
@@ -54,6 +58,7 @@ impl Capacity {
             lists: LIST_INDEX_MASK,
             nodes: TRIE_INDEX_MASK,
             leaf_words: u32::MAX,
+            record: u32::MAX,
         };
         let grow = |v: u32| {
             ((f64::from(v) * (1.0 + headroom)) as u64).clamp(1024, u64::from(TRIE_INDEX_MASK))
@@ -69,6 +74,7 @@ impl Capacity {
                 lists: grow(c.header.lists).min(LIST_INDEX_MASK),
                 nodes: grow(c.header.nodes),
                 leaf_words: grow(c.header.leaf_words),
+                record: record_slots(((set.len() as f64) * (1.0 + headroom)) as u64),
             },
             Err(_) => Capacity::for_prefixes(set.len()),
         }
@@ -81,16 +87,30 @@ impl Capacity {
             lists: self.lists.max(other.lists),
             nodes: self.nodes.max(other.nodes),
             leaf_words: self.leaf_words.max(other.leaf_words),
+            record: self.record.max(other.record),
         }
+    }
+
+    /// Kernel memory of one half's record, in bytes.
+    pub fn record_bytes(&self) -> u64 {
+        u64::from(self.record) * std::mem::size_of::<gate_common::record::RecordSlot>() as u64
     }
 
     /// Kernel memory of one copy, in bytes.
     pub fn bytes(&self) -> u64 {
-        u64::from(self.buckets) * 64
-            + u64::from(self.lists) * 16
-            + u64::from(self.nodes) * 72
-            + u64::from(self.leaf_words) * 8
+        let size = |n: u32, bytes: usize| u64::from(n) * bytes as u64;
+        size(self.buckets, std::mem::size_of::<Bucket>())
+            + size(self.lists, std::mem::size_of::<ListEntry>())
+            + size(self.nodes, std::mem::size_of::<Node>())
+            + size(self.leaf_words, 8)
     }
+}
+
+/// Record slots for `n` entries (at least 1,024, at most 3/4 full).
+fn record_slots(n: u64) -> u32 {
+    let den = gate_common::record::RECORD_LOAD_NUM;
+    let num = gate_common::record::RECORD_LOAD_DEN;
+    (n.max(1024) * num).div_ceil(den).min(u64::from(u32::MAX)) as u32
 }
 
 /// Why a set was not compiled (the datapath then uses the LPM trie).

@@ -33,6 +33,11 @@ pub struct LookupStatus {
     /// Elements of each array of one copy, and its kernel memory.
     pub capacity: Capacity,
     pub bytes_per_copy: u64,
+    /// Where the active half keeps its set: `records` (the tries then hold
+    /// only its prefixes shorter than /32) or `tries`.
+    pub kept_in: &'static str,
+    /// Kernel memory of one half's record.
+    pub bytes_per_record: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -112,6 +117,12 @@ impl Gate {
             nodes: h.nodes,
             leaf_words: h.leaf_words,
             bytes_per_copy: capacity.bytes(),
+            kept_in: if self.set_in_record(active)? {
+                "records"
+            } else {
+                "tries"
+            },
+            bytes_per_record: capacity.record_bytes(),
             capacity,
         })
     }
@@ -229,6 +240,17 @@ impl Status {
                 l.bytes_per_copy as f64 / 1e6
             );
         }
+        let _ = writeln!(
+            s,
+            "record       the set is kept in the {} ({:.1} MB a record, 2 records{})",
+            l.kept_in,
+            l.bytes_per_record as f64 / 1e6,
+            if l.kept_in == "records" {
+                "; the LPM tries hold only prefixes shorter than /32"
+            } else {
+                ": the LPM tries hold it whole"
+            }
+        );
         if let Some(u) = &self.update_under_way {
             let _ = writeln!(
                 s,

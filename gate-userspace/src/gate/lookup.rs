@@ -13,7 +13,10 @@ use std::{
 };
 
 use aya::maps::MapInfo;
-use gate_common::{lookup::LookupHeader, maps};
+use gate_common::{
+    lookup::{LookupHeader, HDR_RECORD},
+    maps,
+};
 
 use super::{
     compile::Capacity,
@@ -21,8 +24,8 @@ use super::{
     update_err, Gate, GateError, Result,
 };
 
-/// One copy's array, mapped into this process.
-struct Mmap {
+/// One array map (a copy's, or a record), mapped into this process.
+pub(super) struct Mmap {
     ptr: *mut u8,
     len: usize,
 }
@@ -33,6 +36,11 @@ unsafe impl Sync for Mmap {}
 
 impl Mmap {
     fn open(dir: &Path, name: &'static str) -> Result<Mmap> {
+        Ok(Self::open_counted(dir, name)?.0)
+    }
+
+    /// The mapping and the array's number of elements.
+    pub(super) fn open_counted(dir: &Path, name: &'static str) -> Result<(Mmap, usize)> {
         let path = dir.join(name);
         let map_err = |cause| GateError::Map {
             name,
@@ -60,10 +68,17 @@ impl Mmap {
                 cause: std::io::Error::last_os_error(),
             });
         }
-        Ok(Mmap {
-            ptr: ptr as *mut u8,
-            len,
-        })
+        Ok((
+            Mmap {
+                ptr: ptr as *mut u8,
+                len,
+            },
+            info.max_entries() as usize,
+        ))
+    }
+
+    pub(super) fn ptr(&self) -> *mut u8 {
+        self.ptr
     }
 
     /// Copies `items` to the array from element `at` on (the elements'
@@ -145,6 +160,7 @@ pub(super) fn pinned_capacity(dir: &Path) -> Result<Capacity> {
         lists: n(maps::LISTS[0])?,
         nodes: n(maps::NODES[0])?,
         leaf_words: n(maps::LEAVES[0])?,
+        record: n(maps::RECORD[0])?,
     })
 }
 
@@ -182,13 +198,15 @@ impl Gate {
 
     /// Writes `patch` of `live` into copy `copy`, header last; `None`
     /// marks the copy invalid (the datapath then reads the LPM trie of that
-    /// half). The copy must be inactive, and unread since (see
+    /// half). `record`: the half keeps its set in its record
+    /// (`HDR_RECORD`). The copy must be inactive, and unread since (see
     /// [`Gate::grace`]), and hold what `live` held before the patch unless
     /// the patch is full.
     pub(super) fn write_copy(
         &mut self,
         copy: usize,
         compiled: Option<(&Live, &Patch)>,
+        record: bool,
     ) -> Result<()> {
         let header = match compiled {
             None => LookupHeader::default(),
@@ -208,7 +226,11 @@ impl Gate {
                 a[1].write_at(patch.lists_from, &live.lists()[patch.lists_from..]);
                 a[2].write_at(patch.nodes_from, &live.nodes()[patch.nodes_from..]);
                 a[3].write_at(patch.leaves_from, &live.leaves()[patch.leaves_from..]);
-                live.header()
+                let mut h = live.header();
+                if record {
+                    h.flags |= HDR_RECORD;
+                }
+                h
             }
         };
         self.lookup

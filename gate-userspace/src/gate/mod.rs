@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod lock;
 mod lookup;
 pub mod pins;
+mod record;
 pub mod replay;
 mod settings;
 pub mod swap;
@@ -78,6 +79,8 @@ pub struct Gate {
     lookup: Array<MapData, LookupHeader>,
     copies: Option<lookup::Copies>,
     grace: Option<lookup::Grace>,
+    /// Each half's record of its set while its copy is valid, mapped.
+    records: [record::Record; 2],
     /// Whether this handle holds the pin directory's lock now (a
     /// [`Locked`] is alive): its writers then do not take it again.
     locked: bool,
@@ -120,6 +123,7 @@ impl Gate {
                 loader.map_max_entries(maps::LISTS[c], capacity.lists);
                 loader.map_max_entries(maps::NODES[c], capacity.nodes);
                 loader.map_max_entries(maps::LEAVES[c], capacity.leaf_words);
+                loader.map_max_entries(maps::RECORD[c], capacity.record);
             }
             let mut ebpf = loader.load(crate::EBPF_OBJECT)?;
             let prog: &mut Xdp = ebpf
@@ -171,6 +175,10 @@ impl Gate {
             lookup: open_map(&pin_dir, maps::LOOKUP)?,
             copies: None,
             grace: None,
+            records: [
+                record::Record::open(&pin_dir, maps::RECORD[0])?,
+                record::Record::open(&pin_dir, maps::RECORD[1])?,
+            ],
             pin_dir,
             locked: false,
             mirror: None,
@@ -415,6 +423,15 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
                 maps::NODES[0].trim_end_matches("_0"),
                 maps::LEAVES[0].trim_end_matches("_0")
             ),
+        });
+    }
+    // Before the records, each half's LPM trie held its whole set.
+    if !pin_dir.join(maps::RECORD[0]).exists() || !pin_dir.join(maps::RECORD[1]).exists() {
+        return Err(GateError::PinLayout {
+            dir: pin_dir.to_path_buf(),
+            map: maps::RECORD[0],
+            found: "nothing (it is not pinned: the gate keeps its set in the LPM tries)".into(),
+            wanted: format!("{} and {}", maps::RECORD[0], maps::RECORD[1]),
         });
     }
     // Trie nodes grew by their per-word counts (one popcount a level).

@@ -145,7 +145,8 @@ pub fn map_problems(dir: &Path, object: &[u8]) -> Result<Vec<String>> {
             ("max_entries", u64::from(m.max_entries())),
         ];
         for (key, want) in wanted {
-            // The compiled lookup's arrays are sized when the gate is made.
+            // The compiled lookup's arrays and the records are sized when
+            // the gate is made.
             if key == "max_entries" && sized_at_creation(name) {
                 continue;
             }
@@ -172,9 +173,15 @@ pub fn map_problems(dir: &Path, object: &[u8]) -> Result<Vec<String>> {
 /// Maps whose size the gate chooses when it is created (see
 /// `Gate::create_with`), so the object's size is no requirement.
 fn sized_at_creation(name: &str) -> bool {
-    [maps::BUCKETS, maps::LISTS, maps::NODES, maps::LEAVES]
-        .iter()
-        .any(|m| m.contains(&name))
+    [
+        maps::BUCKETS,
+        maps::LISTS,
+        maps::NODES,
+        maps::LEAVES,
+        maps::RECORD,
+    ]
+    .iter()
+    .any(|m| m.contains(&name))
 }
 
 /// A program's `prog_tag` and `prog_id` from its fdinfo.

@@ -127,8 +127,10 @@ fn meminfo(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn slab_kb() -> u64 {
-    meminfo("Slab:")
+/// Kernel memory a gate's maps take, in kB: slab (LPM trie nodes, hash
+/// elements) and vmalloc (the preallocated arrays: compiled copies, records).
+pub fn kernel_kb() -> u64 {
+    meminfo("Slab:") + meminfo("VmallocUsed:")
 }
 
 pub fn loadavg() -> String {
@@ -141,7 +143,7 @@ pub fn loadavg() -> String {
 }
 
 pub fn memory_header() -> String {
-    "| 1M set | compiled arrays allocated (2 copies) | compiled in use (2 copies) | groups / list entries / trie nodes |\n|---|---:|---:|---|\n".into()
+    "| 1M set | compiled arrays allocated (2 copies) | compiled in use (2 copies) | groups / list entries / trie nodes | records allocated (2 halves) | set kept in | entries in the LPM trie |\n|---|---:|---:|---|---:|---|---:|\n".into()
 }
 
 pub fn memory_row(gate: &Gate, kind: &str) -> Result<String> {
@@ -149,15 +151,23 @@ pub fn memory_row(gate: &Gate, kind: &str) -> Result<String> {
     let h = gate.lookup_header(gate.active_trie()?)?;
     let used = (u64::from(h.bucket_mask) + 1) * 64
         + u64::from(h.lists) * 16
-        + u64::from(h.nodes) * 72
+        + u64::from(h.nodes) * std::mem::size_of::<gate_common::lookup::Node>() as u64
         + u64::from(h.leaf_words) * 8;
+    let a = gate.active_trie()?;
+    let kept = if gate.set_in_record(a)? {
+        "records"
+    } else {
+        "LPM tries"
+    };
+    let (_, in_trie) = gate.half_counts(a)?;
     Ok(format!(
-        "| {kind} | {:.1} MB | {:.1} MB | {} / {} / {} |",
+        "| {kind} | {:.1} MB | {:.1} MB | {} / {} / {} | {:.1} MB | {kept} | {in_trie} |",
         2.0 * cap.bytes() as f64 / 1e6,
         2.0 * used as f64 / 1e6,
         h.groups,
         h.lists,
-        h.nodes
+        h.nodes,
+        2.0 * cap.record_bytes() as f64 / 1e6,
     ))
 }
 

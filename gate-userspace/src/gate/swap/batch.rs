@@ -1,5 +1,5 @@
-//! Writing one trie: a diff entry by entry (each write's flag proves what the
-//! trie held), or emptied and filled with batch operations; and the checks.
+//! Writing one half: a diff entry by entry (each write's flag, or the record's
+//! own check, proves what the half held), or emptied and filled in batches.
 
 use std::{
     os::fd::AsFd,
@@ -12,11 +12,12 @@ use gate_common::{maps, Entry};
 use super::{
     entries::{key_bytes, key_of, label_of, net_of, value_bytes, Labels, KEY_BYTES, VALUE_BYTES},
     journal::{checkpoint, step},
+    records::in_trie,
     Plan,
 };
 use crate::{
     gate::{read_err as rd, update_err as upd, Gate, GateError, Result},
-    model::prefixes::{PrefixEntry, PrefixSet},
+    model::prefixes::PrefixSet,
 };
 
 /// `BPF_MAP_UPDATE_ELEM` flags: only a new key; only an existing one.
@@ -31,7 +32,7 @@ const SAMPLE: usize = 1024;
 /// The same after a diff, whose every write's flag already proved its key.
 const SAMPLE_DIFF: usize = 64;
 
-fn sys_err(trie: usize, what: &str, e: std::io::Error) -> GateError {
+pub(super) fn sys_err(trie: usize, what: &str, e: std::io::Error) -> GateError {
     GateError::Verify {
         trie,
         problem: format!("{what}: {e}"),
@@ -62,11 +63,15 @@ impl Gate {
         if let Some(set) = target {
             // The mirror is of the old set, which trie `h` holds in sync.
             let mirror = self.mirror.take();
-            let r = self.write_full(h, set, &plan.labels, mirror.as_ref().map(|m| &m.set), steps);
+            let old = mirror.as_ref().map(|m| (&m.set, plan.was_record));
+            let r = self.write_full(h, set, &plan.labels, old, steps, plan.record);
             self.mirror = mirror;
             return r;
         }
         let name = maps::TRUST[h];
+        let record = plan.record;
+        // Entries the record holds before the diff (it holds the old set).
+        let mut held = (plan.entries + plan.remove.len() - plan.add.len()) as u64;
         let t0 = Instant::now();
         for (id, text) in &plan.new_labels {
             self.labels[h]
@@ -84,6 +89,13 @@ impl Gate {
             }
         };
         for p in &plan.remove {
+            if record {
+                self.record_remove(h, &mut held, p)?;
+            }
+            if !in_trie(record, p) {
+                tick(&mut done);
+                continue;
+            }
             match self.trust[h].remove(&key_of(p)) {
                 Ok(()) => {}
                 Err(e) if is_errno(&e, libc::ENOENT) => {
@@ -113,6 +125,13 @@ impl Gate {
                     verdict: e.verdict.to_raw(),
                     source: plan.labels.id(&e.label),
                 };
+                if record {
+                    self.record_put(h, &mut held, e, value.source, flags == BPF_NOEXIST)?;
+                }
+                if !in_trie(record, &e.prefix) {
+                    tick(&mut done);
+                    continue;
+                }
                 match self.trust[h].insert(&key_of(&e.prefix), value, flags) {
                     Ok(()) => {}
                     Err(err) if is_errno(&err, libc::EEXIST) || is_errno(&err, libc::ENOENT) => {
@@ -144,24 +163,30 @@ impl Gate {
             plan.written,
             SAMPLE_DIFF,
             &plan.labels,
+            record,
         )?;
         Ok((plan.remove.len(), clear_time, fill_time, t2.elapsed()))
     }
 
-    /// Empties trie `h` and its label table, then fills them with `set`
-    /// and `labels` using batch operations. `old`: what the trie holds, if
-    /// known (deleted by key; otherwise its keys are read first). The check
-    /// is by construction (the trie verified empty, every distinct key
-    /// written once) plus a sample read back.
+    /// Empties half `h` (record, trie and label table), then fills them
+    /// with `set` and `labels`: the record with every entry and the trie
+    /// with those shorter than /32 when the set is kept in the record
+    /// (`record`), else the trie with every entry, using batch operations.
+    /// `old`: the set the half holds, if known, and whether in its record
+    /// (the trie's keys are deleted by key; otherwise read first). The
+    /// check is by construction (the half verified empty, every distinct
+    /// key written once) plus a sample read back.
     pub(super) fn write_full(
         &mut self,
         h: usize,
         set: &PrefixSet,
         labels: &Labels,
-        old: Option<&PrefixSet>,
+        old: Option<(&PrefixSet, bool)>,
         steps: (u32, u32, u32),
+        record: bool,
     ) -> Result<(usize, Duration, Duration, Duration)> {
         let t0 = Instant::now();
+        self.record_clear(h);
         let cleared = self.empty_half(h, old)?;
         checkpoint(steps.0, h)?;
         let clear_time = t0.elapsed();
@@ -175,28 +200,49 @@ impl Gate {
                 .map_err(upd(maps::LABELS[h]))?;
         }
         let n = set.len();
-        let mut keys = Vec::with_capacity(n * KEY_BYTES);
-        let mut values = Vec::with_capacity(n * VALUE_BYTES);
+        let in_trie_n = if record {
+            set.iter().filter(|e| in_trie(true, &e.prefix)).count()
+        } else {
+            n
+        };
+        let mut keys = Vec::with_capacity(in_trie_n * KEY_BYTES);
+        let mut values = Vec::with_capacity(in_trie_n * VALUE_BYTES);
         let mut last: (&str, u32) = ("", labels.id(""));
-        for e in set.iter() {
+        let mut held = 0u64;
+        for (i, e) in set.iter().enumerate() {
             if e.label != last.0 {
                 last = (e.label.as_str(), labels.id(&e.label));
             }
-            keys.extend_from_slice(&key_bytes(&e.prefix));
-            values.extend_from_slice(&value_bytes(&Entry {
-                verdict: e.verdict.to_raw(),
-                source: last.1,
-            }));
+            if record {
+                self.record_put(h, &mut held, e, last.1, true)?;
+                if i + 1 == n / 2 {
+                    checkpoint(steps.1, h)?;
+                }
+            }
+            if in_trie(record, &e.prefix) {
+                keys.extend_from_slice(&key_bytes(&e.prefix));
+                values.extend_from_slice(&value_bytes(&Entry {
+                    verdict: e.verdict.to_raw(),
+                    source: last.1,
+                }));
+            }
         }
-        let half = n / 2;
-        self.put_batch(h, &keys[..half * KEY_BYTES], &values[..half * VALUE_BYTES])?;
-        checkpoint(steps.1, h)?;
-        self.put_batch(h, &keys[half * KEY_BYTES..], &values[half * VALUE_BYTES..])?;
+        if record {
+            self.put_batch(h, &keys, &values)?;
+            if n < 2 {
+                checkpoint(steps.1, h)?;
+            }
+        } else {
+            let half = n / 2;
+            self.put_batch(h, &keys[..half * KEY_BYTES], &values[..half * VALUE_BYTES])?;
+            checkpoint(steps.1, h)?;
+            self.put_batch(h, &keys[half * KEY_BYTES..], &values[half * VALUE_BYTES..])?;
+        }
         checkpoint(steps.2, h)?;
         let fill_time = t1.elapsed();
 
         let t2 = Instant::now();
-        self.check_sample(h, set.iter(), n, SAMPLE, labels)?;
+        self.check_sample(h, set.iter(), n, SAMPLE, labels, record)?;
         Ok((cleared, clear_time, fill_time, t2.elapsed()))
     }
 
@@ -225,16 +271,16 @@ impl Gate {
 
     /// Deletes everything in trie `h` and its label table, and verifies
     /// both are empty. Returns how many entries it deleted.
-    fn empty_half(&mut self, h: usize, old: Option<&PrefixSet>) -> Result<usize> {
+    fn empty_half(&mut self, h: usize, old: Option<(&PrefixSet, bool)>) -> Result<usize> {
         let fd = self.trust[h].map().fd().as_fd();
         let mut deleted = 0usize;
-        if let Some(old) = old {
-            let mut keys = Vec::with_capacity(old.len() * KEY_BYTES);
-            for e in old.iter() {
+        if let Some((old, record)) = old {
+            let mut keys = Vec::new();
+            for e in old.iter().filter(|e| in_trie(record, &e.prefix)) {
                 keys.extend_from_slice(&key_bytes(&e.prefix));
             }
             match crate::gate::sys::map_delete_batch(fd, &keys, KEY_BYTES) {
-                Ok(()) => deleted += old.len(),
+                Ok(()) => deleted += keys.len() / KEY_BYTES,
                 // Not what it should hold: sweep what is left below.
                 Err((done, _)) => deleted += done,
             }
@@ -298,65 +344,5 @@ impl Gate {
             });
         }
         Ok(deleted)
-    }
-
-    /// Trie `h` holds exactly the prefix of `sample` evenly spread entries
-    /// of `entries` (`n` of them), with their verdicts and label ids.
-    fn check_sample<'e>(
-        &self,
-        h: usize,
-        entries: impl Iterator<Item = &'e PrefixEntry>,
-        n: usize,
-        sample: usize,
-        labels: &Labels,
-    ) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        let fd = self.trust[h].map().fd().as_fd();
-        let mut first = [0u8; KEY_BYTES];
-        let any = crate::gate::sys::map_next_key(fd, None, &mut first)
-            .map_err(|err| sys_err(h, "reading back", err))?;
-        for e in entries.step_by((n / sample).max(1)) {
-            self.check_entry(h, e, labels, any.then_some(&first))?;
-        }
-        Ok(())
-    }
-
-    /// Trie `h` holds exactly `e.prefix`, with `e`'s verdict and label id;
-    /// `first`: the trie's first key (`None` when it is empty).
-    fn check_entry(
-        &self,
-        h: usize,
-        e: &PrefixEntry,
-        labels: &Labels,
-        first: Option<&[u8; KEY_BYTES]>,
-    ) -> Result<()> {
-        let fd = self.trust[h].map().fd().as_fd();
-        let io = |err| sys_err(h, "reading back", err);
-        let key = key_bytes(&e.prefix);
-        let exact = match first {
-            Some(first) => crate::gate::sys::lpm_has_exact(fd, &key, first).map_err(io)?,
-            None => false,
-        };
-        let want = Entry {
-            verdict: e.verdict.to_raw(),
-            source: labels.id(&e.label),
-        };
-        let got = if exact {
-            self.trust[h].get(&key_of(&e.prefix), 0).ok()
-        } else {
-            None
-        };
-        if got != Some(want) {
-            return Err(GateError::Verify {
-                trie: h,
-                problem: format!(
-                    "{} {} {} reads back as {got:?}",
-                    e.verdict, e.prefix, e.label
-                ),
-            });
-        }
-        Ok(())
     }
 }

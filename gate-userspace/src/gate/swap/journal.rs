@@ -209,7 +209,7 @@ impl Gate {
         self.active.set(0, word, 0).map_err(upd(maps::ACTIVE))
     }
 
-    /// One trie's set and its label table.
+    /// One half's set (from its record or its trie) and its label table.
     pub(super) fn read_half(&self, h: usize) -> Result<(PrefixSet, BTreeMap<u32, String>)> {
         let set = self.read_set(h)?;
         let mut table = BTreeMap::new();
@@ -242,13 +242,14 @@ impl Gate {
         let (set, table) = self.read_half(a).map_err(fail)?;
         let labels = Labels::of_table(&table, &set);
         let h = 1 - a;
-        self.write_full(h, &set, &labels, None, (0, 0, 0))
-            .map_err(fail)?;
-        // The copy may have been read until the interrupted flip (or the
-        // flip back).
+        // Half h (its copy, and its trie through it) may have been read
+        // until the interrupted flip (or the flip back).
         self.grace().map_err(fail)?;
         let (compiled, _) = self.recompile(None, &set, None).map_err(fail)?;
-        self.write_copy(h, compiled.as_ref().map(|(l, p)| (l, p)))
+        let record = self.keeps_in_record(compiled.is_some(), set.len());
+        self.write_full(h, &set, &labels, None, (0, 0, 0), record)
+            .map_err(fail)?;
+        self.write_copy(h, compiled.as_ref().map(|(l, p)| (l, p)), record)
             .map_err(fail)?;
         let digest = set_digest(&set);
         let generation = meta.generation[a];
@@ -257,6 +258,7 @@ impl Gate {
         meta.digest = [digest; 2];
         meta.loaded_at[h] = meta.loaded_at[a];
         meta.layout = gate_common::META_LAYOUT;
+        meta.record_slot = std::mem::size_of::<gate_common::record::RecordSlot>() as u64;
         meta.journal.state = gate_common::JOURNAL_IDLE;
         self.meta.set(0, meta, 0).map_err(upd(maps::META))?;
         tracing::info!(%journal, entries = set.len(), generation, "repaired the pair of tries after an interrupted update");

@@ -13,9 +13,11 @@
 
 mod batch;
 mod changes;
+mod check;
 mod entries;
 mod journal;
 mod read;
+mod records;
 mod report;
 mod update;
 
@@ -61,6 +63,11 @@ struct Plan {
     written: usize,
     /// Written from scratch with batch operations.
     full: bool,
+    /// Whether the new set is kept in the records (it compiles and fits
+    /// them; the tries then hold only its prefixes shorter than /32), and
+    /// whether the old one was. Set by `update` before any write.
+    record: bool,
+    was_record: bool,
 }
 
 /// The set a rewrite writes: given by the caller, or built here.
@@ -158,6 +165,8 @@ impl Gate {
                 removed,
                 written,
                 full: true,
+                record: false,
+                was_record: false,
             };
             self.update(plan, Some(Target::Given(set)))?
         };
@@ -206,6 +215,8 @@ impl Gate {
             removed: 0,
             written: 0,
             full: false,
+            record: false,
+            was_record: false,
         };
         let mut digest = m.digest;
         // Reference deltas per label text, applied after the walk.

@@ -89,19 +89,28 @@ impl Gate {
         })
     }
 
-    /// Reads one trie back as a prefix set with its labels.
+    /// Reads one half's set back with its labels: from its record while
+    /// its copy is valid, else from its trie.
     pub fn read_set(&self, trie: usize) -> Result<PrefixSet> {
         let mut labels = BTreeMap::new();
         for item in self.labels[trie].iter() {
             let (k, v) = item.map_err(rd(maps::LABELS[trie]))?;
             labels.insert(k, text_of(&v));
         }
+        let mut entries = Vec::new();
+        if self.set_in_record(trie)? {
+            entries = self.record_entries(trie);
+        } else {
+            for item in self.trust[trie].iter() {
+                let (k, v) = item.map_err(rd(maps::TRUST[trie]))?;
+                let Some(prefix) = net_of(&k) else { continue };
+                let verdict = Verdict::from_raw(v.verdict).unwrap_or(Verdict::Deny);
+                entries.push((prefix, verdict, v.source));
+            }
+        }
         let mut set = PrefixSet::new();
-        for item in self.trust[trie].iter() {
-            let (k, v) = item.map_err(rd(maps::TRUST[trie]))?;
-            let Some(prefix) = net_of(&k) else { continue };
-            let verdict = Verdict::from_raw(v.verdict).unwrap_or(Verdict::Deny);
-            let label = labels.get(&v.source).cloned().unwrap_or_default();
+        for (prefix, verdict, id) in entries {
+            let label = labels.get(&id).cloned().unwrap_or_default();
             set.insert(PrefixEntry {
                 verdict,
                 prefix,
@@ -128,20 +137,28 @@ impl Gate {
     }
 
     fn lookup_in(&self, trie: usize, addr: Ipv6Addr) -> Result<Option<PrefixEntry>> {
-        let map = &self.trust[trie];
-        let value = match map.get(&Key::new(128, addr.octets()), 0) {
-            Ok(v) => v,
-            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
-            Err(e) => return Err(rd(maps::TRUST[trie])(e)),
+        let (prefix, verdict, source) = if self.set_in_record(trie)? {
+            match self.record_longest(trie, addr) {
+                Some(found) => found,
+                None => return Ok(None),
+            }
+        } else {
+            let value = match self.trust[trie].get(&Key::new(128, addr.octets()), 0) {
+                Ok(v) => v,
+                Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+                Err(e) => return Err(rd(maps::TRUST[trie])(e)),
+            };
+            let verdict = Verdict::from_raw(value.verdict).unwrap_or(Verdict::Deny);
+            (self.matched_prefix(trie, addr)?, verdict, value.source)
         };
-        let label = match self.labels[trie].get(&value.source, 0) {
+        let label = match self.labels[trie].get(&source, 0) {
             Ok(l) => text_of(&l),
             Err(aya::maps::MapError::KeyNotFound) => String::new(),
             Err(e) => return Err(rd(maps::LABELS[trie])(e)),
         };
         Ok(Some(PrefixEntry {
-            verdict: Verdict::from_raw(value.verdict).unwrap_or(Verdict::Deny),
-            prefix: self.matched_prefix(trie, addr)?,
+            verdict,
+            prefix,
             label,
         }))
     }

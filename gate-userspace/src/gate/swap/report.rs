@@ -23,7 +23,8 @@ pub struct LoadReport {
     pub removed: usize,
     /// Entries added or changed.
     pub written: usize,
-    /// Entries deleted from the first trie written (the inactive one).
+    /// Entries deleted from the first trie written (the inactive one; its
+    /// record is zeroed whole, not counted).
     pub cleared: usize,
     /// Deleting from the first trie written, writing it, checking it:
     /// before the flip, or after it for `full-ahead` (then inside
@@ -98,7 +99,7 @@ impl LoadReport {
             self.written,
             self.enforce_time.as_secs_f64(),
             if self.mode == "full-ahead" {
-                "its trie after the flip: "
+                "its record and trie after the flip: "
             } else {
                 ""
             },

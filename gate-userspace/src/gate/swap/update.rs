@@ -6,8 +6,8 @@
 //! LPM trie of its half while that half's copy is valid (the datapath reads
 //! the trie only for an invalid copy, or on a miss when `HDR_SHORT` is
 //! set). So the copy is written and the selector flipped first, under a
-//! journal in state `AHEAD`, and the trie emptied and filled after the
-//! flip. The other half keeps the previous set intact until the journal
+//! journal in state `AHEAD`, and the record and trie emptied and filled
+//! after the flip. The other half keeps the previous set intact until the journal
 //! moves on to `SYNC`; a writer that dies or fails before that is undone by
 //! flipping back to it (`Gate::repair`).
 
@@ -63,23 +63,36 @@ impl Gate {
     pub(super) fn update(
         &mut self,
         mut plan: Plan,
-        target: Option<Target<'_>>,
+        mut target: Option<Target<'_>>,
     ) -> Result<LoadReport> {
         let start = Instant::now();
-        // A rewrite is compiled first: whether it can be enforced ahead of
-        // its trie depends on what it compiles to. Nothing is written yet.
-        let precompiled = match (&target, plan.full) {
-            (Some(tg), true) => Some(self.recompile(None, tg.set(), None)?),
-            _ => None,
-        };
-        let ahead =
-            matches!(&precompiled, Some((Some((live, _)), _)) if enforceable_ahead(&live.header()));
-        let mut meta = self.meta()?;
         let a = self.active_trie()?;
         let t = 1 - a;
+        // The new set is compiled first: where each half keeps it (record
+        // or trie), and whether a rewrite can be enforced ahead of its
+        // trie, depend on what it compiles to. Nothing is written yet.
+        let (precompiled, mut applied) = match (&target, plan.full) {
+            (Some(tg), true) => (self.recompile(None, tg.set(), None)?, None),
+            _ => {
+                let (set, compiled) = self.compile_diff(&plan)?;
+                (compiled, Some(set))
+            }
+        };
+        // Both halves keep the old set the same way (in sync).
+        plan.was_record = self.set_in_record(a)?;
+        plan.record = self.keeps_in_record(precompiled.0.is_some(), plan.entries);
+        if !plan.full && plan.record != plan.was_record {
+            // The set moves between the records and the tries: rewritten.
+            plan.full = true;
+            target = Some(Target::Built(applied.take().expect("a diff's set")));
+        }
+        let ahead = plan.full
+            && matches!(&precompiled.0, Some((live, _)) if enforceable_ahead(&live.header()));
+        let mut meta = self.meta()?;
         let from = meta.generation[a];
         let generation = meta.generation[0].max(meta.generation[1]) + 1;
         meta.layout = gate_common::META_LAYOUT;
+        meta.record_slot = std::mem::size_of::<gate_common::record::RecordSlot>() as u64;
         meta.journal = Journal {
             state: if ahead {
                 gate_common::JOURNAL_AHEAD
@@ -107,13 +120,12 @@ impl Gate {
         // enforced ahead) and this half repaired from it.
         let mut enforce_time = None;
         let first = if ahead {
-            let pre = precompiled.expect("ahead: compiled");
             let target = target.expect("ahead: a rewrite");
-            self.first_ahead(t, &mut plan, target, pre, || {
+            self.first_ahead(t, &mut plan, target, precompiled, || {
                 enforce_time = Some(start.elapsed())
             })
         } else {
-            self.first_behind(t, &mut plan, target, precompiled)
+            self.first_behind(t, &mut plan, target, precompiled, applied)
         };
         let First {
             times: (cleared, clear_time, fill_time, check_time),
@@ -164,7 +176,7 @@ impl Gate {
         let mut grace_time = Duration::ZERO;
         let sync = self.grace().and_then(|g| {
             grace_time = g;
-            self.write_copy(a, compiled.as_ref().map(|(l, p)| (l, p)))?;
+            self.write_copy(a, compiled.as_ref().map(|(l, p)| (l, p)), plan.record)?;
             self.write_half(a, &plan, new_set.as_ref(), (7, 8, 9))
         });
         if let Err(e) = sync {
@@ -237,47 +249,19 @@ impl Gate {
         })
     }
 
-    /// The inactive half written before the flip: its trie, then its
-    /// compiled copy (`precompiled` for a rewrite).
+    /// The inactive half written before the flip: its set (record and
+    /// trie), then its compiled copy.
     fn first_behind(
         &mut self,
         t: usize,
         plan: &mut Plan,
         target: Option<Target<'_>>,
-        precompiled: Option<Recompiled>,
+        (compiled, compile_time): Recompiled,
+        applied: Option<PrefixSet>,
     ) -> Result<First> {
         let (times, new_set) = self.write_trie(t, plan, target, (2, 3, 4));
         let times = times?;
-        // The compiled copy of the same half, from the new set (a diff's
-        // is the mirror's set with the plan applied).
-        let mut applied = None;
-        let (compiled, compile_time) = match precompiled {
-            Some(pre) => pre,
-            None => {
-                let (mut old_live, mut changed) = (None, None);
-                if new_set.is_none() {
-                    let mut m = self.mirror.take().expect("ensured");
-                    old_live = m.live.take();
-                    changed = Some(
-                        plan.remove
-                            .iter()
-                            .copied()
-                            .chain(plan.add.iter().chain(&plan.change).map(|e| e.prefix))
-                            .collect::<Vec<_>>(),
-                    );
-                    for p in &plan.remove {
-                        m.set.remove(p);
-                    }
-                    for e in plan.add.iter().chain(&plan.change) {
-                        m.set.replace(e.clone());
-                    }
-                    applied = Some(m.set);
-                }
-                let set = new_set.as_ref().or(applied.as_ref()).expect("one of them");
-                self.recompile(old_live, set, changed)?
-            }
-        };
-        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
+        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)), plan.record)?;
         Ok(First {
             times,
             new_set,
@@ -285,6 +269,28 @@ impl Gate {
             compiled,
             compile_time,
         })
+    }
+
+    /// A diff's new set (the mirror's with the plan applied) compiled: the
+    /// mirror's compiled set changed group by group when it has one. Takes
+    /// the mirror (the update leaves a new one).
+    fn compile_diff(&mut self, plan: &Plan) -> Result<(PrefixSet, Recompiled)> {
+        let mut m = self.mirror.take().expect("ensured");
+        let old_live = m.live.take();
+        let changed = plan
+            .remove
+            .iter()
+            .copied()
+            .chain(plan.add.iter().chain(&plan.change).map(|e| e.prefix))
+            .collect::<Vec<_>>();
+        for p in &plan.remove {
+            m.set.remove(p);
+        }
+        for e in plan.add.iter().chain(&plan.change) {
+            m.set.replace(e.clone());
+        }
+        let compiled = self.recompile(old_live, &m.set, Some(changed))?;
+        Ok((m.set, compiled))
     }
 
     /// The inactive half enforced ahead of its trie: its compiled copy, the
@@ -298,7 +304,7 @@ impl Gate {
         (compiled, compile_time): Recompiled,
         flipped: impl FnOnce(),
     ) -> Result<First> {
-        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)))?;
+        self.write_copy(t, compiled.as_ref().map(|(l, p)| (l, p)), plan.record)?;
         checkpoint(12, t)?;
         self.flip(t)?;
         flipped();
