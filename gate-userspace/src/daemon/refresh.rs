@@ -49,9 +49,7 @@ pub struct Built {
 /// directory; see [`build_with`] for the daemon's engine.)
 pub fn build(cfg: &Config, policy: &dyn Policy, at: SystemTime) -> Result<Built, BuildError> {
     let mut cache = load_cache(cfg);
-    build_from(cfg, policy, at, &mut cache, |gathered, cache| {
-        prepare_gathered_cached(cfg, gathered, policy, at, cache)
-    })
+    build_from(cfg, policy, at, &mut cache, None)
 }
 
 /// [`build`] through the daemon's [`TrustEngine`], kept between refreshes:
@@ -64,9 +62,7 @@ pub fn build_with(
 ) -> Result<Built, BuildError> {
     let policy = engine.policy();
     let mut cache = engine.cache().clone();
-    build_from(cfg, &*policy, at, &mut cache, |gathered, _| {
-        prepare_gathered_engine(cfg, gathered, at, engine)
-    })
+    build_from(cfg, &*policy, at, &mut cache, Some(engine))
 }
 
 /// The verification cache saved in the state directory (empty, with a
@@ -80,21 +76,25 @@ pub fn load_cache(cfg: &Config) -> VerifyCache {
     cache
 }
 
-/// Gathers, crawls, judges with `prepare` (which shares `cache`), and
-/// finishes the plan.
+/// Gathers, crawls, judges (through `engine` when given, which shares
+/// `cache`), and finishes the plan.
 fn build_from(
     cfg: &Config,
     policy: &dyn Policy,
     at: SystemTime,
     cache: &mut VerifyCache,
-    prepare: impl FnOnce(Gathered, &mut VerifyCache) -> Result<Prepared, ApplyError>,
+    mut engine: Option<&mut TrustEngine>,
 ) -> Result<Built, BuildError> {
     let local = Gathered::local(&cfg.keyrings, &cfg.statements_directory, cfg.rules.max_size)
         .map_err(ApplyError::Statements)?;
     // Certifications verified before are not verified again, neither by
     // the crawl's trust judgements nor by the plan's.
-    let (gathered, fetch_notes, sources) = crawl(cfg, local, policy, at, cache)?;
-    let mut prepared = prepare(gathered, cache)?;
+    let (gathered, fetch_notes, sources) =
+        crawl(cfg, local, policy, at, cache, engine.as_deref_mut())?;
+    let mut prepared: Prepared = match engine {
+        Some(engine) => prepare_gathered_engine(cfg, gathered, at, engine)?,
+        None => prepare_gathered_cached(cfg, gathered, policy, at, cache)?,
+    };
     if cache.added() > 0 {
         if let Err(e) = cache.save(&cfg.state_directory) {
             tracing::warn!(error = %e, "could not save the verification cache (only costs time)");
@@ -128,7 +128,8 @@ fn build_from(
 }
 
 /// Crawls the participants' published sources when `[sources] participants`
-/// names any (without participants the daemon reads local sources only).
+/// names any (without participants the daemon reads local sources only),
+/// judging trust between rounds through `engine` when given.
 /// Runs on the daemon's runtime when called from one of its blocking
 /// threads, else on a runtime of its own.
 #[allow(clippy::type_complexity)]
@@ -138,6 +139,7 @@ fn crawl(
     policy: &dyn Policy,
     at: SystemTime,
     cache: &mut VerifyCache,
+    engine: Option<&mut TrustEngine>,
 ) -> Result<
     (
         Gathered,
@@ -152,8 +154,19 @@ fn crawl(
     let crawler = Crawler::new(&cfg.sources, &cfg.state_directory)?;
     let local_problems = local.problems.len();
     let trust = crawl_trust(cfg, at);
-    let fut = crawler.gather_cached(local, &trust, policy, cache);
-    let mut crawled = match tokio::runtime::Handle::try_current() {
+    let mut crawled = match engine {
+        Some(engine) => block_on(crawler.gather_engine(local, &trust, engine))?,
+        None => block_on(crawler.gather_cached(local, &trust, policy, cache))?,
+    };
+    let mut notes = crawled.gathered.problems.split_off(local_problems);
+    notes.append(&mut crawled.notes);
+    Ok((crawled.gathered, notes, crawled.sources))
+}
+
+/// Runs `fut` on the daemon's runtime when called from one of its blocking
+/// threads, else on a runtime of its own.
+fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, BuildError> {
+    Ok(match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle.block_on(fut),
         Err(_) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -165,10 +178,7 @@ fn crawl(
                 })
             })?
             .block_on(fut),
-    };
-    let mut notes = crawled.gathered.problems.split_off(local_problems);
-    notes.append(&mut crawled.notes);
-    Ok((crawled.gathered, notes, crawled.sources))
+    })
 }
 
 /// The settings the crawl follows: the system's web, widened to reach what

@@ -27,7 +27,7 @@ use super::wellknown::{Domain, SourceKind};
 use super::{wkd, Gathered, Named};
 use crate::model::settings::TrustSettings;
 use crate::model::time::format_time;
-use crate::wot::{evaluate_lazy, KeyStatus, Keyring, VerifyCache};
+use crate::wot::{evaluate_lazy, KeyStatus, Keyring, TrustEngine, TrustReport, VerifyCache};
 
 /// What became of one source in this refresh.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +135,35 @@ impl Crawler {
         policy: &dyn Policy,
         verified: &mut VerifyCache,
     ) -> Crawled {
+        let mut judge = |keyrings: &[Named]| {
+            let (ring, _) = Keyring::parse(keyrings);
+            evaluate_lazy(Arc::new(ring), trust, policy, verified)
+        };
+        self.gather_judged(local, trust, &mut judge).await
+    }
+
+    /// [`Crawler::gather`] judging trust through the daemon's engine: a
+    /// round parses and judges only what the last one (or the last
+    /// refresh) did not, and the plan after the crawl finds the engine
+    /// filled with the keyrings it judges.
+    pub async fn gather_engine(
+        &self,
+        local: Gathered,
+        trust: &TrustSettings,
+        engine: &mut TrustEngine,
+    ) -> Crawled {
+        let mut judge = |keyrings: &[Named]| engine.evaluate(keyrings, trust).report;
+        self.gather_judged(local, trust, &mut judge).await
+    }
+
+    /// The crawl, with `judge` giving each round's verdicts on the
+    /// keyrings gathered so far (under `trust`).
+    async fn gather_judged(
+        &self,
+        local: Gathered,
+        trust: &TrustSettings,
+        judge: &mut (dyn FnMut(&[Named]) -> TrustReport + Send),
+    ) -> Crawled {
         let bounds = &self.settings.crawl;
         let deadline = Instant::now() + bounds.max_time;
         let budget = Arc::new(Budget::new(bounds.max_total_bytes));
@@ -159,10 +188,9 @@ impl Crawler {
             }
         }
         loop {
-            let (ring, _) = Keyring::parse(&out.gathered.keyrings);
             // Only the trusted and refused keys are read: the others are
             // not explained (nor their certifications verified).
-            let report = evaluate_lazy(Arc::new(ring), trust, policy, verified);
+            let report = judge(&out.gathered.keyrings);
             let mut wanted = seeds.clone();
             for key in report.trusted_or_refused(&trust.refuse) {
                 let usable = key.status.is_trusted() || key.status == KeyStatus::Refused;
