@@ -248,20 +248,27 @@ fn flood(path: &Path, net: &Path, count: u64) -> Result<Fingerprint> {
         );
     }
     let victim = victim.insert_packets(sigs)?.0;
-    let mut out = Vec::new();
-    for c in ring.full_certs() {
-        if c.fingerprint() == victim.fingerprint() {
-            victim.serialize(&mut out)?;
-        } else {
-            c.serialize(&mut out)?;
-        }
-    }
+    let out = with_replaced(&ring, &victim)?;
     std::fs::write(path, out)?;
     Ok(root)
 }
 
 /// Debian keyring: the root is the key that certified the most other keys
 /// in it; the reference time is the keyring file's modification time.
+/// `ring`'s certificates serialized in order, `changed` in place of the one
+/// with its fingerprint.
+fn with_replaced(ring: &Keyring, changed: &Cert) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for c in ring.full_certs() {
+        if c.fingerprint() == changed.fingerprint() {
+            changed.serialize(&mut out)?;
+        } else {
+            c.serialize(&mut out)?;
+        }
+    }
+    Ok(out)
+}
+
 fn debian_root_and_time() -> Result<(Fingerprint, u64)> {
     let (ring, _) = Keyring::load(&[PathBuf::from(DEBIAN)]);
     let mut count: HashMap<Fingerprint, usize> = HashMap::new();

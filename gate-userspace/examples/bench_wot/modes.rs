@@ -3,14 +3,22 @@
 
 use super::*;
 
+/// A child mode's arguments `PATH ROOT TIME`: the keyring, and the
+/// benchmark's settings (that root, depth [`DEPTH`], that reference time).
+fn child_args(args: &[String]) -> Result<(PathBuf, TrustSettings)> {
+    let [path, root, time, ..] = args else {
+        bail!("a child mode takes PATH ROOT-FINGERPRINT UNIX-TIME, got {args:?}");
+    };
+    let at = UNIX_EPOCH + Duration::from_secs(time.parse()?);
+    let mut s = TrustSettings::new([Fingerprint::from_hex(root)?], at);
+    s.depth = DEPTH;
+    Ok((PathBuf::from(path), s))
+}
+
 /// Child mode: load and the verdicts (fresh cache); prints the trusted count.
 pub(crate) fn whole(args: &[String]) -> Result<()> {
-    let path = PathBuf::from(&args[0]);
-    let root = Fingerprint::from_hex(&args[1])?;
-    let at = UNIX_EPOCH + Duration::from_secs(args[2].parse()?);
+    let (path, s) = child_args(args)?;
     let (ring, _) = Keyring::load(std::slice::from_ref(&path));
-    let mut s = TrustSettings::new([root], at);
-    s.depth = DEPTH;
     let r = evaluate_lazy(
         Arc::new(ring),
         &s,
@@ -28,9 +36,7 @@ pub(crate) fn whole(args: &[String]) -> Result<()> {
 /// With `eager` after the arguments: the full report instead (every key
 /// explained: `wotgate trust list`), cold; prints its seconds and count.
 pub(crate) fn measure(args: &[String]) -> Result<()> {
-    let path = PathBuf::from(&args[0]);
-    let root = Fingerprint::from_hex(&args[1])?;
-    let at = UNIX_EPOCH + Duration::from_secs(args[2].parse()?);
+    let (path, s) = child_args(args)?;
     let eager = args.get(3).map(String::as_str) == Some("eager");
     let t = Instant::now();
     let (ring, problems) = Keyring::load(std::slice::from_ref(&path));
@@ -39,8 +45,6 @@ pub(crate) fn measure(args: &[String]) -> Result<()> {
     for p in problems {
         eprintln!("bench_wot: {p}");
     }
-    let mut s = TrustSettings::new([root], at);
-    s.depth = DEPTH;
     let p = StandardPolicy::new();
     if eager {
         let t = Instant::now();
@@ -97,12 +101,8 @@ pub(crate) fn measure(args: &[String]) -> Result<()> {
 /// reads and evaluates the new one. Prints the seconds: total, read,
 /// parse, graph, search.
 pub(crate) fn added(args: &[String]) -> Result<()> {
-    let path = PathBuf::from(&args[0]);
-    let root = Fingerprint::from_hex(&args[1])?;
-    let at = UNIX_EPOCH + Duration::from_secs(args[2].parse()?);
+    let (path, s) = child_args(args)?;
     let (ring, _) = Keyring::load(std::slice::from_ref(&path));
-    let mut s = TrustSettings::new([root], at);
-    s.depth = DEPTH;
     let (took, read, run) = added_certification(&path, ring, &s)?;
     println!(
         "{} {} {} {} {}",
@@ -154,14 +154,7 @@ pub(crate) fn added_certification(
         .set_signature_creation_time(at(T0 + 2 * 86_400))?
         .sign_userid_binding(&mut signer, target.primary_key().key(), &uid)?;
     let changed = target.insert_packets(sig)?.0;
-    let mut out = Vec::new();
-    for c in ring.full_certs() {
-        if c.fingerprint() == changed.fingerprint() {
-            changed.serialize(&mut out)?;
-        } else {
-            c.serialize(&mut out)?;
-        }
-    }
+    let out = with_replaced(&ring, &changed)?;
     let file = std::env::temp_dir().join(format!("wotgate-bench-added-{}.pgp", std::process::id()));
     std::fs::write(&file, &out)?;
     drop(out);
