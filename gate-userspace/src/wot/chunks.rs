@@ -108,6 +108,10 @@ pub(crate) fn packet(b: &[u8]) -> Option<(u8, usize)> {
 /// after its copy in `old`, if any (so an insertion or a removal costs one
 /// hash more, not the rest).
 fn cut(bytes: &[u8], old: &[Kept], threads: usize) -> Option<Vec<Kept>> {
+    if bytes.is_empty() {
+        // An empty source: no certificate, no range.
+        return Some(Vec::new());
+    }
     if old.is_empty() {
         let chunks = split(bytes)?;
         return Some(par_map(&chunks, threads, |c| {
@@ -246,14 +250,8 @@ fn parse_all(
     let mut ranges = 0;
     for (s, now) in sources.iter().zip(cuts) {
         let Some(now) = now else {
-            let before = problems.len();
             ring.add_bytes(&s.origin, &s.bytes, &mut problems);
-            if s.bytes.is_empty() && problems.len() == before {
-                // An empty source: no range, in its place.
-                kept.push((s.origin.clone(), Vec::new()));
-            } else {
-                aligned = false;
-            }
+            aligned = false;
             continue;
         };
         kept.push((s.origin.clone(), now));
@@ -354,6 +352,9 @@ mod tests {
         let (a, b, c, b2) = (cert(1, 1), cert(2, 2), cert(3, 0), cert(2, 3));
         let before = [&a[..], &b, &c].concat();
         let old = cut(&before, &[], 1).unwrap();
+        // An empty source is cut into no range (it holds no certificate).
+        assert_eq!(cut(&[], &old, 1), Some(Vec::new()));
+        assert_eq!(cut(&[], &[], 1), Some(Vec::new()));
         let changes = [
             before.clone(),
             [&a[..], &b2, &c].concat(),

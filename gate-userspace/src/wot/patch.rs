@@ -50,7 +50,7 @@ pub(super) fn in_place(
     let old: Vec<Parsed> = gone.iter().filter_map(|d| cache.map.remove(d)).collect();
     ring.replace_same_keys(put);
     let ring = Arc::new(ring);
-    let kept: Vec<Vec<Kept>> = cuts.into_iter().map(Option::unwrap_or_default).collect();
+    let kept: Vec<Vec<Kept>> = cuts.into_iter().map(|c| c.expect("checked")).collect();
     let old_kept: Vec<Vec<Kept>> = (cache.kept.iter_mut().zip(sources).zip(kept))
         .map(|((k, s), now)| {
             k.0.clone_from(&s.origin);
@@ -78,14 +78,8 @@ fn changes(
     }
     let mut at = Vec::new();
     let mut g = 0;
-    let none = Vec::new();
     for (i, ((s, now), (_, old))) in sources.iter().zip(cuts).zip(&cache.kept).enumerate() {
-        let now = match now {
-            Some(now) => now,
-            // An empty source has no range (it is cut into none).
-            None if s.bytes.is_empty() => &none,
-            None => return None,
-        };
+        let now = now.as_ref()?;
         // Each source was cut against the last load's in the same place
         // (of its origin, else there: a file renamed).
         let compared = (cache.kept.iter().position(|k| k.0 == s.origin)).unwrap_or(i);
