@@ -24,7 +24,7 @@ use crate::source::Named;
 type Item<'a> = (&'a [u8], Digest, Parsed, bool);
 
 /// OpenPGP packet tags that start a certificate (public and secret key).
-const PRIMARY_TAGS: [u8; 2] = [5, 6];
+pub(super) const PRIMARY_TAGS: [u8; 2] = [5, 6];
 
 /// The certificates' parses by the digest of their bytes.
 #[derive(Debug, Default)]

@@ -19,12 +19,9 @@ use std::path::PathBuf;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::{Fingerprint, KeyHandle, KeyID, Packet};
 
-use super::chunks::packet;
+use super::chunks::{packet, split, PRIMARY_TAGS};
 use crate::source::local::open_keyring;
 use crate::source::Named;
-
-/// OpenPGP packet tags of primary keys (public and secret).
-const PRIMARY_TAGS: [u8; 2] = [5, 6];
 
 /// Every primary key named by a load's inputs (see the module docs).
 #[derive(Clone, Debug, Default)]
@@ -69,15 +66,15 @@ impl Primaries {
         self.fprs.insert(fpr).then_some(())
     }
 
+    /// Bytes in memory: cut as the engine cuts them, one certificate a
+    /// range, each starting with its primary key packet.
     fn scan_bytes(&mut self, bytes: &[u8]) -> Option<()> {
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let (tag, len) = packet(&bytes[pos..])?;
-            let end = pos.checked_add(len).filter(|&e| e <= bytes.len())?;
-            if PRIMARY_TAGS.contains(&tag) {
-                self.add(&bytes[pos..end])?;
-            }
-            pos = end;
+        if bytes.is_empty() {
+            return Some(());
+        }
+        for c in split(bytes)? {
+            let (_, len) = packet(c)?;
+            self.add(&c[..len])?;
         }
         Some(())
     }
