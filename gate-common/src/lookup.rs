@@ -172,9 +172,9 @@ pub fn bit(bits: &[u64; 4], pos: u32) -> bool {
     (bits[((pos >> 6) & 3) as usize] >> (pos & 63)) & 1 != 0
 }
 
-/// Whether a list entry holds the address whose bits 32-127 are `w`.
+/// Whether a list entry holds the address `w` (its bits 32-127: words 1-3).
 #[inline(always)]
-pub fn list_matches(e: &ListEntry, w: &[u32; 3]) -> bool {
+pub fn list_matches(e: &ListEntry, w: &Words) -> bool {
     let len = e.meta & 0xff;
     let mut k = 0;
     let mut diff = 0;
@@ -183,10 +183,28 @@ pub fn list_matches(e: &ListEntry, w: &[u32; 3]) -> bool {
         // leading ones: shifting a 64-bit all-ones by 32 leaves none.
         let bits = len.saturating_sub(32 + 32 * k as u32).min(32);
         let m = (u64::MAX << (32 - bits)) as u32;
-        diff |= (w[k] & m) ^ e.words[k];
+        diff |= (w[k + 1] & m) ^ e.words[k];
         k += 1;
     }
     diff == 0
+}
+
+/// An IPv6 address as four host-order words, word 0 holding bits 0-31:
+/// what a lookup reads (the program loads them from the packet, four
+/// loads, without copying the address anywhere).
+pub type Words = [u32; 4];
+
+/// The words of an address in network byte order.
+#[inline(always)]
+pub fn words(addr: &[u8; 16]) -> Words {
+    let w = |i: usize| u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// Byte `i` (0-15) of the address whose words are `w`.
+#[inline(always)]
+pub fn byte(w: &Words, i: usize) -> u32 {
+    (w[(i >> 2) & 3] >> (24 - 8 * (i & 3))) & 0xff
 }
 
 /// Where a lookup reads the compiled structure: the BPF arrays of one copy
@@ -233,27 +251,21 @@ fn slot_in(b: Option<&Bucket>, key: u32) -> u32 {
     0
 }
 
-/// The longest match for `addr` in the compiled structure. A missing
-/// element (never written by a correct compiler) reads as `LV_NONE`.
+/// The longest match for the address `w` in the compiled structure. A
+/// missing element (never written by a correct compiler) reads as `LV_NONE`.
 #[inline(always)]
-pub fn lookup<S: Store>(s: &S, bucket_mask: u32, addr: &[u8; 16]) -> Found {
-    let key = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
-    let val = find_slot(s, bucket_mask, key);
+pub fn lookup<S: Store>(s: &S, bucket_mask: u32, w: &Words) -> Found {
+    let val = find_slot(s, bucket_mask, w[0]);
     match val >> TAG_SHIFT {
         TAG_VERDICT => Found::Verdict(val & 3),
-        TAG_LIST => Found::Verdict(lookup_list(s, val, addr)),
-        TAG_TRIE => Found::Verdict(lookup_trie(s, val & TRIE_INDEX_MASK, addr)),
+        TAG_LIST => Found::Verdict(lookup_list(s, val, w)),
+        TAG_TRIE => Found::Verdict(lookup_trie(s, val & TRIE_INDEX_MASK, w)),
         _ => Found::Miss,
     }
 }
 
 #[inline(always)]
-fn lookup_list<S: Store>(s: &S, val: u32, addr: &[u8; 16]) -> u32 {
-    let w = [
-        u32::from_be_bytes([addr[4], addr[5], addr[6], addr[7]]),
-        u32::from_be_bytes([addr[8], addr[9], addr[10], addr[11]]),
-        u32::from_be_bytes([addr[12], addr[13], addr[14], addr[15]]),
-    ];
+fn lookup_list<S: Store>(s: &S, val: u32, w: &Words) -> u32 {
     let first = val & LIST_INDEX_MASK;
     let len = ((val >> LIST_LEN_SHIFT) & 3) + 1;
     let mut i = 0;
@@ -263,7 +275,7 @@ fn lookup_list<S: Store>(s: &S, val: u32, addr: &[u8; 16]) -> u32 {
         }
         match s.list(first + i) {
             Some(e) => {
-                if list_matches(e, &w) {
+                if list_matches(e, w) {
                     return (e.meta >> 8) & 3;
                 }
             }
@@ -275,14 +287,14 @@ fn lookup_list<S: Store>(s: &S, val: u32, addr: &[u8; 16]) -> u32 {
 }
 
 #[inline(always)]
-fn lookup_trie<S: Store>(s: &S, root: u32, addr: &[u8; 16]) -> u32 {
+fn lookup_trie<S: Store>(s: &S, root: u32, w: &Words) -> u32 {
     let mut idx = root;
     let mut level = 0;
     while level < TRIE_LEVELS {
         let Some(n) = s.node(idx) else {
             return LV_NONE;
         };
-        let b = addr[4 + level] as u32;
+        let b = byte(w, 4 + level);
         if bit(&n.child, b) {
             idx = n.child_base + rank(&n.child, &n.child_before, b) - 1;
             level += 1;

@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use gate_common::{
     lookup::{
-        self as lk, Bucket, Found, ListEntry, LookupHeader, Node, Store, BPF_F_MMAPABLE,
+        self as lk, Bucket, Found, ListEntry, LookupHeader, Node, Store, Words, BPF_F_MMAPABLE,
         DEFAULT_BUCKETS, DEFAULT_LEAF_WORDS, DEFAULT_LISTS, DEFAULT_NODES, HDR_SHORT, HDR_VALID,
         LV_ALLOW, LV_DENY, LV_NONE,
     },
@@ -188,7 +188,7 @@ fn judge(seen: Seen) -> (Reason, bool) {
         Seen::Syn6 { ip, port } => {
             if cfg.is_protected_port(port) && dst_protected(cfg, active, ip) {
                 // The source is read only here, for SYNs to protected ports.
-                source_reason(active, ip.addr(IPV6_SRC_OFF))
+                source_reason(active, ip)
             } else {
                 Reason::OtherPass
             }
@@ -244,7 +244,23 @@ impl Hdr {
     }
     #[inline(always)]
     fn be16(self, i: usize) -> u16 {
-        u16::from_be_bytes([self.u8(i), self.u8(i + 1)])
+        // SAFETY: as above; one (possibly misaligned) load, see build.rs.
+        u16::from_be(unsafe { core::ptr::read_unaligned(self.0.add(i) as *const u16) })
+    }
+    #[inline(always)]
+    fn be32(self, i: usize) -> u32 {
+        // SAFETY: as above.
+        u32::from_be(unsafe { core::ptr::read_unaligned(self.0.add(i) as *const u32) })
+    }
+    /// The address at `i` as the compiled lookup's words: four loads.
+    #[inline(always)]
+    fn words(self, i: usize) -> Words {
+        [
+            self.be32(i),
+            self.be32(i + 4),
+            self.be32(i + 8),
+            self.be32(i + 12),
+        ]
     }
     #[inline(always)]
     fn addr(self, i: usize) -> Ipv6Bytes {
@@ -345,13 +361,15 @@ fn syn_port(ctx: &XdpContext, off: usize) -> Option<u16> {
     Some(tcp.be16(TCP_DPORT_OFF))
 }
 
-/// The reason for a gated SYN from `src`: the compiled copy of the active
-/// half, or its LPM trie when the copy is not valid or cannot answer.
+/// The reason for a gated SYN with IPv6 header `ip`: its source looked up
+/// in the compiled copy of the active half, or in that half's LPM trie when
+/// the copy is not valid or cannot answer.
 #[inline(always)]
-fn source_reason(active: u32, src: Ipv6Bytes) -> Reason {
+fn source_reason(active: u32, ip: Hdr) -> Reason {
     let t = active & ACTIVE_TRIE;
     let compiled = match WG_LOOKUP.get(t) {
         Some(h) if h.flags & HDR_VALID != 0 => {
+            let src = ip.words(IPV6_SRC_OFF);
             let found = if t == 0 {
                 lk::lookup(&Copy0, h.bucket_mask, &src)
             } else {
@@ -368,7 +386,7 @@ fn source_reason(active: u32, src: Ipv6Bytes) -> Reason {
     };
     let verdict = match compiled {
         Some(v) => v,
-        None => trie_verdict(t, src),
+        None => trie_verdict(t, ip.addr(IPV6_SRC_OFF)),
     };
     match verdict {
         LV_NONE => Reason::UntrustedDrop,

@@ -393,7 +393,7 @@ fn main() -> Result<()> {
     let dir = PathBuf::from(format!("/sys/fs/bpf/wotgate-bench-{}", std::process::id()));
     let _purge = Purge(dir.clone());
     if std::env::args().any(|a| a == "--fixed") {
-        return fixed::run(&dir);
+        return fixed::run(&dir, std::env::args().any(|a| a == "--big"));
     }
     let mut rng = StdRng::seed_from_u64(25);
     // The 1M sets first: the gates are sized for the larger compiled one.

@@ -13,7 +13,7 @@ use crate::model::prefixes::PrefixEntry;
 /// What the datapath answers for `addr` with copy `c` (a miss goes to the
 /// LPM trie, which then can only match a prefix shorter than /32).
 fn datapath(c: &Compiled, set: &PrefixSet, addr: Ipv6Addr) -> u32 {
-    match lk::lookup(c, c.header.bucket_mask, &addr.octets()) {
+    match lk::lookup(c, c.header.bucket_mask, &lk::words(&addr.octets())) {
         lk::Found::Verdict(v) => v,
         lk::Found::Miss if c.header.flags & HDR_SHORT == 0 => LV_NONE,
         lk::Found::Miss => {
@@ -161,7 +161,7 @@ fn the_empty_set_compiles_to_a_table_that_matches_nothing() {
     let c = compile(&PrefixSet::new(), &Capacity::default()).unwrap();
     assert_eq!(c.header.flags, HDR_VALID);
     assert_eq!(
-        lk::lookup(&c, c.header.bucket_mask, &[0x20; 16]),
+        lk::lookup(&c, c.header.bucket_mask, &lk::words(&[0x20; 16])),
         lk::Found::Miss
     );
 }
