@@ -272,6 +272,10 @@ impl Hdr {
 #[inline(always)]
 fn parse(ctx: &XdpContext) -> Option<Seen> {
     let mut ethertype = hdr::<ETH_HLEN>(ctx, 0)?.be16(ETH_TYPE_OFF);
+    if ethertype == ETH_P_IPV6 {
+        // The common case first: no tags to walk.
+        return ipv6(ctx, ETH_HLEN);
+    }
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
@@ -313,11 +317,12 @@ fn ipv6(ctx: &XdpContext, off: usize) -> Option<Seen> {
     // Iteration i sees the header after i extension headers; at i ==
     // MAX_EXT_HEADERS a further extension header is one too many.
     for i in 0..=MAX_EXT_HEADERS {
+        // TCP is tested on its own first: the gated path skips the set test.
+        if next == IPPROTO_TCP {
+            let port = syn_port(ctx, off)?;
+            return Some(Seen::Syn6 { ip, port });
+        }
         match next {
-            IPPROTO_TCP => {
-                let port = syn_port(ctx, off)?;
-                return Some(Seen::Syn6 { ip, port });
-            }
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             }
             // ICMPv6 (and so neighbour discovery), UDP, ESP, no-next-header...
