@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{GateError, Result};
+use aya::maps::{IterableMap, MapInfo};
+use gate_common::maps;
+
+use super::{pins, Gate, GateError, PurgeReport, Result};
 
 /// How long a writer waits for the lock before giving up, unless the
 /// process sets otherwise ([`set_lock_wait`]).
@@ -164,6 +167,82 @@ fn holder_in(locks: &str, dev: u64, ino: u64) -> Option<u32> {
         let (_mode, _rw, pid, id) = (w.next()?, w.next()?, w.next()?, w.next()?);
         (id == want).then(|| pid.parse().ok()).flatten()
     })
+}
+
+impl Gate {
+    /// Takes the pin directory's lock (waiting as [`set_lock_wait`] says)
+    /// and returns this handle holding it: writers called through it do
+    /// not take it again. Hold it only around kernel work, never while
+    /// writing output. Fails with [`GateError::Removed`] when the gate was
+    /// purged (or replaced) while this process waited.
+    pub fn lock(&mut self) -> Result<Locked<'_>> {
+        let file = lock_dir(&self.pin_dir)?;
+        self.check_current()?;
+        Ok(Locked::adopt(self, file))
+    }
+
+    /// The lock for one write: `None` when this handle holds it already.
+    pub(super) fn hold(&self) -> Result<Option<File>> {
+        if self.locked {
+            return Ok(None);
+        }
+        let file = lock_dir(&self.pin_dir)?;
+        self.check_current()?;
+        Ok(Some(file))
+    }
+
+    /// The pins are still the maps this handle opened: nobody purged or
+    /// re-created the gate meanwhile (a write would go to orphaned maps).
+    fn check_current(&self) -> Result<()> {
+        let ours = self.active.map().info().ok().map(|i| i.id());
+        let pinned = MapInfo::from_pin(self.pin_dir.join(maps::ACTIVE))
+            .ok()
+            .map(|i| i.id());
+        if ours.is_some() && ours == pinned {
+            Ok(())
+        } else {
+            Err(GateError::Removed(self.pin_dir.clone()))
+        }
+    }
+}
+
+/// A gate handle holding the pin directory's lock; the lock is released
+/// when it is dropped. Derefs to the [`Gate`].
+pub struct Locked<'g> {
+    gate: &'g mut Gate,
+    _file: File,
+}
+
+impl<'g> Locked<'g> {
+    pub(super) fn adopt(gate: &'g mut Gate, file: File) -> Locked<'g> {
+        gate.locked = true;
+        Locked { gate, _file: file }
+    }
+
+    /// Removes the gate (links first, which detaches it everywhere), still
+    /// under this lock; the handle is of no use afterwards.
+    pub fn purge(self) -> Result<PurgeReport> {
+        pins::purge_locked(&self.gate.pin_dir)
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        self.gate
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Gate {
+        self.gate
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.gate.locked = false;
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod compiled;
 mod error;
 pub mod inspect;
+mod layout;
 pub mod lock;
 mod lookup;
 pub mod pins;
@@ -19,24 +20,22 @@ pub mod sys;
 pub mod upgrade;
 
 pub use error::{Causes, GateError};
-pub use lock::{set_lock_wait, LockHolder, LockWait, Waiting};
+pub use lock::{set_lock_wait, LockHolder, LockWait, Locked, Waiting};
 pub use pins::{purge, purge_if_unattached, PurgeReport};
 pub use settings::{Settings, SettingsUpdate};
 pub use upgrade::{UpgradeError, Upgraded};
 
-use std::{
-    fs::File,
-    path::{Path, PathBuf},
-};
+use layout::check_layout;
+
+use std::path::{Path, PathBuf};
 
 use aya::{
-    maps::{lpm_trie::LpmTrie, Array, HashMap, IterableMap, Map, MapData, MapInfo, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, Map, MapData, PerCpuArray},
     programs::Xdp,
     EbpfLoader,
 };
 use aya_obj::programs::XdpAttachType;
 use gate_common::{lookup::LookupHeader, maps, Entry, GateConfig, Ipv6Bytes, Label, Meta};
-use ipnet::Ipv6Net;
 
 /// Where the gate pins its state unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wotgate";
@@ -199,108 +198,6 @@ impl Gate {
         Ok(Xdp::from_pin(&path, XdpAttachType::Interface)?)
     }
 
-    fn active_word(&self) -> Result<u32> {
-        self.active.get(&0, 0).map_err(read_err(maps::ACTIVE))
-    }
-
-    /// The settings slot in force (0 or 1).
-    fn settings_slot(&self) -> Result<usize> {
-        Ok(usize::from(
-            self.active_word()? & gate_common::ACTIVE_SETTINGS != 0,
-        ))
-    }
-
-    fn raw_config(&self) -> Result<GateConfig> {
-        let slot = self.settings_slot()? as u32;
-        self.config.get(&slot, 0).map_err(read_err(maps::CONFIG))
-    }
-
-    /// The gate-wide settings currently in force, read from one slot (read
-    /// again if a writer flipped the slot meanwhile).
-    pub fn settings(&self) -> Result<Settings> {
-        let mut slot = self.settings_slot()?;
-        for _ in 0..8 {
-            let s = self.read_settings(slot)?;
-            let now = self.settings_slot()?;
-            if now == slot {
-                return Ok(s);
-            }
-            slot = now;
-        }
-        // Still flipping: take the lock and read once more.
-        let _guard = self.hold()?;
-        self.read_settings(self.settings_slot()?)
-    }
-
-    fn read_settings(&self, slot: usize) -> Result<Settings> {
-        let c = self
-            .config
-            .get(&(slot as u32), 0)
-            .map_err(read_err(maps::CONFIG))?;
-        let n = (c.nports as usize).min(gate_common::MAX_PORTS);
-        let mut protect: Vec<Ipv6Net> = self.protect[slot]
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter_map(|k| Ipv6Net::new(k.data().into(), k.prefix_len() as u8).ok())
-            .collect();
-        protect.sort();
-        Ok(Settings {
-            ports: c.ports[..n].to_vec(),
-            observe: c.flags & gate_common::FLAG_OBSERVE != 0,
-            protect,
-        })
-    }
-
-    /// Replaces the gate-wide settings atomically: the inactive settings
-    /// slot (its protected-destination trie, then its configuration) is
-    /// written whole, then the slot bit of the selector flips in one store,
-    /// so the datapath sees the old settings or the new ones, never a mix.
-    /// A writer killed before the flip leaves the settings in force as they
-    /// were; the next one rewrites the inactive slot from scratch.
-    pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
-        s.validate()?;
-        let _guard = self.hold()?;
-        let word = self.active_word()?;
-        let next = usize::from(word & gate_common::ACTIVE_SETTINGS == 0);
-        let upd = update_err(maps::PROTECT[next]);
-        let old: Vec<_> = self.protect[next].keys().filter_map(|k| k.ok()).collect();
-        let wanted: Vec<_> = s
-            .protect
-            .iter()
-            .map(|n| aya::maps::lpm_trie::Key::new(n.prefix_len() as u32, n.network().octets()))
-            .collect();
-        for k in old {
-            let keep = wanted
-                .iter()
-                .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data());
-            if !keep {
-                self.protect[next].remove(&k).map_err(upd)?;
-            }
-        }
-        for k in &wanted {
-            self.protect[next].insert(k, 1, 0).map_err(upd)?;
-        }
-        let mut cfg = GateConfig {
-            nports: s.ports.len() as u32,
-            ..Default::default()
-        };
-        cfg.ports[..s.ports.len()].copy_from_slice(&s.ports);
-        if s.observe {
-            cfg.flags |= gate_common::FLAG_OBSERVE;
-        }
-        if !s.protect.is_empty() {
-            cfg.flags |= gate_common::FLAG_PROTECT_DST;
-        }
-        self.config
-            .set(next as u32, cfg, 0)
-            .map_err(update_err(maps::CONFIG))?;
-        swap::step_settings();
-        self.active
-            .set(0, word ^ gate_common::ACTIVE_SETTINGS, 0)
-            .map_err(update_err(maps::ACTIVE))?;
-        Ok(())
-    }
-
     /// Per-reason totals summed over CPUs.
     pub fn counters(&self) -> Result<Vec<(gate_common::Reason, u64)>> {
         gate_common::Reason::ALL
@@ -314,148 +211,6 @@ impl Gate {
             })
             .collect()
     }
-}
-
-impl Gate {
-    /// Takes the pin directory's lock (waiting as [`set_lock_wait`] says)
-    /// and returns this handle holding it: writers called through it do
-    /// not take it again. Hold it only around kernel work, never while
-    /// writing output. Fails with [`GateError::Removed`] when the gate was
-    /// purged (or replaced) while this process waited.
-    pub fn lock(&mut self) -> Result<Locked<'_>> {
-        let file = lock::lock_dir(&self.pin_dir)?;
-        self.check_current()?;
-        Ok(Locked::adopt(self, file))
-    }
-
-    /// The lock for one write: `None` when this handle holds it already.
-    fn hold(&self) -> Result<Option<File>> {
-        if self.locked {
-            return Ok(None);
-        }
-        let file = lock::lock_dir(&self.pin_dir)?;
-        self.check_current()?;
-        Ok(Some(file))
-    }
-
-    /// The pins are still the maps this handle opened: nobody purged or
-    /// re-created the gate meanwhile (a write would go to orphaned maps).
-    fn check_current(&self) -> Result<()> {
-        let ours = self.active.map().info().ok().map(|i| i.id());
-        let pinned = MapInfo::from_pin(self.pin_dir.join(maps::ACTIVE))
-            .ok()
-            .map(|i| i.id());
-        if ours.is_some() && ours == pinned {
-            Ok(())
-        } else {
-            Err(GateError::Removed(self.pin_dir.clone()))
-        }
-    }
-}
-
-/// A gate handle holding the pin directory's lock; the lock is released
-/// when it is dropped. Derefs to the [`Gate`].
-pub struct Locked<'g> {
-    gate: &'g mut Gate,
-    _file: File,
-}
-
-impl<'g> Locked<'g> {
-    fn adopt(gate: &'g mut Gate, file: File) -> Locked<'g> {
-        gate.locked = true;
-        Locked { gate, _file: file }
-    }
-
-    /// Removes the gate (links first, which detaches it everywhere), still
-    /// under this lock; the handle is of no use afterwards.
-    pub fn purge(self) -> Result<PurgeReport> {
-        pins::purge_locked(&self.gate.pin_dir)
-    }
-}
-
-impl std::ops::Deref for Locked<'_> {
-    type Target = Gate;
-    fn deref(&self) -> &Gate {
-        self.gate
-    }
-}
-
-impl std::ops::DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut Gate {
-        self.gate
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.gate.locked = false;
-    }
-}
-
-/// Refuses pins whose metadata record is not this version's: a gate pinned
-/// by an older wotgate keeps its old layout until it is purged.
-fn check_layout(pin_dir: &Path) -> Result<()> {
-    let info = |name: &'static str| {
-        let path = pin_dir.join(name);
-        MapInfo::from_pin(&path).map_err(|cause| GateError::Map { name, path, cause })
-    };
-    let wanted = std::mem::size_of::<Meta>() as u32;
-    let found = info(maps::META)?.value_size();
-    if found != wanted {
-        return Err(GateError::PinLayout {
-            dir: pin_dir.to_path_buf(),
-            map: maps::META,
-            found: format!("{found}-byte records"),
-            wanted: format!("{wanted}-byte records"),
-        });
-    }
-    // Before the compiled lookup, there was no WG_LOOKUP (nor its arrays).
-    if !pin_dir.join(maps::LOOKUP).exists() {
-        return Err(GateError::PinLayout {
-            dir: pin_dir.to_path_buf(),
-            map: maps::LOOKUP,
-            found: "nothing (it is not pinned: the gate predates the compiled lookup)".into(),
-            wanted: format!(
-                "{} and its arrays {}/{}/{}/{}_0 and _1",
-                maps::LOOKUP,
-                maps::BUCKETS[0].trim_end_matches("_0"),
-                maps::LISTS[0].trim_end_matches("_0"),
-                maps::NODES[0].trim_end_matches("_0"),
-                maps::LEAVES[0].trim_end_matches("_0")
-            ),
-        });
-    }
-    // Before the records, each half's LPM trie held its whole set.
-    if !pin_dir.join(maps::RECORD[0]).exists() || !pin_dir.join(maps::RECORD[1]).exists() {
-        return Err(GateError::PinLayout {
-            dir: pin_dir.to_path_buf(),
-            map: maps::RECORD[0],
-            found: "nothing (it is not pinned: the gate keeps its set in the LPM tries)".into(),
-            wanted: format!("{} and {}", maps::RECORD[0], maps::RECORD[1]),
-        });
-    }
-    // Trie nodes grew by their per-word counts (one popcount a level).
-    let wanted = std::mem::size_of::<gate_common::lookup::Node>() as u32;
-    let found = info(maps::NODES[0])?.value_size();
-    if found != wanted {
-        return Err(GateError::PinLayout {
-            dir: pin_dir.to_path_buf(),
-            map: maps::NODES[0],
-            found: format!("{found}-byte trie nodes"),
-            wanted: format!("{wanted}-byte trie nodes"),
-        });
-    }
-    // Before the settings had two slots, WG_CONFIG had one element.
-    let found = info(maps::CONFIG)?.max_entries();
-    if found != gate_common::CONFIG_SLOTS {
-        return Err(GateError::PinLayout {
-            dir: pin_dir.to_path_buf(),
-            map: maps::CONFIG,
-            found: format!("{found} settings slot(s)"),
-            wanted: format!("{}", gate_common::CONFIG_SLOTS),
-        });
-    }
-    Ok(())
 }
 
 fn open_map<T>(pin_dir: &Path, name: &'static str) -> Result<T>

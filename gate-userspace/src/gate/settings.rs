@@ -1,10 +1,10 @@
 //! The gate-wide settings (protected ports, observe or enforce, protected
 //! destinations): validation, updates that change only what they name, diffs.
 
-use gate_common::{DEFAULT_PORT, MAX_PORTS};
+use gate_common::{maps, GateConfig, DEFAULT_PORT, MAX_PORTS};
 use ipnet::Ipv6Net;
 
-use super::{GateError, Result};
+use super::{read_err, swap, update_err, Gate, GateError, Result};
 use crate::model::prefixes::{PrefixSet, Verdict};
 
 /// Gate-wide settings shared by every attached interface.
@@ -124,6 +124,111 @@ fn protect_str(protect: &[Ipv6Net]) -> String {
     }
     let p: Vec<String> = protect.iter().map(Ipv6Net::to_string).collect();
     p.join(",")
+}
+
+/// Reading and replacing the settings in force (two slots, one selector bit).
+impl Gate {
+    fn active_word(&self) -> Result<u32> {
+        self.active.get(&0, 0).map_err(read_err(maps::ACTIVE))
+    }
+
+    /// The settings slot in force (0 or 1).
+    fn settings_slot(&self) -> Result<usize> {
+        Ok(usize::from(
+            self.active_word()? & gate_common::ACTIVE_SETTINGS != 0,
+        ))
+    }
+
+    pub(super) fn raw_config(&self) -> Result<GateConfig> {
+        let slot = self.settings_slot()? as u32;
+        self.config.get(&slot, 0).map_err(read_err(maps::CONFIG))
+    }
+
+    /// The gate-wide settings currently in force, read from one slot (read
+    /// again if a writer flipped the slot meanwhile).
+    pub fn settings(&self) -> Result<Settings> {
+        let mut slot = self.settings_slot()?;
+        for _ in 0..8 {
+            let s = self.read_settings(slot)?;
+            let now = self.settings_slot()?;
+            if now == slot {
+                return Ok(s);
+            }
+            slot = now;
+        }
+        // Still flipping: take the lock and read once more.
+        let _guard = self.hold()?;
+        self.read_settings(self.settings_slot()?)
+    }
+
+    fn read_settings(&self, slot: usize) -> Result<Settings> {
+        let c = self
+            .config
+            .get(&(slot as u32), 0)
+            .map_err(read_err(maps::CONFIG))?;
+        let n = (c.nports as usize).min(gate_common::MAX_PORTS);
+        let mut protect: Vec<Ipv6Net> = self.protect[slot]
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| Ipv6Net::new(k.data().into(), k.prefix_len() as u8).ok())
+            .collect();
+        protect.sort();
+        Ok(Settings {
+            ports: c.ports[..n].to_vec(),
+            observe: c.flags & gate_common::FLAG_OBSERVE != 0,
+            protect,
+        })
+    }
+
+    /// Replaces the gate-wide settings atomically: the inactive settings
+    /// slot (its protected-destination trie, then its configuration) is
+    /// written whole, then the slot bit of the selector flips in one store,
+    /// so the datapath sees the old settings or the new ones, never a mix.
+    /// A writer killed before the flip leaves the settings in force as they
+    /// were; the next one rewrites the inactive slot from scratch.
+    pub fn set_settings(&mut self, s: &Settings) -> Result<()> {
+        s.validate()?;
+        let _guard = self.hold()?;
+        let word = self.active_word()?;
+        let next = usize::from(word & gate_common::ACTIVE_SETTINGS == 0);
+        let upd = update_err(maps::PROTECT[next]);
+        let old: Vec<_> = self.protect[next].keys().filter_map(|k| k.ok()).collect();
+        let wanted: Vec<_> = s
+            .protect
+            .iter()
+            .map(|n| aya::maps::lpm_trie::Key::new(n.prefix_len() as u32, n.network().octets()))
+            .collect();
+        for k in old {
+            let keep = wanted
+                .iter()
+                .any(|w| w.prefix_len() == k.prefix_len() && w.data() == k.data());
+            if !keep {
+                self.protect[next].remove(&k).map_err(upd)?;
+            }
+        }
+        for k in &wanted {
+            self.protect[next].insert(k, 1, 0).map_err(upd)?;
+        }
+        let mut cfg = GateConfig {
+            nports: s.ports.len() as u32,
+            ..Default::default()
+        };
+        cfg.ports[..s.ports.len()].copy_from_slice(&s.ports);
+        if s.observe {
+            cfg.flags |= gate_common::FLAG_OBSERVE;
+        }
+        if !s.protect.is_empty() {
+            cfg.flags |= gate_common::FLAG_PROTECT_DST;
+        }
+        self.config
+            .set(next as u32, cfg, 0)
+            .map_err(update_err(maps::CONFIG))?;
+        swap::step_settings();
+        self.active
+            .set(0, word ^ gate_common::ACTIVE_SETTINGS, 0)
+            .map_err(update_err(maps::ACTIVE))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
