@@ -11,30 +11,32 @@
 
 pub mod digest;
 pub mod instance;
+mod lifecycle;
 pub mod metrics;
 pub mod refresh;
+mod runtime;
 pub mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use sequoia_openpgp::policy::StandardPolicy;
 use tracing::{error, info, warn};
 
 use crate::apply::{ApplyError, LoadGuard};
-use crate::gate::compile::Capacity;
 use crate::gate::{Gate, GateError, Settings};
-use crate::model::config::{Config, ConfigError, StartupPolicy};
+use crate::model::config::{Config, ConfigError};
 use crate::model::prefixes::{PrefixSet, Verdict};
 use crate::model::time::{format_time, to_timestamp};
 use crate::wot::TrustEngine;
 
 use digest::digest;
 use instance::{InstanceError, InstanceLock};
-use metrics::{LastRefresh, Metrics, Snapshot};
+use metrics::{LastRefresh, Metrics};
 use refresh::BuildError;
 use state::{DaemonStatus, LoadedRecord, RefreshRecord};
+
+pub use runtime::run;
 
 /// Why the daemon could not start (nothing was detached or cleared).
 #[derive(Debug, thiserror::Error)]
@@ -105,138 +107,6 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Takes the instance lock, adopts or creates the gate, enforces the
-    /// last good plan when the gate is new, attaches to the interfaces.
-    pub fn start(config_path: &Path) -> Result<Daemon, StartError> {
-        let cfg = Config::load(config_path)?;
-        if cfg.gate.interfaces.is_empty() {
-            return Err(StartError::NoInterfaces(config_path.display().to_string()));
-        }
-        let lock = InstanceLock::acquire(&cfg.gate.pin_directory)?;
-        let state_dir = cfg.state_directory.clone();
-        std::fs::create_dir_all(&state_dir).map_err(|error| StartError::State {
-            dir: state_dir.clone(),
-            error,
-        })?;
-        let pin = cfg.gate.pin_directory.clone();
-        let mut status = DaemonStatus {
-            pid: std::process::id(),
-            config: config_path.display().to_string(),
-            started_at: now_secs(),
-            ..Default::default()
-        };
-        let (gate, had_plan) = match Gate::open(&pin) {
-            Ok(mut gate) => {
-                // A writer killed in the middle of an update left the other
-                // trie half written: bring it back to the active set now
-                // (the datapath never read it), not at the first load.
-                match gate.repair() {
-                    Ok(true) => {
-                        warn!(pin_dir = %pin.display(), "an interrupted update of the trusted set was repaired: both tries hold the active set again")
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        warn!(error = %e, "repairing an interrupted update of the trusted set; the next load tries again")
-                    }
-                }
-                // A new wotgate adopting an older gate: its program is
-                // replaced in place (atomic, maps kept), or kept running
-                // when this build cannot use the pinned maps.
-                match gate.upgrade(true) {
-                    Ok(u) if u.unchanged => {}
-                    Ok(u) => {
-                        info!(old_program = ?u.old_program, new_program = ?u.new_program, links = ?u.links, "the gate's program was replaced by this build's in place (maps kept, no detach)")
-                    }
-                    Err(e) => {
-                        error!(error = %e, "the gate's program could not be upgraded; the old one keeps running")
-                    }
-                }
-                let set = gate.active_set()?;
-                let st = gate.status()?;
-                info!(pin_dir = %pin.display(), generation = st.generation, entries = set.len(), digest = %digest(&set), mode = st.mode,
-                    "adopting the pinned gate as it is (no detach, no gap)");
-                status.start = "adopted".into();
-                status.loaded = DaemonStatus::load(&state_dir).and_then(|s| s.loaded);
-                (gate, !set.is_empty())
-            }
-            Err(GateError::NotPinned(_)) => {
-                let last = state::load_plan(&state_dir);
-                // The compiled lookup's arrays are sized when the gate is
-                // created: for twice the last good plan, at least the default.
-                let capacity = match &last {
-                    Ok(Some((set, _))) => {
-                        Capacity::for_set(set, 1.0).at_least(&Capacity::default())
-                    }
-                    _ => Capacity::default(),
-                };
-                let mut gate = Gate::create_with(&pin, &capacity)?;
-                status.start = "created".into();
-                let had = match last {
-                    Ok(Some((set, d))) => {
-                        let r = gate.load_set(&set)?;
-                        info!(pin_dir = %pin.display(), generation = r.generation, entries = r.entries, digest = %d,
-                            "no gate was pinned (after a reboot?): enforcing the last good plan from the state directory at once");
-                        status.loaded = Some(LoadedRecord {
-                            at: now_secs(),
-                            generation: r.generation,
-                            entries: r.entries,
-                            digest: d,
-                            from: "last-good-plan".into(),
-                        });
-                        true
-                    }
-                    found => {
-                        if let Err(e) = found {
-                            warn!(error = %e, "ignoring the last good plan");
-                        }
-                        load_static_only(&mut gate, &cfg, &mut status);
-                        false
-                    }
-                };
-                (gate, had)
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let waiting = !had_plan && cfg.daemon.startup == StartupPolicy::Observe;
-        if !had_plan {
-            info!(startup = ?cfg.daemon.startup, "no usable plan yet: following the start-up policy");
-        }
-        status.observing_until_first_plan = waiting;
-        let metrics = Metrics::new(
-            pin.clone(),
-            Snapshot::new(cfg.daemon.max_plan_age, status.started_at),
-        );
-        let engine = TrustEngine::new(Arc::new(StandardPolicy::new()), refresh::load_cache(&cfg));
-        let mut d = Daemon {
-            metrics,
-            next: (SystemTime::now(), Trigger::Start),
-            cfg,
-            config_path: config_path.to_path_buf(),
-            gate,
-            _lock: lock,
-            status,
-            waiting_for_first_plan: waiting,
-            next_expiry: None,
-            policy: None,
-            engine,
-        };
-        d.apply_settings()?;
-        for iface in d.cfg.gate.interfaces.clone() {
-            match d.gate.attach(&iface, d.cfg.gate.xdp_mode) {
-                Ok(a) => {
-                    info!(iface = %a.iface, xdp_mode = %a.mode, link_id = ?a.link_id, "attached")
-                }
-                Err(e @ GateError::AlreadyAttached { .. }) => {
-                    warn!(iface = %iface, error = %e, "left as it is")
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        d.save_status();
-        d.update_metrics(|_| {});
-        Ok(d)
-    }
-
     /// The snapshot the metrics endpoint serves.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -527,171 +397,8 @@ impl Daemon {
             warn!(error = %e, file = %self.cfg.state_directory.join(state::STATUS_FILE).display(), "could not write the status file");
         }
     }
-
-    /// Stops: the gate keeps enforcing (pins stay) unless `detach_on_stop`.
-    pub fn stop(mut self) {
-        if self.cfg.gate.detach_on_stop {
-            for iface in &self.cfg.gate.interfaces {
-                match self.gate.detach(iface) {
-                    Ok(_) => info!(iface = %iface, "detached (gate.detach_on_stop)"),
-                    Err(e) => error!(iface = %iface, error = %e, "could not detach"),
-                }
-            }
-        } else {
-            info!("stopping; the gate keeps enforcing the loaded set");
-        }
-        self.status.stopped_at = Some(now_secs());
-        self.save_status();
-    }
-}
-
-/// Tells systemd (when it started us with NOTIFY_SOCKET); a failure is logged.
-fn notify(state: &[sd_notify::NotifyState]) {
-    if let Err(e) = sd_notify::notify(state) {
-        warn!(error = %e, "could not notify systemd");
-    }
-}
-
-impl Daemon {
-    /// One line for `systemctl status`: the last refresh and the loaded plan.
-    fn notify_status(&self) {
-        let r = self.status.last_refresh.as_ref();
-        let l = self.status.loaded.as_ref();
-        let text = format!(
-            "last refresh {}; generation {}, {} entries, {}",
-            r.map_or("none", |r| r.outcome.as_str()),
-            l.map_or(0, |l| l.generation),
-            l.map_or(0, |l| l.entries),
-            l.map_or("no plan", |l| l.digest.as_str())
-        );
-        notify(&[sd_notify::NotifyState::Status(&text)]);
-    }
 }
 
 fn trusts_somebody(set: &PrefixSet) -> bool {
     set.iter().any(|e| e.verdict == Verdict::Allow)
-}
-
-/// A new gate with no last good plan: load the static overrides alone, if any.
-fn load_static_only(gate: &mut Gate, cfg: &Config, status: &mut DaemonStatus) {
-    let Some(path) = &cfg.gate.static_prefixes else {
-        return;
-    };
-    match PrefixSet::load(path) {
-        Ok(set) if !set.is_empty() => match gate.load_set(&set) {
-            Ok(r) => {
-                info!(entries = r.entries, "static overrides loaded");
-                status.loaded = Some(LoadedRecord {
-                    at: now_secs(),
-                    generation: r.generation,
-                    entries: r.entries,
-                    digest: digest(&set),
-                    from: "static-overrides".into(),
-                });
-            }
-            Err(e) => error!(error = %e, "could not load the static overrides"),
-        },
-        Ok(_) => {}
-        Err(e) => error!(error = %e, "could not read the static overrides"),
-    }
-}
-
-/// Runs the daemon until SIGTERM or SIGINT. Signal handlers are in place
-/// before anything else, so an early SIGHUP never kills it.
-pub fn run(config_path: &Path) -> Result<(), StartError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
-    rt.block_on(run_async(config_path.to_path_buf()))
-}
-
-async fn run_async(config_path: PathBuf) -> Result<(), StartError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let sig = |k| signal(k).map_err(StartError::Runtime);
-    let mut hup = sig(SignalKind::hangup())?;
-    let mut term = sig(SignalKind::terminate())?;
-    let mut int = sig(SignalKind::interrupt())?;
-    let blocking = |f: Box<dyn FnOnce() -> Daemon + Send>| async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StartError::Runtime(std::io::Error::other(e)))
-    };
-    let path = config_path.clone();
-    let d = tokio::task::spawn_blocking(move || Daemon::start(&path))
-        .await
-        .map_err(|e| StartError::Runtime(std::io::Error::other(e)))??;
-    // Up before the first refresh: /healthz answers and /ready says why not yet.
-    if let Some(addr) = d.cfg.metrics_listen {
-        if let Err(e) = metrics::serve(addr, d.metrics()).await {
-            error!(listen = %addr, error = %e, "metrics endpoint: cannot listen; the gate runs without it");
-        }
-    }
-    let mut d = d;
-    // The policy server answers from the start (deferring until the first
-    // plan is loaded); it shares the process and each loaded plan.
-    let policy = match d.cfg.policy.enabled {
-        true => match crate::policy::serve(&d.cfg.policy).await {
-            Ok((cell, running)) => {
-                d.policy = Some(cell);
-                d.metrics.set_policy(running.counters());
-                Some(running)
-            }
-            Err(e) => {
-                error!(error = %e, "policy server: cannot listen; the gate runs without it (Postfix applies its default_action)");
-                None
-            }
-        },
-        false => None,
-    };
-    let mut d = blocking(Box::new(move || {
-        let mut d = d;
-        d.refresh(Trigger::Start);
-        d
-    }))
-    .await?;
-    // Readiness: the gate enforces a plan now (adopted, the last good one,
-    // or the first refresh's); whether that refresh worked is in STATUS=.
-    notify(&[sd_notify::NotifyState::Ready]);
-    d.notify_status();
-    info!(pid = std::process::id(), "ready");
-    if let Some(period) = sd_notify::watchdog_enabled() {
-        // Pings from their own task, so a long refresh is not taken for a hang.
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period / 2);
-            loop {
-                tick.tick().await;
-                notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
-    loop {
-        let wait = d
-            .next
-            .0
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        let trigger = tokio::select! {
-            _ = tokio::time::sleep(wait) => d.next.1,
-            _ = hup.recv() => Trigger::Sighup,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
-        d = blocking(Box::new(move || {
-            let mut d = d;
-            d.refresh(trigger);
-            d
-        }))
-        .await?;
-        d.notify_status();
-    }
-    notify(&[sd_notify::NotifyState::Stopping]);
-    if let Some(p) = policy {
-        p.stop();
-    }
-    tokio::task::spawn_blocking(move || d.stop())
-        .await
-        .map_err(|e| StartError::Runtime(std::io::Error::other(e)))?;
-    Ok(())
 }
