@@ -4,7 +4,7 @@
 //! # Design
 //!
 //! OpenPGP is parsed and verified once, at the edge, with sequoia-openpgp
-//! (`keyring.rs` loads and merges certificates, `edges.rs` turns third-party
+//! (`keyring/` loads and merges certificates, `edges/` turns third-party
 //! certifications into verified edges under explicit rules). Trust is then a
 //! bounded breadth-first search over those edges (`search.rs`). sequoia-wot is
 //! not used: measured on debian-keyring (`docs/wot.md`) it
@@ -66,9 +66,9 @@
 //!
 //! The keyring keeps third-party certifications compact (their packet
 //! bytes), certificates stripped of them, and only counts certifications
-//! whose issuer it does not hold (`keyring.rs`). A certification is
+//! whose issuer it does not hold (`keyring/`). A certification is
 //! verified only when a search follows its issuer or a report explains its
-//! target (`edges.rs`): the daemon's computation ([`evaluate_lazy`])
+//! target (`edges/`): the daemon's computation ([`evaluate_lazy`])
 //! verifies the certifications made by the keys its search reaches as
 //! introducers, and explains (verifying what that needs) only the keys it
 //! is asked about; [`evaluate_cached`] explains every key. Both give the

@@ -2,7 +2,7 @@
 //! packets alone, so the load drops certifications by issuers in no input as it parses.
 //!
 //! A certification whose issuer is in no keyring is only counted (see
-//! `keyring.rs`), but until every input was read it was kept whole (on
+//! `keyring/`), but until every input was read it was kept whole (on
 //! Debian's keyring half of the 42,000 third-party signatures, 11 MB of
 //! packet bytes held at the peak). A scan first reads every input's packet
 //! headers, skipping the bodies, and parses only primary key packets: a
