@@ -9,6 +9,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use super::*;
 use crate::gate::compiled::{Live, Patch};
 use crate::model::prefixes::PrefixEntry;
+use gate_common::lookup as lk;
 
 /// What the datapath answers for `addr` with copy `c` (a miss goes to the
 /// LPM trie, which then can only match a prefix shorter than /32).

@@ -4,114 +4,19 @@
 use std::collections::HashMap;
 
 use gate_common::lookup::{
-    self as lk, Bucket, ListEntry, LookupHeader, Node, Store, BUCKET_SLOTS, HDR_SHORT, HDR_VALID,
-    LEAVES_PER_WORD, LIST_DEFAULT_SHIFT, LIST_INDEX_MASK, LIST_LEN_SHIFT, LIST_MAX, LV_ALLOW,
-    LV_DENY, LV_NONE, TAG_LIST, TAG_SHIFT, TAG_TRIE, TAG_VERDICT, TRIE_INDEX_MASK,
+    Bucket, ListEntry, LookupHeader, Node, Store, HDR_SHORT, HDR_VALID, LEAVES_PER_WORD,
+    LIST_DEFAULT_SHIFT, LIST_INDEX_MASK, LIST_LEN_SHIFT, LIST_MAX, LV_ALLOW, LV_DENY, LV_NONE,
+    TAG_LIST, TAG_SHIFT, TAG_TRIE, TAG_VERDICT, TRIE_INDEX_MASK,
 };
 
 use crate::model::prefixes::{PrefixSet, Verdict};
 
-/// Elements of each array of one compiled copy, as pinned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Capacity {
-    pub buckets: u32,
-    pub lists: u32,
-    pub nodes: u32,
-    pub leaf_words: u32,
-    /// Slots of each half's record (see `gate_common::record`).
-    pub record: u32,
-}
+mod capacity;
+mod cuckoo;
 
-impl Default for Capacity {
-    /// The object's sizes (about 3.4 MB a copy).
-    fn default() -> Capacity {
-        Capacity {
-            buckets: lk::DEFAULT_BUCKETS,
-            lists: lk::DEFAULT_LISTS,
-            nodes: lk::DEFAULT_NODES,
-            leaf_words: lk::DEFAULT_LEAF_WORDS,
-            record: gate_common::record::DEFAULT_RECORD_SLOTS,
-        }
-    }
-}
-
-impl Capacity {
-    /// Room for `n` prefixes, each in a /32 of its own (buckets at most
-    /// 75% full) or in lists, with trie nodes for a quarter of them.
-    pub fn for_prefixes(n: usize) -> Capacity {
-        let n = n.max(1024) as u64;
-        let clamp = |v: u64| v.min(u64::from(LIST_INDEX_MASK)) as u32;
-        Capacity {
-            buckets: clamp((n * 4 / 3 / BUCKET_SLOTS as u64).next_power_of_two()),
-            lists: clamp(n),
-            nodes: clamp(n / 4),
-            leaf_words: clamp(n / 4),
-            record: record_slots(n),
-        }
-    }
-
-    /// Room for `set` compiled, and `headroom` times as much again (0.25:
-    /// a quarter more).
-    pub fn for_set(set: &PrefixSet, headroom: f64) -> Capacity {
-        let unbounded = Capacity {
-            buckets: 1 << 30,
-            lists: LIST_INDEX_MASK,
-            nodes: TRIE_INDEX_MASK,
-            leaf_words: u32::MAX,
-            record: u32::MAX,
-        };
-        let grow = |v: u32| {
-            ((f64::from(v) * (1.0 + headroom)) as u64).clamp(1024, u64::from(TRIE_INDEX_MASK))
-                as u32
-        };
-        match compile(set, &unbounded) {
-            Ok(c) => Capacity {
-                buckets: ((f64::from(c.header.groups) * (1.0 + headroom)) as u64 * 4
-                    / 3
-                    / BUCKET_SLOTS as u64)
-                    .max(1)
-                    .next_power_of_two() as u32,
-                lists: grow(c.header.lists).min(LIST_INDEX_MASK),
-                nodes: grow(c.header.nodes),
-                leaf_words: grow(c.header.leaf_words),
-                record: record_slots(((set.len() as f64) * (1.0 + headroom)) as u64),
-            },
-            Err(_) => Capacity::for_prefixes(set.len()),
-        }
-    }
-
-    /// Each array at least as large as in `other`.
-    pub fn at_least(&self, other: &Capacity) -> Capacity {
-        Capacity {
-            buckets: self.buckets.max(other.buckets),
-            lists: self.lists.max(other.lists),
-            nodes: self.nodes.max(other.nodes),
-            leaf_words: self.leaf_words.max(other.leaf_words),
-            record: self.record.max(other.record),
-        }
-    }
-
-    /// Kernel memory of one half's record, in bytes.
-    pub fn record_bytes(&self) -> u64 {
-        u64::from(self.record) * std::mem::size_of::<gate_common::record::RecordSlot>() as u64
-    }
-
-    /// Kernel memory of one copy, in bytes.
-    pub fn bytes(&self) -> u64 {
-        let size = |n: u32, bytes: usize| u64::from(n) * bytes as u64;
-        size(self.buckets, std::mem::size_of::<Bucket>())
-            + size(self.lists, std::mem::size_of::<ListEntry>())
-            + size(self.nodes, std::mem::size_of::<Node>())
-            + size(self.leaf_words, 8)
-    }
-}
-
-/// Record slots for `n` entries (at least 1,024, at most 3/4 full).
-fn record_slots(n: u64) -> u32 {
-    let den = gate_common::record::RECORD_LOAD_NUM;
-    let num = gate_common::record::RECORD_LOAD_DEN;
-    (n.max(1024) * num).div_ceil(den).min(u64::from(u32::MAX)) as u32
-}
+pub use capacity::Capacity;
+use cuckoo::cuckoo;
+pub(crate) use cuckoo::Table;
 
 /// Why a set was not compiled (the datapath then uses the LPM trie).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -295,7 +200,7 @@ pub(crate) fn compile_table(
     Ok((c, table, short))
 }
 
-fn full(what: &'static str, needed: u64, capacity: u32) -> CompileError {
+pub(super) fn full(what: &'static str, needed: u64, capacity: u32) -> CompileError {
     CompileError::Full {
         what,
         needed,
@@ -402,140 +307,6 @@ fn fill(
     }
 }
 
-/// The cuckoo table for `slots` (distinct keys): the smallest power of two
-/// of buckets, up to `capacity`, into which they all fit.
-fn cuckoo(slots: &[(u32, u32)], capacity: u32) -> Result<Table, CompileError> {
-    let max = if capacity.is_power_of_two() {
-        capacity
-    } else {
-        capacity.next_power_of_two() / 2
-    };
-    let mut n = ((slots.len() as u64 * 4 / 3 / BUCKET_SLOTS as u64).max(1))
-        .next_power_of_two()
-        .min(u64::from(max.max(1))) as u32;
-    loop {
-        let mut t = Table::new(n);
-        if slots.iter().all(|(k, v)| t.insert(*k, *v)) {
-            t.dirty.clear();
-            return Ok(t);
-        }
-        if n >= max {
-            return Err(full("cuckoo buckets", u64::from(n) * 2, capacity));
-        }
-        n *= 2;
-    }
-}
-
-/// A cuckoo table as user space builds and changes it (nobody reads this
-/// copy; the kernel's copies get the buckets it marks dirty).
-#[derive(Clone, Debug)]
-pub(crate) struct Table {
-    pub(crate) buckets: Vec<Bucket>,
-    rng: u64,
-    /// Buckets written since the last `take_dirty`.
-    dirty: Vec<u32>,
-}
-
-/// Evictions before an insert gives up (the table is then grown).
-const MAX_KICKS: usize = 500;
-
-impl Table {
-    pub(crate) fn new(n: u32) -> Table {
-        Table {
-            buckets: vec![Bucket::default(); n as usize],
-            rng: 0x9e37_79b9_7f4a_7c15,
-            dirty: Vec::new(),
-        }
-    }
-
-    /// The buckets written since the last call, each once, in order.
-    pub(crate) fn take_dirty(&mut self) -> Vec<u32> {
-        let mut d = std::mem::take(&mut self.dirty);
-        d.sort_unstable();
-        d.dedup();
-        d
-    }
-
-    pub(crate) fn contains(&self, key: u32) -> bool {
-        self.find(key).is_some()
-    }
-
-    fn find(&self, key: u32) -> Option<(usize, usize)> {
-        self.choices(key).into_iter().find_map(|c| {
-            let b = &self.buckets[c];
-            (0..BUCKET_SLOTS)
-                .find(|s| b.keys[*s] == key && b.values[*s] != 0)
-                .map(|s| (c, s))
-        })
-    }
-
-    /// Sets `key`'s value, in place when it is there; false when an insert
-    /// found no room.
-    pub(crate) fn set(&mut self, key: u32, value: u32) -> bool {
-        match self.find(key) {
-            Some((c, s)) => {
-                self.buckets[c].values[s] = value;
-                self.dirty.push(c as u32);
-                true
-            }
-            None => self.insert(key, value),
-        }
-    }
-
-    /// Removes `key`; false when it is not there.
-    pub(crate) fn remove(&mut self, key: u32) -> bool {
-        match self.find(key) {
-            Some((c, s)) => {
-                self.buckets[c].keys[s] = 0;
-                self.buckets[c].values[s] = 0;
-                self.dirty.push(c as u32);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn choices(&self, key: u32) -> [usize; 2] {
-        let mask = self.buckets.len() as u32 - 1;
-        let (a, b) = lk::bucket_hashes(key);
-        [(a & mask) as usize, (b & mask) as usize]
-    }
-
-    fn free_slot(&self, b: usize) -> Option<usize> {
-        self.buckets[b].values.iter().position(|v| *v == 0)
-    }
-
-    /// Puts `key` in one of its two buckets, moving others to their other
-    /// bucket to make room; false when that fails.
-    pub(crate) fn insert(&mut self, mut key: u32, mut value: u32) -> bool {
-        let mut b = self.choices(key)[0];
-        for _ in 0..MAX_KICKS {
-            for c in self.choices(key) {
-                if let Some(s) = self.free_slot(c) {
-                    self.buckets[c].keys[s] = key;
-                    self.buckets[c].values[s] = value;
-                    self.dirty.push(c as u32);
-                    return true;
-                }
-            }
-            // Evict a random slot of one of the two buckets.
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let s = (self.rng % BUCKET_SLOTS as u64) as usize;
-            let [c0, c1] = self.choices(key);
-            b = if b == c0 { c1 } else { c0 };
-            let (k, v) = (self.buckets[b].keys[s], self.buckets[b].values[s]);
-            self.buckets[b].keys[s] = key;
-            self.buckets[b].values[s] = value;
-            self.dirty.push(b as u32);
-            key = k;
-            value = v;
-        }
-        false
-    }
-}
-
 impl Store for Compiled {
     fn bucket(&self, i: u32) -> Option<&Bucket> {
         self.buckets.get(i as usize)
@@ -552,5 +323,4 @@ impl Store for Compiled {
 }
 
 #[cfg(test)]
-#[path = "compile_tests.rs"]
 mod tests;
