@@ -4,7 +4,7 @@
 //! Allow and deny entries answer as in the gate (the longest prefix wins,
 //! the operator's static denies remove allows inside them). Lookups are one
 //! probe per prefix length present under the address's /16 (see
-//! [`super::index`]), so a million prefixes cost no more than ten.
+//! `policy::index`), so a million prefixes cost no more than ten.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;

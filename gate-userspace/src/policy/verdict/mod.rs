@@ -190,7 +190,8 @@ pub enum Counted {
 pub struct Tally {
     pub stage: Stage,
     pub verdict: Counted,
-    /// For [`Counted::Fail`]: one of [`Checks::NAMES`].
+    /// For [`Counted::Fail`]: one of the check names (`Checks::NAMES`:
+    /// prefix, sender, helo, tls-key, tls-aead).
     pub failed: Option<&'static str>,
 }
 
